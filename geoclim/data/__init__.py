@@ -1,0 +1,1 @@
+"""The data path: raw files -> canonical Dataset -> windows -> batches -> predictions."""

@@ -1,0 +1,174 @@
+"""The canonical-Dataset contract and its check, :func:`validate`.
+
+A canonical dataset is an ``xr.Dataset`` with
+
+* ``time``: datetime64, strictly increasing, unique, with one regular step;
+* space: ``(latitude, longitude)`` for grids (latitude ascending), or ``station`` with 1-D
+  ``latitude`` / ``longitude`` coordinates for point networks;
+* data variables from the registry in :mod:`geoclim.data.variables`, float32, with CF
+  ``units`` (the canonical ones) and ``long_name``; static fields have no ``time`` dim;
+  ``<var>_imputed`` boolean masks travel beside the variable they describe. NaN marks missing.
+
+Every entry point calls :func:`validate`; its errors name what is wrong and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from geoclim.data import variables
+from geoclim.errors import SchemaError
+from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME, Layout
+
+
+def layout_of(ds: xr.Dataset) -> Layout:
+    """Return ``"grid"`` or ``"station"``; raise if the dataset has neither spatial layout."""
+    if STATION in ds.dims:
+        return "station"
+    if LATITUDE in ds.dims and LONGITUDE in ds.dims:
+        return "grid"
+    raise SchemaError(
+        f"dataset has dims {list(ds.dims)}; expected ({LATITUDE!r}, {LONGITUDE!r}) for a grid "
+        f"or {STATION!r} for a station network"
+    )
+
+
+def space_dims(ds: xr.Dataset) -> tuple[str, ...]:
+    """The spatial dims of ``ds`` in storage order."""
+    return (STATION,) if layout_of(ds) == "station" else (LATITUDE, LONGITUDE)
+
+
+def time_step(ds: xr.Dataset) -> np.timedelta64:
+    """The regular time step of ``ds`` (validated)."""
+    _check_time(ds)
+    return np.timedelta64(ds[TIME].values[1] - ds[TIME].values[0], "ns")
+
+
+def validate(
+    ds: xr.Dataset, required: Iterable[str] = (), *, source: str | None = None
+) -> xr.Dataset:
+    """Check ``ds`` against the canonical-Dataset contract and return it unchanged.
+
+    Args:
+        ds: the dataset to check.
+        required: variable names that must be present.
+        source: a file name or label to put in error messages.
+
+    Raises:
+        SchemaError: naming the variable, dim or coordinate at fault and what was expected.
+    """
+    where = f"{source}: " if source else ""
+    if not isinstance(ds, xr.Dataset):
+        raise SchemaError(f"{where}expected an xarray.Dataset, got {type(ds).__name__}")
+    try:
+        _check_time(ds)
+        _check_space(ds)
+        _check_variables(ds, required)
+    except SchemaError as err:
+        raise SchemaError(f"{where}{err}") from None
+    return ds
+
+
+def _check_time(ds: xr.Dataset) -> None:
+    if TIME not in ds.dims:
+        raise SchemaError(f"dataset has no {TIME!r} dim (dims are {list(ds.dims)})")
+    t = ds[TIME].values
+    if not np.issubdtype(t.dtype, np.datetime64):
+        raise SchemaError(f"coordinate {TIME!r} has dtype {t.dtype}; expected datetime64")
+    if t.size < 2:
+        raise SchemaError(f"coordinate {TIME!r} has {t.size} value(s); expected at least 2")
+    if np.isnat(t).any():
+        raise SchemaError(f"coordinate {TIME!r} contains NaT")
+    steps = np.diff(t)
+    if (steps <= np.timedelta64(0)).any():
+        i = int(np.argmax(steps <= np.timedelta64(0)))
+        raise SchemaError(
+            f"coordinate {TIME!r} is not strictly increasing and unique: "
+            f"{pd.Timestamp(t[i])} is followed by {pd.Timestamp(t[i + 1])}"
+        )
+    if (steps != steps[0]).any():
+        i = int(np.argmax(steps != steps[0]))
+        raise SchemaError(
+            f"coordinate {TIME!r} has an irregular step: {pd.Timedelta(steps[i])} after "
+            f"{pd.Timestamp(t[i])}, expected {pd.Timedelta(steps[0])} throughout "
+            "(reindex to a regular axis and mark the gaps with NaN)"
+        )
+
+
+def _check_coord_range(ds: xr.Dataset, name: str, lo: float, hi: float) -> None:
+    if name not in ds.coords:
+        raise SchemaError(f"coordinate {name!r} is missing")
+    values = np.asarray(ds[name].values, dtype=float)
+    if not np.isfinite(values).all() or (values < lo).any() or (values > hi).any():
+        raise SchemaError(f"coordinate {name!r} must be finite and within [{lo}, {hi}]")
+
+
+def _check_space(ds: xr.Dataset) -> None:
+    layout = layout_of(ds)
+    _check_coord_range(ds, LATITUDE, -90.0, 90.0)
+    _check_coord_range(ds, LONGITUDE, -180.0, 360.0)
+    if layout == "station":
+        for name in (LATITUDE, LONGITUDE):
+            if ds[name].dims != (STATION,):
+                raise SchemaError(
+                    f"coordinate {name!r} has dims {ds[name].dims}; expected ({STATION!r},)"
+                )
+        if pd.Index(ds[STATION].values).has_duplicates:
+            raise SchemaError(f"coordinate {STATION!r} has duplicate station ids")
+        return
+    for name in (LATITUDE, LONGITUDE):
+        if ds[name].dims != (name,):
+            raise SchemaError(f"coordinate {name!r} has dims {ds[name].dims}; expected ({name!r},)")
+        if ds.sizes[name] > 1 and not (np.diff(ds[name].values) > 0).all():
+            raise SchemaError(f"coordinate {name!r} must be strictly ascending")
+
+
+def _check_variables(ds: xr.Dataset, required: Iterable[str]) -> None:
+    missing = [name for name in required if name not in ds.data_vars]
+    if missing:
+        raise SchemaError(f"missing variable(s) {missing}; dataset has {sorted(ds.data_vars)}")
+    spatial = set(space_dims(ds))
+    for name, da in ds.data_vars.items():
+        name = str(name)
+        if variables.is_mask(name):
+            if da.dtype != bool:
+                raise SchemaError(f"mask {name!r} has dtype {da.dtype}; expected bool")
+            continue
+        var = variables.get(name)
+        dims = set(da.dims)
+        expected = spatial if var.kind in ("static", "ancillary") else spatial | {TIME}
+        if var.kind == "ancillary" and TIME in dims:
+            expected = expected | {TIME}
+        if dims != expected:
+            raise SchemaError(
+                f"variable {name!r} has dims {da.dims}; expected {sorted(expected)}"
+            )
+        if da.dtype != np.float32:
+            raise SchemaError(f"variable {name!r} has dtype {da.dtype}; expected float32")
+        if da.attrs.get("units") != var.units:
+            raise SchemaError(
+                f"variable {name!r} has units {da.attrs.get('units')!r}; expected {var.units!r}"
+            )
+        if not da.attrs.get("long_name"):
+            raise SchemaError(f"variable {name!r} has no 'long_name' attribute")
+
+
+def annotate(ds: xr.Dataset) -> xr.Dataset:
+    """Cast registered variables to float32 and set their CF ``units``/``long_name`` attrs.
+
+    Only use this on data already in canonical units (converters call it last).
+    """
+    out = ds.copy()
+    for name in out.data_vars:
+        if variables.is_mask(str(name)):
+            out[name] = out[name].astype(bool)
+            continue
+        var = variables.get(str(name))
+        da = out[name].astype(np.float32)
+        da.attrs.update(units=var.units, long_name=var.long_name)
+        out[name] = da
+    return out
