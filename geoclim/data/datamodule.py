@@ -1,0 +1,187 @@
+"""``GeoDataModule``: canonical Dataset -> imputed, normalised arrays -> windows -> batches.
+
+``setup`` runs the data path once: obtain and validate the dataset, cut the splits, fit the
+imputer and the normaliser on the train block only, hold the arrays once, and index the
+samples of each split. Point sampling (``window.patch: 1``, LSTM / TFT / trees) and spatial
+sampling (``patch: k`` tiles or ``null`` for the whole grid, CNN) share the one Batch layout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import numpy as np
+import xarray as xr
+
+from geoclim.data import calendar, schema, variables
+from geoclim.data.datasets import WindowDataset, batch_loader
+from geoclim.data.normalize import Normalizer
+from geoclim.data.task import SPLIT_NAMES, ForecastTask, TimeSplits, make_splits
+from geoclim.data.windows import SampleIndex, WindowArrays, WindowSpec, build_index
+from geoclim.errors import ConfigError
+from geoclim.types import STATION, TIME
+
+log = logging.getLogger(__name__)
+
+
+class GeoDataModule(L.LightningDataModule):
+    """Serves windows of a canonical dataset for one :class:`ForecastTask`.
+
+    Args:
+        source: the dataset, or a zero-argument callable returning it (Hydra partial).
+        task: the task, or its dict form.
+        window: ``stride``, ``patch``, ``patch_stride`` (input and lead steps come from task).
+        splits: ``fractions`` or ``boundaries`` for :func:`make_splits`.
+        batch_size: samples per batch.
+        num_workers: DataLoader workers.
+        imputer: fitted on train and applied before normalising (``None``: no imputation).
+        exclude_imputed_targets: imputed target values do not count in loss or index.
+        min_target_fraction: see :func:`build_index`.
+        log_transform: variables to log-transform (default: registry choice).
+        seed: shuffling seed.
+    """
+
+    def __init__(
+        self,
+        source: xr.Dataset | Callable[[], xr.Dataset],
+        task: ForecastTask | dict[str, Any],
+        window: dict[str, Any] | None = None,
+        splits: dict[str, Any] | None = None,
+        batch_size: int = 256,
+        num_workers: int = 0,
+        imputer: Any | None = None,
+        exclude_imputed_targets: bool = True,
+        min_target_fraction: float = 0.0,
+        log_transform: list[str] | None = None,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.source = source
+        self.task = task if isinstance(task, ForecastTask) else ForecastTask.from_dict(dict(task))
+        window = dict(window or {})
+        unknown = sorted(set(window) - {"stride", "patch", "patch_stride"})
+        if unknown:
+            raise ConfigError(
+                f"unknown data.window key(s) {unknown}; valid are ['patch', 'patch_stride', "
+                "'stride'] (input and lead steps come from the task)"
+            )
+        self.spec = WindowSpec(self.task.input_steps, self.task.horizon, **window)
+        self.split_args = dict(splits or {})
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.imputer = imputer
+        self.exclude_imputed_targets = exclude_imputed_targets
+        self.min_target_fraction = min_target_fraction
+        self.log_transform = tuple(log_transform) if log_transform is not None else None
+        self.seed = seed
+        self.ds: xr.Dataset | None = None
+        self.normalizer: Normalizer | None = None
+        self.splits: TimeSplits | None = None
+        self.arrays: WindowArrays | None = None
+        self.index: dict[str, SampleIndex] = {}
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Channel counts and steps, from the task alone (no data opened)."""
+        return self.task.dims
+
+    def setup(self, stage: str | None = None) -> None:
+        """Run the data path once (idempotent)."""
+        if self.arrays is not None:
+            return
+        ds = self.source() if callable(self.source) else self.source
+        task = self.task
+        ds = schema.validate(
+            ds, required=task.dynamic_variables + task.static_inputs, source="data.source"
+        )
+        self.splits = make_splits(ds[TIME].values, task, **self.split_args)
+        keep = [*task.dynamic_variables, *task.static_inputs]
+        keep += [variables.mask_name(v) for v in task.targets if variables.mask_name(v) in ds]
+        ds = ds[keep]
+        if self.imputer is not None:
+            self.imputer.fit(ds, period=slice(*self.splits.train))
+            ds = self.imputer.transform(ds)
+        self.ds = ds
+        self.normalizer = Normalizer.fit(
+            ds, [*task.dynamic_variables, *task.static_inputs],
+            time_range=self.splits.train, log=self.log_transform,
+        )
+        self.arrays = self._build_arrays(ds)
+        valid = self.arrays.target_valid()
+        for name in SPLIT_NAMES:
+            self.index[name] = build_index(
+                valid, self.arrays.grid_shape, ds.sizes[TIME], self.spec, self.splits[name],
+                min_target_fraction=self.min_target_fraction,
+            )
+        log.info("samples per split: %s", {k: len(v) for k, v in self.index.items()})
+
+    def _build_arrays(self, ds: xr.Dataset) -> WindowArrays:
+        task, norm = self.task, self.normalizer
+        assert norm is not None
+        grid = schema.layout_of(ds) == "grid"
+        space = schema.space_dims(ds)
+        h = ds.sizes[space[0]]
+        w = ds.sizes[space[1]] if grid else 1
+        n_time = ds.sizes[TIME]
+        dynamic = np.empty((n_time, h, w, len(task.dynamic_variables)), np.float32)
+        for c, name in enumerate(task.dynamic_variables):
+            da = ds[name].transpose(TIME, *space)
+            dynamic[..., c] = norm.encode(da.values, name).reshape(n_time, h, w)
+        static = np.empty((h, w, len(task.static_inputs)), np.float32)
+        for c, name in enumerate(task.static_inputs):
+            static[..., c] = norm.encode(ds[name].transpose(*space).values, name).reshape(h, w)
+        cal_names = tuple(n for n in task.future_inputs if n in calendar.FEATURES)
+        sources = tuple(
+            ("calendar", cal_names.index(n)) if n in calendar.FEATURES
+            else ("dynamic", task.dynamic_variables.index(n))
+            for n in task.future_inputs
+        )
+        exclude = None
+        masks = [variables.mask_name(v) for v in task.targets]
+        if self.exclude_imputed_targets and any(m in ds for m in masks):
+            exclude = np.zeros((n_time, h, w, len(task.targets)), bool)
+            for c, m in enumerate(masks):
+                if m in ds:
+                    exclude[..., c] = ds[m].transpose(TIME, *space).values.reshape(n_time, h, w)
+        return WindowArrays(
+            dynamic=dynamic,
+            calendar=calendar.calendar_features(ds[TIME].values, cal_names),
+            static=static,
+            n_past=len(task.past_variables),
+            n_targets=len(task.targets),
+            known_sources=sources,
+            exclude=exclude,
+        )
+
+    def dataset(self, split: str) -> WindowDataset:
+        """The :class:`WindowDataset` of ``split``."""
+        self.setup()
+        assert self.arrays is not None
+        return WindowDataset(self.arrays, self.index[split], self.spec)
+
+    def train_dataloader(self):
+        """Shuffled training batches."""
+        return batch_loader(self.dataset("train"), self.batch_size, shuffle=True,
+                            num_workers=self.num_workers, seed=self.seed)
+
+    def val_dataloader(self):
+        """Validation batches in index order."""
+        return batch_loader(self.dataset("val"), self.batch_size, shuffle=False,
+                            num_workers=self.num_workers)
+
+    def test_dataloader(self):
+        """Test batches in index order."""
+        return batch_loader(self.dataset("test"), self.batch_size, shuffle=False,
+                            num_workers=self.num_workers)
+
+    def predict_dataloader(self):
+        """Test batches, for predictions."""
+        return self.test_dataloader()
+
+    @property
+    def is_station(self) -> bool:
+        """Whether the data is a station network."""
+        return self.ds is not None and STATION in self.ds.dims

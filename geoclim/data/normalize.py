@@ -1,0 +1,147 @@
+"""Per-variable normalisation fitted on the train block only.
+
+``z = (f(x) - mean) / std`` with ``f`` the identity or, for skewed non-negative
+concentrations, ``f(x) = log1p(max(x, 0))`` (small negative readings, instrument noise, are
+clipped to zero before the log). Statistics are pooled over time and space of the train
+block. The Normalizer round-trips through JSON and travels in checkpoints and ONNX metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geoclim.data import variables
+from geoclim.errors import DataError, SchemaError
+from geoclim.types import TIME
+
+
+@dataclass(frozen=True)
+class VariableStats:
+    """Statistics of one variable in transformed space."""
+
+    mean: float
+    std: float
+    log: bool
+
+
+class Normalizer:
+    """Maps physical values to a standardised space and back.
+
+    Args:
+        stats: per-variable statistics; build with :meth:`fit` or :meth:`from_json`.
+    """
+
+    def __init__(self, stats: dict[str, VariableStats]):
+        self.stats = dict(stats)
+
+    @classmethod
+    def fit(
+        cls,
+        ds: xr.Dataset,
+        names: tuple[str, ...] | list[str],
+        *,
+        time_range: tuple[int, int] | None = None,
+        log: tuple[str, ...] | None = None,
+    ) -> Normalizer:
+        """Fit statistics on ``ds`` restricted to ``time_range`` (train positions).
+
+        Args:
+            ds: canonical dataset.
+            names: variables to fit.
+            time_range: ``[start, stop)`` positions on ``time``; static variables ignore it.
+            log: variables to log-transform; default: those the registry marks skewed.
+        """
+        log_set = set(log) if log is not None else {
+            n for n in names if variables.get(n).log_transform
+        }
+        stats = {}
+        for name in names:
+            if name not in ds.data_vars:
+                raise SchemaError(
+                    f"cannot normalise {name!r}: not in dataset {sorted(ds.data_vars)}"
+                )
+            da = ds[name]
+            if time_range is not None and TIME in da.dims:
+                da = da.isel({TIME: slice(*time_range)})
+            values = _forward(np.asarray(da.values, dtype=np.float64), name in log_set)
+            finite = values[np.isfinite(values)]
+            if finite.size == 0:
+                raise DataError(f"cannot normalise {name!r}: no observed value in the train block")
+            std = float(finite.std())
+            stats[name] = VariableStats(float(finite.mean()), std if std > 0 else 1.0,
+                                        name in log_set)
+        return cls(stats)
+
+    def _get(self, name: str) -> VariableStats:
+        if name not in self.stats:
+            raise SchemaError(f"normaliser has no statistics for {name!r}; it has {list(self.stats)}")
+        return self.stats[name]
+
+    def encode(self, values: np.ndarray, name: str) -> np.ndarray:
+        """Physical -> normalised, for a numpy array of variable ``name``."""
+        s = self._get(name)
+        return ((_forward(values, s.log) - s.mean) / s.std).astype(np.float32)
+
+    def decode(self, values: np.ndarray, name: str) -> np.ndarray:
+        """Normalised -> physical, for a numpy array of variable ``name``."""
+        s = self._get(name)
+        x = np.asarray(values, dtype=np.float64) * s.std + s.mean
+        return (np.expm1(x) if s.log else x).astype(np.float32)
+
+    def transform(self, ds: xr.Dataset) -> xr.Dataset:
+        """Normalise every variable of ``ds`` that has statistics; others pass through."""
+        return self._map(ds, self.encode)
+
+    def inverse(self, ds: xr.Dataset) -> xr.Dataset:
+        """De-normalise every variable of ``ds`` that has statistics."""
+        return self._map(ds, self.decode)
+
+    def _map(self, ds: xr.Dataset, fn) -> xr.Dataset:
+        out = ds.copy()
+        for name in ds.data_vars:
+            if name in self.stats:
+                out[name] = xr.apply_ufunc(fn, ds[name], kwargs={"name": name},
+                                           keep_attrs=True, dask="parallelized",
+                                           output_dtypes=[np.float32])
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {k: {"mean": v.mean, "std": v.std, "log": v.log} for k, v in self.stats.items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Normalizer:
+        """Inverse of :meth:`to_dict`."""
+        try:
+            return cls({k: VariableStats(float(v["mean"]), float(v["std"]), bool(v["log"]))
+                        for k, v in data.items()})
+        except (KeyError, TypeError, ValueError) as err:
+            raise SchemaError(
+                f"normaliser statistics are malformed ({err}); expected "
+                "{variable: {'mean': float, 'std': float, 'log': bool}}"
+            ) from None
+
+    def to_json(self) -> str:
+        """Serialise to a JSON string."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Normalizer:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Normalizer) and self.stats == other.stats
+
+    def __repr__(self) -> str:
+        return f"Normalizer({', '.join(self.stats)})"
+
+
+def _forward(values: np.ndarray, log: bool) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return np.log1p(np.maximum(values, 0.0)) if log else values

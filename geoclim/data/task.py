@@ -1,0 +1,201 @@
+"""What to forecast from what (:class:`ForecastTask`) and the time splits.
+
+Splits are contiguous blocks of the time axis, ``train < val < test``, separated by a gap of
+``input_steps + horizon`` steps so that no window straddles two blocks and nothing fitted on
+train (normaliser, imputer, climatology, trees) ever sees a val or test value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from geoclim.data import calendar, variables
+from geoclim.errors import ConfigError, DataError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _tuple(value: Any) -> tuple:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class ForecastTask:
+    """The forecasting problem, stored with every checkpoint and export.
+
+    Attributes:
+        targets: variables to forecast; they are also the first past inputs.
+        past_inputs: extra variables observed only up to the init time.
+        future_inputs: inputs known over the horizon: calendar encodings (see
+            :data:`geoclim.data.calendar.FEATURES`) or dataset variables taken as a perfect
+            forecast (e.g. forecast meteorology).
+        static_inputs: variables without a time dim (elevation, land_sea_mask, ...).
+        input_steps: lookback length in time steps (including the init time).
+        horizon: number of lead steps; lead ``k`` (1-based) is ``k`` steps after init.
+        quantiles: optional quantile levels in (0, 1) for probabilistic forecasts.
+    """
+
+    targets: tuple[str, ...]
+    past_inputs: tuple[str, ...] = ()
+    future_inputs: tuple[str, ...] = ()
+    static_inputs: tuple[str, ...] = ()
+    input_steps: int = 24
+    horizon: int = 24
+    quantiles: tuple[float, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for name in ("targets", "past_inputs", "future_inputs", "static_inputs", "quantiles"):
+            object.__setattr__(self, name, _tuple(getattr(self, name)))
+        if not self.targets:
+            raise ConfigError("task.targets is empty; name at least one variable to forecast")
+        for name in self.targets + self.past_inputs + self.static_inputs:
+            variables.get(name)
+        for name in self.future_inputs:
+            if name not in calendar.FEATURES:
+                variables.get(name)
+        for name in self.static_inputs:
+            if variables.get(name).kind not in ("static", "ancillary"):
+                raise ConfigError(f"task.static_inputs: {name!r} is not a static variable")
+        if self.input_steps < 1 or self.horizon < 1:
+            raise ConfigError(
+                f"task.input_steps ({self.input_steps}) and task.horizon ({self.horizon}) "
+                "must be >= 1"
+            )
+        if any(not 0.0 < q < 1.0 for q in self.quantiles) or list(self.quantiles) != sorted(
+            set(self.quantiles)
+        ):
+            raise ConfigError(
+                f"task.quantiles {list(self.quantiles)} must be increasing and within (0, 1)"
+            )
+
+    @property
+    def past_variables(self) -> tuple[str, ...]:
+        """Channels of ``Batch.past``: targets first, then the other past inputs."""
+        return self.targets + tuple(v for v in self.past_inputs if v not in self.targets)
+
+    @property
+    def future_variables(self) -> tuple[str, ...]:
+        """Dataset variables among the known-future inputs (calendar features excluded)."""
+        return tuple(v for v in self.future_inputs if v not in calendar.FEATURES)
+
+    @property
+    def dynamic_variables(self) -> tuple[str, ...]:
+        """Every time-varying dataset variable the task reads, past channels first."""
+        past = self.past_variables
+        return past + tuple(v for v in self.future_variables if v not in past)
+
+    @property
+    def dims(self) -> dict[str, int]:
+        """Channel counts of the batch fields, known without opening any data."""
+        return {
+            "c_past": len(self.past_variables),
+            "c_known": len(self.future_inputs),
+            "c_static": len(self.static_inputs),
+            "c_out": len(self.targets),
+            "n_quantiles": len(self.quantiles),
+            "input_steps": self.input_steps,
+            "horizon": self.horizon,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (lists instead of tuples)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ForecastTask:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming the valid ones."""
+        valid = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise ConfigError(f"unknown task field(s) {unknown}; valid fields are {sorted(valid)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class TimeSplits:
+    """Integer ``[start, stop)`` ranges of the time axis for each split."""
+
+    train: tuple[int, int]
+    val: tuple[int, int]
+    test: tuple[int, int]
+
+    def __getitem__(self, name: str) -> tuple[int, int]:
+        if name not in SPLIT_NAMES:
+            raise ConfigError(f"unknown split {name!r}; valid splits are {list(SPLIT_NAMES)}")
+        return getattr(self, name)
+
+    def to_dict(self) -> dict[str, list[int]]:
+        """JSON-serialisable form."""
+        return {name: list(self[name]) for name in SPLIT_NAMES}
+
+
+def make_splits(
+    times: np.ndarray | pd.DatetimeIndex,
+    task: ForecastTask,
+    *,
+    fractions: tuple[float, float, float] | None = (0.7, 0.15, 0.15),
+    boundaries: dict[str, tuple[str, str]] | None = None,
+) -> TimeSplits:
+    """Cut the time axis into contiguous train < val < test blocks separated by a gap.
+
+    Args:
+        times: the dataset's (regular, increasing) time coordinate.
+        task: gives the gap, ``input_steps + horizon``.
+        fractions: share of the time axis for train, val and test (before gaps are removed
+            from the start of val and test). Ignored when ``boundaries`` is given.
+        boundaries: explicit inclusive date ranges per split, e.g.
+            ``{"train": ("2023-01-01", "2023-08-31"), ...}``; must not overlap.
+
+    Returns:
+        The integer ranges. Each block is long enough for at least one window.
+    """
+    times = pd.DatetimeIndex(times)
+    n, gap = len(times), task.input_steps + task.horizon
+    if boundaries is not None:
+        missing = [s for s in SPLIT_NAMES if s not in boundaries]
+        if missing:
+            raise ConfigError(f"splits.boundaries lacks {missing}; expected {list(SPLIT_NAMES)}")
+        ranges = {}
+        for name in SPLIT_NAMES:
+            lo, hi = (pd.Timestamp(b) for b in boundaries[name])
+            start = int(times.searchsorted(lo, side="left"))
+            stop = int(times.searchsorted(hi, side="right"))
+            ranges[name] = (start, stop)
+        order = [ranges[s] for s in SPLIT_NAMES]
+        for (name_a, a), (name_b, b) in zip(
+            zip(SPLIT_NAMES, order), zip(SPLIT_NAMES[1:], order[1:]), strict=False
+        ):
+            if b[0] < a[1] + gap:
+                raise ConfigError(
+                    f"splits: {name_b} starts {a[1] + gap - b[0]} step(s) too early; it must "
+                    f"start at least input_steps + horizon = {gap} steps after {name_a} ends"
+                )
+    else:
+        if fractions is None or len(fractions) != 3 or any(f <= 0 for f in fractions):
+            raise ConfigError(f"splits.fractions {fractions} must be three positive numbers")
+        total = float(sum(fractions))
+        cut1 = int(round(n * fractions[0] / total))
+        cut2 = int(round(n * (fractions[0] + fractions[1]) / total))
+        ranges = {"train": (0, cut1), "val": (cut1 + gap, cut2), "test": (cut2 + gap, n)}
+    for name, (start, stop) in ranges.items():
+        if stop - start < gap:
+            raise DataError(
+                f"split {name!r} has {max(stop - start, 0)} time steps; one window needs "
+                f"input_steps + horizon = {gap} (time axis has {n} steps: use longer data, "
+                "other fractions or a shorter window)"
+            )
+    return TimeSplits(**ranges)
+
+
+def window_positions(split: tuple[int, int], task: ForecastTask) -> np.ndarray:
+    """Init-time positions whose whole window (inputs and leads) lies inside ``split``."""
+    start, stop = split
+    return np.arange(start + task.input_steps - 1, stop - task.horizon, dtype=np.int64)

@@ -1,0 +1,255 @@
+"""Windows by index: a :class:`WindowSpec`, an integer :class:`SampleIndex` and batch gathering.
+
+Arrays are held once, channels-last, as ``(T, H, W, C)`` float32 in normalised space (station
+networks are ``(T, S, 1, C)``); a sample is the integer triple ``(t, y, x)``: ``t`` the init
+position (the last input step), ``(y, x)`` the top-left cell of its spatial patch. A batch is
+gathered with one fancy-indexing operation per field, so there is no per-sample Python, no
+pandas and no copy of the series per window. No torch here: :mod:`geoclim.data.datasets`
+wraps the gathered numpy arrays into tensors.
+
+Time layout of a sample at init position ``t`` (``T_in`` inputs, ``L`` leads)::
+
+    inputs  : t - T_in + 1, ..., t          (the init time is the last input)
+    targets : t + 1, ..., t + L             (lead k is k steps after init)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from geoclim.errors import ConfigError, DataError
+from geoclim.types import IntArray
+
+
+@dataclass(frozen=True)
+class WindowSpec:
+    """How samples are cut.
+
+    Attributes:
+        input_steps: history length fed to the encoder (includes the init time).
+        lead_steps: forecast horizon in time steps.
+        stride: spacing between consecutive init times.
+        patch: spatial tile edge; 1 means pointwise (LSTM, TFT), ``None`` the whole grid.
+        patch_stride: spacing between tiles (defaults to ``patch``: non-overlapping tiles).
+    """
+
+    input_steps: int
+    lead_steps: int
+    stride: int = 1
+    patch: int | None = 1
+    patch_stride: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("input_steps", "lead_steps", "stride"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"window.{name} must be >= 1, got {getattr(self, name)}")
+        if self.patch is not None and self.patch < 1:
+            raise ConfigError(f"window.patch must be >= 1 or null (whole grid), got {self.patch}")
+        if self.patch_stride is not None and self.patch_stride < 1:
+            raise ConfigError(f"window.patch_stride must be >= 1, got {self.patch_stride}")
+
+    def patch_shape(self, grid_shape: tuple[int, int]) -> tuple[int, int]:
+        """``(h, w)`` of one sample's spatial patch on a grid of ``grid_shape``."""
+        h, w = grid_shape
+        if self.patch is None:
+            return h, w
+        if self.patch > h or self.patch > w:
+            raise ConfigError(
+                f"window.patch = {self.patch} is larger than the grid {h} x {w}; use a smaller "
+                "patch or patch: null for the whole grid"
+            )
+        return self.patch, self.patch
+
+
+@dataclass(frozen=True)
+class SampleIndex:
+    """Integer positions of every sample, stored flat as ``(t * H + y) * W + x``.
+
+    One int32 (int64 on very large data) per sample keeps the index far smaller than the data.
+    """
+
+    flat: np.ndarray
+    grid_shape: tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.flat.size)
+
+    def decode(self, rows: np.ndarray | slice | None = None) -> tuple[IntArray, IntArray, IntArray]:
+        """``(t, y, x)`` int64 arrays of the samples at ``rows`` (all by default)."""
+        flat = self.flat if rows is None else self.flat[rows]
+        h, w = self.grid_shape
+        ty, x = np.divmod(flat.astype(np.int64), w)
+        t, y = np.divmod(ty, h)
+        return t, y, x
+
+    @property
+    def time(self) -> IntArray:
+        """Init positions of all samples."""
+        return self.decode()[0]
+
+
+def patch_origins(length: int, patch: int, stride: int) -> np.ndarray:
+    """Top-left offsets of tiles of ``patch`` cells along an axis of ``length`` cells.
+
+    Tiles step by ``stride``; a last tile flush with the edge is added so every cell is covered.
+    """
+    origins = np.arange(0, length - patch + 1, stride)
+    if origins[-1] != length - patch:
+        origins = np.append(origins, length - patch)
+    return origins
+
+
+def build_index(
+    target_valid: np.ndarray | None,
+    grid_shape: tuple[int, int],
+    n_time: int,
+    spec: WindowSpec,
+    time_range: tuple[int, int],
+    *,
+    min_target_fraction: float = 0.0,
+) -> SampleIndex:
+    """Index every sample whose whole window lies in ``time_range``.
+
+    Args:
+        target_valid: ``(T, H, W)`` bool, True where every target is observed (and counts);
+            ``None`` when all are.
+        grid_shape: ``(H, W)``; a station network is ``(S, 1)``.
+        n_time: length of the time axis.
+        spec: the window spec.
+        time_range: ``[start, stop)`` positions of the split.
+        min_target_fraction: keep a sample when at least this fraction of its target values
+            (leads x patch cells) is valid; a sample with no valid target is always dropped.
+
+    Returns:
+        The sample index, ordered by time, then row, then column.
+    """
+    start, stop = max(time_range[0], 0), min(time_range[1], n_time)
+    h, w = grid_shape
+    ph, pw = spec.patch_shape(grid_shape)
+    inits = np.arange(start + spec.input_steps - 1, stop - spec.lead_steps, spec.stride)
+    if inits.size == 0:
+        raise DataError(
+            f"no window fits in time positions [{start}, {stop}): one needs input_steps + "
+            f"lead_steps = {spec.input_steps + spec.lead_steps} steps"
+        )
+    pstride_y = spec.patch_stride or ph
+    pstride_x = spec.patch_stride or pw
+    ys = np.arange(h) if ph == 1 else patch_origins(h, ph, pstride_y)
+    xs = np.arange(w) if pw == 1 else patch_origins(w, pw, pstride_x)
+    if target_valid is None:
+        keep = np.ones((inits.size, ys.size, xs.size), dtype=bool)
+    else:
+        counts = _window_counts(target_valid, inits, spec.lead_steps)  # (N_t, H, W)
+        if (ph, pw) != (1, 1):
+            counts = _box_sum(counts, ph, pw)[:, ys][:, :, xs]
+        need = max(1, int(np.ceil(min_target_fraction * spec.lead_steps * ph * pw)))
+        keep = counts >= need
+    it, iy, ix = np.nonzero(keep)
+    flat = (inits[it].astype(np.int64) * h + ys[iy]) * w + xs[ix]
+    dtype = np.int32 if n_time * h * w < np.iinfo(np.int32).max else np.int64
+    return SampleIndex(flat.astype(dtype), (h, w))
+
+
+def _window_counts(valid: np.ndarray, inits: np.ndarray, lead: int) -> np.ndarray:
+    """Number of valid target steps in ``(t, t + lead]`` for each init ``t``, per cell."""
+    csum = np.zeros((valid.shape[0] + 1, *valid.shape[1:]), dtype=np.int32)
+    np.cumsum(valid, axis=0, dtype=np.int32, out=csum[1:])
+    return csum[inits + lead + 1] - csum[inits + 1]
+
+
+def _box_sum(counts: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    """Sum over every ``ph x pw`` box; entry ``[.., y, x]`` is the box with top-left (y, x)."""
+    c = np.pad(counts, ((0, 0), (1, 0), (1, 0))).cumsum(1).cumsum(2)
+    return c[:, ph:, pw:] - c[:, :-ph, pw:] - c[:, ph:, :-pw] + c[:, :-ph, :-pw]
+
+
+@dataclass
+class WindowArrays:
+    """The arrays a batch is gathered from (normalised, channels-last, held once).
+
+    Attributes:
+        dynamic: ``(T, H, W, C_dyn)`` float32; channels are the task's past variables
+            (targets first) then future-only variables. NaN marks missing.
+        calendar: ``(T, C_cal)`` float32 calendar encodings.
+        static: ``(H, W, C_static)`` float32.
+        n_past: number of past channels (``dynamic[..., :n_past]``).
+        n_targets: number of targets (``dynamic[..., :n_targets]``).
+        known_sources: for each known-future channel, ``("dynamic", c)`` or ``("calendar", c)``.
+        exclude: optional ``(T, H, W, C_out)`` bool, True where a target must not count
+            (imputed values when training excludes them).
+    """
+
+    dynamic: np.ndarray
+    calendar: np.ndarray
+    static: np.ndarray
+    n_past: int
+    n_targets: int
+    known_sources: tuple[tuple[str, int], ...]
+    exclude: np.ndarray | None = None
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the arrays."""
+        return self.dynamic.shape[1], self.dynamic.shape[2]
+
+    def target_valid(self) -> np.ndarray:
+        """``(T, H, W)`` True where every target is observed and counts."""
+        valid = np.isfinite(self.dynamic[..., : self.n_targets]).all(-1)
+        if self.exclude is not None:
+            valid &= ~self.exclude.any(-1)
+        return valid
+
+
+def gather(
+    arrays: WindowArrays, spec: WindowSpec, t: np.ndarray, y: np.ndarray, x: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Gather a batch of samples into the Batch layout (numpy).
+
+    Args:
+        arrays: source arrays.
+        spec: window spec.
+        t, y, x: ``(B,)`` init positions and patch origins.
+
+    Returns:
+        ``past (B, T_in, C_in, h, w)``, ``known_future (B, L, C_known, h, w)``,
+        ``static (B, C_static, h, w)``, ``target`` and ``target_mask`` ``(B, L, C_out, h, w)``
+        (NaN replaced by 0, the train mean in normalised space) and the positions.
+    """
+    ph, pw = spec.patch_shape(arrays.grid_shape)
+    t_in = t[:, None] + np.arange(1 - spec.input_steps, 1)  # (B, T_in)
+    t_out = t[:, None] + np.arange(1, spec.lead_steps + 1)  # (B, L)
+    yy = (y[:, None] + np.arange(ph))[:, None, :, None]  # (B, 1, h, 1)
+    xx = (x[:, None] + np.arange(pw))[:, None, None, :]  # (B, 1, 1, w)
+    dyn = arrays.dynamic
+    past = dyn[t_in[:, :, None, None], yy, xx, : arrays.n_past]  # (B, T_in, h, w, C_in)
+    future = dyn[t_out[:, :, None, None], yy, xx]  # (B, L, h, w, C_dyn)
+    target = future[..., : arrays.n_targets]
+    mask = np.isfinite(target)
+    if arrays.exclude is not None:
+        mask &= ~arrays.exclude[t_out[:, :, None, None], yy, xx]
+    cal = arrays.calendar[t_out]  # (B, L, C_cal)
+    known = [
+        future[..., c] if src == "dynamic"
+        else np.broadcast_to(cal[:, :, None, None, c], future.shape[:4])
+        for src, c in arrays.known_sources
+    ]
+    known_future = (np.stack(known, axis=-1) if known
+                    else np.zeros((*future.shape[:4], 0), np.float32))
+    static = arrays.static[yy[:, 0], xx[:, 0]]  # (B, h, w, C_static)
+    return {
+        "past": _channels_first(np.nan_to_num(past, nan=0.0)),
+        "known_future": _channels_first(np.nan_to_num(known_future, nan=0.0)),
+        "static": np.ascontiguousarray(np.moveaxis(np.nan_to_num(static, nan=0.0), -1, 1)),
+        "target": _channels_first(np.where(mask, target, 0.0).astype(np.float32)),
+        "target_mask": _channels_first(mask.astype(np.float32)),
+        "time_idx": t.astype(np.int64),
+        "lat_idx": y.astype(np.int64),
+        "lon_idx": x.astype(np.int64),
+    }
+
+
+def _channels_first(a: np.ndarray) -> np.ndarray:
+    """``(B, T, h, w, C)`` -> contiguous ``(B, T, C, h, w)``."""
+    return np.ascontiguousarray(np.moveaxis(a, -1, 2))
