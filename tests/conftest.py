@@ -6,8 +6,7 @@ import xarray as xr
 from geoclim.data import schema
 
 
-def make_grid(nt=60, nlat=3, nlon=4, seed=0, nan_fraction=0.1, variables=("pm25", "t2m"),
-              freq="h"):
+def make_grid(nt=60, nlat=3, nlon=4, seed=0, nan_fraction=0.1, variables=("pm25", "t2m"), freq="h"):
     """Random canonical grid with NaN holes and two static fields."""
     rng = np.random.default_rng(seed)
     data = {}
@@ -17,9 +16,14 @@ def make_grid(nt=60, nlat=3, nlon=4, seed=0, nan_fraction=0.1, variables=("pm25"
         data[name] = (("time", "latitude", "longitude"), v)
     data["elevation"] = (("latitude", "longitude"), rng.uniform(0, 500, (nlat, nlon)))
     data["land_sea_mask"] = (("latitude", "longitude"), np.ones((nlat, nlon)))
-    ds = xr.Dataset(data, coords={
-        "time": pd.date_range("2023-01-01", periods=nt, freq=freq),
-        "latitude": np.linspace(40, 42, nlat), "longitude": np.linspace(-80, -77, nlon)})
+    ds = xr.Dataset(
+        data,
+        coords={
+            "time": pd.date_range("2023-01-01", periods=nt, freq=freq),
+            "latitude": np.linspace(40, 42, nlat),
+            "longitude": np.linspace(-80, -77, nlon),
+        },
+    )
     return schema.annotate(ds)
 
 
@@ -30,11 +34,15 @@ def make_stations(nt=60, n=5, seed=1, nan_fraction=0.1, variables=("no2", "t2m")
         v = rng.gamma(2.0, 10.0, (nt, n)).astype(np.float32)
         v[rng.random(v.shape) < nan_fraction] = np.nan
         data[name] = (("time", "station"), v)
-    ds = xr.Dataset(data, coords={
-        "time": pd.date_range("2023-01-01", periods=nt, freq="h"),
-        "station": [f"s{i}" for i in range(n)],
-        "latitude": ("station", rng.uniform(40, 50, n)),
-        "longitude": ("station", rng.uniform(-80, -70, n))})
+    ds = xr.Dataset(
+        data,
+        coords={
+            "time": pd.date_range("2023-01-01", periods=nt, freq="h"),
+            "station": [f"s{i}" for i in range(n)],
+            "latitude": ("station", rng.uniform(40, 50, n)),
+            "longitude": ("station", rng.uniform(-80, -70, n)),
+        },
+    )
     return schema.annotate(ds)
 
 

@@ -20,7 +20,16 @@ import xarray as xr
 from geoclim.data import schema, variables
 from geoclim.data.normalize import Normalizer
 from geoclim.errors import DataError
-from geoclim.types import INIT_TIME, LATITUDE, LEAD_TIME, LONGITUDE, QUANTILE, STATION, TIME, VALID_TIME
+from geoclim.types import (
+    INIT_TIME,
+    LATITUDE,
+    LEAD_TIME,
+    LONGITUDE,
+    QUANTILE,
+    STATION,
+    TIME,
+    VALID_TIME,
+)
 
 
 def to_forecast_dataset(
@@ -40,7 +49,8 @@ def to_forecast_dataset(
         prediction: ``(N, L, C_out, h, w)`` or, with quantiles, ``(N, L, C_out, Q, h, w)``;
             normalised when ``normalizer`` is given, else physical.
         time_idx: ``(N,)`` init positions on ``template.time``.
-        lat_idx, lon_idx: ``(N,)`` patch origins (station position and 0 for stations).
+        lat_idx: ``(N,)`` patch origin rows (station positions for station data).
+        lon_idx: ``(N,)`` patch origin columns (0 for station data).
         template: the canonical dataset the samples were cut from (coordinates only).
         targets: names of the ``C_out`` channels.
         normalizer: de-normalises the prediction when given.
@@ -48,6 +58,7 @@ def to_forecast_dataset(
 
     Returns:
         Dataset with dims ``(init_time, lead_time, <space>[, quantile])``.
+
     """
     pred = np.asarray(prediction, dtype=np.float32)
     if quantiles:
@@ -59,8 +70,11 @@ def to_forecast_dataset(
         raise DataError(f"prediction has {n_out} channels but {len(targets)} targets {targets}")
     layout = schema.layout_of(template)
     times = template[TIME].values
-    h, w = (template.sizes[STATION], 1) if layout == "station" else (
-        template.sizes[LATITUDE], template.sizes[LONGITUDE])
+    h, w = (
+        (template.sizes[STATION], 1)
+        if layout == "station"
+        else (template.sizes[LATITUDE], template.sizes[LONGITUDE])
+    )
     inits, init_row = np.unique(np.asarray(time_idx, dtype=np.int64), return_inverse=True)
 
     total = np.zeros((inits.size, lead, n_out, h, w, n_q), np.float64)

@@ -12,7 +12,13 @@ import pandas as pd
 from geoclim.errors import ConfigError
 
 FEATURES = (
-    "hour_sin", "hour_cos", "dow_sin", "dow_cos", "doy_sin", "doy_cos", "is_weekend",
+    "hour_sin",
+    "hour_cos",
+    "dow_sin",
+    "dow_cos",
+    "doy_sin",
+    "doy_cos",
+    "is_weekend",
 )
 
 
@@ -25,13 +31,17 @@ def calendar_features(times: np.ndarray | pd.DatetimeIndex, names: tuple[str, ..
 
     Returns:
         ``(T, len(names))`` float32 array.
+
     """
     t = pd.DatetimeIndex(times)
     hour = (t.hour + t.minute / 60.0).to_numpy(dtype=np.float64)
     dow = t.dayofweek.to_numpy(dtype=np.float64)
     doy = (t.dayofyear - 1).to_numpy(dtype=np.float64) + hour / 24.0
-    angle = {"hour": 2 * np.pi * hour / 24.0, "dow": 2 * np.pi * dow / 7.0,
-             "doy": 2 * np.pi * doy / 365.25}
+    angle = {
+        "hour": 2 * np.pi * hour / 24.0,
+        "dow": 2 * np.pi * dow / 7.0,
+        "doy": 2 * np.pi * doy / 365.25,
+    }
     columns = []
     for name in names:
         if name == "is_weekend":
@@ -41,6 +51,8 @@ def calendar_features(times: np.ndarray | pd.DatetimeIndex, names: tuple[str, ..
         if base not in angle or fn not in ("sin", "cos"):
             raise ConfigError(f"unknown calendar feature {name!r}; valid are {list(FEATURES)}")
         columns.append(np.sin(angle[base]) if fn == "sin" else np.cos(angle[base]))
-    return np.stack(columns, axis=-1).astype(np.float32) if columns else np.zeros(
-        (len(t), 0), np.float32
+    return (
+        np.stack(columns, axis=-1).astype(np.float32)
+        if columns
+        else np.zeros((len(t), 0), np.float32)
     )

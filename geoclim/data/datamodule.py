@@ -42,6 +42,7 @@ class GeoDataModule(L.LightningDataModule):
         min_target_fraction: see :func:`build_index`.
         log_transform: variables to log-transform (default: registry choice).
         seed: shuffling seed.
+
     """
 
     def __init__(
@@ -106,14 +107,20 @@ class GeoDataModule(L.LightningDataModule):
             ds = self.imputer.transform(ds)
         self.ds = ds
         self.normalizer = Normalizer.fit(
-            ds, [*task.dynamic_variables, *task.static_inputs],
-            time_range=self.splits.train, log=self.log_transform,
+            ds,
+            [*task.dynamic_variables, *task.static_inputs],
+            time_range=self.splits.train,
+            log=self.log_transform,
         )
         self.arrays = self._build_arrays(ds)
         valid = self.arrays.target_valid()
         for name in SPLIT_NAMES:
             self.index[name] = build_index(
-                valid, self.arrays.grid_shape, ds.sizes[TIME], self.spec, self.splits[name],
+                valid,
+                self.arrays.grid_shape,
+                ds.sizes[TIME],
+                self.spec,
+                self.splits[name],
                 min_target_fraction=self.min_target_fraction,
             )
         log.info("samples per split: %s", {k: len(v) for k, v in self.index.items()})
@@ -135,7 +142,8 @@ class GeoDataModule(L.LightningDataModule):
             static[..., c] = norm.encode(ds[name].transpose(*space).values, name).reshape(h, w)
         cal_names = tuple(n for n in task.future_inputs if n in calendar.FEATURES)
         sources = tuple(
-            ("calendar", cal_names.index(n)) if n in calendar.FEATURES
+            ("calendar", cal_names.index(n))
+            if n in calendar.FEATURES
             else ("dynamic", task.dynamic_variables.index(n))
             for n in task.future_inputs
         )
@@ -164,18 +172,25 @@ class GeoDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         """Shuffled training batches."""
-        return batch_loader(self.dataset("train"), self.batch_size, shuffle=True,
-                            num_workers=self.num_workers, seed=self.seed)
+        return batch_loader(
+            self.dataset("train"),
+            self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            seed=self.seed,
+        )
 
     def val_dataloader(self):
         """Validation batches in index order."""
-        return batch_loader(self.dataset("val"), self.batch_size, shuffle=False,
-                            num_workers=self.num_workers)
+        return batch_loader(
+            self.dataset("val"), self.batch_size, shuffle=False, num_workers=self.num_workers
+        )
 
     def test_dataloader(self):
         """Test batches in index order."""
-        return batch_loader(self.dataset("test"), self.batch_size, shuffle=False,
-                            num_workers=self.num_workers)
+        return batch_loader(
+            self.dataset("test"), self.batch_size, shuffle=False, num_workers=self.num_workers
+        )
 
     def predict_dataloader(self):
         """Test batches, for predictions."""

@@ -24,6 +24,7 @@ class WindowDataset(Dataset):
         arrays: the normalised arrays (shared, never copied).
         index: the samples of one split.
         spec: window spec.
+
     """
 
     def __init__(self, arrays: WindowArrays, index: SampleIndex, spec: WindowSpec):

@@ -34,6 +34,7 @@ class Normalizer:
 
     Args:
         stats: per-variable statistics; build with :meth:`fit` or :meth:`from_json`.
+
     """
 
     def __init__(self, stats: dict[str, VariableStats]):
@@ -55,10 +56,11 @@ class Normalizer:
             names: variables to fit.
             time_range: ``[start, stop)`` positions on ``time``; static variables ignore it.
             log: variables to log-transform; default: those the registry marks skewed.
+
         """
-        log_set = set(log) if log is not None else {
-            n for n in names if variables.get(n).log_transform
-        }
+        log_set = (
+            set(log) if log is not None else {n for n in names if variables.get(n).log_transform}
+        )
         stats = {}
         for name in names:
             if name not in ds.data_vars:
@@ -73,13 +75,16 @@ class Normalizer:
             if finite.size == 0:
                 raise DataError(f"cannot normalise {name!r}: no observed value in the train block")
             std = float(finite.std())
-            stats[name] = VariableStats(float(finite.mean()), std if std > 0 else 1.0,
-                                        name in log_set)
+            stats[name] = VariableStats(
+                float(finite.mean()), std if std > 0 else 1.0, name in log_set
+            )
         return cls(stats)
 
     def _get(self, name: str) -> VariableStats:
         if name not in self.stats:
-            raise SchemaError(f"normaliser has no statistics for {name!r}; it has {list(self.stats)}")
+            raise SchemaError(
+                f"normaliser has no statistics for {name!r}; it has {list(self.stats)}"
+            )
         return self.stats[name]
 
     def encode(self, values: np.ndarray, name: str) -> np.ndarray:
@@ -105,9 +110,14 @@ class Normalizer:
         out = ds.copy()
         for name in ds.data_vars:
             if name in self.stats:
-                out[name] = xr.apply_ufunc(fn, ds[name], kwargs={"name": name},
-                                           keep_attrs=True, dask="parallelized",
-                                           output_dtypes=[np.float32])
+                out[name] = xr.apply_ufunc(
+                    fn,
+                    ds[name],
+                    kwargs={"name": name},
+                    keep_attrs=True,
+                    dask="parallelized",
+                    output_dtypes=[np.float32],
+                )
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,8 +128,12 @@ class Normalizer:
     def from_dict(cls, data: dict[str, Any]) -> Normalizer:
         """Inverse of :meth:`to_dict`."""
         try:
-            return cls({k: VariableStats(float(v["mean"]), float(v["std"]), bool(v["log"]))
-                        for k, v in data.items()})
+            return cls(
+                {
+                    k: VariableStats(float(v["mean"]), float(v["std"]), bool(v["log"]))
+                    for k, v in data.items()
+                }
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise SchemaError(
                 f"normaliser statistics are malformed ({err}); expected "

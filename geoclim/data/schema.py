@@ -60,6 +60,7 @@ def validate(
 
     Raises:
         SchemaError: naming the variable, dim or coordinate at fault and what was expected.
+
     """
     where = f"{source}: " if source else ""
     if not isinstance(ds, xr.Dataset):
@@ -144,9 +145,7 @@ def _check_variables(ds: xr.Dataset, required: Iterable[str]) -> None:
         if var.kind == "ancillary" and TIME in dims:
             expected = expected | {TIME}
         if dims != expected:
-            raise SchemaError(
-                f"variable {name!r} has dims {da.dims}; expected {sorted(expected)}"
-            )
+            raise SchemaError(f"variable {name!r} has dims {da.dims}; expected {sorted(expected)}")
         if da.dtype != np.float32:
             raise SchemaError(f"variable {name!r} has dtype {da.dtype}; expected float32")
         if da.attrs.get("units") != var.units:

@@ -21,26 +21,60 @@ from geoclim.errors import SchemaError
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
 
 DIM_ALIASES = {
-    "lat": LATITUDE, "nav_lat": LATITUDE, "y_lat": LATITUDE,
-    "lon": LONGITUDE, "long": LONGITUDE, "nav_lon": LONGITUDE,
-    "valid_time": TIME, "date": TIME, "datetime": TIME, "times": TIME,
-    "site": STATION, "stations": STATION, "site_id": STATION,
+    "lat": LATITUDE,
+    "nav_lat": LATITUDE,
+    "y_lat": LATITUDE,
+    "lon": LONGITUDE,
+    "long": LONGITUDE,
+    "nav_lon": LONGITUDE,
+    "valid_time": TIME,
+    "date": TIME,
+    "datetime": TIME,
+    "times": TIME,
+    "site": STATION,
+    "stations": STATION,
+    "site_id": STATION,
 }
 
 VARIABLE_ALIASES = {
-    "pm2.5": "pm25", "pm2_5": "pm25", "pm25": "pm25", "pm10": "pm10", "o3": "o3", "ozone": "o3",
-    "no2": "no2", "nox": "nox", "so2": "so2", "co": "co",
-    "2t": "t2m", "t2m": "t2m", "temperature": "t2m", "r2": "rh", "rh": "rh",
-    "10u": "u10", "u10": "u10", "10v": "v10", "v10": "v10", "ws": "ws", "wd": "wd",
-    "sp": "sp", "blh": "blh", "tp": "tp", "ssrd": "ssrd",
-    "z": "elevation", "orography": "elevation", "elevation": "elevation",
-    "lsm": "land_sea_mask", "land_sea_mask": "land_sea_mask",
+    "pm2.5": "pm25",
+    "pm2_5": "pm25",
+    "pm25": "pm25",
+    "pm10": "pm10",
+    "o3": "o3",
+    "ozone": "o3",
+    "no2": "no2",
+    "nox": "nox",
+    "so2": "so2",
+    "co": "co",
+    "2t": "t2m",
+    "t2m": "t2m",
+    "temperature": "t2m",
+    "r2": "rh",
+    "rh": "rh",
+    "10u": "u10",
+    "u10": "u10",
+    "10v": "v10",
+    "v10": "v10",
+    "ws": "ws",
+    "wd": "wd",
+    "sp": "sp",
+    "blh": "blh",
+    "tp": "tp",
+    "ssrd": "ssrd",
+    "z": "elevation",
+    "orography": "elevation",
+    "elevation": "elevation",
+    "lsm": "land_sea_mask",
+    "land_sea_mask": "land_sea_mask",
 }
 
 
 def _engine_for(path: Path) -> str:
-    if path.suffix == ".zarr" or (path.is_dir() and (path / ".zgroup").exists()) or (
-        path.is_dir() and (path / "zarr.json").exists()
+    if (
+        path.suffix == ".zarr"
+        or (path.is_dir() and (path / ".zgroup").exists())
+        or (path.is_dir() and (path / "zarr.json").exists())
     ):
         return "zarr"
     if path.suffix in (".nc", ".nc4", ".netcdf", ".cdf"):
@@ -57,8 +91,8 @@ def to_canonical(ds: xr.Dataset, *, reference_temperature_c: float = 25.0) -> xr
     ds = ds.rename(rename)
     keep = {}
     for name in ds.data_vars:
-        canon = str(name) if variables.is_mask(str(name)) else VARIABLE_ALIASES.get(
-            str(name).lower()
+        canon = (
+            str(name) if variables.is_mask(str(name)) else VARIABLE_ALIASES.get(str(name).lower())
         )
         if canon is None:
             continue
@@ -67,10 +101,15 @@ def to_canonical(ds: xr.Dataset, *, reference_temperature_c: float = 25.0) -> xr
             units = da.attrs.get("units", variables.get(canon).units)
             if variables.normalise_units(units) != variables.get(canon).units:
                 da = xr.apply_ufunc(
-                    variables.convert, da, kwargs=dict(
-                        name=canon, from_units=units,
-                        reference_temperature_c=reference_temperature_c),
-                    dask="parallelized", output_dtypes=[np.float64],
+                    variables.convert,
+                    da,
+                    kwargs=dict(
+                        name=canon,
+                        from_units=units,
+                        reference_temperature_c=reference_temperature_c,
+                    ),
+                    dask="parallelized",
+                    output_dtypes=[np.float64],
                 ).assign_attrs(da.attrs)
         keep[canon] = da
     out = xr.Dataset(keep, coords=ds.coords, attrs=ds.attrs)
@@ -88,6 +127,7 @@ def open_dataset(
         path: ``.nc`` file or ``.zarr`` store.
         chunks: dask chunks for data larger than memory (``None`` loads lazily with no dask).
         required: variables that must be present.
+
     """
     path = Path(path)
     if not path.exists():

@@ -41,6 +41,7 @@ class ForecastTask:
         input_steps: lookback length in time steps (including the init time).
         horizon: number of lead steps; lead ``k`` (1-based) is ``k`` steps after init.
         quantiles: optional quantile levels in (0, 1) for probabilistic forecasts.
+
     """
 
     targets: tuple[str, ...]
@@ -56,11 +57,17 @@ class ForecastTask:
             object.__setattr__(self, name, _tuple(getattr(self, name)))
         if not self.targets:
             raise ConfigError("task.targets is empty; name at least one variable to forecast")
-        for name in self.targets + self.past_inputs + self.static_inputs:
-            variables.get(name)
-        for name in self.future_inputs:
-            if name not in calendar.FEATURES:
-                variables.get(name)
+        for name in (
+            self.targets
+            + self.past_inputs
+            + self.static_inputs
+            + tuple(n for n in self.future_inputs if n not in calendar.FEATURES)
+        ):
+            if name not in variables.REGISTRY:
+                raise ConfigError(
+                    f"task: unknown variable {name!r}; registered variables are "
+                    f"{sorted(variables.REGISTRY)} and calendar features {list(calendar.FEATURES)}"
+                )
         for name in self.static_inputs:
             if variables.get(name).kind not in ("static", "ancillary"):
                 raise ConfigError(f"task.static_inputs: {name!r} is not a static variable")
@@ -156,6 +163,7 @@ def make_splits(
 
     Returns:
         The integer ranges. Each block is long enough for at least one window.
+
     """
     times = pd.DatetimeIndex(times)
     n, gap = len(times), task.input_steps + task.horizon
@@ -169,14 +177,12 @@ def make_splits(
             start = int(times.searchsorted(lo, side="left"))
             stop = int(times.searchsorted(hi, side="right"))
             ranges[name] = (start, stop)
-        order = [ranges[s] for s in SPLIT_NAMES]
-        for (name_a, a), (name_b, b) in zip(
-            zip(SPLIT_NAMES, order), zip(SPLIT_NAMES[1:], order[1:]), strict=False
-        ):
-            if b[0] < a[1] + gap:
+        for before, after in zip(SPLIT_NAMES, SPLIT_NAMES[1:], strict=False):
+            early = ranges[before][1] + gap - ranges[after][0]
+            if early > 0:
                 raise ConfigError(
-                    f"splits: {name_b} starts {a[1] + gap - b[0]} step(s) too early; it must "
-                    f"start at least input_steps + horizon = {gap} steps after {name_a} ends"
+                    f"splits: {after} starts {early} step(s) too early; it must start at "
+                    f"least input_steps + horizon = {gap} steps after {before} ends"
                 )
     else:
         if fractions is None or len(fractions) != 3 or any(f <= 0 for f in fractions):

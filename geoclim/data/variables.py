@@ -33,6 +33,7 @@ class Variable:
         molar_mass: g/mol for gases, enables ug m-3 <-> ppb conversion.
         log_transform: whether the Normalizer log-transforms it by default (skewed, >= 0).
         nonnegative: physically bounded below by zero.
+
     """
 
     name: str
@@ -57,14 +58,11 @@ _VARIABLES = [
     Variable("u10", "m s-1", "10 metre eastward wind", "meteorology"),
     Variable("v10", "m s-1", "10 metre northward wind", "meteorology"),
     Variable("ws", "m s-1", "10 metre wind speed", "meteorology", nonnegative=True),
-    Variable("wd", "degree", "10 metre wind direction (from, clockwise from north)",
-             "meteorology"),
+    Variable("wd", "degree", "10 metre wind direction (from, clockwise from north)", "meteorology"),
     Variable("sp", "Pa", "surface pressure", "meteorology"),
     Variable("blh", "m", "boundary layer height", "meteorology", nonnegative=True),
-    Variable("tp", "mm", "total precipitation over the time step", "meteorology",
-             nonnegative=True),
-    Variable("ssrd", "W m-2", "surface solar radiation downwards", "meteorology",
-             nonnegative=True),
+    Variable("tp", "mm", "total precipitation over the time step", "meteorology", nonnegative=True),
+    Variable("ssrd", "W m-2", "surface solar radiation downwards", "meteorology", nonnegative=True),
     Variable("elevation", "m", "surface elevation above sea level", "static"),
     Variable("land_sea_mask", "1", "land fraction", "static"),
     Variable("emissions", "1", "relative emission strength", "static", nonnegative=True),
@@ -97,15 +95,34 @@ def mask_name(name: str) -> str:
 
 # Spellings seen in data sources -> canonical units.
 _UNIT_ALIASES = {
-    "ug/m3": "ug m-3", "µg/m3": "ug m-3", "ug m-3": "ug m-3", "ug/m^3": "ug m-3",
-    "micrograms/cubic meter (lc)": "ug m-3", "micrograms/cubic meter (25 c)": "ug m-3",
+    "ug/m3": "ug m-3",
+    "µg/m3": "ug m-3",
+    "ug m-3": "ug m-3",
+    "ug/m^3": "ug m-3",
+    "micrograms/cubic meter (lc)": "ug m-3",
+    "micrograms/cubic meter (25 c)": "ug m-3",
     "micrograms/cubic meter": "ug m-3",
-    "mg/m3": "mg m-3", "mg m-3": "mg m-3",
-    "ppb": "ppb", "parts per billion": "ppb",
-    "ppm": "ppm", "parts per million": "ppm",
-    "k": "K", "degc": "degC", "c": "degC", "degrees c": "degC",
-    "m/s": "m s-1", "m s-1": "m s-1", "%": "%", "pa": "Pa", "hpa": "hPa", "m": "m", "mm": "mm",
-    "degree": "degree", "degrees": "degree", "1": "1", "w m-2": "W m-2",
+    "mg/m3": "mg m-3",
+    "mg m-3": "mg m-3",
+    "ppb": "ppb",
+    "parts per billion": "ppb",
+    "ppm": "ppm",
+    "parts per million": "ppm",
+    "k": "K",
+    "degc": "degC",
+    "c": "degC",
+    "degrees c": "degC",
+    "m/s": "m s-1",
+    "m s-1": "m s-1",
+    "%": "%",
+    "pa": "Pa",
+    "hpa": "hPa",
+    "m": "m",
+    "mm": "mm",
+    "degree": "degree",
+    "degrees": "degree",
+    "1": "1",
+    "w m-2": "W m-2",
 }
 
 _MIXING = {"ppb": 1e-9, "ppm": 1e-6}
@@ -125,7 +142,9 @@ def molar_volume(temperature_c: float = 25.0, pressure_hpa: float = 1013.25) -> 
     return 8.314462618 * (temperature_c + 273.15) / (pressure_hpa * 100.0)
 
 
-def conversion_factor(name: str, from_units: str, *, reference_temperature_c: float = 25.0) -> float:
+def conversion_factor(
+    name: str, from_units: str, *, reference_temperature_c: float = 25.0
+) -> float:
     """Factor that converts ``name`` from ``from_units`` into its canonical units.
 
     Mass <-> mixing-ratio conversions use ``x[mol/mol] = c[g m-3] * Vm / M`` with ``Vm`` the
@@ -133,6 +152,7 @@ def conversion_factor(name: str, from_units: str, *, reference_temperature_c: fl
 
     Raises:
         SchemaError: if the units are unknown or cannot be converted for this variable.
+
     """
     var = get(name)
     src, dst = normalise_units(from_units), var.units
@@ -150,8 +170,9 @@ def conversion_factor(name: str, from_units: str, *, reference_temperature_c: fl
     raise SchemaError(f"cannot convert variable {name!r} from {from_units!r} to {dst!r}")
 
 
-def convert(values: np.ndarray, name: str, from_units: str, *,
-            reference_temperature_c: float = 25.0) -> np.ndarray:
+def convert(
+    values: np.ndarray, name: str, from_units: str, *, reference_temperature_c: float = 25.0
+) -> np.ndarray:
     """Convert ``values`` of ``name`` into canonical units (offset units such as degC too)."""
     if normalise_units(from_units) == "degC" and get(name).units == "K":
         return np.asarray(values, dtype=np.float64) + 273.15

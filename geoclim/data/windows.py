@@ -33,6 +33,7 @@ class WindowSpec:
         stride: spacing between consecutive init times.
         patch: spatial tile edge; 1 means pointwise (LSTM, TFT), ``None`` the whole grid.
         patch_stride: spacing between tiles (defaults to ``patch``: non-overlapping tiles).
+
     """
 
     input_steps: int
@@ -124,6 +125,7 @@ def build_index(
 
     Returns:
         The sample index, ordered by time, then row, then column.
+
     """
     start, stop = max(time_range[0], 0), min(time_range[1], n_time)
     h, w = grid_shape
@@ -179,6 +181,7 @@ class WindowArrays:
         known_sources: for each known-future channel, ``("dynamic", c)`` or ``("calendar", c)``.
         exclude: optional ``(T, H, W, C_out)`` bool, True where a target must not count
             (imputed values when training excludes them).
+
     """
 
     dynamic: np.ndarray
@@ -210,12 +213,15 @@ def gather(
     Args:
         arrays: source arrays.
         spec: window spec.
-        t, y, x: ``(B,)`` init positions and patch origins.
+        t: ``(B,)`` init positions.
+        y: ``(B,)`` patch origin rows (station positions).
+        x: ``(B,)`` patch origin columns.
 
     Returns:
         ``past (B, T_in, C_in, h, w)``, ``known_future (B, L, C_known, h, w)``,
         ``static (B, C_static, h, w)``, ``target`` and ``target_mask`` ``(B, L, C_out, h, w)``
         (NaN replaced by 0, the train mean in normalised space) and the positions.
+
     """
     ph, pw = spec.patch_shape(arrays.grid_shape)
     t_in = t[:, None] + np.arange(1 - spec.input_steps, 1)  # (B, T_in)
@@ -231,12 +237,14 @@ def gather(
         mask &= ~arrays.exclude[t_out[:, :, None, None], yy, xx]
     cal = arrays.calendar[t_out]  # (B, L, C_cal)
     known = [
-        future[..., c] if src == "dynamic"
+        future[..., c]
+        if src == "dynamic"
         else np.broadcast_to(cal[:, :, None, None, c], future.shape[:4])
         for src, c in arrays.known_sources
     ]
-    known_future = (np.stack(known, axis=-1) if known
-                    else np.zeros((*future.shape[:4], 0), np.float32))
+    known_future = (
+        np.stack(known, axis=-1) if known else np.zeros((*future.shape[:4], 0), np.float32)
+    )
     static = arrays.static[yy[:, 0], xx[:, 0]]  # (B, h, w, C_static)
     return {
         "past": _channels_first(np.nan_to_num(past, nan=0.0)),

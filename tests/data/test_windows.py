@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geoclim.data.windows import WindowArrays, WindowSpec, build_index, gather, patch_origins
+from geoclim.errors import ConfigError, DataError
+
+
+def _arrays(rng, nt, h, w, c_dyn=3, n_past=2, n_targets=1, c_static=2, nan=0.1):
+    dyn = rng.normal(size=(nt, h, w, c_dyn)).astype(np.float32)
+    dyn[rng.random(dyn.shape) < nan] = np.nan
+    cal = rng.normal(size=(nt, 2)).astype(np.float32)
+    static = rng.normal(size=(h, w, c_static)).astype(np.float32)
+    return WindowArrays(
+        dyn,
+        cal,
+        static,
+        n_past,
+        n_targets,
+        known_sources=(("calendar", 1), ("dynamic", 2), ("calendar", 0)),
+    )
+
+
+@st.composite
+def cases(draw):
+    nt = draw(st.integers(10, 60))
+    h, w = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    tin, lead = draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    patch = draw(st.sampled_from([1, 2, None]))
+    if patch == 2 and (h < 2 or w < 2):
+        patch = 1
+    stride = draw(st.integers(1, 3))
+    start = draw(st.integers(0, nt // 3))
+    stop = draw(st.integers(start + tin + lead, nt + 5))
+    return nt, h, w, WindowSpec(tin, lead, stride=stride, patch=patch), (start, stop)
+
+
+@settings(max_examples=80, deadline=None)
+@given(cases(), st.integers(0, 2**16))
+def test_samples_stay_inside_the_split_and_equal_naive_slicing(case, seed):
+    nt, h, w, spec, split = case
+    rng = np.random.default_rng(seed)
+    arr = _arrays(rng, nt, h, w)
+    try:
+        index = build_index(arr.target_valid(), (h, w), nt, spec, split)
+    except DataError:
+        assert min(split[1], nt) - split[0] < spec.input_steps + spec.lead_steps
+        return
+    t, y, x = index.decode()
+    assert (t - spec.input_steps + 1 >= split[0]).all() and (
+        t + spec.lead_steps < min(split[1], nt)
+    ).all()
+    assert ((t - (split[0] + spec.input_steps - 1)) % spec.stride == 0).all()
+    if len(index) == 0:
+        return
+    rows = rng.choice(len(index), size=min(5, len(index)), replace=False)
+    b = gather(arr, spec, t[rows], y[rows], x[rows])
+    ph, pw = spec.patch_shape((h, w))
+    for i, r in enumerate(rows):
+        ti, yi, xi = t[r], y[r], x[r]
+        cells = (slice(yi, yi + ph), slice(xi, xi + pw))
+        naive_past = arr.dynamic[ti - spec.input_steps + 1 : ti + 1, cells[0], cells[1], :2]
+        np.testing.assert_array_equal(b["past"][i], np.nan_to_num(naive_past.transpose(0, 3, 1, 2)))
+        fut = arr.dynamic[ti + 1 : ti + spec.lead_steps + 1, cells[0], cells[1]]
+        target = fut[..., :1].transpose(0, 3, 1, 2)
+        np.testing.assert_array_equal(b["target_mask"][i], np.isfinite(target))
+        np.testing.assert_array_equal(b["target"][i], np.nan_to_num(target))
+        cal = arr.calendar[ti + 1 : ti + spec.lead_steps + 1]
+        np.testing.assert_array_equal(
+            b["known_future"][i, :, 0],
+            np.broadcast_to(cal[:, 1, None, None], (spec.lead_steps, ph, pw)),
+        )
+        np.testing.assert_array_equal(b["known_future"][i, :, 1], np.nan_to_num(fut[..., 2]))
+        np.testing.assert_array_equal(
+            b["known_future"][i, :, 2],
+            np.broadcast_to(cal[:, 0, None, None], (spec.lead_steps, ph, pw)),
+        )
+        np.testing.assert_array_equal(b["static"][i], arr.static[cells].transpose(2, 0, 1))
+        # every kept sample has at least one valid target in its window
+        assert b["target_mask"][i].any()
+
+
+def test_index_keeps_exactly_windows_with_enough_valid_targets():
+    valid = np.ones((10, 1, 1), bool)
+    valid[5:8] = False
+    spec = WindowSpec(input_steps=2, lead_steps=3)
+    idx = build_index(valid, (1, 1), 10, spec, (0, 10))
+    np.testing.assert_array_equal(idx.time, [1, 2, 3, 5, 6])  # init 4 -> targets 5,6,7 all missing
+    idx = build_index(valid, (1, 1), 10, spec, (0, 10), min_target_fraction=0.6)
+    np.testing.assert_array_equal(idx.time, [1, 2, 6])
+
+
+def test_index_is_small_and_decodes():
+    idx = build_index(None, (4, 5), 100, WindowSpec(3, 2), (0, 100))
+    assert idx.flat.dtype == np.int32 and len(idx) == 96 * 20
+    t, y, x = idx.decode(np.array([0, 21]))
+    assert list(zip(t, y, x, strict=True)) == [(2, 0, 0), (3, 0, 1)]
+
+
+def test_patch_origins_cover_the_edge():
+    np.testing.assert_array_equal(patch_origins(7, 3, 3), [0, 3, 4])
+    np.testing.assert_array_equal(patch_origins(6, 3, 3), [0, 3])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(input_steps=0, lead_steps=1), "window.input_steps must be >= 1"),
+        (dict(input_steps=1, lead_steps=1, stride=0), "window.stride must be >= 1"),
+        (dict(input_steps=1, lead_steps=1, patch=0), "window.patch must be >= 1 or null"),
+        (dict(input_steps=1, lead_steps=1, patch_stride=0), "patch_stride must be >= 1"),
+    ],
+)
+def test_bad_spec(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        WindowSpec(**kwargs)
+
+
+def test_patch_larger_than_grid_and_short_split():
+    with pytest.raises(ConfigError, match="larger than the grid 3 x 4"):
+        WindowSpec(2, 2, patch=5).patch_shape((3, 4))
+    with pytest.raises(DataError, match="no window fits in time positions \\[0, 3\\)"):
+        build_index(None, (1, 1), 3, WindowSpec(2, 2), (0, 3))
