@@ -103,7 +103,9 @@ class GeoDataModule(L.LightningDataModule):
         keep += [variables.mask_name(v) for v in task.targets if variables.mask_name(v) in ds]
         ds = ds[keep]
         if self.imputer is not None:
-            self.imputer.fit(ds, period=slice(*self.splits.train))
+            start, stop = self.splits.train
+            train_period = slice(ds[TIME].values[start], ds[TIME].values[stop - 1])
+            self.imputer.fit(ds, period=train_period)
             ds = self.imputer.transform(ds)
         self.ds = ds
         self.normalizer = Normalizer.fit(

@@ -90,7 +90,10 @@ class Normalizer:
     def encode(self, values: np.ndarray, name: str) -> np.ndarray:
         """Physical -> normalised, for a numpy array of variable ``name``."""
         s = self._get(name)
-        return ((_forward(values, s.log) - s.mean) / s.std).astype(np.float32)
+        out = _forward(values, s.log)  # float32 copy: the only full-size temporary
+        out -= np.float32(s.mean)
+        out /= np.float32(s.std)
+        return out
 
     def decode(self, values: np.ndarray, name: str) -> np.ndarray:
         """Normalised -> physical, for a numpy array of variable ``name``."""
@@ -157,5 +160,9 @@ class Normalizer:
 
 
 def _forward(values: np.ndarray, log: bool) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float64)
-    return np.log1p(np.maximum(values, 0.0)) if log else values
+    """``f(x)`` as a new float32 array (float32 keeps the working set at the data's size)."""
+    values = np.array(values, dtype=np.float32)
+    if log:
+        np.maximum(values, 0.0, out=values)
+        np.log1p(values, out=values)
+    return values

@@ -140,25 +140,30 @@ def build_index(
     pstride_x = spec.patch_stride or pw
     ys = np.arange(h) if ph == 1 else patch_origins(h, ph, pstride_y)
     xs = np.arange(w) if pw == 1 else patch_origins(w, pw, pstride_x)
-    if target_valid is None:
-        keep = np.ones((inits.size, ys.size, xs.size), dtype=bool)
-    else:
-        counts = _window_counts(target_valid, inits, spec.lead_steps)  # (N_t, H, W)
-        if (ph, pw) != (1, 1):
-            counts = _box_sum(counts, ph, pw)[:, ys][:, :, xs]
-        need = max(1, int(np.ceil(min_target_fraction * spec.lead_steps * ph * pw)))
-        keep = counts >= need
-    it, iy, ix = np.nonzero(keep)
-    flat = (inits[it].astype(np.int64) * h + ys[iy]) * w + xs[ix]
+    need = max(1, int(np.ceil(min_target_fraction * spec.lead_steps * ph * pw)))
+    csum = None
+    if target_valid is not None:
+        csum = np.zeros((n_time + 1, h, w), dtype=np.int32)
+        np.cumsum(target_valid, axis=0, dtype=np.int32, out=csum[1:])
     dtype = np.int32 if n_time * h * w < np.iinfo(np.int32).max else np.int64
-    return SampleIndex(flat.astype(dtype), (h, w))
+    # Chunks over init times keep the temporaries small next to the data (see the benchmark).
+    chunks = []
+    for lo in range(0, inits.size, _CHUNK):
+        t = inits[lo : lo + _CHUNK]
+        if csum is None:
+            keep = np.ones((t.size, ys.size, xs.size), dtype=bool)
+        else:
+            # valid target steps in (t, t + lead] for each init t, per cell
+            counts = csum[t + spec.lead_steps + 1] - csum[t + 1]
+            if (ph, pw) != (1, 1):
+                counts = _box_sum(counts, ph, pw)[:, ys][:, :, xs]
+            keep = counts >= need
+        it, iy, ix = np.nonzero(keep)
+        chunks.append(((t[it].astype(np.int64) * h + ys[iy]) * w + xs[ix]).astype(dtype))
+    return SampleIndex(np.concatenate(chunks), (h, w))
 
 
-def _window_counts(valid: np.ndarray, inits: np.ndarray, lead: int) -> np.ndarray:
-    """Number of valid target steps in ``(t, t + lead]`` for each init ``t``, per cell."""
-    csum = np.zeros((valid.shape[0] + 1, *valid.shape[1:]), dtype=np.int32)
-    np.cumsum(valid, axis=0, dtype=np.int32, out=csum[1:])
-    return csum[inits + lead + 1] - csum[inits + 1]
+_CHUNK = 64
 
 
 def _box_sum(counts: np.ndarray, ph: int, pw: int) -> np.ndarray:

@@ -1,0 +1,47 @@
+# geoclim — `make demo` and `make test` do all the set-up on a fresh machine.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export MPLBACKEND := Agg
+export WANDB_MODE ?= offline
+export PYTHONHASHSEED := 0
+
+.PHONY: help install demo test test-all lint format smoke bench clean-logs
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,serve]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv (if missing) and install geoclim with its dev extras
+
+demo: install  ## run the main job on the embedded real data
+	$(BIN)/python -m geoclim.cli.demo
+
+test: install  ## the fast test suite (CI)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-all: install  ## every test, slow ones included
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not gpu"
+
+lint: install  ## ruff lint and format check
+	$(BIN)/ruff check geoclim tests scripts
+	$(BIN)/ruff format --check geoclim
+
+format: install  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix geoclim tests scripts
+	$(BIN)/ruff format geoclim
+
+smoke: install  ## one synthetic training run from the CLI, in seconds
+	$(BIN)/geoclim-train data=synthetic_grid model=lstm debug=smoke logger=csv
+
+bench: install  ## benchmarks (results go to experiments/)
+	$(BIN)/python scripts/bench_windows.py
+
+clean-logs:  ## remove run outputs
+	rm -rf outputs multirun logs wandb lightning_logs

@@ -1,0 +1,111 @@
+"""The plain ``geoclim`` command: data summaries, ingestion, samples, leaderboard, serving.
+
+Training, evaluation and export are Hydra entry points of their own (``geoclim-train``,
+``geoclim-eval``, ``geoclim-export``); this command groups the tools that take a few
+arguments instead of a config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from geoclim.cli.errors import friendly_errors
+
+
+def _summary(args: argparse.Namespace) -> int:
+    from geoclim.data import samples, sources
+    from geoclim.data.summary import format_summary
+
+    for item in args.datasets:
+        path = Path(item)
+        ds = sources.open_dataset(path) if path.exists() else samples.load(item)
+        print(format_summary(item, ds))
+    return 0
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from geoclim.data import samples
+
+    for name in samples.available():
+        print(f"{name:<16} {samples.describe(name)}")
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from geoclim.data.ingest import ingest_folder
+
+    report = ingest_folder(args.raw_dir, args.store_dir, archive_dir=args.archive)
+    print(report)
+    return 0
+
+
+def _compare(argv: list[str]) -> int:
+    from geoclim.cli.compare import compare_main
+
+    return compare_main(argv) or 0
+
+
+def _serve(argv: list[str]) -> int:
+    from geoclim.cli.serve import serve_main
+
+    return serve_main(argv) or 0
+
+
+def _demo(argv: list[str]) -> int:
+    from geoclim.cli.demo import main as demo_main
+
+    return demo_main(argv) or 0
+
+
+PASSTHROUGH = {"compare": _compare, "serve": _serve, "demo": _demo}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``geoclim``."""
+    parser = argparse.ArgumentParser(
+        prog="geoclim", description=__doc__.split("\n\n")[0],
+        epilog="Also: geoclim compare RUN_DIR... (leaderboard), geoclim serve MODEL (HTTP), "
+               "geoclim demo (the main job on the embedded data); each takes --help.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("summary", help="summarise datasets (files or embedded sample names)")
+    p.add_argument("datasets", nargs="+", help="netCDF/zarr path or sample name")
+    p.set_defaults(func=_summary)
+
+    p = sub.add_parser("samples", help="list the embedded real datasets")
+    p.set_defaults(func=_samples)
+
+    p = sub.add_parser("ingest", help="ingest a folder of EPA AirData daily CSVs into a store")
+    p.add_argument("raw_dir", type=Path, help="folder of EPA daily CSV files")
+    p.add_argument("store_dir", type=Path, help="store folder (stations.nc + manifest)")
+    p.add_argument("--archive", type=Path, default=None, help="move processed files here")
+    p.set_defaults(func=_ingest)
+
+    for name, helptext in [("compare", "leaderboard of run directories"),
+                           ("serve", "serve an exported model over HTTP"),
+                           ("demo", "the main job on the embedded real data")]:
+        sub.add_parser(name, help=helptext, add_help=False)
+    return parser
+
+
+@friendly_errors
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``geoclim``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    rest = argv[1:] if verbose else argv
+    if rest and rest[0] in PASSTHROUGH:
+        return PASSTHROUGH[rest[0]](rest[1:])
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
