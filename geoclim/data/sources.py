@@ -150,8 +150,16 @@ def _encoding(ds: xr.Dataset) -> dict:
     return enc
 
 
-def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
-    """Write ``ds`` as compressed CF netCDF-4 atomically (temp file in the same dir + rename)."""
+def write_netcdf(
+    ds: xr.Dataset, path: str | os.PathLike, *, encoding: dict | None = None
+) -> Path:
+    """Write ``ds`` as compressed CF netCDF-4 atomically (temp file in the same dir + rename).
+
+    Args:
+        ds: the dataset.
+        path: destination; an existing file is replaced only once the new one is complete.
+        encoding: per-variable netCDF encoding, merged over the default (zlib level 4).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     out = ds.copy()
@@ -162,10 +170,16 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
                 units="degrees_north" if name == LATITUDE else "degrees_east",
                 standard_name=name,
             )
+    enc = _encoding(out)
+    for name, extra in (encoding or {}).items():
+        enc[name] = {**enc.get(name, {}), **extra}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
     try:
-        out.to_netcdf(tmp, engine="netcdf4", encoding=_encoding(out))
+        out.to_netcdf(tmp, engine="netcdf4", encoding=enc)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

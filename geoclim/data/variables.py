@@ -101,7 +101,7 @@ _UNIT_ALIASES = {
     "ug/m^3": "ug m-3",
     "micrograms/cubic meter (lc)": "ug m-3",
     "micrograms/cubic meter (25 c)": "ug m-3",
-    "micrograms/cubic meter": "ug m-3",
+    "micrograms/cubic meter": "ug m-3", "ug/m3 lc": "ug m-3", "ug/m3 sc": "ug m-3",
     "mg/m3": "mg m-3",
     "mg m-3": "mg m-3",
     "ppb": "ppb",
@@ -125,8 +125,9 @@ _UNIT_ALIASES = {
     "w m-2": "W m-2",
 }
 
-_MIXING = {"ppb": 1e-9, "ppm": 1e-6}
-_MASS = {"ug m-3": 1e-6, "mg m-3": 1e-3}  # grams per cubic metre
+# Exact integer ratios: mixing ratios in ppb, mass concentrations in ug m-3.
+_MIXING = {"ppb": 1.0, "ppm": 1000.0}
+_MASS = {"ug m-3": 1.0, "mg m-3": 1000.0}
 
 
 def normalise_units(units: str) -> str:
@@ -147,8 +148,8 @@ def conversion_factor(
 ) -> float:
     """Factor that converts ``name`` from ``from_units`` into its canonical units.
 
-    Mass <-> mixing-ratio conversions use ``x[mol/mol] = c[g m-3] * Vm / M`` with ``Vm`` the
-    molar volume at ``reference_temperature_c`` and 1013.25 hPa.
+    Mass <-> mixing-ratio conversions use ``x[ppb] = c[ug m-3] * Vm * 1e3 / M`` with ``Vm`` the
+    molar volume (m3/mol) at ``reference_temperature_c`` and 1013.25 hPa and ``M`` in g/mol.
 
     Raises:
         SchemaError: if the units are unknown or cannot be converted for this variable.
@@ -163,10 +164,10 @@ def conversion_factor(
     if src in _MASS and dst in _MASS:
         return _MASS[src] / _MASS[dst]
     if var.molar_mass is not None and {src, dst} <= set(_MASS) | set(_MIXING):
-        vm = molar_volume(reference_temperature_c)
-        if src in _MASS:  # g m-3 -> mol/mol
-            return _MASS[src] * vm / var.molar_mass / _MIXING[dst]
-        return _MIXING[src] * var.molar_mass / vm / _MASS[dst]
+        ppb_per_ug_m3 = molar_volume(reference_temperature_c) * 1e3 / var.molar_mass
+        if src in _MASS:
+            return _MASS[src] * ppb_per_ug_m3 / _MIXING[dst]
+        return _MIXING[src] / ppb_per_ug_m3 / _MASS[dst]
     raise SchemaError(f"cannot convert variable {name!r} from {from_units!r} to {dst!r}")
 
 
