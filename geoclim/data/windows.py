@@ -141,26 +141,32 @@ def build_index(
     ys = np.arange(h) if ph == 1 else patch_origins(h, ph, pstride_y)
     xs = np.arange(w) if pw == 1 else patch_origins(w, pw, pstride_x)
     need = max(1, int(np.ceil(min_target_fraction * spec.lead_steps * ph * pw)))
-    csum = None
-    if target_valid is not None:
-        csum = np.zeros((n_time + 1, h, w), dtype=np.int32)
-        np.cumsum(target_valid, axis=0, dtype=np.int32, out=csum[1:])
+
+    def kept(t: np.ndarray) -> np.ndarray:
+        """``(len(t), len(ys), len(xs))`` bool: which samples of init times ``t`` to keep."""
+        if target_valid is None:
+            return np.ones((t.size, ys.size, xs.size), dtype=bool)
+        # valid target steps in (t, t + lead] per cell, from a cumulative sum over this chunk
+        base = t[0] + 1
+        local = np.zeros((t[-1] + spec.lead_steps + 1 - base + 1, h, w), dtype=np.int32)
+        np.cumsum(target_valid[base : t[-1] + spec.lead_steps + 1], axis=0, out=local[1:])
+        counts = local[t - t[0] + spec.lead_steps] - local[t - t[0]]
+        if (ph, pw) != (1, 1):
+            counts = _box_sum(counts, ph, pw)[:, ys][:, :, xs]
+        return counts >= need
+
+    # Two passes over chunks of init times: count, then fill a preallocated index. The
+    # temporaries stay a small fraction of the data (scripts/bench_windows.py measures it).
+    chunks = [inits[lo : lo + _CHUNK] for lo in range(0, inits.size, _CHUNK)]
+    total = sum(int(np.count_nonzero(kept(t))) for t in chunks)
     dtype = np.int32 if n_time * h * w < np.iinfo(np.int32).max else np.int64
-    # Chunks over init times keep the temporaries small next to the data (see the benchmark).
-    chunks = []
-    for lo in range(0, inits.size, _CHUNK):
-        t = inits[lo : lo + _CHUNK]
-        if csum is None:
-            keep = np.ones((t.size, ys.size, xs.size), dtype=bool)
-        else:
-            # valid target steps in (t, t + lead] for each init t, per cell
-            counts = csum[t + spec.lead_steps + 1] - csum[t + 1]
-            if (ph, pw) != (1, 1):
-                counts = _box_sum(counts, ph, pw)[:, ys][:, :, xs]
-            keep = counts >= need
-        it, iy, ix = np.nonzero(keep)
-        chunks.append(((t[it].astype(np.int64) * h + ys[iy]) * w + xs[ix]).astype(dtype))
-    return SampleIndex(np.concatenate(chunks), (h, w))
+    flat = np.empty(total, dtype=dtype)
+    pos = 0
+    for t in chunks:
+        it, iy, ix = np.nonzero(kept(t))
+        flat[pos : pos + it.size] = (t[it].astype(np.int64) * h + ys[iy]) * w + xs[ix]
+        pos += it.size
+    return SampleIndex(flat, (h, w))
 
 
 _CHUNK = 64
