@@ -25,6 +25,7 @@ from pathlib import Path
 import xarray as xr
 
 import geoclim
+from geoclim.data import samples
 from geoclim.data.grid import regular_grid, stations_to_grid
 from geoclim.data.ingest import open_naps_hourly, open_openair
 from geoclim.data.samples import CATALOG_NAME
@@ -39,8 +40,8 @@ OPENAIR_MEMBER = "bivapp/sampledata/openair_test_data.csv"
 OUT_DIR = Path(__file__).resolve().parents[1] / "geoclim" / "data" / "samples"
 
 # southern Ontario / Quebec corridor (Windsor - Toronto - Montreal - Quebec City), 0.5 degree
-GRID_BOX = dict(lat_min=42.0, lat_max=47.0, lon_min=-84.0, lon_max=-71.0, resolution=0.5)
-GRID_OPTIONS = dict(method="idw", power=2.0, max_distance_km=75.0, k=8)
+GRID_BOX = samples.NAPS_GRID_BOX
+GRID_OPTIONS = samples.NAPS_GRID_OPTIONS
 
 NAPS_LICENSE = (
     "Open Government Licence - Canada (https://open.canada.ca/en/open-government-licence-canada)"

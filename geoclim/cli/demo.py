@@ -15,8 +15,6 @@ from geoclim.cli.errors import friendly_errors
 
 log = logging.getLogger("geoclim.demo")
 
-GRID = dict(lat_min=42.25, lat_max=46.75, lon_min=-83.75, lon_max=-71.25, resolution=0.5)
-
 
 def banner(text: str) -> None:
     """Print a section title."""
@@ -45,8 +43,8 @@ def data_stage() -> None:
         f"{float(rep.missing_after.sel(variable='no2')):.2f} % still missing"
     )
 
-    lat, lon = grid.regular_grid(**GRID)
-    gridded = grid.stations_to_grid(filled, lat, lon, method="idw", max_distance_km=75.0)
+    lat, lon = grid.regular_grid(**samples.NAPS_GRID_BOX)
+    gridded = grid.stations_to_grid(filled, lat, lon, **samples.NAPS_GRID_OPTIONS)
     schema.validate(gridded, ["no2", "coverage"], source="gridded NO2")
     print(format_summary("NO2 network on a 0.5 deg grid (IDW, 75 km)", gridded))
 
