@@ -133,8 +133,13 @@ def open_dataset(
     if not path.exists():
         raise SchemaError(f"{path}: no such file or store")
     engine = _engine_for(path)
+    kwargs = {}
+    if engine == "zarr":  # consolidated metadata only where the store has it (no fallback noise)
+        kwargs["consolidated"] = (path / ".zmetadata").exists() or None
+        if kwargs["consolidated"] is None and (path / ".zgroup").exists():
+            kwargs["consolidated"] = False
     try:
-        raw = xr.open_dataset(path, engine=engine, chunks=chunks)
+        raw = xr.open_dataset(path, engine=engine, chunks=chunks, **kwargs)
     except (OSError, ValueError) as err:
         raise SchemaError(f"{path}: cannot be read as {engine}: {err}") from None
     return schema.validate(to_canonical(raw), required, source=str(path))
