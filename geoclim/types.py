@@ -45,6 +45,6 @@ class Batch(TypedDict):
     static: Tensor  # (B, C_static, H, W)        elevation, land-sea mask, coordinates
     target: Tensor  # (B, T_out, C_out, H, W)     normalised targets, NaN-free
     target_mask: Tensor  # (B, T_out, C_out, H, W)  1 where the target counts in the loss
-    time_idx: Tensor  # (B,) integer position of the init time (last input step + 1)
+    time_idx: Tensor  # (B,) integer position of the init time (the last input step)
     lat_idx: Tensor  # (B,) row of the patch's top-left cell, or station position
     lon_idx: Tensor  # (B,) column of the patch's top-left cell, 0 for stations

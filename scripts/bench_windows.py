@@ -129,7 +129,8 @@ def main() -> None:
     ref = measure(pf_builder(ds, train_stop), max(3, n_batches // 4))
     ratio = geo["samples_per_s"] / ref["samples_per_s"]
     rows = {"geoclim": geo, "pytorch-forecasting": ref}
-    print(f"{'loader':<22}{'samples':>10}{'build s':>10}{'peak MB':>10}{'x raw':>8}{'samples/s':>12}")
+    header = ("loader", "samples", "build s", "peak MB", "x raw", "samples/s")
+    print("{:<22}{:>10}{:>10}{:>10}{:>8}{:>12}".format(*header))
     for name, r in rows.items():
         print(f"{name:<22}{r['n_samples']:>10}{r['build_s']:>10.2f}{r['peak_mb']:>10.1f}"
               f"{r['peak_mb'] / raw_mb:>8.2f}{r['samples_per_s']:>12.0f}")
