@@ -33,10 +33,12 @@ def calendar_features(times: np.ndarray | pd.DatetimeIndex, names: tuple[str, ..
         ``(T, len(names))`` float32 array.
 
     """
-    t = pd.DatetimeIndex(times)
-    hour = (t.hour + t.minute / 60.0).to_numpy(dtype=np.float64)
-    dow = t.dayofweek.to_numpy(dtype=np.float64)
-    doy = (t.dayofyear - 1).to_numpy(dtype=np.float64) + hour / 24.0
+    # numpy datetime arithmetic: no pandas accessors on the serving hot path
+    t = np.asarray(pd.DatetimeIndex(times).values, dtype="datetime64[ns]")
+    days = t.astype("datetime64[D]")
+    hour = (t - days) / np.timedelta64(1, "h")
+    dow = ((days.astype(np.int64) + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
+    doy = (days - days.astype("datetime64[Y]")).astype(np.int64) + hour / 24.0
     angle = {
         "hour": 2 * np.pi * hour / 24.0,
         "dow": 2 * np.pi * dow / 7.0,

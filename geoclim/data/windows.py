@@ -217,7 +217,13 @@ class WindowArrays:
 
 
 def gather(
-    arrays: WindowArrays, spec: WindowSpec, t: np.ndarray, y: np.ndarray, x: np.ndarray
+    arrays: WindowArrays,
+    spec: WindowSpec,
+    t: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+    *,
+    fill_missing: bool = True,
 ) -> dict[str, np.ndarray]:
     """Gather a batch of samples into the Batch layout (numpy).
 
@@ -227,11 +233,13 @@ def gather(
         t: ``(B,)`` init positions.
         y: ``(B,)`` patch origin rows (station positions).
         x: ``(B,)`` patch origin columns.
+        fill_missing: replace NaN inputs by 0, the train mean in normalised space (networks);
+            ``False`` keeps them (tree models route missing values themselves).
 
     Returns:
         ``past (B, T_in, C_in, h, w)``, ``known_future (B, L, C_known, h, w)``,
         ``static (B, C_static, h, w)``, ``target`` and ``target_mask`` ``(B, L, C_out, h, w)``
-        (NaN replaced by 0, the train mean in normalised space) and the positions.
+        (missing targets are 0 with mask 0) and the positions.
 
     """
     ph, pw = spec.patch_shape(arrays.grid_shape)
@@ -257,10 +265,13 @@ def gather(
         np.stack(known, axis=-1) if known else np.zeros((*future.shape[:4], 0), np.float32)
     )
     static = arrays.static[yy[:, 0], xx[:, 0]]  # (B, h, w, C_static)
+    if fill_missing:
+        past, known_future, static = (np.nan_to_num(a, nan=0.0)
+                                      for a in (past, known_future, static))
     return {
-        "past": _channels_first(np.nan_to_num(past, nan=0.0)),
-        "known_future": _channels_first(np.nan_to_num(known_future, nan=0.0)),
-        "static": np.ascontiguousarray(np.moveaxis(np.nan_to_num(static, nan=0.0), -1, 1)),
+        "past": _channels_first(past),
+        "known_future": _channels_first(known_future),
+        "static": np.ascontiguousarray(np.moveaxis(static, -1, 1)),
         "target": _channels_first(np.where(mask, target, 0.0).astype(np.float32)),
         "target_mask": _channels_first(mask.astype(np.float32)),
         "time_idx": t.astype(np.int64),
