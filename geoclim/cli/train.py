@@ -1,0 +1,163 @@
+"""``geoclim-train``: compose ``conf/train.yaml`` with Hydra and run one training job.
+
+Examples::
+
+    geoclim-train                                   # LSTM on gridded NAPS NO2
+    geoclim-train model=tft experiment=...          # any option of any group
+    geoclim-train -m model=lstm,cnn,tft             # one job (and run directory) per model
+    geoclim-train hparams_search=lstm_optuna        # Optuna search
+    geoclim-train data/source=synthetic debug=smoke # seconds, no bundled data needed
+
+A mistake a user can fix (a :class:`~geoclim.errors.GeoclimError`, a missing mandatory
+value, an unknown config key) is printed as one ``error: ...`` line, with the valid choices,
+and the command exits with status 2. Unknown group options are reported by Hydra with the
+list of available options.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+
+from geoclim.errors import ConfigError, GeoclimError
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def user_error(err: BaseException) -> GeoclimError | None:
+    """The user-fixable error behind ``err`` (unwrapping Hydra's instantiation wrapper)."""
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, GeoclimError):
+            return seen
+        if isinstance(seen, OmegaConfBaseException) and not isinstance(
+            seen, InstantiationException
+        ):
+            message = str(seen).splitlines()[0] if str(seen) else type(seen).__name__
+            key = getattr(seen, "full_key", None)
+            if isinstance(seen, MissingMandatoryValue) and key:
+                message = f"no value for {key!r}; set it on the command line: {key}=..."
+            elif key:
+                message = f"{message} (config key {key!r})"
+            return ConfigError(message)
+        seen = seen.__cause__
+    return None
+
+
+def _exit_with(err: GeoclimError) -> None:
+    sys.stdout.flush()
+    print(f"error: {err}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def check_override_keys(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
+    """Fail early, listing the valid keys, when an override names a key that does not exist.
+
+    Hydra already lists the options of an unknown group choice; for a misspelt key it only
+    says "not in struct". This composes the config with the command line's group choices
+    (first value of a sweep) and checks every plain ``key=value`` override against it.
+    """
+    if any(a.startswith(("--config", "-cn", "-cp", "-cd")) for a in argv):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(
+            [a for a in argv if "=" in a and not a.startswith("-")])
+    except Exception:  # noqa: BLE001 -- Hydra reports syntax errors itself
+        return
+    groups, keys = [], []
+    for o in parsed:
+        key = o.key_or_group
+        if o.is_add() or o.is_delete() or o.is_force_add() or key.startswith("hydra"):
+            continue
+        if (config_dir / key).is_dir():
+            try:
+                value = next(iter(o.sweep_string_iterator())) if o.is_sweep_override() \
+                    else o.get_value_element_as_str()
+            except Exception:  # noqa: BLE001 -- e.g. glob() sweeps: leave checks to Hydra
+                return
+            groups.append(f"{key}={value}")
+        else:
+            keys.append(key)
+    if not keys:
+        return
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(config_dir), version_base="1.3"):
+            cfg = compose("train", overrides=groups)
+    except Exception:  # noqa: BLE001 -- bad group choices: Hydra lists the options
+        return
+    finally:
+        GlobalHydra.instance().clear()
+    for key in keys:
+        _check_key(cfg, key)
+
+
+def _check_key(cfg: DictConfig, key: str) -> None:
+    node, path = cfg, []
+    for part in key.split("."):
+        if not OmegaConf.is_dict(node):
+            return  # a list index or a value: Hydra decides
+        if part not in node.keys():  # `in node` is False for a missing (???) value
+            where = ".".join(path) or "the top level"
+            _exit_with(ConfigError(
+                f"unknown config key {key!r}: {where} has no {part!r}; valid keys are "
+                f"{sorted(str(k) for k in node.keys())} (use +{key}=... to add a new key)"
+            ))
+        node = node._get_node(part)  # noqa: SLF001 -- no resolution of interpolations
+        path.append(part)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    from geoclim.training.train import train
+
+    _single_log_handler()
+    try:
+        metrics = train(cfg)
+        metric = cfg.get("optimized_metric")
+        if not metric or not metrics:
+            return None
+        if metric not in metrics:  # e.g. val/loss of a baseline, which has no val loss
+            log.warning("optimized_metric %r is not among this run's metrics; valid are %s",
+                        metric, sorted(metrics))
+            return None
+        return metrics[metric]
+    except Exception as err:
+        user = user_error(err)
+        if user is None:
+            raise
+        log.debug("user error", exc_info=True)
+        _exit_with(user)
+    return None
+
+
+def _single_log_handler() -> None:
+    """Drop Lightning's own console handler: Hydra's root handlers already print its logs."""
+    if logging.getLogger().handlers:
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+            logger = logging.getLogger(name)
+            for handler in list(logger.handlers):
+                if type(handler) is logging.StreamHandler:
+                    logger.removeHandler(handler)
+
+
+def main() -> None:
+    """Console entry point (``geoclim-train``)."""
+    check_override_keys(sys.argv[1:])
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""``LSTMNet``: an LSTM encoder-decoder point forecaster with a direct multi-horizon head.
+
+Every cell (or station) is a sequence of its own: space is folded into the batch, so the
+same network serves point batches (``H = W = 1``) and spatial patches or whole grids.
+
+* static inputs set the encoder's initial hidden and cell states;
+* the encoder reads the past inputs;
+* the decoder (an LSTM continuing from the encoder state, or an MLP on the encoder's last
+  state) reads the known-future inputs plus a learned lead embedding;
+* a linear head maps each lead's decoder state to ``C_out`` values (times ``Q`` quantiles),
+  all leads at once (no autoregression).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from geoclim.errors import ConfigError
+from geoclim.models.components.common import (
+    add_persistence,
+    fold_space,
+    fold_static,
+    output_head,
+    split_outputs,
+    unfold_space,
+)
+from geoclim.types import Batch
+
+DECODERS = ("lstm", "mlp")
+
+
+class LSTMNet(nn.Module):
+    """LSTM encoder-decoder over the batch layout.
+
+    Args:
+        c_past: past channels ``C_in``.
+        c_known: known-future channels ``C_known``.
+        c_static: static channels ``C_static``.
+        c_out: target channels ``C_out``.
+        input_steps: ``T_in``.
+        horizon: ``T_out``.
+        n_quantiles: ``Q`` (0 for a point forecast).
+        hidden_size: LSTM state size ``D``.
+        num_layers: stacked LSTM layers.
+        decoder: ``"lstm"`` or ``"mlp"``.
+        dropout: dropout between LSTM layers and before the head.
+        persistence_residual: predict the change from the last observed targets.
+
+    """
+
+    def __init__(
+        self,
+        c_past: int,
+        c_known: int,
+        c_static: int,
+        c_out: int,
+        input_steps: int,
+        horizon: int,
+        n_quantiles: int = 0,
+        hidden_size: int = 64,
+        num_layers: int = 1,
+        decoder: str = "lstm",
+        dropout: float = 0.0,
+        persistence_residual: bool = False,
+    ):
+        super().__init__()
+        if decoder not in DECODERS:
+            raise ConfigError(f"unknown LSTM decoder {decoder!r}; valid are {list(DECODERS)}")
+        self.c_out, self.n_quantiles, self.horizon = c_out, n_quantiles, horizon
+        self.hidden_size, self.num_layers, self.decoder_kind = hidden_size, num_layers, decoder
+        self.persistence_residual = persistence_residual
+        self.static_to_state = nn.Linear(c_static, 2 * num_layers * hidden_size) if c_static \
+            else None
+        lstm_dropout = dropout if num_layers > 1 else 0.0
+        self.encoder = nn.LSTM(c_past, hidden_size, num_layers, batch_first=True,
+                               dropout=lstm_dropout)
+        self.lead_embedding = nn.Parameter(torch.randn(horizon, hidden_size) * 0.1)
+        if decoder == "lstm":
+            self.decoder = nn.LSTM(c_known + hidden_size, hidden_size, num_layers,
+                                   batch_first=True, dropout=lstm_dropout)
+        else:
+            self.decoder = nn.Sequential(
+                nn.Linear(hidden_size + c_known + hidden_size, hidden_size), nn.GELU(),
+                nn.Linear(hidden_size, hidden_size), nn.GELU(),
+            )
+        self.dropout = nn.Dropout(dropout)
+        self.head = output_head(hidden_size, c_out, n_quantiles)
+
+    def _initial_state(self, x_static: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Static ``(N, C_static)`` -> encoder ``(h0, c0)``, each ``(layers, N, D)``."""
+        if self.static_to_state is None:
+            return None
+        n = x_static.shape[0]
+        state = torch.tanh(self.static_to_state(x_static))  # (N, 2 * layers * D)
+        state = state.view(n, 2, self.num_layers, self.hidden_size).permute(1, 2, 0, 3)
+        return state[0].contiguous(), state[1].contiguous()
+
+    def forward(self, batch: Batch) -> dict[str, Tensor]:
+        """Forecast all leads.
+
+        Args:
+            batch: ``past (B, T_in, C_in, H, W)``, ``known_future (B, T_out, C_known, H, W)``,
+                ``static (B, C_static, H, W)``.
+
+        Returns:
+            ``{"prediction": (B, T_out, C_out[, Q], H, W)}`` in normalised space.
+
+        """
+        past = batch["past"]
+        b, _, _, h, w = past.shape
+        x_past = fold_space(past)  # (N, T_in, C_in), N = B * H * W
+        x_known = fold_space(batch["known_future"])  # (N, T_out, C_known)
+        x_static = fold_static(batch["static"])  # (N, C_static)
+        n = x_past.shape[0]
+
+        enc_out, (h_n, c_n) = self.encoder(x_past, self._initial_state(x_static))
+        lead = self.lead_embedding.expand(n, -1, -1)  # (N, T_out, D)
+        if self.decoder_kind == "lstm":
+            dec_in = torch.cat([x_known, lead], dim=-1)  # (N, T_out, C_known + D)
+            dec_out, _ = self.decoder(dec_in, (h_n, c_n))  # (N, T_out, D)
+        else:
+            last = enc_out[:, -1:].expand(-1, self.horizon, -1)  # (N, T_out, D)
+            dec_out = self.decoder(torch.cat([last, x_known, lead], dim=-1))  # (N, T_out, D)
+
+        y = self.head(self.dropout(dec_out))  # (N, T_out, C_out * Q)
+        y = split_outputs(y, self.c_out, self.n_quantiles)  # (N, T_out, C_out[, Q])
+        prediction = unfold_space(y, b, h, w)  # (B, T_out, C_out[, Q], H, W)
+        if self.persistence_residual:
+            prediction = add_persistence(prediction, past, self.c_out)
+        return {"prediction": prediction}

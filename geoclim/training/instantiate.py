@@ -1,0 +1,112 @@
+"""Build the run's objects from the composed config: datamodule, model, callbacks, loggers.
+
+Shapes come from the datamodule (``dm.dims``, known from the task alone) and are passed to
+the network's constructor here, once; configs never interpolate sizes across groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from hydra.utils import instantiate
+from lightning.pytorch import Callback
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from geoclim.data.datamodule import GeoDataModule
+from geoclim.errors import ConfigError
+from geoclim.models.module import ForecastModule
+
+log = logging.getLogger(__name__)
+
+MODEL_KINDS = ("network", "baseline", "reference")
+NETWORK_KEYS = ("kind", "window", "net", "loss", "optimizer", "scheduler")
+
+
+def model_kind(cfg: DictConfig) -> str:
+    """``network`` (a ForecastModule), ``baseline`` or ``reference`` (fit/predict objects)."""
+    kind = cfg.model.get("kind")
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"model.kind is {kind!r}; valid kinds are {list(MODEL_KINDS)} "
+                          "(every conf/model/*.yaml states one)")
+    return str(kind)
+
+
+def build_datamodule(cfg: DictConfig) -> GeoDataModule:
+    """The datamodule of ``cfg.data`` for ``cfg.task``, with the model's window preference.
+
+    A model config may carry ``window`` (e.g. the CNN's ``patch: null``, whole grids); it
+    updates ``data.window`` because how samples are cut is the model's requirement.
+    """
+    data_cfg = OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=True)
+    window = dict(data_cfg.get("window") or {})
+    if cfg.model.get("window"):  # baselines have none
+        window.update(OmegaConf.to_container(cfg.model.window, resolve=True, throw_on_missing=True))
+    data_cfg["window"] = window
+    task = OmegaConf.to_container(cfg.task, resolve=True, throw_on_missing=True)
+    return instantiate(data_cfg, task=task, _convert_="all")
+
+
+def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:
+    """The network, sized from ``dm.dims``, wrapped in a :class:`ForecastModule`.
+
+    ``dm`` must be set up (the normaliser travels in the module's checkpoints).
+    """
+    model = cfg.model
+    unknown = sorted(set(model) - set(NETWORK_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown model key(s) {unknown}; a network config has "
+                          f"{sorted(NETWORK_KEYS)} (network sizes go under model.net)")
+    net_config = OmegaConf.to_container(model.net, resolve=True, throw_on_missing=True)
+    net_config.update(dm.dims)
+    net = instantiate(net_config)
+    return ForecastModule(
+        net=net,
+        task=dm.task.to_dict(),
+        normalizer=dm.normalizer.to_dict() if dm.normalizer is not None else None,
+        loss=model.get("loss", "auto"),
+        optimizer=instantiate(model.optimizer) if model.get("optimizer") else None,
+        scheduler=instantiate(model.scheduler) if model.get("scheduler") else None,
+        net_config=net_config,
+    )
+
+
+def build_estimator(cfg: DictConfig) -> Any:
+    """A baseline or reference model (``fit(dm)`` / ``predict(dm, split)``).
+
+    Reference models (``kind: reference``, e.g. pytorch-forecasting's TFT) train with
+    Lightning themselves and receive the trainer settings of ``cfg.trainer``.
+    """
+    model_cfg = OmegaConf.to_container(cfg.model, resolve=True, throw_on_missing=True)
+    model_cfg.pop("window", None)
+    if model_kind(cfg) == "reference":
+        trainer = OmegaConf.to_container(cfg.trainer, resolve=True, throw_on_missing=True)
+        trainer.pop("_target_", None)
+        return instantiate(model_cfg, trainer=trainer, _convert_="all")
+    return instantiate(model_cfg, _convert_="all")
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """Callbacks of ``cfg.callbacks`` (a dict of configs; ``null`` entries are skipped)."""
+    callbacks = []
+    for name, conf in (cfg.get("callbacks") or {}).items():
+        if conf is None:
+            continue
+        if "_target_" not in conf:
+            raise ConfigError(f"callbacks.{name} has no _target_")
+        callbacks.append(instantiate(conf))
+    return callbacks
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    """Loggers of ``cfg.logger``; W&B runs offline unless ``WANDB_MODE`` says otherwise."""
+    loggers = []
+    for name, conf in (cfg.get("logger") or {}).items():
+        if conf is None:
+            continue
+        if name == "wandb" and conf.get("offline", True):
+            os.environ.setdefault("WANDB_MODE", "offline")
+        loggers.append(instantiate(conf))
+    return loggers

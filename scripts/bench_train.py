@@ -1,0 +1,146 @@
+"""Training throughput: geoclim's TFT and LSTM against pytorch-forecasting's TFT.
+
+Same data (a bundled sample through the same GeoDataModule), same task, same samples, same
+hidden size, batch size and dropout, one process. Each model trains ``--batches`` batches
+(one epoch, no validation) end to end, data loading included; the pytorch-forecasting
+``TimeSeriesDataSet`` construction is timed separately (setup), as is geoclim's
+``dm.setup()``. The models take turns for ``--repeats`` rounds and the best round of each
+counts (other jobs on a shared machine only ever slow a round down). Reports samples/s of
+wall time and of process CPU time and the ratios against pf_tft.
+
+    .venv/bin/python scripts/bench_train.py [--data naps_no2] [--batches 40] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from geoclim.models.module import ForecastModule
+from geoclim.models.reference.pf_tft import PFTemporalFusionTransformer
+from geoclim.training.instantiate import build_datamodule
+from geoclim.training.loaders import WindowLoaders
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+log = logging.getLogger("bench_train")
+
+
+def trainer(batches: int) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=batches,
+                     limit_val_batches=0, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False,
+                     num_sanity_val_steps=0)
+
+
+def timed(fn) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def geoclim_fit(dm, net_target: str, net_kwargs: dict):
+    """A function training ``n`` batches of a geoclim network (after a warm-up)."""
+    torch.manual_seed(0)
+    net = instantiate({"_target_": net_target, **net_kwargs, **dm.dims})
+    module = ForecastModule(net=net, task=dm.task.to_dict(), normalizer=dm.normalizer.to_dict())
+    loaders = WindowLoaders(dm)
+    trainer(2).fit(module, datamodule=loaders)  # warm-up (allocator, first-call costs)
+    return (lambda n: trainer(n).fit(module, datamodule=loaders)), 0.0
+
+
+def pf_fit(dm, hidden: int, heads: int, dropout: float, continuous: int):
+    """A function training ``n`` batches of pytorch-forecasting's TFT, and its setup time."""
+    from pytorch_forecasting import TemporalFusionTransformer
+    from pytorch_forecasting.metrics import RMSE
+
+    ref = PFTemporalFusionTransformer(hidden_size=hidden, attention_head_size=heads,
+                                      dropout=dropout, hidden_continuous_size=continuous)
+    holder = {}
+    setup_wall, _ = timed(lambda: holder.update(train=ref.split_dataset(dm, "train")))
+    train = holder["train"]
+    torch.manual_seed(0)
+    model = TemporalFusionTransformer.from_dataset(
+        train, loss=RMSE(), output_size=1, log_interval=-1, learning_rate=3e-3,
+        **{k: v for k, v in ref.hparams.items() if k != "learning_rate"})
+    loader = train.to_dataloader(train=True, batch_size=dm.batch_size, num_workers=0)
+    trainer(2).fit(model, train_dataloaders=loader)
+    return (lambda n: trainer(n).fit(model, train_dataloaders=loader)), setup_wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="naps_no2", help="conf/data option")
+    parser.add_argument("--task", default="no2_24h", help="conf/task option")
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--hidden-continuous", type=int, default=16,
+                        help="per-variable embedding size (both TFTs)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")  # library deprecation chatter, not results
+    torch.set_num_threads(args.threads)
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"data={args.data}", f"task={args.task}",
+                                          f"data.batch_size={args.batch_size}",
+                                          "paths.output_dir=/tmp/bench_train"])
+    dm = build_datamodule(cfg)
+    setup_wall, _ = timed(dm.setup)
+    samples = min(args.batches * args.batch_size, len(dm.index["train"]))
+    common = {"hidden_size": args.hidden, "dropout": args.dropout}
+    fits = {
+        "tft": geoclim_fit(dm, "geoclim.models.components.tft.net.TemporalFusionTransformer",
+                           {**common, "attention_heads": args.heads,
+                            "hidden_continuous_size": args.hidden_continuous}),
+        "lstm": geoclim_fit(dm, "geoclim.models.components.lstm.LSTMNet", common),
+        "pf_tft": pf_fit(dm, args.hidden, args.heads, args.dropout, args.hidden_continuous),
+    }
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in fits}
+    for _ in range(args.repeats):
+        for name, (fit, _) in fits.items():
+            rounds[name].append(timed(lambda fit=fit: fit(args.batches)))
+    results = {}
+    for name, (_, setup) in fits.items():
+        wall = min(w for w, _ in rounds[name])
+        cpu = min(c for _, c in rounds[name])
+        results[name] = {"setup_s": setup or setup_wall, "wall_s": wall, "cpu_s": cpu,
+                         "rounds": rounds[name], "samples": samples,
+                         "samples_per_s": samples / wall, "samples_per_cpu_s": samples / cpu}
+    ref = results["pf_tft"]
+    log.info("data=%s task=%s train samples=%d (timed %d), batch=%d, hidden=%d, heads=%d, "
+             "hidden_continuous=%d, dropout=%.2f, threads=%d, best of %d rounds, load average "
+             "%s", args.data, args.task, len(dm.index["train"]), samples, args.batch_size,
+             args.hidden, args.heads, args.hidden_continuous, args.dropout, args.threads,
+             args.repeats, os.getloadavg())
+    log.info("%-8s %10s %14s %16s %12s %12s", "model", "setup_s", "samples/s",
+             "samples/cpu_s", "x pf (wall)", "x pf (cpu)")
+    for name, r in results.items():
+        log.info("%-8s %10.2f %14.0f %16.0f %12.2f %12.2f", name, r["setup_s"],
+                 r["samples_per_s"], r["samples_per_cpu_s"],
+                 r["samples_per_s"] / ref["samples_per_s"],
+                 r["samples_per_cpu_s"] / ref["samples_per_cpu_s"])
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
+                                         "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from geoclim.models.components.tft.attention import InterpretableMultiHeadAttention, causal_mask
+from geoclim.models.components.tft.blocks import GateAddNorm, GatedResidualNetwork, VariableGRN
+from geoclim.models.components.tft.selection import VariableSelectionNetwork
+
+from .conftest import DIMS, make_batch, make_net
+
+
+def test_variable_grn_shapes_and_per_variable_weights():
+    grn = VariableGRN(n_vars=3, input_size=4, output_size=8)
+    e, skip = torch.randn(3, 35, 4), torch.randn(3, 35, 8)  # variable-major (V, M, .)
+    out = grn(e, skip)
+    assert out.shape == (3, 35, 8)
+    # each variable has its own weights: changing variable 0 leaves variables 1, 2 alone
+    e2 = e.clone()
+    e2[0] += 1.0
+    out2 = grn(e2, skip)
+    assert not torch.allclose(out[0], out2[0])
+    torch.testing.assert_close(out[1:], out2[1:])
+
+
+def test_variable_grn_matches_a_loop_of_single_grns():
+    grn = VariableGRN(n_vars=2, input_size=4, output_size=6).eval()
+    e, skip = torch.randn(2, 5, 4), torch.randn(2, 5, 6)
+    out = grn(e, skip)
+    for v in range(2):
+        eta = torch.nn.functional.elu(e[v] @ grn.fc1_w[v] + grn.fc1_b[v])
+        eta = eta @ grn.fc2_w[v] + grn.fc2_b[v]
+        gated = torch.nn.functional.glu(eta @ grn.glu_w[v] + grn.glu_b[v], dim=-1)
+        want = torch.nn.functional.layer_norm(gated + skip[v], (6,)) * grn.norm_w[v] \
+            + grn.norm_b[v]
+        torch.testing.assert_close(out[v], want)
+
+
+def test_grn_and_gate_add_norm_shapes():
+    assert GatedResidualNetwork(8, 8, 8, 0.0, context_size=4)(
+        torch.randn(2, 5, 8), torch.randn(2, 1, 4)).shape == (2, 5, 8)
+    assert GateAddNorm(8)(torch.randn(2, 5, 8), torch.randn(2, 5, 8)).shape == (2, 5, 8)
+
+
+@pytest.mark.parametrize("n_vars", [1, 4])
+def test_variable_selection_weights_sum_to_one(n_vars):
+    vsn = VariableSelectionNetwork(n_vars, hidden_size=8, context_size=8)
+    out, weights = vsn(torch.randn(3, 6, n_vars), torch.randn(3, 1, 8))
+    assert out.shape == (3, 6, 8)
+    assert weights.shape == (3, 6, n_vars)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(3, 6))
+    static_out, static_w = VariableSelectionNetwork(n_vars, 8)(torch.randn(3, n_vars))
+    assert static_out.shape == (3, 8) and static_w.shape == (3, n_vars)
+
+
+def test_causal_mask_lets_decoder_see_past_and_earlier_leads_only():
+    mask = causal_mask(input_steps=3, horizon=2)
+    assert mask.tolist() == [[False, False, False, False, True],
+                             [False, False, False, False, False]]
+
+
+def test_attention_shapes_and_masked_weights_are_zero():
+    attn = InterpretableMultiHeadAttention(n_head=2, d_model=8)
+    x = torch.randn(4, 5, 8)
+    out, weights = attn(x[:, 3:], x, x, mask=causal_mask(3, 2))
+    assert out.shape == (4, 2, 8)
+    assert weights.shape == (4, 2, 2, 5)
+    assert torch.all(weights[:, 0, :, 4] < 1e-6)
+
+
+def test_attention_matches_pytorch_forecastings_with_the_same_weights():
+    from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import (
+        InterpretableMultiHeadAttention as Reference,
+    )
+
+    torch.manual_seed(0)
+    reference = Reference(n_head=4, d_model=16).eval()
+    ours = InterpretableMultiHeadAttention(n_head=4, d_model=16).eval()
+    ours.load_reference(reference)
+    x = torch.randn(3, 7, 16)
+    mask = causal_mask(4, 3)
+    want_out, want_attn = reference(x[:, 4:], x, x, mask=mask)
+    got_out, got_attn = ours(x[:, 4:], x, x, mask=mask)
+    torch.testing.assert_close(got_out, want_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_attn, want_attn, rtol=1e-5, atol=1e-6)
+
+
+def test_tft_returns_interpretation_weights():
+    net = make_net("tft")
+    out = net(make_batch(b=2, h=3, w=2))
+    t = DIMS["input_steps"] + DIMS["horizon"]
+    assert out["attention"].shape == (2, DIMS["horizon"], 2, t, 3, 2)
+    assert out["static_weights"].shape == (2, DIMS["c_static"], 3, 2)
+    assert out["encoder_weights"].shape == (2, DIMS["input_steps"], DIMS["c_past"], 3, 2)
+    assert out["decoder_weights"].shape == (2, DIMS["horizon"], DIMS["c_known"], 3, 2)
+    for key in ("static_weights", "encoder_weights", "decoder_weights"):
+        torch.testing.assert_close(out[key].sum(-3 if key != "static_weights" else 1),
+                                   torch.ones_like(out[key].sum(-3 if key != "static_weights"
+                                                                else 1)))
+
+
+class _OnnxWrapper(nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, past, known_future, static):
+        out = self.net({"past": past, "known_future": known_future, "static": static})
+        return out["prediction"], out["attention"]
+
+
+def test_tft_exports_to_onnx_with_dynamic_batch(tmp_path):
+    net = make_net("tft", n_quantiles=3, dropout=0.1).eval()
+    wrapper = _OnnxWrapper(net).eval()
+    names = ["past", "known_future", "static"]
+    batch = make_batch(b=3)
+    path = tmp_path / "tft.onnx"
+    torch.onnx.export(
+        wrapper, tuple(batch[n] for n in names), str(path), input_names=names,
+        output_names=["prediction", "attention"], dynamo=False,
+        dynamic_axes={n: {0: "batch"} for n in [*names, "prediction", "attention"]},
+    )
+    session = ort.InferenceSession(str(path))
+    other = make_batch(b=5, seed=1)  # another batch size than at export
+    got = session.run(None, {n: other[n].numpy() for n in names})
+    with torch.no_grad():
+        want = wrapper(*(other[n] for n in names))
+    np.testing.assert_allclose(got[0], want[0].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got[1], want[1].numpy(), rtol=1e-4, atol=1e-5)
