@@ -1,0 +1,1 @@
+"""Scoring: metrics on Datasets, run scoring, bootstrap intervals, leaderboards and plots."""

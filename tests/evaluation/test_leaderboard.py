@@ -1,0 +1,78 @@
+import io
+
+import pandas as pd
+import pytest
+
+from geoclim.cli.compare import compare_main
+from geoclim.errors import DataError
+from geoclim.evaluation import leaderboard as lb
+
+
+def test_find_runs_searches_recursively_and_names_bad_paths(multirun_dir, tmp_path):
+    runs = lb.find_runs([multirun_dir])
+    assert [p.name for p in runs] == ["0", "1"]
+    assert lb.find_runs([multirun_dir / "1"]) == [multirun_dir / "1"]
+    with pytest.raises(DataError, match="no such run"):
+        lb.find_runs([tmp_path / "missing"])
+    with pytest.raises(DataError, match="no run directory found"):
+        lb.find_runs([tmp_path])
+
+
+def test_leaderboard_ranks_by_the_chosen_score(multirun_dir):
+    runs = [lb.load_run(p) for p in lb.find_runs([multirun_dir])]
+    assert {r.model for r in runs} == {"persistence", "climatology"}
+    assert runs[0].data_id == runs[1].data_id and runs[0].data_id.startswith("cfg:")
+
+    by_rmse = lb.leaderboard(runs, sort_by="rmse", root=multirun_dir)
+    rmse = by_rmse["rmse/no2"].to_numpy()
+    assert (rmse[:-1] <= rmse[1:]).all()
+    assert list(by_rmse["rank"]) == [1, 2]
+    assert by_rmse.attrs["sort_key"] == "test/rmse/no2"
+
+    by_skill = lb.leaderboard(runs, sort_by="skill_climatology/no2", lead=3)
+    assert by_skill.attrs["sort_key"] == "test/skill_climatology/no2/lead_3"
+    skill = by_skill["skill_climatology/no2/lead_3"].to_numpy()
+    assert skill[0] >= skill[1]
+    per_lead = [c for c in by_skill.columns if c.startswith("skill_persistence/no2/lead_")]
+    assert per_lead == [f"skill_persistence/no2/lead_{k}" for k in (1, 2, 3)]
+    persistence = by_skill[by_skill.model == "persistence"]
+    assert (persistence[per_lead].to_numpy() == 0).all()
+    assert "smoothing_days=15.0" in by_skill[by_skill.model == "climatology"]["params"].item()
+
+    with pytest.raises(DataError, match="unknown sort metric"):
+        lb.leaderboard(runs, sort_by="rmsee")
+
+
+def test_render_formats(multirun_dir):
+    runs = [lb.load_run(p) for p in lb.find_runs([multirun_dir])]
+    df = lb.leaderboard(runs, root=multirun_dir)
+    table = lb.render(df, "table")
+    assert "persistence" in table.splitlines()[2] or "persistence" in table.splitlines()[3]
+    markdown = lb.render(df, "markdown")
+    assert markdown.splitlines()[1].startswith("|---:|:---|")
+    back = pd.read_csv(io.StringIO(lb.render(df, "csv")))
+    assert list(back["model"]) == list(df["model"])
+    assert "skill_persistence/no2/lead_3" in back.columns
+    with pytest.raises(DataError, match="valid formats"):
+        lb.render(df, "html")
+
+
+def test_compare_cli_writes_tables_and_figures(multirun_dir, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert compare_main([str(multirun_dir), "--out", str(out), "--lead", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "ranked by test/rmse/no2/lead_2 (lower is better)" in printed
+    for name in ("leaderboard.md", "leaderboard.csv", "lead_curves.png", "error_map_no2.png",
+                 "timeseries_no2.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert "![lead_curves](lead_curves.png)" in (out / "leaderboard.md").read_text()
+
+
+def test_compare_cli_reports_user_errors(multirun_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        compare_main([str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    assert "no such run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare_main([str(multirun_dir), "--sort-by", "nonsense"])
+    assert "unknown sort metric" in capsys.readouterr().err
