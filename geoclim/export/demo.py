@@ -1,0 +1,124 @@
+"""A complete export without a training run: seeded synthetic data, an untrained network.
+
+For tests, benchmarks and trying the service: :func:`demo_export` builds the datamodule on
+:func:`geoclim.data.synthetic.make_dataset` (or its station variant), sizes one of the
+networks of :mod:`geoclim.models.components` from it, exports the network, checks parity on
+test batches and embeds the same metadata a real export carries. The weights are random
+(seeded), so the forecasts mean nothing; everything around them is the real path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from geoclim.data.datamodule import GeoDataModule
+from geoclim.data.synthetic import make_dataset, make_station_dataset
+from geoclim.data.task import ForecastTask
+from geoclim.errors import ConfigError
+from geoclim.export.metadata import ExportMetadata
+from geoclim.export.onnx import ExportResult, export_net, write_metadata
+from geoclim.export.parity import check_parity
+from geoclim.export.run import build_metadata, test_batches
+
+DEMO_TASK = ForecastTask(
+    targets=("no2",), past_inputs=("o3", "t2m", "u10", "v10", "blh"),
+    future_inputs=("hour_sin", "hour_cos", "u10", "v10", "blh"),
+    static_inputs=("elevation", "land_sea_mask", "emissions"), input_steps=24, horizon=24)
+"""24 h of history -> 24 h of NO2, with forecast wind / boundary layer and static fields."""
+
+
+@dataclass
+class DemoExport:
+    """What :func:`demo_export` built.
+
+    Attributes:
+        path: the .onnx file.
+        net: the (untrained) torch network, eval mode.
+        datamodule: the set-up datamodule.
+        metadata: the embedded metadata.
+        result: export details.
+
+    """
+
+    path: Path
+    net: nn.Module
+    datamodule: GeoDataModule
+    metadata: ExportMetadata
+    result: ExportResult
+
+
+def build_net(model: str, dims: dict[str, int], **sizes: Any) -> nn.Module:
+    """``"lstm"``, ``"tft"`` or ``"cnn"`` network sized by ``dims`` (``task.dims``)."""
+    from geoclim.models.components.cnn import UNetNet
+    from geoclim.models.components.lstm import LSTMNet
+    from geoclim.models.components.tft.net import TemporalFusionTransformer
+
+    classes = {"lstm": LSTMNet, "tft": TemporalFusionTransformer, "cnn": UNetNet}
+    if model not in classes:
+        raise ConfigError(f"unknown demo model {model!r}; valid are {sorted(classes)}")
+    defaults = {"lstm": {"hidden_size": 32}, "tft": {"hidden_size": 16, "dropout": 0.0},
+                "cnn": {"base_channels": 8, "depth": 2}}[model]
+    return classes[model](**dims, **(defaults | sizes)).eval()
+
+
+def demo_export(
+    out: str | os.PathLike,
+    *,
+    model: str = "lstm",
+    task: ForecastTask = DEMO_TASK,
+    layout: str = "grid",
+    grid: tuple[int, int] = (6, 5),
+    days: float = 16,
+    seed: int = 0,
+    batch_size: int = 64,
+    dynamic_spatial: bool | None = None,
+    **sizes: Any,
+) -> DemoExport:
+    """Build, export and parity-check an untrained demo model.
+
+    Args:
+        out: destination .onnx file.
+        model: ``"lstm"``, ``"tft"`` (point models) or ``"cnn"`` (whole grids).
+        task: the forecasting task.
+        layout: ``"grid"`` or ``"station"`` (stations need a point model).
+        grid: ``(nlat, nlon)`` of the synthetic grid (stations: ``nlat`` stations).
+        days: length of the synthetic data.
+        seed: data and weight seed.
+        batch_size: datamodule batch size.
+        dynamic_spatial: passed to :func:`~geoclim.export.onnx.export_net`.
+        **sizes: network size overrides (``hidden_size``...).
+
+    Returns:
+        The export and what it was built from.
+
+    """
+    variables = tuple(dict.fromkeys((*task.dynamic_variables,)))
+    if layout == "station":
+        if model == "cnn":
+            raise ConfigError("the cnn demo needs gridded data; use layout='grid'")
+        ds = make_station_dataset(grid[0], variables, days=days, seed=seed,
+                                  static=task.static_inputs)
+    else:
+        ds = make_dataset(variables, nlat=grid[0], nlon=grid[1], days=days, seed=seed,
+                          static=task.static_inputs)
+    window = {"patch": None} if model == "cnn" else {"patch": 1}
+    dm = GeoDataModule(ds, task, window=window, batch_size=batch_size, seed=seed,
+                       splits={"fractions": (0.5, 0.25, 0.25)})
+    dm.setup()
+    torch.manual_seed(seed)
+    net = build_net(model, dm.dims, **sizes)
+    batches = test_batches(dm, 2)
+    out = Path(out)
+    result = export_net(net, batches[0], out, dynamic_spatial=dynamic_spatial)
+    parity = check_parity(net, out, batches)
+    meta = build_metadata(dm, net, result, parity,
+                          config={"demo": {"model": model, "layout": layout, "seed": seed}},
+                          provenance={"note": "demo export: untrained weights"})
+    write_metadata(out, meta)
+    return DemoExport(out, net, dm, meta, result)

@@ -1,0 +1,393 @@
+"""``Forecaster``: an exported .onnx file -> forecasts as ``xr.Dataset`` (or numpy).
+
+The ONNX graph is the bare network in normalised space; this adapter does everything around
+it with the statistics embedded in the file (the export bundle needs nothing else):
+
+    raw history (physical units)                          forecast (physical units)
+        -> validate against the embedded task              ^ de-normalise (Normalizer.decode)
+        -> normalise (Normalizer.encode)                   | scatter on coordinates
+        -> windows.gather -> Batch arrays -> onnxruntime --+   (assemble.to_forecast_dataset)
+
+Normalisation lives here, not in the graph, on purpose: the graph stays exactly the network
+whose torch/onnxruntime parity was checked, int8 quantisation never touches the statistics,
+and the batch is built by the same numpy code (``Normalizer.encode``,
+``calendar.calendar_features``, ``windows.gather``) that built the training batches, so
+serving cannot drift from training. NaN inputs are refused beyond ``max_missing`` (a
+fraction per variable and sample); accepted gaps are filled with the train mean (0 in
+normalised space), exactly as training batches are.
+
+Imports numpy, pandas, xarray and onnxruntime only -- never torch, Lightning or Hydra.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import xarray as xr
+
+from geoclim.data import calendar
+from geoclim.data.assemble import to_forecast_dataset
+from geoclim.data.windows import WindowArrays, gather, patch_origins
+from geoclim.errors import ConfigError, DataError, SchemaError
+from geoclim.export.metadata import ExportMetadata
+from geoclim.serving import inputs as request
+from geoclim.serving.batch import calendar_on_axis, tree_inputs
+from geoclim.serving.inputs import Inputs
+from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
+
+
+@dataclass
+class RawForecast:
+    """Network output with the sample positions it belongs to.
+
+    Attributes:
+        prediction: ``(N, L, C_out[, Q], h, w)``, normalised unless ``physical``.
+        time_idx, lat_idx, lon_idx: ``(N,)`` init positions and patch origins on the request.
+        physical: the graph predicts physical units (tree exports).
+
+    """
+
+    prediction: np.ndarray
+    time_idx: np.ndarray
+    lat_idx: np.ndarray
+    lon_idx: np.ndarray
+    physical: bool = False
+
+    def values(self, normalizer, targets: tuple[str, ...]) -> np.ndarray:
+        """``(N, L, C_out[, Q], h, w)`` in physical units."""
+        if self.physical:
+            return self.prediction
+        out = np.empty_like(self.prediction)
+        for c, name in enumerate(targets):
+            out[:, :, c] = normalizer.decode(self.prediction[:, :, c], name)
+        return out
+
+
+class Forecaster:
+    """Runs an exported geoclim model on raw histories.
+
+    Args:
+        session: an onnxruntime session of the exported graph.
+        metadata: the export metadata (see :mod:`geoclim.export.metadata`).
+        name: a label for logs and the HTTP API.
+        max_missing: largest accepted fraction of NaN per variable in one sample's inputs
+            (``0``: any gap is an error; ``1``: fill everything like training does).
+        max_batch: samples per onnxruntime call.
+
+    """
+
+    def __init__(self, session: ort.InferenceSession, metadata: ExportMetadata, *,
+                 name: str = "model", max_missing: float = 0.0, max_batch: int = 4096):
+        if not 0.0 <= max_missing <= 1.0:
+            raise ConfigError(f"max_missing must be within [0, 1], got {max_missing}")
+        self.session, self.metadata, self.name = session, metadata, name
+        self.max_missing, self.max_batch = max_missing, max_batch
+        graph_inputs = [i.name for i in session.get_inputs()]
+        if metadata.io.kind == "tree" and metadata.window.patch != 1:
+            raise SchemaError("tree exports forecast points (window.patch = 1); metadata says "
+                              f"patch = {metadata.window.patch}")
+        if list(metadata.io.inputs) != graph_inputs:
+            raise SchemaError(f"export metadata lists inputs {list(metadata.io.inputs)} but the "
+                              f"graph has {graph_inputs}")
+        if "time_idx" in graph_inputs:
+            raise SchemaError("the graph reads 'time_idx', a position on the training data's "
+                              "time axis, which has no meaning when serving")
+        task = metadata.task
+        self._cal_names = tuple(n for n in task.future_inputs if n in calendar.FEATURES)
+        self._known_sources = tuple(
+            ("calendar", self._cal_names.index(n)) if n in calendar.FEATURES
+            else ("dynamic", task.dynamic_variables.index(n)) for n in task.future_inputs)
+
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, *, name: str | None = None,
+                  threads: int | None = None, providers: list[str] | None = None,
+                  max_missing: float = 0.0, max_batch: int = 4096) -> Forecaster:
+        """Load an exported model.
+
+        Args:
+            path: the .onnx file written by ``geoclim-export``.
+            name: label (default: the file stem).
+            threads: onnxruntime intra-op threads (default: onnxruntime's choice).
+            providers: onnxruntime execution providers (default CPU).
+            max_missing: see the class docstring.
+            max_batch: samples per onnxruntime call.
+
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"no exported model at {path}")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            session = ort.InferenceSession(str(path), options,
+                                           providers=providers or ["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types
+            raise SchemaError(f"{path}: not a loadable ONNX model ({err})") from None
+        meta = ExportMetadata.from_props(session.get_modelmeta().custom_metadata_map)
+        return cls(session, meta, name=name or path.stem, max_missing=max_missing,
+                   max_batch=max_batch)
+
+    @property
+    def task(self):
+        """The embedded :class:`~geoclim.data.task.ForecastTask`."""
+        return self.metadata.task
+
+    def run(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        """Run the graph on Batch arrays (normalised), in chunks of ``max_batch``.
+
+        Args:
+            batch: at least the graph's inputs, e.g. ``past (B, T_in, C_in, h, w)``.
+
+        Returns:
+            ``(B, L, C_out[, Q], h, w)`` normalised prediction.
+
+        """
+        names = self.metadata.io.inputs
+        n = len(batch[names[0]])
+        out = []
+        for start in range(0, max(n, 1), self.max_batch):
+            feed = {k: _dtype(k, batch[k][start:start + self.max_batch]) for k in names}
+            out.append(self.session.run([self.metadata.io.outputs[0]], feed)[0])
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+    def forecast(self, inputs: Inputs, *, max_missing: float | None = None) -> RawForecast:
+        """Normalise validated inputs, gather every sample, run the graph."""
+        meta, task = self.metadata, self.metadata.task
+        self._check_grid(inputs)
+        if max_missing is None:
+            max_missing = self.max_missing
+        if meta.io.nan_inputs == "refuse":  # the graph cannot route NaN (e.g. random forest)
+            max_missing = 0.0
+        self._check_missing(inputs, max_missing)
+        norm = meta.normalizer
+        dynamic = np.empty_like(inputs.dynamic)
+        for c, name in enumerate(task.dynamic_variables):
+            dynamic[..., c] = norm.encode(inputs.dynamic[..., c], name)
+        static = np.empty_like(inputs.static)
+        for c, name in enumerate(task.static_inputs):
+            static[..., c] = norm.encode(inputs.static[..., c], name)
+        arrays = WindowArrays(
+            dynamic=dynamic, calendar=calendar_on_axis(inputs.times, self._cal_names),
+            static=static, n_past=len(task.past_variables), n_targets=len(task.targets),
+            known_sources=self._known_sources)
+        t, y, x = self._samples(inputs)
+        preds = []
+        for s in range(0, t.size, self.max_batch):
+            sl = slice(s, s + self.max_batch)
+            batch = gather(arrays, meta.window, t[sl], y[sl], x[sl])
+            if meta.io.kind == "tree":
+                batch |= tree_inputs(arrays, meta, inputs, t[sl], y[sl], x[sl])
+            if inputs.domain_rows is not None:
+                batch["lat_idx"] = inputs.domain_rows[y[sl], x[sl]].astype(np.int64)
+                batch["lon_idx"] = inputs.domain_cols[y[sl], x[sl]].astype(np.int64)
+            preds.append(self.run(batch))
+        return RawForecast(np.concatenate(preds), t, y, x,
+                           physical=meta.io.output_space == "physical")
+
+    def predict(self, history: xr.Dataset, *, future: xr.Dataset | None = None,
+                init_times: np.ndarray | list | None = None,
+                max_missing: float | None = None) -> xr.Dataset:
+        """Forecast from an xarray history (physical units).
+
+        Args:
+            history: past inputs over at least ``input_steps`` steps, station or grid layout
+                (see :func:`geoclim.serving.inputs.from_dataset`).
+            future: known-future variables over the lead times, when the task has any.
+            init_times: init times (default: the last time of ``history``).
+            max_missing: overrides the forecaster's ``max_missing``.
+
+        Returns:
+            Forecast Dataset, dims ``(init_time, lead_time, <space>[, quantile])``,
+            ``valid_time`` coordinate, physical units.
+
+        """
+        inputs = request.from_dataset(self.metadata, history, future, init_times)
+        raw = self.forecast(inputs, max_missing=max_missing)
+        return to_forecast_dataset(
+            raw.prediction, raw.time_idx, raw.lat_idx, raw.lon_idx, _template(inputs),
+            self.task.targets, normalizer=None if raw.physical else self.metadata.normalizer,
+            quantiles=self.task.quantiles,
+        ).assign_attrs(model=self.name, data_fingerprint=self.metadata.data_fingerprint)
+
+    def predict_arrays(self, init_time: np.datetime64 | str, past: dict[str, np.ndarray], *,
+                       latitude: np.ndarray | list[float], longitude: np.ndarray | list[float],
+                       station: list[str] | None = None,
+                       future: dict[str, np.ndarray] | None = None,
+                       static: dict[str, np.ndarray] | None = None,
+                       units: dict[str, str] | None = None,
+                       max_missing: float | None = None
+                       ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Forecast a batch of points from numpy arrays (the fast path, no xarray).
+
+        Args:
+            init_time: time of the last history value.
+            past: ``{name: (S, T)}`` physical past inputs.
+            latitude: ``(S,)`` point latitudes.
+            longitude: ``(S,)`` point longitudes.
+            station: ``(S,)`` ids.
+            future: ``{name: (S, L)}`` known-future variables.
+            static: ``{name: (S,)}`` static inputs (default: looked up on the domain).
+            units: units of variables sent in non-canonical units.
+            max_missing: overrides the forecaster's ``max_missing``.
+
+        Returns:
+            ``{target: (S, L[, Q])}`` physical forecasts and ``(L,)`` valid times.
+
+        """
+        if self.metadata.window.patch != 1:
+            raise ConfigError(
+                f"model {self.name!r} forecasts spatial patches (window.patch = "
+                f"{self.metadata.window.patch}); send a gridded xarray/netCDF history instead "
+                "of point series"
+            )
+        inputs = request.from_arrays(
+            self.metadata, init_time, past, latitude=np.asarray(latitude),
+            longitude=np.asarray(longitude), station=station, future=future, static=static,
+            units=units)
+        raw = self.forecast(inputs, max_missing=max_missing)
+        # one init time and patch 1: samples are the locations, in request order
+        pred = raw.values(self.metadata.normalizer, self.task.targets)[..., 0, 0]
+        values = {name: pred[:, :, c] for c, name in enumerate(self.task.targets)}
+        t0 = inputs.times[inputs.inits[0]]
+        valid = t0 + np.arange(1, self.task.horizon + 1) * self.metadata.time_step
+        return values, valid
+
+    def predict_records(self, body: dict, *, max_missing: float | None = None) -> dict:
+        """Forecast from JSON records, answering exactly as ``POST /v1/forecast`` would.
+
+        Args:
+            body: the request body (see :class:`~geoclim.serving.schemas.ForecastRequest`).
+            max_missing: overrides the body's and the forecaster's ``max_missing``.
+
+        Returns:
+            The response dict (see :func:`geoclim.serving.records.forecast_records`).
+
+        """
+        from geoclim.serving.records import forecast_records
+
+        if max_missing is None and body.get("max_missing") is None:
+            max_missing = self.max_missing
+        return forecast_records(self, body, max_missing=max_missing)
+
+    def example_request(self, n_locations: int = 1) -> dict:
+        """A valid ``POST /v1/forecast`` body: train-mean values at training locations."""
+        meta, task = self.metadata, self.task
+        d = meta.domain
+        if d.layout == "station":
+            points = [(d.station[i % len(d.station)], float(d.latitude[i % d.latitude.size]),
+                       float(d.longitude[i % d.longitude.size])) for i in range(n_locations)]
+        else:
+            points = [(f"cell-{i}", float(d.latitude[i % d.latitude.size]),
+                       float(d.longitude[(i // d.latitude.size) % d.longitude.size]))
+                      for i in range(n_locations)]
+
+        def mean(name: str, n: int) -> list[float]:
+            value = float(meta.normalizer.decode(np.zeros(1), name)[0])
+            return [round(value, 3)] * n
+
+        init = pd.Timestamp("2024-06-01T12:00:00") if meta.time_step_seconds < 86400 else \
+            pd.Timestamp("2024-06-01")
+        locations = []
+        for station, lat, lon in points:
+            loc: dict = {"station": station, "latitude": lat, "longitude": lon,
+                         "past": {v: mean(v, task.input_steps) for v in task.past_variables}}
+            if task.future_variables:
+                loc["future"] = {v: mean(v, task.horizon) for v in task.future_variables}
+            locations.append(loc)
+        return {"init_time": init.isoformat() + "Z", "locations": locations}
+
+    def warmup(self) -> None:
+        """Run one all-zero sample through the graph (first-call latency, readiness)."""
+        task, win = self.task, self.metadata.window
+        h, w = (1, 1)
+        if win.patch is None:
+            h, w = _domain_shape(self.metadata)
+        elif win.patch > 1:
+            h = w = win.patch
+        shapes = {"past": (1, task.input_steps, len(task.past_variables), h, w),
+                  "known_future": (1, task.horizon, len(task.future_inputs), h, w),
+                  "static": (1, len(task.static_inputs), h, w)}
+        shapes |= {"calendar": (1, task.horizon, len(self.metadata.io.calendar), h, w),
+                   "coordinates": (1, 2, h, w)}
+        batch = {k: np.zeros(shapes.get(k, (1,)), np.float32 if k in shapes else np.int64)
+                 for k in self.metadata.io.inputs}
+        self.run(batch)
+
+    def _samples(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        h, w = inputs.grid_shape
+        spec = self.metadata.window
+        ph, pw = spec.patch_shape((h, w))
+        ys = np.arange(h) if ph == 1 else patch_origins(h, ph, spec.patch_stride or ph)
+        xs = np.arange(w) if pw == 1 else patch_origins(w, pw, spec.patch_stride or pw)
+        t, y, x = np.meshgrid(inputs.inits, ys, xs, indexing="ij")
+        return t.ravel().astype(np.int64), y.ravel().astype(np.int64), x.ravel().astype(np.int64)
+
+    def _check_grid(self, inputs: Inputs) -> None:
+        meta = self.metadata
+        if meta.window.patch is None and not meta.io.dynamic_spatial:
+            expected = _domain_shape(meta)
+            if inputs.grid_shape != expected:
+                raise SchemaError(
+                    f"model {self.name!r} was exported for the whole {expected[0]} x "
+                    f"{expected[1]} training grid; the request grid is {inputs.grid_shape[0]} "
+                    f"x {inputs.grid_shape[1]}"
+                )
+
+    def _check_missing(self, inputs: Inputs, max_missing: float) -> None:
+        task = self.task
+        t_in, lead, n_past = task.input_steps, task.horizon, len(task.past_variables)
+        miss = ~np.isfinite(inputs.dynamic)
+        csum = np.concatenate([np.zeros_like(miss[:1], np.int32),
+                               np.cumsum(miss, axis=0, dtype=np.int32)])
+        t = inputs.inits
+        checks = [(csum[t + 1] - csum[t + 1 - t_in])[..., :n_past] / t_in]  # (N, H, W, C_past)
+        names = [list(task.past_variables)]
+        fut = [task.dynamic_variables.index(v) for v in task.future_variables]
+        if fut:
+            checks.append((csum[t + 1 + lead] - csum[t + 1])[..., fut] / lead)
+            names.append(list(task.future_variables))
+        if task.static_inputs:
+            checks.append(np.broadcast_to(~np.isfinite(inputs.static),
+                                          (t.size, *inputs.static.shape)).astype(float))
+            names.append(list(task.static_inputs))
+        for frac, labels in zip(checks, names, strict=True):
+            bad = np.argwhere(frac > max_missing)
+            if bad.size:
+                i, yy, xx, c = bad[0]
+                where = (f"station {inputs.station[yy]!r}" if inputs.layout == "station" else
+                         f"latitude {inputs.latitude[yy]:.4f}, longitude "
+                         f"{inputs.longitude[xx]:.4f}")
+                raise DataError(
+                    f"variable {labels[c]!r} at {where}, init {pd.Timestamp(inputs.times[t[i]])}:"
+                    f" {frac[i, yy, xx, c]:.0%} of its values are missing (NaN); the model "
+                    f"accepts at most max_missing = {max_missing:.0%}: fill the gaps or raise "
+                    "max_missing"
+                )
+
+
+def _dtype(name: str, values: np.ndarray) -> np.ndarray:
+    kind = np.int64 if name.endswith("_idx") else np.float32
+    return np.ascontiguousarray(values, dtype=kind)
+
+
+def _domain_shape(meta: ExportMetadata) -> tuple[int, int]:
+    d = meta.domain
+    return (d.latitude.size, d.longitude.size) if d.layout == "grid" else (d.latitude.size, 1)
+
+
+def _template(inputs: Inputs) -> xr.Dataset:
+    coords: dict = {TIME: inputs.times}
+    if inputs.layout == "station":
+        coords[STATION] = list(inputs.station)
+        coords[LATITUDE] = (STATION, inputs.latitude)
+        coords[LONGITUDE] = (STATION, inputs.longitude)
+    else:
+        coords[LATITUDE], coords[LONGITUDE] = inputs.latitude, inputs.longitude
+    return xr.Dataset(coords=coords)

@@ -1,0 +1,342 @@
+"""The HTTP service: FastAPI around one or more :class:`~geoclim.serving.adapter.Forecaster`.
+
+Routes::
+
+    POST /v1/forecast          JSON point forecasts (one location or a batch)   auth
+    POST /v1/forecast/netcdf   netCDF history upload -> netCDF forecast (grids)  auth
+    GET  /v1/models            served models and their metadata                  auth
+    GET  /v1/models/{name}     one model                                         auth
+    GET  /health               liveness
+    GET  /ready                readiness (models loaded and warmed up), else 503
+    GET  /metrics              Prometheus exposition
+
+Status codes: 200; 401 (no or bad credentials, with ``WWW-Authenticate``); 403 (the key
+may not use that model); 404 (unknown model or route); 413 (body over the limit); 422
+(schema or data problem, the message names the value and what was expected); 429 (rate
+limit, with ``Retry-After``); 503 (not ready). Every error body is an
+:class:`~geoclim.serving.schemas.ErrorResponse` carrying the request id. Inference runs in
+FastAPI's thread pool (onnxruntime releases the GIL), so requests overlap.
+"""
+
+# No ``from __future__ import annotations`` here: FastAPI reads the route signatures'
+# annotations at runtime, and those of routes defined inside create_app refer to its locals.
+import contextlib
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import xarray as xr
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Security, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import geoclim
+from geoclim.errors import GeoclimError
+from geoclim.serving.adapter import Forecaster
+from geoclim.serving.observability import (
+    BodyLimitMiddleware,
+    Metrics,
+    RequestContextMiddleware,
+    request_id_var,
+)
+from geoclim.serving.records import forecast_records
+from geoclim.serving.schemas import (
+    ErrorResponse,
+    ForecastRequest,
+    ForecastResponse,
+    ModelInfo,
+)
+from geoclim.serving.security import JWTConfig, KeyStore, Principal, RateLimiter
+
+log = logging.getLogger(__name__)
+
+ANONYMOUS = Principal("anonymous", ("*",), rate_per_minute=math.inf, burst=1 << 30,
+                      method="anonymous")
+MAX_DECODED_BYTES = 512 * 1024 * 1024
+"""Largest uncompressed size of an uploaded netCDF history."""
+INLINE_LOCATIONS = 8
+"""Point requests up to this size run on the event loop; larger ones in the thread pool."""
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text} for code, text in (
+        (401, "Missing or invalid credentials"), (403, "Key may not use this model"),
+        (404, "Unknown model"), (413, "Request body too large"),
+        (422, "Invalid request"), (429, "Rate limit exceeded"))
+}
+
+
+@dataclass
+class ServedModel:
+    """A loaded model and where it came from."""
+
+    name: str
+    forecaster: Forecaster
+    path: str
+    version: str | None = None
+
+
+@dataclass
+class ServeSettings:
+    """Service settings.
+
+    Attributes:
+        keys: API keys; ``None`` with ``jwt`` ``None`` disables authentication (local use).
+        jwt: accept HS256 bearer tokens.
+        max_body_bytes: request size limit (413 above).
+        max_missing: default accepted fraction of missing inputs (requests may lower or
+            raise it).
+
+    """
+
+    keys: KeyStore | None = None
+    jwt: JWTConfig | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_missing: float = 0.0
+
+
+class APIError(Exception):
+    """An error answer with a status, a kind and a message."""
+
+    def __init__(self, status: int, error: str, message: str,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.error, self.message, self.headers = status, error, message, headers
+
+
+def _error_response(status: int, error: str, message: str, *, detail: Any = None,
+                    headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorResponse(error=error, message=message, request_id=request_id_var.get(),
+                         detail=detail)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
+
+
+def create_app(models: list[ServedModel], settings: ServeSettings | None = None) -> FastAPI:
+    """Build the app.
+
+    Args:
+        models: the models to serve; the first is the default.
+        settings: security and limits (default: no authentication).
+
+    Returns:
+        The FastAPI application (run it with uvicorn).
+
+    """
+    if not models:
+        raise GeoclimError("create_app needs at least one model to serve")
+    settings = settings or ServeSettings()
+    by_name = {m.name: m for m in models}
+    metrics, limiter = Metrics(), RateLimiter()
+    state = {"ready": False}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        for m in models:
+            m.forecaster.warmup()
+        state["ready"] = True
+        log.info("serving models %s", list(by_name))
+        yield
+        state["ready"] = False
+
+    app = FastAPI(title="geoclim forecast service", version=geoclim.__version__,
+                  lifespan=lifespan, description=__doc__.split("\n\n")[0])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+
+    api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
+    bearer = HTTPBearer(auto_error=False)
+
+    async def authenticate(request: Request,
+                     key: Annotated[str | None, Security(api_key_header)] = None,
+                     token: Annotated[HTTPAuthorizationCredentials | None,
+                                      Security(bearer)] = None) -> Principal:
+        if settings.keys is None and settings.jwt is None:
+            principal: Principal | None = ANONYMOUS
+        elif key is not None and settings.keys is not None:
+            principal = settings.keys.cached(key)
+            if principal is None:  # first use of this key: scrypt, off the event loop
+                principal = await run_in_threadpool(settings.keys.authenticate, key)
+        elif token is not None and settings.jwt is not None:
+            principal = settings.jwt.authenticate(token.credentials)
+        else:
+            principal = None
+        if principal is None:
+            raise APIError(401, "unauthorized", "missing or invalid credentials: send a valid "
+                           "X-API-Key header" + (" or Authorization: Bearer <JWT>"
+                                                 if settings.jwt else ""),
+                           headers={"WWW-Authenticate": 'Bearer, ApiKey header="X-API-Key"'})
+        request.state.principal = principal.id
+        wait = limiter.acquire(principal)
+        if wait > 0:
+            raise APIError(429, "rate_limited",
+                           f"rate limit of {principal.rate_per_minute:g} requests/minute "
+                           f"exceeded for {principal.id!r}; retry in {wait:.1f} s",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        return principal
+
+    def resolve(name: str | None, principal: Principal, request: Request) -> ServedModel:
+        name = name or models[0].name
+        if name not in by_name:
+            raise APIError(404, "model_not_found",
+                           f"unknown model {name!r}; served models are {list(by_name)}")
+        if not principal.may_use(name):
+            raise APIError(403, "forbidden", f"key {principal.id!r} may not use model {name!r}; "
+                           f"it may use {list(principal.models)}")
+        request.state.model = name
+        return by_name[name]
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return _error_response(exc.status, exc.error, exc.message, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+        message = f"{'.'.join(first['loc'])}: {first['msg']}"
+        if len(detail) > 1:
+            message += f" (and {len(detail) - 1} more problem(s), see detail)"
+        return _error_response(422, "validation_error", message, detail=detail[:20])
+
+    @app.exception_handler(GeoclimError)
+    async def _geoclim(request: Request, exc: GeoclimError) -> JSONResponse:
+        return _error_response(422, "invalid_request", str(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error_response(exc.status_code, kind, str(exc.detail),
+                               headers=getattr(exc, "headers", None))
+
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    app.add_exception_handler(StarletteHTTPException, _http)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _error_response(500, "internal_error", "internal error; quote the request id")
+
+    auth = Depends(authenticate)
+    example = models[0].forecaster.example_request()
+
+    @app.post("/v1/forecast", response_model=ForecastResponse, responses=_ERRORS,
+              tags=["forecast"], summary="Point forecasts for one location or a batch")
+    async def forecast(request: Request,
+                       body: Annotated[ForecastRequest, _body_example(example)],
+                       principal: Principal = auth) -> ForecastResponse:
+        served = resolve(body.model, principal, request)
+        if len(body.locations) <= INLINE_LOCATIONS:  # < 1 ms: cheaper than a thread hop
+            return _point_forecast(served, body, settings, metrics)
+        return await run_in_threadpool(_point_forecast, served, body, settings, metrics)
+
+    @app.post("/v1/forecast/netcdf", responses=_ERRORS | {200: {
+        "content": {"application/x-netcdf": {}}, "description": "Forecast Dataset (netCDF)"}},
+        tags=["forecast"], summary="Gridded (or station) forecast from a netCDF history")
+    def forecast_netcdf(request: Request, file: Annotated[UploadFile, File(
+                            description="netCDF history in the canonical layout")],
+                        model: Annotated[str | None, Form(max_length=100)] = None,
+                        max_missing: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+                        principal: Principal = auth) -> Response:
+        served = resolve(model, principal, request)
+        history = _read_netcdf(file)
+        start = time.perf_counter()
+        out = served.forecaster.predict(
+            history, max_missing=settings.max_missing if max_missing is None else max_missing)
+        metrics.inference.labels(served.name).observe(time.perf_counter() - start)
+        metrics.locations.labels(served.name).inc(out.sizes.get("init_time", 1))
+        return Response(_to_netcdf(out), media_type="application/x-netcdf")
+
+    @app.get("/v1/models", response_model=list[ModelInfo], responses=_ERRORS,
+             tags=["models"], summary="Served models")
+    async def list_models(principal: Principal = auth) -> list[ModelInfo]:
+        return [_info(m) for m in models if principal.may_use(m.name)]
+
+    @app.get("/v1/models/{name}", response_model=ModelInfo, responses=_ERRORS,
+             tags=["models"], summary="One served model")
+    async def get_model(name: str, request: Request, principal: Principal = auth) -> ModelInfo:
+        return _info(resolve(name, principal, request))
+
+    @app.get("/health", tags=["ops"], summary="Liveness")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": geoclim.__version__}
+
+    @app.get("/ready", tags=["ops"], summary="Readiness", responses={503: {
+        "model": ErrorResponse, "description": "Not ready"}})
+    async def ready() -> Any:
+        if not state["ready"]:
+            return _error_response(503, "not_ready", "models are still loading")
+        return {"status": "ready", "models": list(by_name)}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics",
+             response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.metrics, app.state.models = metrics, by_name
+    return app
+
+
+def _body_example(example: dict[str, Any]) -> Any:
+    from fastapi import Body
+
+    return Body(openapi_examples={"one_location": {"summary": "One location, default model",
+                                                   "value": example}})
+
+
+def _info(m: ServedModel) -> ModelInfo:
+    return ModelInfo(name=m.name, version=m.version, path=os.path.basename(m.path),
+                     metadata=m.forecaster.metadata.summary())
+
+
+def _point_forecast(served: ServedModel, body: ForecastRequest, settings: ServeSettings,
+                    metrics: Metrics) -> Response:
+    """Run a point request; answer with JSON in the ``ForecastResponse`` schema.
+
+    The answer is serialised here directly (``json.dumps`` of plain lists) rather than
+    through the response model: that halves the serving overhead of a one-location forecast.
+    """
+    start = time.perf_counter()
+    payload = forecast_records(
+        served.forecaster, body, name=served.name, version=served.version,
+        max_missing=settings.max_missing if body.max_missing is None else body.max_missing)
+    metrics.inference.labels(served.name).observe(time.perf_counter() - start)
+    metrics.locations.labels(served.name).inc(len(body.locations))
+    return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
+
+
+def _read_netcdf(file: UploadFile) -> xr.Dataset:
+    with tempfile.NamedTemporaryFile(suffix=".nc") as tmp:
+        tmp.write(file.file.read())
+        tmp.flush()
+        try:
+            with xr.open_dataset(tmp.name) as ds:
+                decoded = sum(v.nbytes for v in ds.variables.values())
+                if decoded > MAX_DECODED_BYTES:  # compressed variables can expand a lot
+                    raise APIError(413, "payload_too_large", f"upload {file.filename!r} "
+                                   f"decodes to {decoded} bytes; the limit is "
+                                   f"{MAX_DECODED_BYTES}")
+                return ds.load()
+        except APIError:
+            raise
+        except Exception as err:  # noqa: BLE001 - netCDF/HDF5 backends raise many types
+            raise APIError(422, "invalid_file", f"upload {file.filename!r} is not a readable "
+                           f"netCDF file ({type(err).__name__})") from None
+
+
+def _to_netcdf(ds: xr.Dataset) -> bytes:
+    ds = ds.copy()
+    ds.attrs = {k: v for k, v in ds.attrs.items() if isinstance(v, (str, int, float))}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "forecast.nc")
+        ds.to_netcdf(path)
+        with open(path, "rb") as f:
+            return f.read()
+

@@ -1,0 +1,396 @@
+"""Raw requests -> validated physical arrays (:class:`Inputs`) for the :class:`Forecaster`.
+
+Two front doors share one result:
+
+* :func:`from_dataset` -- an ``xr.Dataset`` history (station or grid), optionally a second
+  Dataset with known-future inputs over the lead times;
+* :func:`from_arrays` -- numpy arrays per variable for a batch of locations (the JSON path:
+  no xarray on the hot path).
+
+Both check the request against the embedded task: variable names (source aliases such as
+``PM2.5`` accepted), units (converted when convertible, refused otherwise), time step,
+history length, known-future coverage, coordinates and missing values, and raise a
+:class:`~geoclim.errors.SchemaError` / :class:`~geoclim.errors.DataError` naming the bad value
+and what was expected. Static inputs missing from the request are looked up on the training
+domain embedded in the export (station id, else the nearest station within
+``STATION_TOLERANCE_DEG``; for grids, the cell containing the point).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from geoclim.data import schema, variables
+from geoclim.data.sources import DIM_ALIASES, VARIABLE_ALIASES
+from geoclim.errors import DataError, SchemaError
+from geoclim.export.metadata import Domain, ExportMetadata
+from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME, Layout
+
+STATION_TOLERANCE_DEG = 1e-3
+"""A request point this close (degrees) to a training station is that station."""
+
+
+@dataclass
+class Inputs:
+    """A validated request in physical units, channels-last, on a regular time axis.
+
+    Attributes:
+        layout: ``"station"`` (points; ``W = 1``) or ``"grid"``.
+        times: ``(T,)`` datetime64[ns], regular, long enough for the last init + horizon.
+        dynamic: ``(T, H, W, C_dyn)`` float32, channels = ``task.dynamic_variables``; NaN
+            where missing (and after the history for past-only variables).
+        static: ``(H, W, C_static)`` float32, channels = ``task.static_inputs``.
+        inits: ``(N,)`` init positions on ``times`` (the last input step of each forecast).
+        latitude, longitude: ``(H,)`` / ``(W,)`` grid axes, or ``(S,)`` point coordinates.
+        station: ``(S,)`` point ids (empty for grids).
+        domain_rows, domain_cols: ``(H, W)`` positions on the training domain, when known
+            (needed when the net reads ``lat_idx`` / ``lon_idx``).
+
+    """
+
+    layout: Layout
+    times: np.ndarray
+    dynamic: np.ndarray
+    static: np.ndarray
+    inits: np.ndarray
+    latitude: np.ndarray
+    longitude: np.ndarray
+    station: tuple[str, ...] = ()
+    domain_rows: np.ndarray | None = None
+    domain_cols: np.ndarray | None = None
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """``(H, W)``; ``(S, 1)`` for points."""
+        return self.dynamic.shape[1], self.dynamic.shape[2]
+
+
+def _canonical_names(ds: xr.Dataset) -> xr.Dataset:
+    rename = {k: v for k, v in DIM_ALIASES.items()
+              if (k in ds.variables or k in ds.dims) and v not in ds.variables}
+    ds = ds.rename(rename)
+    names = {}
+    for name in ds.data_vars:
+        canon = VARIABLE_ALIASES.get(str(name).lower())
+        if canon is not None and canon != name and canon not in ds.data_vars:
+            names[name] = canon
+    return ds.rename(names)
+
+
+def to_units(values: np.ndarray, name: str, units: str | None) -> np.ndarray:
+    """``values`` of ``name`` in canonical units (converted from ``units`` when given)."""
+    if name not in variables.REGISTRY:
+        return np.asarray(values, dtype=np.float32)
+    if units is None or units == variables.get(name).units:
+        return np.asarray(values, dtype=np.float32)
+    try:
+        return variables.convert(values, name, units).astype(np.float32)
+    except SchemaError as err:
+        raise SchemaError(
+            f"variable {name!r}: {err} (send it in {variables.get(name).units!r})"
+        ) from None
+
+
+def _check_times(times: np.ndarray, step: np.timedelta64, where: str) -> np.ndarray:
+    times = np.asarray(times)
+    if not np.issubdtype(times.dtype, np.datetime64):
+        raise SchemaError(f"{where} coordinate {TIME!r} has dtype {times.dtype}; expected "
+                          "datetime64")
+    times = times.astype("datetime64[ns]")
+    if np.isnat(times).any():
+        raise SchemaError(f"{where} coordinate {TIME!r} contains NaT")
+    steps = np.diff(times)
+    bad = np.nonzero(steps != step)[0]
+    if bad.size:
+        i = int(bad[0])
+        raise SchemaError(
+            f"{where} time step {pd.Timedelta(steps[i])} after {pd.Timestamp(times[i])} does "
+            f"not match the model's time step {pd.Timedelta(step)}; send a regular, increasing "
+            "axis with NaN for missing values"
+        )
+    return times
+
+
+def from_dataset(
+    meta: ExportMetadata,
+    history: xr.Dataset,
+    future: xr.Dataset | None = None,
+    init_times: np.ndarray | list | None = None,
+) -> Inputs:
+    """Validate an xarray request.
+
+    Args:
+        meta: the export's metadata.
+        history: past inputs (targets first) over at least ``input_steps`` steps, with
+            ``time`` and a station or ``(latitude, longitude)`` layout; may also hold static
+            fields and known-future variables.
+        future: known-future variables (forecast forcing) on the lead times, if the task
+            has any and ``history`` does not extend over them.
+        init_times: forecast init times (each the last input step); default: the last time
+            of ``history``.
+
+    Returns:
+        The validated inputs.
+
+    """
+    for label, ds in (("history", history), ("future", future)):
+        if ds is not None and not isinstance(ds, xr.Dataset):
+            raise SchemaError(f"{label} must be an xarray.Dataset, got {type(ds).__name__}")
+    task, step = meta.task, meta.time_step
+    history = _canonical_names(history)
+    if TIME not in history.dims:
+        raise SchemaError(f"history has no {TIME!r} dim (dims are {list(history.dims)})")
+    h_times = _check_times(history[TIME].values, step, "history")
+    if future is not None:
+        future = _canonical_names(future)
+        if TIME not in future.dims:
+            raise SchemaError(f"future has no {TIME!r} dim (dims are {list(future.dims)})")
+        _check_times(future[TIME].values, step, "future")
+        history = xr.merge([history, future], join="outer", compat="no_conflicts")
+    if init_times is None:
+        inits_t = h_times[-1:]
+    else:
+        inits_t = np.atleast_1d(np.asarray(init_times, dtype="datetime64[ns]"))
+    last = max(np.asarray(history[TIME].values, "datetime64[ns]").max(), inits_t.max())
+    axis = np.arange(history[TIME].values.min(), last + step * task.horizon + step, step,
+                     dtype="datetime64[ns]")
+    _check_times(history[TIME].values.astype("datetime64[ns]"), step, "history + future")
+    ds = history.reindex({TIME: axis})
+    required = (*task.past_variables, *task.future_variables)
+    missing = [n for n in required if n not in ds.data_vars]
+    if missing:
+        raise SchemaError(
+            f"request lacks variable(s) {missing}; the model reads past inputs "
+            f"{list(task.past_variables)}, known-future inputs {list(task.future_variables)} "
+            f"and static inputs {list(task.static_inputs)} (request has {sorted(ds.data_vars)})"
+        )
+    layout = schema.layout_of(ds)
+    space = schema.space_dims(ds)
+    for name in (LATITUDE, LONGITUDE):
+        if name not in ds.coords:
+            raise SchemaError(f"request lacks coordinate {name!r}")
+    lat = np.asarray(ds[LATITUDE].values, np.float64)
+    lon = np.asarray(ds[LONGITUDE].values, np.float64)
+    _check_coordinates(lat, lon)
+    n_time = axis.size
+    h = ds.sizes[space[0]]
+    w = ds.sizes[space[1]] if layout == "grid" else 1
+    dynamic = np.empty((n_time, h, w, len(task.dynamic_variables)), np.float32)
+    for c, name in enumerate(task.dynamic_variables):
+        da = ds[name]
+        if set(da.dims) != {TIME, *space}:
+            raise SchemaError(f"variable {name!r} has dims {da.dims}; expected "
+                              f"{(TIME, *space)}")
+        values = to_units(da.transpose(TIME, *space).values, name, da.attrs.get("units"))
+        dynamic[..., c] = values.reshape(n_time, h, w)
+    stations = tuple(str(s) for s in ds[STATION].values) if layout == "station" else ()
+    given = {}
+    for name in task.static_inputs:
+        if name in ds.data_vars:
+            da = ds[name]
+            if TIME in da.dims:
+                raise SchemaError(f"static variable {name!r} must not have a {TIME!r} dim")
+            given[name] = to_units(da.transpose(*space).values, name,
+                                   da.attrs.get("units")).reshape(h, w)
+    inits = np.searchsorted(axis, inits_t)
+    return _finish(meta, layout, axis, dynamic, given, inits, inits_t, lat, lon, stations)
+
+
+def from_arrays(
+    meta: ExportMetadata,
+    init_time: np.datetime64 | str,
+    past: dict[str, np.ndarray],
+    *,
+    latitude: np.ndarray,
+    longitude: np.ndarray,
+    station: tuple[str, ...] | list[str] | None = None,
+    future: dict[str, np.ndarray] | None = None,
+    static: dict[str, np.ndarray] | None = None,
+    units: dict[str, str] | None = None,
+) -> Inputs:
+    """Validate a batch of point histories given as arrays (one shared init time).
+
+    Args:
+        meta: the export's metadata.
+        init_time: time of the last history value (UTC).
+        past: ``{name: (S, T)}`` past inputs, the last column at ``init_time``; NaN missing.
+        latitude: ``(S,)`` point latitudes.
+        longitude: ``(S,)`` point longitudes.
+        station: ``(S,)`` point ids (default ``point-0``, ...).
+        future: ``{name: (S, L')}`` known-future variables at leads ``1..L'`` (``L' >= L``).
+        static: ``{name: (S,)}`` static inputs; looked up on the training domain if absent.
+        units: units of the given variables when not canonical.
+
+    Returns:
+        The validated inputs (station layout, ``W = 1``).
+
+    """
+    task, step, units = meta.task, meta.time_step, dict(units or {})
+    future, static = dict(future or {}), dict(static or {})
+    lat = np.atleast_1d(np.asarray(latitude, np.float64))
+    lon = np.atleast_1d(np.asarray(longitude, np.float64))
+    n = lat.size
+    if lon.size != n:
+        raise SchemaError(f"got {n} latitudes but {lon.size} longitudes")
+    _check_coordinates(lat, lon)
+    stations = tuple(station) if station is not None else tuple(f"point-{i}" for i in range(n))
+    if len(stations) != n:
+        raise SchemaError(f"got {len(stations)} station ids for {n} locations")
+    missing = [v for v in task.past_variables if v not in past]
+    missing += [v for v in task.future_variables if v not in future and v not in past]
+    if missing:
+        raise SchemaError(
+            f"request lacks variable(s) {missing}; the model reads past inputs "
+            f"{list(task.past_variables)} and known-future inputs {list(task.future_variables)}"
+        )
+    lengths = {np.shape(v)[-1] for v in past.values()}
+    if len(lengths) != 1:
+        raise SchemaError(f"past series have different lengths {sorted(lengths)}; send one "
+                          "common history length")
+    t_hist = lengths.pop()
+    n_time = t_hist + task.horizon
+    init = _as_utc(init_time)
+    times = init + (np.arange(n_time) - (t_hist - 1)) * step
+    dynamic = np.full((n_time, n, 1, len(task.dynamic_variables)), np.nan, np.float32)
+    for c, name in enumerate(task.dynamic_variables):
+        if name in past:
+            values = _as_2d(past[name], n, name, "past")
+            dynamic[:t_hist, :, 0, c] = to_units(values, name, units.get(name)).T
+        if name in future:
+            values = _as_2d(future[name], n, name, "future")
+            if values.shape[1] < task.horizon:
+                raise DataError(
+                    f"known-future variable {name!r} covers {values.shape[1]} lead(s); the "
+                    f"model needs {task.horizon}"
+                )
+            dynamic[t_hist:, :, 0, c] = to_units(values[:, : task.horizon], name,
+                                                 units.get(name)).T
+    given = {k: to_units(np.asarray(v, np.float32).reshape(n, 1), k, units.get(k))
+             for k, v in static.items() if k in task.static_inputs}
+    unknown = sorted(set(static) - set(task.static_inputs))
+    if unknown:
+        raise SchemaError(f"unknown static input(s) {unknown}; the model reads "
+                          f"{list(task.static_inputs)}")
+    return _finish(meta, "station", times, dynamic, given, np.array([t_hist - 1]),
+                   times[t_hist - 1:t_hist], lat, lon, stations)
+
+
+def _as_utc(value: np.datetime64 | str) -> np.datetime64:
+    """``datetime64[ns]`` of a time given as datetime64 (UTC) or a string / datetime."""
+    if isinstance(value, np.datetime64):
+        return value.astype("datetime64[ns]")
+    t = pd.Timestamp(value)
+    return (t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t).to_datetime64()
+
+
+def _as_2d(values: np.ndarray, n: int, name: str, where: str) -> np.ndarray:
+    a = np.asarray(values, dtype=np.float64)
+    a = a.reshape(1, -1) if a.ndim == 1 and n == 1 else a
+    if a.ndim != 2 or a.shape[0] != n:
+        raise SchemaError(f"{where} series {name!r} has shape {np.shape(values)}; expected "
+                          f"({n}, steps)")
+    return a
+
+
+def _check_coordinates(lat: np.ndarray, lon: np.ndarray) -> None:
+    if not (np.isfinite(lat).all() and (np.abs(lat) <= 90).all()):
+        raise SchemaError(f"latitude must be finite and within [-90, 90], got {lat.tolist()[:5]}")
+    if not (np.isfinite(lon).all() and (lon >= -180).all() and (lon <= 360).all()):
+        raise SchemaError(
+            f"longitude must be finite and within [-180, 360], got {lon.tolist()[:5]}"
+        )
+
+
+def _finish(meta: ExportMetadata, layout: Layout, times: np.ndarray, dynamic: np.ndarray,
+            given: dict[str, np.ndarray], inits: np.ndarray, inits_t: np.ndarray,
+            lat: np.ndarray, lon: np.ndarray, stations: tuple[str, ...]) -> Inputs:
+    task = meta.task
+    bad = [pd.Timestamp(t) for t, p in zip(inits_t, inits, strict=True)
+           if p >= times.size or times[p] != t or p < task.input_steps - 1]
+    if bad:
+        raise DataError(
+            f"init time(s) {bad[:3]} have fewer than input_steps = {task.input_steps} steps "
+            f"of history in the request (history starts {pd.Timestamp(times[0])})"
+        )
+    h, w = dynamic.shape[1:3]
+    rows = cols = None
+    need_lookup = [n for n in task.static_inputs if n not in given]
+    if need_lookup or {"lat_idx", "lon_idx"} & set(meta.io.inputs):
+        rows, cols = locate(meta.domain, layout, lat, lon, stations)
+    static = np.empty((h, w, len(task.static_inputs)), np.float32)
+    for c, name in enumerate(task.static_inputs):
+        if name in given:
+            static[..., c] = given[name]
+        elif name in meta.domain.static:
+            field = meta.domain.static[name]
+            static[..., c] = field[rows, cols] if field.ndim == 2 else field[rows]
+        else:
+            raise SchemaError(f"static input {name!r} is missing from the request and from "
+                              "the export's domain")
+    return Inputs(layout, times, dynamic, static, inits, lat, lon, stations, rows, cols)
+
+
+def locate(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarray,
+           stations: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of the request's locations on the training domain.
+
+    Args:
+        domain: the training domain.
+        layout: the request's layout; for ``"grid"`` ``lat``/``lon`` are axes.
+        lat: request latitudes (grid axis or points).
+        lon: request longitudes (grid axis or points).
+        stations: request point ids (matched by id first on station domains).
+
+    Returns:
+        ``(rows, cols)`` of shape ``(H, W)`` (``W = 1`` for points); for station domains
+        ``rows`` are station positions and ``cols`` zero.
+
+    Raises:
+        DataError: naming the first location outside the training domain.
+
+    """
+    if layout == "grid":
+        lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+        ids: list[str] = []
+    else:
+        lat2, lon2 = lat[:, None], lon[:, None]
+        ids = list(stations)
+    if domain.layout == "station":
+        known = {s: i for i, s in enumerate(domain.station)}
+        d = (np.abs(lat2[..., None] - domain.latitude) + np.abs(lon2[..., None] - domain.longitude))
+        rows = np.argmin(d, axis=-1)
+        ok = np.take_along_axis(d, rows[..., None], -1)[..., 0] <= STATION_TOLERANCE_DEG
+        for i, s in enumerate(ids):
+            if s in known:
+                rows[i, 0], ok[i, 0] = known[s], True
+        _raise_outside(ok, lat2, lon2, "no training station within "
+                       f"{STATION_TOLERANCE_DEG} degrees (known ids: {list(domain.station)[:10]})")
+        return rows, np.zeros_like(rows)
+    rows, ok_r = _cell(domain.latitude, lat2)
+    cols, ok_c = _cell(domain.longitude, lon2)
+    _raise_outside(ok_r & ok_c, lat2, lon2,
+                   f"outside the training grid (latitude {domain.latitude.min()}..."
+                   f"{domain.latitude.max()}, longitude {domain.longitude.min()}..."
+                   f"{domain.longitude.max()})")
+    return rows, cols
+
+
+def _cell(axis: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the cell of ``axis`` (centres) containing ``x``, and whether it is inside."""
+    half = np.abs(np.diff(axis)).min() / 2 if axis.size > 1 else 0.5
+    idx = np.argmin(np.abs(x[..., None] - axis), axis=-1)
+    return idx, np.abs(axis[idx] - x) <= half + 1e-9
+
+
+def _raise_outside(ok: np.ndarray, lat: np.ndarray, lon: np.ndarray, why: str) -> None:
+    if not ok.all():
+        i = np.argwhere(~ok)[0]
+        raise DataError(
+            f"location (latitude {lat[tuple(i)]:.4f}, longitude {lon[tuple(i)]:.4f}) needs "
+            f"static inputs from the training domain but is {why}; send the static inputs "
+            "with the request"
+        )

@@ -1,0 +1,201 @@
+"""Request IDs, structured JSON logs, Prometheus metrics and the request-size limit.
+
+Two pure-ASGI middlewares (cheaper than Starlette's ``BaseHTTPMiddleware``):
+
+* :class:`RequestContextMiddleware` -- takes ``X-Request-ID`` from the request when it is
+  sane (<= 128 characters of ``[A-Za-z0-9._-]``) or makes a UUID4, exposes it in a
+  context variable (every log record carries it) and in the response header, times the
+  request, counts it in Prometheus and writes one JSON access-log line;
+* :class:`BodyLimitMiddleware` -- answers 413 when ``Content-Length`` or the streamed body
+  exceeds the limit, before the application parses anything.
+
+Prometheus series (one :class:`prometheus_client.CollectorRegistry` per app)::
+
+    geoclim_http_requests_total{method, route, status}
+    geoclim_http_request_duration_seconds{method, route}      histogram
+    geoclim_http_errors_total{route, status}                   4xx and 5xx
+    geoclim_inference_duration_seconds{model}                  histogram (adapter + ORT)
+    geoclim_forecast_locations_total{model}                    locations / grid samples
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+access_log = logging.getLogger("geoclim.serving.access")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message, request_id, extras."""
+
+    _SKIP = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+        "message", "color_message"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Serialise ``record``."""
+        doc: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": request_id_var.get(),
+        }
+        doc |= {k: v for k, v in record.__dict__.items() if k not in self._SKIP}
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send every log record to stderr as one JSON line (UTC times)."""
+    handler = logging.StreamHandler()
+    formatter = JsonFormatter()
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True  # replaced by geoclim.serving.access
+
+
+class Metrics:
+    """The app's Prometheus collectors, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("geoclim_http_requests_total", "HTTP requests",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("geoclim_http_request_duration_seconds",
+                                 "HTTP request latency", ["method", "route"],
+                                 buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.errors = Counter("geoclim_http_errors_total", "HTTP 4xx/5xx responses",
+                              ["route", "status"], registry=self.registry)
+        self.inference = Histogram("geoclim_inference_duration_seconds",
+                                   "Forecast time (validation, adapter and onnxruntime)",
+                                   ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.locations = Counter("geoclim_forecast_locations_total",
+                                 "Locations (or grids) forecast", ["model"],
+                                 registry=self.registry)
+
+
+def _route_label(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class RequestContextMiddleware:
+    """Request ID, access log and request metrics (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route_label(scope)
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, route, str(status)).inc()
+            self.metrics.latency.labels(method, route).observe(elapsed)
+            if status >= 400:
+                self.metrics.errors.labels(route, str(status)).inc()
+            state = scope.get("state", {})
+            access_log.info("%s %s %d", method, scope.get("path", ""), status, extra={
+                "method": method, "path": scope.get("path", ""), "route": route,
+                "status": status, "duration_ms": round(elapsed * 1e3, 3),
+                "principal": state.get("principal"), "model": state.get("model"),
+            })
+            request_id_var.reset(token)
+
+
+class BodyLimitMiddleware:
+    """413 for request bodies larger than ``max_bytes`` (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._reject(send)
+            return
+        # Buffer the body up to the limit, then replay it: the app never sees a partial body.
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                await self._reject(send)
+                return
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps({"error": "payload_too_large",
+                           "message": f"request body exceeds {self.max_bytes} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
