@@ -3,17 +3,41 @@
 1. data: load the NAPS hourly NO2 network (196 Canadian stations, 2023), validate it, fill
    short gaps (linear in time, at most 3 h, fitted on the train block only), grid it onto
    0.5 degree cells over the Windsor-Quebec corridor with a coverage mask, and summarise.
+2. models: one Hydra multirun of ``geoclim-train`` on the gridded network trains the LSTM,
+   CNN-spatial and TFT, pytorch-forecasting's TFT as a reference, the tree models (XGBoost,
+   LightGBM, random forest) and fits persistence and climatology, each into its own run
+   directory; their validation and test scores are printed side by side.
+3. leaderboard: ``geoclim compare`` ranks the runs on the test split, per lead time, and
+   saves its table and plots.
+4. serving: the best network is exported to ONNX (parity-checked), registered as
+   ``production``, served over HTTP on loopback, and asked for a forecast with an API key.
+
+Everything is written under ``--out`` (default ``outputs/demo``).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 from geoclim.cli.errors import friendly_errors
+from geoclim.errors import GeoclimError
 
 log = logging.getLogger("geoclim.demo")
+
+NETWORKS = ("lstm", "cnn", "tft")
+REFERENCE = ("pf_tft",)
+BASELINES = ("xgboost", "lightgbm", "random_forest", "persistence", "climatology")
+EXPORTABLE = NETWORKS
+TARGET = "no2"
 
 
 def banner(text: str) -> None:
@@ -52,13 +76,171 @@ def data_stage() -> None:
     print(format_summary("london (Marylebone Road)", london))
 
 
+def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Run a geoclim command, echoing it; a failure stops the demo with its message."""
+    print("$ " + " ".join(cmd[2:] if cmd[:2] == [sys.executable, "-m"] else cmd), flush=True)
+    proc = subprocess.run(cmd, **kwargs)
+    if proc.returncode != 0:
+        raise GeoclimError(f"command failed with status {proc.returncode}: {' '.join(cmd)}")
+    return proc
+
+
+def train_stage(out: Path, models: tuple[str, ...], overrides: tuple[str, ...] = ()) -> Path:
+    """Train every model in one multirun; print validation and test scores side by side."""
+    banner("2. Forecasters and baselines on the gridded NO2 network")
+    sweep = out / "models"
+    run([sys.executable, "-m", "geoclim.cli.train", "-m", "experiment=demo",
+         f"model={','.join(models)}", f"hydra.sweep.dir={sweep}", *overrides])
+    from geoclim.evaluation.leaderboard import find_runs, load_run
+
+    keys = [f"val/rmse/{TARGET}", f"test/rmse/{TARGET}", f"test/skill_persistence/{TARGET}",
+            f"test/skill_climatology/{TARGET}"]
+    print("\nscores (RMSE in ppb; skill = 1 - MSE/MSE_reference; val: networks only)")
+    print(f"{'model':<15}" + "".join(f"{k:>30}" for k in keys))
+    for record in map(load_run, find_runs([sweep])):
+        cells = "".join(f"{record.metrics[k]:>30.3f}" if k in record.metrics
+                        else f"{'-':>30}" for k in keys)
+        print(f"{record.model:<15}{cells}")
+    return sweep
+
+
+def leaderboard_stage(sweep: Path, out: Path) -> None:
+    """Rank the runs on the test split and save the table and plots."""
+    from geoclim.cli.compare import compare_main
+
+    banner("3. Leaderboard (test split)")
+    compare_main([str(sweep), "--out", str(out / "leaderboard")])
+    print(f"leaderboard files and plots: {out / 'leaderboard'}")
+
+
+def best_network(sweep: Path) -> Path:
+    """The run directory of the exportable network with the lowest test RMSE."""
+    from geoclim.evaluation.leaderboard import find_runs, load_run
+
+    key = f"test/rmse/{TARGET}"
+    runs = [r for r in map(load_run, find_runs([sweep]))
+            if r.model in EXPORTABLE and key in r.metrics]
+    if not runs:
+        raise GeoclimError(f"no exportable network ({', '.join(EXPORTABLE)}) ran in {sweep}")
+    best = min(runs, key=lambda r: r.metrics[key])
+    print(f"best network on the test split: {best.model} ({key} = {best.metrics[key]:.3f}) "
+          f"in {best.path}")
+    return best.path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_stage(sweep: Path, out: Path) -> None:
+    """Export the best network, register it, serve it on loopback, request a forecast."""
+    banner("4. Export the best network, serve it, ask for a forecast")
+    run_dir = best_network(sweep)
+    registry, keys = out / "registry", out / "keys.json"
+    run([sys.executable, "-m", "geoclim.cli.export", str(run_dir), "--register", str(registry),
+         "--name", f"{TARGET}_best", "--stage", "production"])
+    keys.unlink(missing_ok=True)
+    key = run([sys.executable, "-m", "geoclim.cli.main", "serve", "keygen", "demo", "--keys",
+               str(keys)], capture_output=True, text=True).stdout.strip()
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "geoclim.cli.main", "serve", f"{TARGET}_best@production",
+         "--registry", str(registry), "--keys", str(keys), "--host", "127.0.0.1",
+         # cells far from every station (coverage 0) have no history at all: the service
+         # fills missing inputs with the train mean, exactly as training did
+         "--port", str(port), "--max-missing", "1.0", "--log-level", "WARNING"])
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(base, server)
+        history = _history_file(run_dir, out)
+        forecast = _post_netcdf(f"{base}/v1/forecast/netcdf", history, key)
+        _print_forecast(forecast, history)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_ready(base: str, server: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise GeoclimError(f"the service exited with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"{base}/ready", timeout=2) as resp:
+                if resp.status == 200:
+                    print(f"service ready at {base} (GET /ready -> 200)")
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise GeoclimError(f"the service at {base} was not ready within {timeout:.0f} s")
+
+
+def _history_file(run_dir: Path, out: Path) -> Path:
+    """The last days of the embedded gridded NO2 as a netCDF upload."""
+    from geoclim.data import samples, sources
+
+    ds = samples.load("naps_no2_grid")
+    history = ds[["no2", "coverage"]].isel(time=slice(-72, None))
+    return sources.write_netcdf(history, out / "history.nc")
+
+
+def _post_netcdf(url: str, path: Path, key: str) -> Path:
+    boundary = "geoclim-demo-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{path.name}\"\r\nContent-Type: application/x-netcdf\r\n\r\n").encode()
+    body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}", "X-API-Key": key})
+    print(f"POST {url} with an X-API-Key ({path.stat().st_size / 1024:.0f} kB netCDF history)")
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            print(f"-> {resp.status}, request id {resp.headers.get('X-Request-ID')}")
+            target = path.with_name("forecast.nc")
+            target.write_bytes(resp.read())
+    except urllib.error.HTTPError as err:
+        raise GeoclimError(f"the service answered {err.code}: {err.read().decode()}") from None
+    return target
+
+
+def _print_forecast(path: Path, history: Path) -> None:
+    import xarray as xr
+
+    with xr.open_dataset(path) as fc, xr.open_dataset(history) as hist:
+        fc, covered = fc.load(), hist["coverage"].load() > 0
+    print(fc)
+    da = fc[TARGET].isel(init_time=-1).where(covered)
+    spatial = [d for d in da.dims if d not in ("lead_time", "quantile")]
+    mean = da.mean(spatial)
+    leads = [1, 6, 12, 24]
+    print(f"forecast issued {str(fc.init_time.values[-1])[:16]} UTC, mean over covered cells:")
+    for lead in leads:
+        if lead <= mean.sizes["lead_time"]:
+            print(f"  +{lead:>2} h  {float(mean.isel(lead_time=lead - 1)):6.2f} ppb")
+
+
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     """Run the demo stages."""
     parser = argparse.ArgumentParser(prog="geoclim demo", description=__doc__.split("\n\n")[0])
-    parser.parse_args(sys.argv[1:] if argv is None else argv)
+    parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
+    parser.add_argument("--models", default=",".join(NETWORKS + REFERENCE + BASELINES),
+                        help="comma-separated model configs to train (default: all)")
+    parser.add_argument("--data-only", action="store_true", help="stop after stage 1")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="extra geoclim-train overrides, e.g. debug=smoke")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("WANDB_MODE", "offline")
+    start = time.monotonic()
     data_stage()
+    if not args.data_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        sweep = train_stage(args.out, tuple(args.models.split(",")), tuple(args.overrides))
+        leaderboard_stage(sweep, args.out)
+        serve_stage(sweep, args.out)
+    print(f"\ndemo finished in {time.monotonic() - start:.0f} s; outputs in {args.out}")
     return 0
 
 

@@ -130,8 +130,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if not metric or not metrics:
             return None
         if metric not in metrics:  # e.g. val/loss of a baseline, which has no val loss
-            log.warning("optimized_metric %r is not among this run's metrics; valid are %s",
-                        metric, sorted(metrics))
+            same_split = sorted(k for k in metrics if k.split("/")[0] == metric.split("/")[0])
+            log.info("optimized_metric %r is not among this run's metrics, so nothing is "
+                     "returned to a sweeper; %d others are in metrics.json (e.g. %s)",
+                     metric, len(metrics), ", ".join(same_split[:3] or sorted(metrics)[:3]))
             return None
         return metrics[metric]
     except Exception as err:
