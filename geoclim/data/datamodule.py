@@ -172,27 +172,25 @@ class GeoDataModule(L.LightningDataModule):
         assert self.arrays is not None
         return WindowDataset(self.arrays, self.index[split], self.spec)
 
+    def loader(self, split: str, *, shuffle: bool, rank: int = 0, world_size: int = 1):
+        """Whole batches of ``split`` for one rank (epoch-seeded order when shuffled)."""
+        return batch_loader(self.dataset(split), self.batch_size, shuffle=shuffle,
+                            num_workers=self.num_workers, seed=self.seed, rank=rank,
+                            world_size=world_size)
+
     def train_dataloader(self):
-        """Shuffled training batches."""
-        return batch_loader(
-            self.dataset("train"),
-            self.batch_size,
-            shuffle=True,
-            num_workers=self.num_workers,
-            seed=self.seed,
-        )
+        """Shuffled training batches; under DDP, this rank's share of each global batch."""
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return self.loader("train", shuffle=True, rank=rank, world_size=world)
 
     def val_dataloader(self):
-        """Validation batches in index order."""
-        return batch_loader(
-            self.dataset("val"), self.batch_size, shuffle=False, num_workers=self.num_workers
-        )
+        """Validation batches in index order (the whole split on every rank)."""
+        return self.loader("val", shuffle=False)
 
     def test_dataloader(self):
         """Test batches in index order."""
-        return batch_loader(
-            self.dataset("test"), self.batch_size, shuffle=False, num_workers=self.num_workers
-        )
+        return self.loader("test", shuffle=False)
 
     def predict_dataloader(self):
         """Test batches, for predictions."""

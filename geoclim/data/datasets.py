@@ -1,19 +1,21 @@
 """``WindowDataset``: a sample index and its arrays, served as batches of tensors.
 
 Batches are gathered whole: the DataLoader's sampler yields lists of sample rows
-(``BatchSampler``) and ``dataset[rows]`` returns the full :class:`geoclim.types.Batch`, so the
-cost per batch is a handful of vectorised gathers, not ``B`` Python calls.
+(:class:`EpochBatchSampler`) and ``dataset[rows]`` returns the full
+:class:`geoclim.types.Batch`, so the cost per batch is a handful of vectorised gathers,
+not ``B`` Python calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from geoclim.data.windows import SampleIndex, WindowArrays, WindowSpec, gather
+from geoclim.errors import ConfigError
 from geoclim.types import Batch
 
 
@@ -40,6 +42,58 @@ class WindowDataset(Dataset):
         return {k: torch.from_numpy(v) for k, v in fields.items()}  # type: ignore[return-value]
 
 
+class EpochBatchSampler(Sampler[list[int]]):
+    """Yields lists of sample rows: this rank's share of each global batch.
+
+    * The permutation of epoch ``e`` depends only on ``(seed, e)`` (Lightning calls
+      :meth:`set_epoch`), so a run resumed from a checkpoint sees the batches an
+      uninterrupted run would have seen.
+    * Under DDP every global batch of ``batch_size`` samples is cut into ``world_size``
+      contiguous shards, one per rank; with gradients averaged over ranks one DDP step sees
+      the samples of one single-process step, so the effective batch size and the number of
+      steps are those of the config.
+
+    Args:
+        n: number of samples.
+        batch_size: global batch size (summed over ranks).
+        shuffle: permute the samples every epoch (seeded by ``seed`` and the epoch).
+        seed: base seed.
+        rank: this process's rank.
+        world_size: number of processes.
+        drop_last: drop a last incomplete global batch.
+    """
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, drop_last: bool = False):
+        if batch_size < world_size:
+            raise ConfigError(
+                f"data.batch_size ({batch_size}) is smaller than the number of processes "
+                f"({world_size}); every rank needs at least one sample per batch"
+            )
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the permutation of ``epoch`` (called by Lightning at each epoch start)."""
+        self.epoch = epoch
+
+    def _order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.n)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n, self.batch_size)
+        return full + int(rest >= self.world_size and not self.drop_last)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self._order()
+        for b in range(len(self)):
+            rows = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield np.array_split(rows, self.world_size)[self.rank].tolist()
+
+
 def batch_loader(
     dataset: WindowDataset,
     batch_size: int,
@@ -47,18 +101,11 @@ def batch_loader(
     shuffle: bool,
     num_workers: int = 0,
     seed: int = 0,
-    drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
-    """A DataLoader that gathers whole batches (see module docstring)."""
-    if shuffle:
-        generator = torch.Generator().manual_seed(seed)
-        sampler = RandomSampler(dataset, generator=generator)
-    else:
-        sampler = SequentialSampler(dataset)
-    return DataLoader(
-        dataset,
-        sampler=BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last),
-        batch_size=None,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-    )
+    """A DataLoader of whole batches (see module docstring), this rank's share of each."""
+    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=seed,
+                                rank=rank, world_size=world_size)
+    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
+                      persistent_workers=num_workers > 0)

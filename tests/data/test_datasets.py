@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from geoclim.data.datasets import EpochBatchSampler
 from geoclim.errors import ConfigError
-from geoclim.training.loaders import EpochBatchSampler
 
 
 def batches(sampler, epoch):
