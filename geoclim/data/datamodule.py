@@ -18,6 +18,7 @@ import xarray as xr
 
 from geoclim.data import calendar, schema, variables
 from geoclim.data.datasets import WindowDataset, batch_loader
+from geoclim.data.fingerprint import data_fingerprint
 from geoclim.data.normalize import Normalizer
 from geoclim.data.task import SPLIT_NAMES, ForecastTask, TimeSplits, make_splits
 from geoclim.data.windows import SampleIndex, WindowArrays, WindowSpec, build_index
@@ -195,6 +196,14 @@ class GeoDataModule(L.LightningDataModule):
     def predict_dataloader(self):
         """Test batches, for predictions."""
         return self.test_dataloader()
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the train block of every variable the task reads (after imputation)."""
+        self.setup()
+        assert self.ds is not None and self.splits is not None
+        names = (*self.task.dynamic_variables, *self.task.static_inputs)
+        return data_fingerprint(self.ds, names, self.splits.train)
 
     @property
     def is_station(self) -> bool:

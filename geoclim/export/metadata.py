@@ -25,7 +25,6 @@ This module is torch-free and onnx-free: serving reads the same map back through
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -38,7 +37,7 @@ from geoclim.data.normalize import Normalizer
 from geoclim.data.task import ForecastTask
 from geoclim.data.windows import WindowSpec
 from geoclim.errors import SchemaError
-from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME, Layout
+from geoclim.types import LATITUDE, LONGITUDE, STATION, Layout
 
 FORMAT_VERSION = 1
 PREFIX = "geoclim."
@@ -276,36 +275,6 @@ def variable_table(task: ForecastTask) -> dict[str, dict[str, str]]:
             var = variables.get(name)
             table[name] = {"units": var.units, "long_name": var.long_name}
     return table
-
-
-def data_fingerprint(ds: xr.Dataset, names: tuple[str, ...] | list[str],
-                     time_range: tuple[int, int] | None = None) -> str:
-    """sha256 of the variables ``names`` (and coordinates) of ``ds`` over ``time_range``.
-
-    Hashes names, dims, shapes, units and float32 bytes in a fixed order, so the same data
-    loaded twice gives the same fingerprint.
-
-    Returns:
-        ``"sha256:<hex>"``.
-
-    """
-    if time_range is not None and TIME in ds.dims:
-        ds = ds.isel({TIME: slice(*time_range)})
-    h = hashlib.sha256()
-    for coord in sorted(str(c) for c in ds.coords):
-        values = ds[coord].values
-        h.update(coord.encode())
-        h.update(values.astype("datetime64[ns]").view("<i8").tobytes()
-                 if np.issubdtype(values.dtype, np.datetime64)
-                 else np.asarray(values).astype(str).tobytes()
-                 if values.dtype.kind in "OUS" else np.ascontiguousarray(values).tobytes())
-    for name in sorted(names):
-        if name not in ds.data_vars:
-            raise SchemaError(f"cannot fingerprint {name!r}: not in dataset {sorted(ds.data_vars)}")
-        da = ds[name]
-        h.update(f"{name}|{da.dims}|{da.shape}|{da.attrs.get('units')}".encode())
-        h.update(np.ascontiguousarray(da.values, dtype="<f4").tobytes())
-    return "sha256:" + h.hexdigest()
 
 
 def _json_default(value: Any) -> Any:

@@ -39,7 +39,7 @@ import geoclim
 from geoclim.data import schema
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
-from geoclim.export.metadata import Domain, ExportMetadata, ModelIO, data_fingerprint
+from geoclim.export.metadata import Domain, ExportMetadata, ModelIO
 from geoclim.export.onnx import ExportResult, export_net, write_metadata
 from geoclim.export.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, check_parity
 from geoclim.types import TIME
@@ -162,7 +162,6 @@ def build_metadata(
     task, ds = dm.task, dm.ds
     assert ds is not None and dm.splits is not None and dm.normalizer is not None
     step = schema.time_step(ds)
-    names = (*task.dynamic_variables, *task.static_inputs)
     return ExportMetadata(
         task=task,
         window=dm.spec,
@@ -171,7 +170,7 @@ def build_metadata(
         domain=Domain.from_dataset(ds, task.static_inputs),
         io=ModelIO(inputs=result.inputs, dynamic_spatial=result.dynamic_spatial, kind="net",
                    model_class=f"{type(net).__module__}.{type(net).__qualname__}"),
-        data_fingerprint=data_fingerprint(ds, names, dm.splits.train),
+        data_fingerprint=dm.fingerprint,
         scores=dict(scores or {}),
         config=dict(config or {}),
         parity=parity.to_dict(),

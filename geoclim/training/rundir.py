@@ -86,5 +86,6 @@ def score(run_dir: Path, predictions: xr.Dataset, dm: GeoDataModule,
     from geoclim.evaluation.score import metrics_summary, score_run
 
     scores = score_run(predictions, dm, split)
+    scores.attrs["data_fingerprint"] = dm.fingerprint  # the leaderboard groups runs by it
     write_netcdf(scores, run_dir / "scores.nc")
     return to_floats(metrics_summary(scores, prefix=split))

@@ -6,6 +6,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from geoclim.data.fingerprint import data_fingerprint
 from geoclim.data.normalize import Normalizer
 from geoclim.data.task import ForecastTask
 from geoclim.data.windows import WindowSpec
@@ -14,7 +15,6 @@ from geoclim.export.metadata import (
     Domain,
     ExportMetadata,
     ModelIO,
-    data_fingerprint,
     decode_array,
     encode_array,
 )

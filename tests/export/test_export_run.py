@@ -5,7 +5,7 @@ import pytest
 import torch
 import xarray as xr
 
-from geoclim.export.metadata import data_fingerprint
+from geoclim.data.fingerprint import data_fingerprint
 from geoclim.export.onnx import read_metadata
 from geoclim.export.registry import ModelRegistry
 from geoclim.export.run import load_run
