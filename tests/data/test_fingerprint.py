@@ -18,4 +18,5 @@ def test_fingerprint_sees_the_train_block_only():
     earlier = ds.copy(deep=True)
     earlier["pm25"][0, 0, 0] += 1.0
     assert _dm(earlier).fingerprint != a
-    assert a.startswith("sha256:") and a == data_fingerprint(dm.ds, ["pm25", "t2m"], dm.splits.train)
+    assert a.startswith("sha256:")
+    assert a == data_fingerprint(dm.ds, ["pm25", "t2m"], dm.splits.train)
