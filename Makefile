@@ -29,9 +29,8 @@ test: install  ## the fast test suite (CI)
 test-all: install  ## every test, slow ones included
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not gpu"
 
-lint: install  ## ruff lint and format check
+lint: install  ## ruff lint (pyflakes, pycodestyle, isort, pyupgrade, bugbear, pydocstyle)
 	$(BIN)/ruff check geoclim tests scripts
-	$(BIN)/ruff format --check geoclim
 
 format: install  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix geoclim tests scripts
