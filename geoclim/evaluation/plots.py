@@ -153,7 +153,10 @@ def plot_timeseries(forecasts: Mapping[str, xr.DataArray], observed: xr.DataArra
     fig = Figure(figsize=(11, 3.8), layout="constrained")
     ax = fig.subplots()
     obs_time = observed[VALID_TIME if VALID_TIME in observed.dims else observed.dims[0]]
-    ax.plot(obs_time.values, observed.values, color="k", lw=1.6, label="observed")
+    # markers: init strides differ between models (e.g. 47 h for points, 6 h for grids), so
+    # lines alone would draw the interpolation between sparse forecasts as if forecast
+    ax.plot(obs_time.values, observed.values, color="k", lw=1.4, marker="o", ms=3.5,
+            label="observed")
     for i, (label, fc) in enumerate(forecasts.items()):
         color = f"C{i % 10}"
         if QUANTILE in fc.dims:
@@ -163,7 +166,8 @@ def plot_timeseries(forecasts: Mapping[str, xr.DataArray], observed: xr.DataArra
                             fc.isel({QUANTILE: -1}).values, color=color, alpha=0.2, lw=0,
                             label=f"{label} {q[0]:g}-{q[-1]:g} quantiles")
             fc = mid
-        ax.plot(fc[VALID_TIME].values, fc.values, color=color, lw=1.1, label=label)
+        ax.plot(fc[VALID_TIME].values, fc.values, color=color, lw=0.7, marker=".", ms=4,
+                alpha=0.85, label=label)
     ax.set_xlabel("valid time (UTC)")
     ax.set_ylabel(f"{variable} ({units})" if units else variable)
     ax.grid(alpha=0.3)
