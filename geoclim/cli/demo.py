@@ -89,8 +89,10 @@ def train_stage(out: Path, models: tuple[str, ...], overrides: tuple[str, ...] =
     """Train every model in one multirun; print validation and test scores side by side."""
     banner("2. Forecasters and baselines on the gridded NO2 network")
     sweep = out / "models"
+    # the console shows warnings and errors; each run's train.log keeps the full log
     run([sys.executable, "-m", "geoclim.cli.train", "-m", "experiment=demo",
-         f"model={','.join(models)}", f"hydra.sweep.dir={sweep}", *overrides])
+         f"model={','.join(models)}", f"hydra.sweep.dir={sweep}",
+         "+hydra.job_logging.handlers.console.level=WARNING", *overrides])
     from geoclim.evaluation.leaderboard import find_runs, load_run
 
     keys = [f"val/rmse/{TARGET}", f"test/rmse/{TARGET}", f"test/skill_persistence/{TARGET}",

@@ -138,13 +138,19 @@ def _model_name(path: Path, config: dict[str, Any]) -> str:
     return str(target).rsplit(".", 1)[-1]
 
 
+def _short(fingerprint: str) -> str:
+    """``sha256:<12 hex>``: enough to tell data sets apart in a table."""
+    algo, _, digest = fingerprint.partition(":")
+    return f"{algo}:{digest[:12]}" if digest else fingerprint[:19]
+
+
 def _data_id(path: Path, config: dict[str, Any], raw_metrics: dict[str, Any]) -> str:
     if isinstance(raw_metrics.get("data_fingerprint"), str):
-        return raw_metrics["data_fingerprint"]
+        return _short(raw_metrics["data_fingerprint"])
     if (path / "scores.nc").is_file():
         with xr.open_dataset(path / "scores.nc") as ds:
             if "data_fingerprint" in ds.attrs:
-                return str(ds.attrs["data_fingerprint"])
+                return _short(str(ds.attrs["data_fingerprint"]))
     data = {k: v for k, v in (config.get("data") or {}).items() if k not in _LOADER_KEYS}
     recipe = json.dumps({"data": data, "task": config.get("task"), "seed": config.get("seed")},
                         sort_keys=True, default=str)
