@@ -128,6 +128,10 @@ _UNIT_ALIASES = {
 # Exact integer ratios: mixing ratios in ppb, mass concentrations in ug m-3.
 _MIXING = {"ppb": 1.0, "ppm": 1000.0}
 _MASS = {"ug m-3": 1.0, "mg m-3": 1000.0}
+MIXING_UNITS = frozenset(_MIXING)
+"""Canonical spellings of mixing-ratio units (gases)."""
+MASS_UNITS = frozenset(_MASS)
+"""Canonical spellings of mass-concentration units (particles, or gases by mass)."""
 
 
 def normalise_units(units: str) -> str:

@@ -98,11 +98,6 @@ _LEGACY_COLUMNS = {
 }
 
 # AirData qualifies mass units by the conditions they refer to; both are plain ug m-3 to us.
-_EPA_UNITS = {"ug/m3 lc": "ug/m3", "ug/m3 sc": "ug/m3"}
-
-_MASS_UNITS = {"ug m-3", "mg m-3"}
-_MIXING_UNITS = {"ppb", "ppm"}
-
 TIDY_COLUMNS: tuple[str, ...] = (
     "station",
     "poc",
@@ -123,13 +118,9 @@ TIDY_COLUMNS: tuple[str, ...] = (
 SOURCE = "US EPA AirData daily summaries (Air Quality System / AirNow)"
 
 
-def _registry_spelling(units: str) -> str:
-    return _EPA_UNITS.get(units.strip().lower(), units)
-
-
 def epa_units(units: str) -> str:
     """Canonical spelling of an AirData unit string (``ug/m3 LC`` -> ``ug m-3``)."""
-    return variables.normalise_units(_registry_spelling(units))
+    return variables.normalise_units(units)
 
 
 def unit_factor(variable: str, units: str) -> float:
@@ -142,12 +133,12 @@ def unit_factor(variable: str, units: str) -> float:
     """
     canonical = epa_units(units)
     target = variables.get(variable).units
-    family = _MASS_UNITS if target in _MASS_UNITS else _MIXING_UNITS
+    family = variables.MASS_UNITS if target in variables.MASS_UNITS else variables.MIXING_UNITS
     if canonical not in family:
         raise SchemaError(
             f"units {units!r} do not fit {variable!r}; expected one of {sorted(family)}"
         )
-    return variables.conversion_factor(variable, _registry_spelling(units))
+    return variables.conversion_factor(variable, units)
 
 
 def _read_text(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
