@@ -40,8 +40,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(tmp: Path, threads: int,
-                 workers: int = 1) -> tuple[subprocess.Popen, str, str, dict]:
+def start_server(
+    tmp: Path, threads: int, workers: int = 1
+) -> tuple[subprocess.Popen, str, str, dict]:
     from geoclim.export.demo import demo_export
     from geoclim.serving.adapter import Forecaster
     from geoclim.serving.security import KeyStore, Principal, generate_key
@@ -54,10 +55,29 @@ def start_server(tmp: Path, threads: int,
     store.to_file(tmp / "keys.json")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "geoclim.cli.main", "serve", str(demo.path), "--keys",
-         str(tmp / "keys.json"), "--host", HOST, "--port", str(port), "--threads",
-         str(threads), "--workers", str(workers), "--log-level", "WARNING"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "geoclim.cli.main",
+            "serve",
+            str(demo.path),
+            "--keys",
+            str(tmp / "keys.json"),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--threads",
+            str(threads),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "WARNING",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://{HOST}:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -101,13 +121,16 @@ class Connection:
 def build_request(url: str, key: str, body: dict) -> tuple[int, bytes]:
     payload = json.dumps(body).encode()
     port = int(url.rsplit(":", 1)[1])
-    head = (f"POST /v1/forecast HTTP/1.1\r\nHost: {HOST}:{port}\r\nX-API-Key: {key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
+    head = (
+        f"POST /v1/forecast HTTP/1.1\r\nHost: {HOST}:{port}\r\nX-API-Key: {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
     return port, head.encode() + payload
 
 
-async def client(port: int, request: bytes, stop: float, latencies: list[float],
-                 errors: dict[str, int]) -> None:
+async def client(
+    port: int, request: bytes, stop: float, latencies: list[float], errors: dict[str, int]
+) -> None:
     conn = Connection(port, request)
     try:
         while time.perf_counter() < stop:
@@ -136,12 +159,17 @@ async def load(url: str, key: str, body: dict, clients: int, seconds: float) -> 
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 30)
     elapsed = time.perf_counter() - start
     lat = np.asarray(latencies)
-    return {"clients": clients, "seconds": round(elapsed, 2), "requests_ok": int(lat.size),
-            "errors": errors, "throughput_rps": lat.size / elapsed,
-            "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
-            "p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
-            "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
-            "max_ms": float(lat.max()) if lat.size else None}
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "requests_ok": int(lat.size),
+        "errors": errors,
+        "throughput_rps": lat.size / elapsed,
+        "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
+        "p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
+        "p99_ms": float(np.percentile(lat, 99)) if lat.size else None,
+        "max_ms": float(lat.max()) if lat.size else None,
+    }
 
 
 def main() -> None:
@@ -160,14 +188,19 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=20)
-    result |= {"cpu_count": os.cpu_count(), "load_average_1m_after": os.getloadavg()[0],
-               "server_threads": args.threads,
-               "server_workers": args.workers,
-               "payload": "one location, 24 h history, 24 h forecast (LSTM)"}
-    print(f"{result['clients']} clients, {result['seconds']} s: "
-          f"{result['throughput_rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
-          f"p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
-          f"errors {result['errors'] or 'none'}")
+    result |= {
+        "cpu_count": os.cpu_count(),
+        "load_average_1m_after": os.getloadavg()[0],
+        "server_threads": args.threads,
+        "server_workers": args.workers,
+        "payload": "one location, 24 h history, 24 h forecast (LSTM)",
+    }
+    print(
+        f"{result['clients']} clients, {result['seconds']} s: "
+        f"{result['throughput_rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
+        f"p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
+        f"errors {result['errors'] or 'none'}"
+    )
     if not args.no_save:
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "http.json").write_text(json.dumps(result, indent=2) + "\n")

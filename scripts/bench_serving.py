@@ -48,8 +48,10 @@ def timed(fn, repeats: int, warmup: int = 10) -> dict[str, float]:
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
-    return {"median_ms": statistics.median(times),
-            "p95_ms": times[min(len(times) - 1, int(np.ceil(0.95 * len(times))) - 1)]}
+    return {
+        "median_ms": statistics.median(times),
+        "p95_ms": times[min(len(times) - 1, int(np.ceil(0.95 * len(times))) - 1)],
+    }
 
 
 def net_sizes(model: str) -> dict:
@@ -70,21 +72,28 @@ def bench_model(model: str, tmp: Path, repeats: int, threads: int) -> dict:
     dm = demo.datamodule
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = ort.InferenceSession(str(demo.path), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(demo.path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     batch = next(iter(dm.test_dataloader()))
-    rows = {"model": model, "sizes": sizes, "grid": list(grid),
-            "exporter": demo.result.exporter, "cases": {}}
-    for bs in ((1,) if model == "cnn" else (1, 256)):
+    rows = {
+        "model": model,
+        "sizes": sizes,
+        "grid": list(grid),
+        "exporter": demo.result.exporter,
+        "cases": {},
+    }
+    for bs in (1,) if model == "cnn" else (1, 256):
         b = tile(batch, bs)
         feed = {k: b[k].numpy() for k in names}
         with torch.inference_mode():
             eager = timed(lambda b=b: demo.net(b), repeats)
         onnx = timed(lambda feed=feed: session.run(None, feed), repeats)
-        rows["cases"][f"batch_{bs}"] = {"torch_eager": eager, "onnxruntime": onnx,
-                                        "speedup_median": eager["median_ms"] / onnx["median_ms"],
-                                        "speedup_p95": eager["p95_ms"] / onnx["p95_ms"]}
+        rows["cases"][f"batch_{bs}"] = {
+            "torch_eager": eager,
+            "onnxruntime": onnx,
+            "speedup_median": eager["median_ms"] / onnx["median_ms"],
+            "speedup_p95": eager["p95_ms"] / onnx["p95_ms"],
+        }
     if model != "cnn":
         f = Forecaster.from_onnx(demo.path, threads=threads)
         body = f.example_request(1)
@@ -92,9 +101,12 @@ def bench_model(model: str, tmp: Path, repeats: int, threads: int) -> dict:
         past = {k: np.array([v]) for k, v in loc["past"].items()}
         future = {k: np.array([v]) for k, v in loc["future"].items()}
         init = np.datetime64(body["init_time"].rstrip("Z"))
-        rows["cases"]["adapter_one_location"] = timed(lambda: f.predict_arrays(
-            init, past, future=future, latitude=[loc["latitude"]],
-            longitude=[loc["longitude"]]), repeats)
+        rows["cases"]["adapter_one_location"] = timed(
+            lambda: f.predict_arrays(
+                init, past, future=future, latitude=[loc["latitude"]], longitude=[loc["longitude"]]
+            ),
+            repeats,
+        )
     return rows
 
 
@@ -107,24 +119,36 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     models = ["lstm"] if args.quick else ["lstm", "tft", "cnn"]
     repeats = 50 if args.quick else args.repeats
-    results = {"task": DEMO_TASK.to_dict(), "threads": args.threads, "repeats": repeats,
-               "machine": {"cpu": platform.processor() or platform.machine(),
-                           "python": platform.python_version(), "torch": torch.__version__,
-                           "onnxruntime": ort.__version__}, "models": []}
+    results = {
+        "task": DEMO_TASK.to_dict(),
+        "threads": args.threads,
+        "repeats": repeats,
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "onnxruntime": ort.__version__,
+        },
+        "models": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             row = bench_model(model, Path(tmp), repeats, args.threads)
             results["models"].append(row)
             for case, r in row["cases"].items():
                 if "onnxruntime" in r:
-                    print(f"{model:5s} {case:10s} eager {r['torch_eager']['median_ms']:8.3f} ms "
-                          f"(p95 {r['torch_eager']['p95_ms']:8.3f})  onnxruntime "
-                          f"{r['onnxruntime']['median_ms']:8.3f} ms (p95 "
-                          f"{r['onnxruntime']['p95_ms']:8.3f})  ratio "
-                          f"{r['speedup_median']:5.2f}x")
+                    print(
+                        f"{model:5s} {case:10s} eager {r['torch_eager']['median_ms']:8.3f} ms "
+                        f"(p95 {r['torch_eager']['p95_ms']:8.3f})  onnxruntime "
+                        f"{r['onnxruntime']['median_ms']:8.3f} ms (p95 "
+                        f"{r['onnxruntime']['p95_ms']:8.3f})  ratio "
+                        f"{r['speedup_median']:5.2f}x"
+                    )
                 else:
-                    print(f"{model:5s} {case:21s} median {r['median_ms']:.3f} ms, "
-                          f"p95 {r['p95_ms']:.3f} ms")
+                    print(
+                        f"{model:5s} {case:21s} median {r['median_ms']:.3f} ms, "
+                        f"p95 {r['p95_ms']:.3f} ms"
+                    )
     if not args.quick:
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "serving.json").write_text(json.dumps(results, indent=2) + "\n")

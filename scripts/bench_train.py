@@ -36,10 +36,18 @@ log = logging.getLogger("bench_train")
 
 
 def trainer(batches: int) -> L.Trainer:
-    return L.Trainer(accelerator="cpu", devices=1, max_epochs=1, limit_train_batches=batches,
-                     limit_val_batches=0, logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False,
-                     num_sanity_val_steps=0)
+    return L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
 
 
 def timed(fn) -> tuple[float, float]:
@@ -63,15 +71,24 @@ def pf_fit(dm, hidden: int, heads: int, dropout: float, continuous: int):
     from pytorch_forecasting import TemporalFusionTransformer
     from pytorch_forecasting.metrics import RMSE
 
-    ref = PFTemporalFusionTransformer(hidden_size=hidden, attention_head_size=heads,
-                                      dropout=dropout, hidden_continuous_size=continuous)
+    ref = PFTemporalFusionTransformer(
+        hidden_size=hidden,
+        attention_head_size=heads,
+        dropout=dropout,
+        hidden_continuous_size=continuous,
+    )
     holder = {}
     setup_wall, _ = timed(lambda: holder.update(train=ref.split_dataset(dm, "train")))
     train = holder["train"]
     torch.manual_seed(0)
     model = TemporalFusionTransformer.from_dataset(
-        train, loss=RMSE(), output_size=1, log_interval=-1, learning_rate=3e-3,
-        **{k: v for k, v in ref.hparams.items() if k != "learning_rate"})
+        train,
+        loss=RMSE(),
+        output_size=1,
+        log_interval=-1,
+        learning_rate=3e-3,
+        **{k: v for k, v in ref.hparams.items() if k != "learning_rate"},
+    )
     loader = train.to_dataloader(train=True, batch_size=dm.batch_size, num_workers=0)
     trainer(2).fit(model, train_dataloaders=loader)
     return (lambda n: trainer(n).fit(model, train_dataloaders=loader)), setup_wall
@@ -86,8 +103,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--hidden-continuous", type=int, default=16,
-                        help="per-variable embedding size (both TFTs)")
+    parser.add_argument(
+        "--hidden-continuous", type=int, default=16, help="per-variable embedding size (both TFTs)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -99,17 +117,29 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=[f"data={args.data}", f"task={args.task}",
-                                          f"data.batch_size={args.batch_size}",
-                                          "paths.output_dir=/tmp/bench_train"])
+        cfg = compose(
+            "train",
+            overrides=[
+                f"data={args.data}",
+                f"task={args.task}",
+                f"data.batch_size={args.batch_size}",
+                "paths.output_dir=/tmp/bench_train",
+            ],
+        )
     dm = build_datamodule(cfg)
     setup_wall, _ = timed(dm.setup)
     samples = min(args.batches * args.batch_size, len(dm.index["train"]))
     common = {"hidden_size": args.hidden, "dropout": args.dropout}
     fits = {
-        "tft": geoclim_fit(dm, "geoclim.models.components.tft.net.TemporalFusionTransformer",
-                           {**common, "attention_heads": args.heads,
-                            "hidden_continuous_size": args.hidden_continuous}),
+        "tft": geoclim_fit(
+            dm,
+            "geoclim.models.components.tft.net.TemporalFusionTransformer",
+            {
+                **common,
+                "attention_heads": args.heads,
+                "hidden_continuous_size": args.hidden_continuous,
+            },
+        ),
         "lstm": geoclim_fit(dm, "geoclim.models.components.lstm.LSTMNet", common),
         "pf_tft": pf_fit(dm, args.hidden, args.heads, args.dropout, args.hidden_continuous),
     }
@@ -121,25 +151,58 @@ def main() -> None:
     for name, (_, setup) in fits.items():
         wall = min(w for w, _ in rounds[name])
         cpu = min(c for _, c in rounds[name])
-        results[name] = {"setup_s": setup or setup_wall, "wall_s": wall, "cpu_s": cpu,
-                         "rounds": rounds[name], "samples": samples,
-                         "samples_per_s": samples / wall, "samples_per_cpu_s": samples / cpu}
+        results[name] = {
+            "setup_s": setup or setup_wall,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "rounds": rounds[name],
+            "samples": samples,
+            "samples_per_s": samples / wall,
+            "samples_per_cpu_s": samples / cpu,
+        }
     ref = results["pf_tft"]
-    log.info("data=%s task=%s train samples=%d (timed %d), batch=%d, hidden=%d, heads=%d, "
-             "hidden_continuous=%d, dropout=%.2f, threads=%d, best of %d rounds, load average "
-             "%s", args.data, args.task, len(dm.index["train"]), samples, args.batch_size,
-             args.hidden, args.heads, args.hidden_continuous, args.dropout, args.threads,
-             args.repeats, os.getloadavg())
-    log.info("%-8s %10s %14s %16s %12s %12s", "model", "setup_s", "samples/s",
-             "samples/cpu_s", "x pf (wall)", "x pf (cpu)")
+    log.info(
+        "data=%s task=%s train samples=%d (timed %d), batch=%d, hidden=%d, heads=%d, "
+        "hidden_continuous=%d, dropout=%.2f, threads=%d, best of %d rounds, load average "
+        "%s",
+        args.data,
+        args.task,
+        len(dm.index["train"]),
+        samples,
+        args.batch_size,
+        args.hidden,
+        args.heads,
+        args.hidden_continuous,
+        args.dropout,
+        args.threads,
+        args.repeats,
+        os.getloadavg(),
+    )
+    log.info(
+        "%-8s %10s %14s %16s %12s %12s",
+        "model",
+        "setup_s",
+        "samples/s",
+        "samples/cpu_s",
+        "x pf (wall)",
+        "x pf (cpu)",
+    )
     for name, r in results.items():
-        log.info("%-8s %10.2f %14.0f %16.0f %12.2f %12.2f", name, r["setup_s"],
-                 r["samples_per_s"], r["samples_per_cpu_s"],
-                 r["samples_per_s"] / ref["samples_per_s"],
-                 r["samples_per_cpu_s"] / ref["samples_per_cpu_s"])
+        log.info(
+            "%-8s %10.2f %14.0f %16.0f %12.2f %12.2f",
+            name,
+            r["setup_s"],
+            r["samples_per_s"],
+            r["samples_per_cpu_s"],
+            r["samples_per_s"] / ref["samples_per_s"],
+            r["samples_per_cpu_s"] / ref["samples_per_cpu_s"],
+        )
     if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)},
-                                         "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=2
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -55,18 +55,31 @@ def measure(build, n_batches: int):
         x = batch["past"] if isinstance(batch, dict) else batch[0]["encoder_cont"]
         seen += x.shape[0]
     rate = seen / (time.perf_counter() - t0)
-    return {"build_s": build_s, "peak_mb": peak / 2**20, "samples_per_s": rate,
-            "n_samples": n_samples}
+    return {
+        "build_s": build_s,
+        "peak_mb": peak / 2**20,
+        "samples_per_s": rate,
+        "n_samples": n_samples,
+    }
 
 
 def geoclim_builder(ds: xr.Dataset, past: list[str]):
     def build():
         dm = GeoDataModule(
-            ds, dict(targets=[TARGET], past_inputs=past, future_inputs=["hour_sin", "hour_cos"],
-                     input_steps=48, horizon=24),
-            splits={"fractions": (0.8, 0.1, 0.1)}, batch_size=256)
+            ds,
+            dict(
+                targets=[TARGET],
+                past_inputs=past,
+                future_inputs=["hour_sin", "hour_cos"],
+                input_steps=48,
+                horizon=24,
+            ),
+            splits={"fractions": (0.8, 0.1, 0.1)},
+            batch_size=256,
+        )
         dm.setup()
         return dm.train_dataloader(), len(dm.index["train"])
+
     return build
 
 
@@ -77,19 +90,26 @@ def pf_builder(ds: xr.Dataset, train_stop: int):
         sub = ds[[TARGET, *PAST]].isel(time=slice(0, train_stop))
         frame = sub.stack(cell=("latitude", "longitude")).to_dataframe()[[TARGET, *PAST]]
         frame = frame.reset_index()
-        frame["cell"] = (frame["latitude"].astype(str) + "_" + frame["longitude"].astype(str))
+        frame["cell"] = frame["latitude"].astype(str) + "_" + frame["longitude"].astype(str)
         frame["time_idx"] = (frame["time"] - frame["time"].min()) // pd.Timedelta("1h")
         hour = frame["time"].dt.hour.to_numpy()
         frame["hour_sin"] = np.sin(2 * np.pi * hour / 24).astype(np.float32)
         frame["hour_cos"] = np.cos(2 * np.pi * hour / 24).astype(np.float32)
         frame = frame.drop(columns=["time", "latitude", "longitude"])
         tsd = TimeSeriesDataSet(
-            frame, time_idx="time_idx", target=TARGET, group_ids=["cell"],
-            max_encoder_length=48, min_encoder_length=48, max_prediction_length=24,
-            min_prediction_length=24, time_varying_unknown_reals=[TARGET, *PAST],
+            frame,
+            time_idx="time_idx",
+            target=TARGET,
+            group_ids=["cell"],
+            max_encoder_length=48,
+            min_encoder_length=48,
+            max_prediction_length=24,
+            min_prediction_length=24,
+            time_varying_unknown_reals=[TARGET, *PAST],
             time_varying_known_reals=["hour_sin", "hour_cos"],
         )
         return tsd.to_dataloader(train=True, batch_size=256, num_workers=0), len(tsd)
+
     return build
 
 
@@ -103,9 +123,14 @@ def random_field(n_lat: int, n_lon: int, hours: int, names: list[str], seed: int
         for t in range(1, hours):
             v[t] = 0.95 * v[t - 1] + rng.gamma(0.5, 0.5, (n_lat, n_lon)).astype(np.float32)
         data[name] = (("time", "latitude", "longitude"), v)
-    ds = xr.Dataset(data, coords={
-        "time": pd.date_range("2023-01-01", periods=hours, freq="h"),
-        "latitude": np.linspace(30, 50, n_lat), "longitude": np.linspace(-120, -70, n_lon)})
+    ds = xr.Dataset(
+        data,
+        coords={
+            "time": pd.date_range("2023-01-01", periods=hours, freq="h"),
+            "latitude": np.linspace(30, 50, n_lat),
+            "longitude": np.linspace(-120, -70, n_lon),
+        },
+    )
     return schema.annotate(ds)
 
 
@@ -121,8 +146,10 @@ def main() -> None:
     ds = make_dataset(variables=[TARGET, *PAST], nlat=side, nlon=side, days=days, seed=0)
     ds = ds[[TARGET, *PAST]].load()
     raw_mb = sum(ds[v].nbytes for v in ds.data_vars) / 2**20
-    print(f"field: {side * side} cells x {ds.sizes['time']} hours x {len(ds.data_vars)} vars, "
-          f"raw float32 {raw_mb:.1f} MB")
+    print(
+        f"field: {side * side} cells x {ds.sizes['time']} hours x {len(ds.data_vars)} vars, "
+        f"raw float32 {raw_mb:.1f} MB"
+    )
 
     geo = measure(geoclim_builder(ds, PAST), n_batches)
     train_stop = int(round(ds.sizes["time"] * 0.8))
@@ -132,25 +159,43 @@ def main() -> None:
     header = ("loader", "samples", "build s", "peak MB", "x raw", "samples/s")
     print("{:<22}{:>10}{:>10}{:>10}{:>8}{:>12}".format(*header))
     for name, r in rows.items():
-        print(f"{name:<22}{r['n_samples']:>10}{r['build_s']:>10.2f}{r['peak_mb']:>10.1f}"
-              f"{r['peak_mb'] / raw_mb:>8.2f}{r['samples_per_s']:>12.0f}")
+        print(
+            f"{name:<22}{r['n_samples']:>10}{r['build_s']:>10.2f}{r['peak_mb']:>10.1f}"
+            f"{r['peak_mb'] / raw_mb:>8.2f}{r['samples_per_s']:>12.0f}"
+        )
     print(f"throughput ratio geoclim / pytorch-forecasting: {ratio:.1f}x")
 
-    result = {"case": {"cells": side * side, "hours": int(ds.sizes["time"]), "variables": 4,
-                       "input_steps": 48, "horizon": 24, "batch": 256, "raw_mb": raw_mb},
-              "results": rows, "ratio_samples_per_s": ratio}
+    result = {
+        "case": {
+            "cells": side * side,
+            "hours": int(ds.sizes["time"]),
+            "variables": 4,
+            "input_steps": 48,
+            "horizon": 24,
+            "batch": 256,
+            "raw_mb": raw_mb,
+        },
+        "results": rows,
+        "ratio_samples_per_s": ratio,
+    }
     if not args.quick:
         big = random_field(64, 64, 8760, [TARGET, "o3", "no2", "t2m", "u10", "v10", "blh", "rh"])
         big_mb = sum(big[v].nbytes for v in big.data_vars) / 2**20
-        large = measure(geoclim_builder(big, ["o3", "no2", "t2m", "u10", "v10", "blh", "rh"]),
-                        n_batches)
-        print(f"large: 4096 cells x 8760 hours x 8 vars, raw {big_mb:.0f} MB: build "
-              f"{large['build_s']:.1f} s, peak {large['peak_mb']:.0f} MB "
-              f"({large['peak_mb'] / big_mb:.2f}x raw), {large['samples_per_s']:.0f} samples/s, "
-              f"{large['n_samples']} train samples")
+        large = measure(
+            geoclim_builder(big, ["o3", "no2", "t2m", "u10", "v10", "blh", "rh"]), n_batches
+        )
+        print(
+            f"large: 4096 cells x 8760 hours x 8 vars, raw {big_mb:.0f} MB: build "
+            f"{large['build_s']:.1f} s, peak {large['peak_mb']:.0f} MB "
+            f"({large['peak_mb'] / big_mb:.2f}x raw), {large['samples_per_s']:.0f} samples/s, "
+            f"{large['n_samples']} train samples"
+        )
         result["large"] = {"raw_mb": big_mb, **large}
-        result["machine"] = {"python": platform.python_version(), "torch": torch.__version__,
-                             "cpu_threads": torch.get_num_threads()}
+        result["machine"] = {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads(),
+        }
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT / "results.json").write_text(json.dumps(result, indent=2))
         print(f"wrote {OUT / 'results.json'}")

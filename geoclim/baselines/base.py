@@ -45,8 +45,10 @@ class Baseline(Protocol):
 def check_kind(kind: str) -> None:
     """Baseline configs carry ``kind: baseline``; anything else is a config mix-up."""
     if kind != "baseline":
-        raise ConfigError(f"model.kind is {kind!r} for a baseline; expected 'baseline' "
-                          "(networks use kind: network)")
+        raise ConfigError(
+            f"model.kind is {kind!r} for a baseline; expected 'baseline' "
+            "(networks use kind: network)"
+        )
 
 
 def split_samples(dm: GeoDataModule, split: str) -> tuple[IntArray, IntArray, IntArray]:
@@ -133,8 +135,7 @@ def to_predictions(
 ) -> xr.Dataset:
     """Wrap physical ``(N, L, C[, Q], h, w)`` predictions as the predictions Dataset."""
     assert dm.ds is not None
-    out = to_forecast_dataset(prediction, t, y, x, dm.ds, dm.task.targets,
-                              quantiles=quantiles)
+    out = to_forecast_dataset(prediction, t, y, x, dm.ds, dm.task.targets, quantiles=quantiles)
     if model:
         out.attrs["model"] = model
     return out

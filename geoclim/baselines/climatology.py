@@ -57,12 +57,15 @@ class ClimatologyBaseline:
 
     """
 
-    def __init__(self, smoothing_days: float = 15.0, prior_weight: float = 2.0,
-                 kind: str = "baseline"):
+    def __init__(
+        self, smoothing_days: float = 15.0, prior_weight: float = 2.0, kind: str = "baseline"
+    ):
         base.check_kind(kind)
         if smoothing_days < 0 or prior_weight < 0:
-            raise ConfigError(f"climatology smoothing_days ({smoothing_days}) and prior_weight "
-                              f"({prior_weight}) must be >= 0")
+            raise ConfigError(
+                f"climatology smoothing_days ({smoothing_days}) and prior_weight "
+                f"({prior_weight}) must be >= 0"
+            )
         self.smoothing_days = float(smoothing_days)
         self.prior_weight = float(prior_weight)
         self.name = "climatology"
@@ -87,8 +90,9 @@ class ClimatologyBaseline:
         hour_bin = np.minimum(hour_bin, self.hours.size - 1)
         return hour_bin, times.dayofyear.to_numpy() - 1
 
-    def _smoothed_means(self, values: np.ndarray, hour_bin: np.ndarray,
-                        day: np.ndarray) -> np.ndarray:
+    def _smoothed_means(
+        self, values: np.ndarray, hour_bin: np.ndarray, day: np.ndarray
+    ) -> np.ndarray:
         n_time, *space = values.shape
         flat = values.reshape(n_time, -1).astype(np.float64)
         finite = np.isfinite(flat)
@@ -97,14 +101,16 @@ class ClimatologyBaseline:
         n_hours = self.hours.size if self.hours is not None else 1
         onehot = sparse.csr_matrix(
             (np.ones(n_time), (hour_bin * N_DAYS + day, np.arange(n_time))),
-            shape=(n_hours * N_DAYS, n_time))
+            shape=(n_hours * N_DAYS, n_time),
+        )
         sums = (onehot @ np.where(finite, flat, 0.0)).reshape(n_hours, N_DAYS, -1)
         counts = (onehot @ finite.astype(np.float64)).reshape(n_hours, N_DAYS, -1)
         with np.errstate(invalid="ignore", divide="ignore"):
             prior = sums.sum(1) / counts.sum(1)  # (n_hours, P) hour-of-day mean
             cell = sums.sum((0, 1)) / counts.sum((0, 1))  # (P,) cell mean
-        domain = np.nanmean(np.where(finite, flat, np.nan).reshape(n_time, -1, space[-1]),
-                            axis=(0, 1))  # (C,) per target
+        domain = np.nanmean(
+            np.where(finite, flat, np.nan).reshape(n_time, -1, space[-1]), axis=(0, 1)
+        )  # (C,) per target
         cell = np.where(np.isfinite(cell), cell, np.tile(domain, cell.size // domain.size))
         prior = np.where(np.isfinite(prior), prior, cell[None, :])
         if self.smoothing_days > 0:

@@ -72,8 +72,9 @@ class FeatureSpec:
             raise ConfigError(f"features.rolling {list(self.rolling)} must be >= 1")
         unknown = [c for c in self.calendar if c not in calendar.FEATURES]
         if unknown:
-            raise ConfigError(f"unknown calendar feature(s) {unknown}; valid are "
-                              f"{list(calendar.FEATURES)}")
+            raise ConfigError(
+                f"unknown calendar feature(s) {unknown}; valid are {list(calendar.FEATURES)}"
+            )
 
     @classmethod
     def from_config(cls, config: FeatureSpec | Mapping[str, Any] | None) -> FeatureSpec:
@@ -86,8 +87,12 @@ class FeatureSpec:
         unknown = sorted(set(config) - valid)
         if unknown:
             raise ConfigError(f"unknown features key(s) {unknown}; valid are {sorted(valid)}")
-        return cls(**{k: (tuple(v) if isinstance(v, Sequence) and not isinstance(v, str)
-                          else v) for k, v in config.items()})
+        return cls(
+            **{
+                k: (tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v)
+                for k, v in config.items()
+            }
+        )
 
 
 class LagFeatures:
@@ -112,8 +117,7 @@ class LagFeatures:
         if dropped:
             log.info("lags %s reach past the input window (%d steps); dropped", dropped, n_in)
         past = task.past_variables
-        self.future_channels = tuple(task.dynamic_variables.index(v)
-                                     for v in task.future_variables)
+        self.future_channels = tuple(task.dynamic_variables.index(v) for v in task.future_variables)
         self.calendar = calendar.calendar_features(dm.ds[TIME].values, spec.calendar)
         self.static = arrays.static if spec.static else arrays.static[..., :0]
         self.coords = _cell_coordinates(dm) if spec.coordinates else None
@@ -130,8 +134,7 @@ class LagFeatures:
         if not self.names:
             raise ConfigError("the feature spec selects no column; add lags or calendar")
 
-    def build(self, t: np.ndarray, y: np.ndarray, x: np.ndarray,
-              lead: np.ndarray) -> np.ndarray:
+    def build(self, t: np.ndarray, y: np.ndarray, x: np.ndarray, lead: np.ndarray) -> np.ndarray:
         """The ``(R, F)`` float32 table for rows ``(t, y, x, lead)``, each ``(R,)``.
 
         ``(y, x)`` are cells (not patch origins); ``lead`` counts steps from 1.

@@ -48,8 +48,9 @@ class PersistenceBaseline:
         try:
             self.period = None if period in (None, "", "null") else pd.Timedelta(period)
         except ValueError:
-            raise ConfigError(f"persistence period {period!r} is not a duration; use e.g. "
-                              "'24h', '1D' or null") from None
+            raise ConfigError(
+                f"persistence period {period!r} is not a duration; use e.g. '24h', '1D' or null"
+            ) from None
         if self.period is not None and self.period <= pd.Timedelta(0):
             raise ConfigError(f"persistence period must be positive, got {period!r}")
 
@@ -72,9 +73,11 @@ class PersistenceBaseline:
         step = pd.Timedelta(schema.time_step(dm.ds))
         steps = self.period / step
         if steps != int(steps):
-            raise ConfigError(f"persistence period {_duration(self.period)} is not a whole "
-                              f"number of time steps ({_duration(step)}); use a multiple of "
-                              f"{_duration(step)}")
+            raise ConfigError(
+                f"persistence period {_duration(self.period)} is not a whole "
+                f"number of time steps ({_duration(step)}); use a multiple of "
+                f"{_duration(step)}"
+            )
         return int(steps)
 
     def source_positions(self, dm: GeoDataModule, t: np.ndarray) -> np.ndarray:
@@ -92,8 +95,7 @@ class PersistenceBaseline:
         values = base.physical_targets(dm)
         if self.period is None:
             values = last_observed(values, dm.spec.input_steps)
-        pred = base.gather_cells(values, self.source_positions(dm, t), y, x,
-                                 base.patch_shape(dm))
+        pred = base.gather_cells(values, self.source_positions(dm, t), y, x, base.patch_shape(dm))
         return base.to_predictions(dm, pred, t, y, x, model=self.name)
 
 

@@ -96,13 +96,16 @@ class TreeBaseline:
         if strategy not in STRATEGIES:
             raise ConfigError(f"unknown tree strategy {strategy!r}; valid are {list(STRATEGIES)}")
         if max_train_samples < 1 or predict_chunk_rows < 1:
-            raise ConfigError(f"max_train_samples ({max_train_samples}) and predict_chunk_rows "
-                              f"({predict_chunk_rows}) must be >= 1")
+            raise ConfigError(
+                f"max_train_samples ({max_train_samples}) and predict_chunk_rows "
+                f"({predict_chunk_rows}) must be >= 1"
+            )
         if quantiles and not self.supports_quantiles:
-            raise ConfigError(f"{self.name} has no quantile objective; set quantiles: [] or "
-                              "use model=lightgbm or model=xgboost")
-        self.params = {"n_jobs": available_cores(), **self.default_params,
-                       **dict(params or {})}
+            raise ConfigError(
+                f"{self.name} has no quantile objective; set quantiles: [] or "
+                "use model=lightgbm or model=xgboost"
+            )
+        self.params = {"n_jobs": available_cores(), **self.default_params, **dict(params or {})}
         self.spec = FeatureSpec.from_config(features)
         self.strategy = strategy
         self.max_train_samples = int(max_train_samples)
@@ -131,15 +134,25 @@ class TreeBaseline:
         t, y, x = base.split_samples(dm, "train")
         patch, n_leads = base.patch_shape(dm), dm.spec.lead_steps
         rng = np.random.default_rng(self.seed)
-        leads: list[int | None] = [None] if self.strategy == "shared" else list(
-            range(1, n_leads + 1))
+        leads: list[int | None] = (
+            [None] if self.strategy == "shared" else list(range(1, n_leads + 1))
+        )
         self.models = {}
         self.lead_scale = np.ones((len(dm.task.targets), n_leads))
         for c, target in enumerate(dm.task.targets):
             for lead in leads:
-                rows = _draw_rows(rng, t, y, x, patch, n_leads, lead, truth[..., c],
-                                  None if offset is None else offset[..., c],
-                                  self.max_train_samples)
+                rows = _draw_rows(
+                    rng,
+                    t,
+                    y,
+                    x,
+                    patch,
+                    n_leads,
+                    lead,
+                    truth[..., c],
+                    None if offset is None else offset[..., c],
+                    self.max_train_samples,
+                )
                 if rows[0].size == 0:
                     raise DataError(f"{self.name}: no observed {target!r} in the train block")
                 start = time.perf_counter()
@@ -151,9 +164,15 @@ class TreeBaseline:
                     self.lead_scale[c] = _lead_scale(target_values, rows[3], n_leads)
                     target_values = target_values / self.lead_scale[c, rows[3] - 1]
                 self.models[(c, lead)] = self._fit_one(features, target_values)
-                log.info("%s: fitted %s%s on %d rows x %d features in %.1fs", self.name,
-                         target, "" if lead is None else f" lead {lead}", features.shape[0],
-                         features.shape[1], time.perf_counter() - start)
+                log.info(
+                    "%s: fitted %s%s on %d rows x %d features in %.1fs",
+                    self.name,
+                    target,
+                    "" if lead is None else f" lead {lead}",
+                    features.shape[0],
+                    features.shape[1],
+                    time.perf_counter() - start,
+                )
         return self
 
     def _offset(self, dm: GeoDataModule) -> np.ndarray | None:
@@ -171,8 +190,12 @@ class TreeBaseline:
                 raise ConfigError(f"{self.name} quantiles {list(qs)} must be increasing, in (0, 1)")
             return qs
         if dm.task.quantiles and not self.supports_quantiles:
-            log.warning("%s has no quantile objective: predicting the conditional mean, not "
-                        "the task's quantiles %s", self.name, list(dm.task.quantiles))
+            log.warning(
+                "%s has no quantile objective: predicting the conditional mean, not "
+                "the task's quantiles %s",
+                self.name,
+                list(dm.task.quantiles),
+            )
             return ()
         return tuple(dm.task.quantiles)
 
@@ -191,8 +214,12 @@ class TreeBaseline:
         for s0 in range(0, t.size, chunk):  # blocks of samples bound the feature memory
             s = np.arange(s0, min(s0 + chunk, t.size))
             # rows ordered (lead, sample, dy, dx) so each lead's rows are contiguous
-            k, n, dy, dx = (a.ravel() for a in np.meshgrid(
-                np.arange(1, n_leads + 1), s, np.arange(ph), np.arange(pw), indexing="ij"))
+            k, n, dy, dx = (
+                a.ravel()
+                for a in np.meshgrid(
+                    np.arange(1, n_leads + 1), s, np.arange(ph), np.arange(pw), indexing="ij"
+                )
+            )
             feats = self.features.build(t[n], y[n] + dy, x[n] + dx, k)
             for c in range(n_out):
                 out = self._predict_rows(c, feats, n_leads)  # (L * S * h * w, Q)
@@ -200,20 +227,21 @@ class TreeBaseline:
                 out = out * self.lead_scale[c][:, None, None, None, None]
                 if offset is not None:  # p(t) of each row's cell, constant over leads
                     out = out + offset[t[n], y[n] + dy, x[n] + dx, c].reshape(
-                        n_leads, s.size, ph, pw, 1)
+                        n_leads, s.size, ph, pw, 1
+                    )
                 pred[s, :, c] = np.transpose(out, (1, 0, 4, 2, 3))
         if self.quantiles:
             pred = np.sort(pred, axis=3)  # monotone rearrangement: no crossing
-            return base.to_predictions(dm, pred, t, y, x, quantiles=self.quantiles,
-                                       model=self.name)
+            return base.to_predictions(dm, pred, t, y, x, quantiles=self.quantiles, model=self.name)
         return base.to_predictions(dm, pred[:, :, :, 0], t, y, x, model=self.name)
 
     def _predict_rows(self, c: int, feats: np.ndarray, n_leads: int) -> np.ndarray:
         if self.strategy == "shared":
             return self.models[(c, None)](feats)
         per = feats.shape[0] // n_leads
-        return np.concatenate([self.models[(c, k)](feats[(k - 1) * per: k * per])
-                               for k in range(1, n_leads + 1)])
+        return np.concatenate(
+            [self.models[(c, k)](feats[(k - 1) * per : k * per]) for k in range(1, n_leads + 1)]
+        )
 
 
 def _lead_scale(values: np.ndarray, lead: np.ndarray, n_leads: int) -> np.ndarray:
@@ -286,16 +314,21 @@ class XGBoostBaseline(TreeBaseline):
     """XGBoost (``hist`` trees); quantiles via ``reg:quantileerror`` in one model."""
 
     name = "xgboost"
-    default_params = {"n_estimators": 300, "max_depth": 6, "learning_rate": 0.05,
-                      "subsample": 0.8, "colsample_bytree": 0.8, "tree_method": "hist"}
+    default_params = {
+        "n_estimators": 300,
+        "max_depth": 6,
+        "learning_rate": 0.05,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "tree_method": "hist",
+    }
 
     def _fit_one(self, x: np.ndarray, y: np.ndarray) -> Predictor:
         import xgboost as xgb
 
         params = {"random_state": self.seed, **self.params}
         if self.quantiles:
-            params.update(objective="reg:quantileerror",
-                          quantile_alpha=np.asarray(self.quantiles))
+            params.update(objective="reg:quantileerror", quantile_alpha=np.asarray(self.quantiles))
         model = xgb.XGBRegressor(**params)
         model.fit(x, y)
         return lambda feats: np.asarray(model.predict(feats)).reshape(feats.shape[0], -1)
@@ -305,9 +338,16 @@ class LightGBMBaseline(TreeBaseline):
     """LightGBM; quantiles via ``objective=quantile``, one model per level."""
 
     name = "lightgbm"
-    default_params = {"n_estimators": 300, "num_leaves": 31, "learning_rate": 0.05,
-                      "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.8,
-                      "min_child_samples": 20, "verbose": -1}
+    default_params = {
+        "n_estimators": 300,
+        "num_leaves": 31,
+        "learning_rate": 0.05,
+        "subsample": 0.8,
+        "subsample_freq": 1,
+        "colsample_bytree": 0.8,
+        "min_child_samples": 20,
+        "verbose": -1,
+    }
 
     def _fit_one(self, x: np.ndarray, y: np.ndarray) -> Predictor:
         import lightgbm as lgb
@@ -326,8 +366,12 @@ class RandomForestBaseline(TreeBaseline):
 
     name = "random_forest"
     supports_quantiles = False
-    default_params = {"n_estimators": 100, "max_depth": 12, "min_samples_leaf": 10,
-                      "max_features": 0.5}
+    default_params = {
+        "n_estimators": 100,
+        "max_depth": 12,
+        "min_samples_leaf": 10,
+        "max_features": 0.5,
+    }
 
     def __init__(self, *args: Any, max_train_samples: int = 50_000, **kwargs: Any):
         super().__init__(*args, max_train_samples=max_train_samples, **kwargs)

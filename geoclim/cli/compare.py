@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from geoclim import fileio
 from geoclim.cli.errors import friendly_errors
 from geoclim.errors import DataError
 from geoclim.evaluation import leaderboard as lb
@@ -36,24 +37,42 @@ log = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``geoclim compare``."""
-    p = argparse.ArgumentParser(prog="geoclim compare",
-                                description="Leaderboard of run directories (single or multirun).")
+    p = argparse.ArgumentParser(
+        prog="geoclim compare", description="Leaderboard of run directories (single or multirun)."
+    )
     p.add_argument("paths", nargs="+", type=Path, help="run directories or multirun directories")
-    p.add_argument("--sort-by", default="rmse",
-                   help="metric to rank by: rmse, skill_persistence/no2, test/crps/pm25, ... "
-                        "(a bare metric uses the first target; default rmse)")
-    p.add_argument("--lead", type=int, default=None,
-                   help="rank by the score at this lead (steps) and show only its per-lead "
-                        "column; also the lead of the time-series plot")
+    p.add_argument(
+        "--sort-by",
+        default="rmse",
+        help="metric to rank by: rmse, skill_persistence/no2, test/crps/pm25, ... "
+        "(a bare metric uses the first target; default rmse)",
+    )
+    p.add_argument(
+        "--lead",
+        type=int,
+        default=None,
+        help="rank by the score at this lead (steps) and show only its per-lead "
+        "column; also the lead of the time-series plot",
+    )
     p.add_argument("--split", default="test", help="scored split prefix (default test)")
     p.add_argument("--format", choices=lb.FORMATS, default="table", help="printed format")
-    p.add_argument("--out", type=Path, default=None,
-                   help="write leaderboard.md, leaderboard.csv and figures here")
-    p.add_argument("--location", default=None,
-                   help="time-series location: a station id or 'lat,lon' (nearest cell); "
-                        "default the best-observed location")
-    p.add_argument("--no-maps", action="store_true",
-                   help="skip error maps and time series (they re-create the data)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write leaderboard.md, leaderboard.csv and figures here",
+    )
+    p.add_argument(
+        "--location",
+        default=None,
+        help="time-series location: a station id or 'lat,lon' (nearest cell); "
+        "default the best-observed location",
+    )
+    p.add_argument(
+        "--no-maps",
+        action="store_true",
+        help="skip error maps and time series (they re-create the data)",
+    )
     return p
 
 
@@ -67,13 +86,23 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     order = "higher" if df.attrs["higher_is_better"] else "lower"
     header = f"{len(runs)} run(s) ranked by {df.attrs['sort_key']} ({order} is better)"
     if df["data"].nunique() > 1:
-        header += (f"; WARNING: {df['data'].nunique()} different data sets, compare runs "
-                   "within one 'data' value only")
+        header += (
+            f"; WARNING: {df['data'].nunique()} different data sets, compare runs "
+            "within one 'data' value only"
+        )
     print(header if args.format != "csv" else "", end="\n" if args.format != "csv" else "")
     print(lb.render(df, args.format, lead=args.lead))
     if args.out is not None:
-        write_report(runs, df, args.out, header=header, lead=args.lead, split=args.split,
-                     maps=not args.no_maps, location=args.location)
+        write_report(
+            runs,
+            df,
+            args.out,
+            header=header,
+            lead=args.lead,
+            split=args.split,
+            maps=not args.no_maps,
+            location=args.location,
+        )
     return 0
 
 
@@ -90,21 +119,32 @@ def _labels(runs: Sequence[lb.RunRecord]) -> dict[Path, str]:
     counts: dict[str, int] = {}
     for run in runs:
         counts[run.model] = counts.get(run.model, 0) + 1
-    return {r.path: r.model if counts[r.model] == 1 else f"{r.model} ({r.path.name})"
-            for r in runs}
+    return {r.path: r.model if counts[r.model] == 1 else f"{r.model} ({r.path.name})" for r in runs}
 
 
-def write_report(runs: Sequence[lb.RunRecord], df, out: Path, *, header: str,
-                 lead: int | None, split: str, maps: bool, location: str | None) -> None:
+def write_report(
+    runs: Sequence[lb.RunRecord],
+    df,
+    out: Path,
+    *,
+    header: str,
+    lead: int | None,
+    split: str,
+    maps: bool,
+    location: str | None,
+) -> None:
     """Write the leaderboard files and figures into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "leaderboard.csv").write_text(lb.render(df, "csv"))
+    fileio.write_text(out / "leaderboard.csv", lb.render(df, "csv"))
     labels = _labels(runs)
     figures: list[Path] = []
     scores = {labels[r.path]: s for r in runs if (s := r.scores()) is not None}
     if scores:
-        figures.append(plots.plot_lead_curves(
-            scores, out / "lead_curves.png", title=f"{split} scores by lead time"))
+        figures.append(
+            plots.plot_lead_curves(
+                scores, out / "lead_curves.png", title=f"{split} scores by lead time"
+            )
+        )
     if maps:
         for data_id, group in _by_data(runs).items():
             suffix = "" if len(_by_data(runs)) == 1 else f"_{data_id.replace(':', '-')}"
@@ -112,12 +152,13 @@ def write_report(runs: Sequence[lb.RunRecord], df, out: Path, *, header: str,
                 figures += _map_figures(group, labels, out, suffix, lead, location)
             except Exception as err:  # noqa: BLE001 -- figures must not lose the leaderboard
                 log.warning("no maps / time series for data %s: %s", data_id, err)
-    lines = [f"# Leaderboard ({split})", "", header, "", lb.render(df, "markdown", lead=lead),
-             ""]
+    lines = [f"# Leaderboard ({split})", "", header, "", lb.render(df, "markdown", lead=lead), ""]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
-    (out / "leaderboard.md").write_text("\n".join(lines) + "\n")
-    log.info("wrote %s", ", ".join(str(p) for p in [out / "leaderboard.md",
-                                                      out / "leaderboard.csv", *figures]))
+    fileio.write_text(out / "leaderboard.md", "\n".join(lines) + "\n")
+    log.info(
+        "wrote %s",
+        ", ".join(str(p) for p in [out / "leaderboard.md", out / "leaderboard.csv", *figures]),
+    )
 
 
 def _by_data(runs: Sequence[lb.RunRecord]) -> dict[str, list[lb.RunRecord]]:
@@ -128,8 +169,14 @@ def _by_data(runs: Sequence[lb.RunRecord]) -> dict[str, list[lb.RunRecord]]:
     return groups
 
 
-def _map_figures(runs: Sequence[lb.RunRecord], labels: dict[Path, str], out: Path,
-                 suffix: str, lead: int | None, location: str | None) -> list[Path]:
+def _map_figures(
+    runs: Sequence[lb.RunRecord],
+    labels: dict[Path, str],
+    out: Path,
+    suffix: str,
+    lead: int | None,
+    location: str | None,
+) -> list[Path]:
     from geoclim.cli.evaluate import run_datamodule
     from geoclim.data.assemble import truth_at_valid_time
     from geoclim.evaluation.metrics import point_forecast, rmse
@@ -154,24 +201,45 @@ def _map_figures(runs: Sequence[lb.RunRecord], labels: dict[Path, str], out: Pat
                 k = _lead_index(fc, lead)
                 fc = fc.isel({LEAD_TIME: slice(k, k + 1)})
             truth = truth_at_valid_time(point_forecast(fc), truth_src)
-            rmse_maps[label] = rmse(point_forecast(fc), truth,
-                                    reduce_dims=[INIT_TIME, LEAD_TIME])[var]
+            rmse_maps[label] = rmse(point_forecast(fc), truth, reduce_dims=[INIT_TIME, LEAD_TIME])[
+                var
+            ]
             site = site or _pick_location(truth[var], location)
             at = fc[var].isel({LEAD_TIME: 0}).sel(site)
             series[label] = at.assign_coords({VALID_TIME: at[VALID_TIME]}).swap_dims(
-                {INIT_TIME: VALID_TIME})
-            obs = obs if obs is not None else truth[var].isel({LEAD_TIME: 0}).sel(site) \
-                .swap_dims({INIT_TIME: VALID_TIME})
+                {INIT_TIME: VALID_TIME}
+            )
+            obs = (
+                obs
+                if obs is not None
+                else truth[var].isel({LEAD_TIME: 0}).sel(site).swap_dims({INIT_TIME: VALID_TIME})
+            )
         at_lead = f"lead {lead}" if lead is not None else "all leads"
-        figures.append(plots.plot_error_maps(
-            rmse_maps, out / f"error_map_{var}{suffix}.png", variable=var, units=units,
-            title=f"{var} RMSE per location ({at_lead})"))
+        figures.append(
+            plots.plot_error_maps(
+                rmse_maps,
+                out / f"error_map_{var}{suffix}.png",
+                variable=var,
+                units=units,
+                title=f"{var} RMSE per location ({at_lead})",
+            )
+        )
         where = ", ".join(f"{k}={_fmt(v)}" for k, v in site.items())
-        lead_label = str(forecasts[next(iter(forecasts))][LEAD_TIME].values[
-            (lead or 1) - 1].astype("timedelta64[h]"))
-        figures.append(plots.plot_timeseries(
-            series, obs, out / f"timeseries_{var}{suffix}.png", variable=var, units=units,
-            title=f"{var} forecast at lead {lead or 1} ({lead_label}) vs observed, {where}"))
+        lead_label = str(
+            forecasts[next(iter(forecasts))][LEAD_TIME]
+            .values[(lead or 1) - 1]
+            .astype("timedelta64[h]")
+        )
+        figures.append(
+            plots.plot_timeseries(
+                series,
+                obs,
+                out / f"timeseries_{var}{suffix}.png",
+                variable=var,
+                units=units,
+                title=f"{var} forecast at lead {lead or 1} ({lead_label}) vs observed, {where}",
+            )
+        )
     return figures
 
 
@@ -186,8 +254,10 @@ def _pick_location(truth: xr.DataArray, location: str | None) -> dict:
     if STATION in truth.dims:
         if location is not None:
             if location not in truth[STATION].values.astype(str):
-                raise DataError(f"--location {location!r} is not a station; stations are "
-                                f"{list(truth[STATION].values[:10])}...")
+                raise DataError(
+                    f"--location {location!r} is not a station; stations are "
+                    f"{list(truth[STATION].values[:10])}..."
+                )
             return {STATION: location}
         counts = truth.notnull().sum([d for d in truth.dims if d != STATION])
         return {STATION: truth[STATION].values[int(np.argmax(counts.values))]}

@@ -90,18 +90,33 @@ def train_stage(out: Path, models: tuple[str, ...], overrides: tuple[str, ...] =
     banner("2. Forecasters and baselines on the gridded NO2 network")
     sweep = out / "models"
     # the console shows warnings and errors; each run's train.log keeps the full log
-    run([sys.executable, "-m", "geoclim.cli.train", "-m", "experiment=demo",
-         f"model={','.join(models)}", f"hydra.sweep.dir={sweep}",
-         "+hydra.job_logging.handlers.console.level=WARNING", *overrides])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "geoclim.cli.train",
+            "-m",
+            "experiment=demo",
+            f"model={','.join(models)}",
+            f"hydra.sweep.dir={sweep}",
+            "+hydra.job_logging.handlers.console.level=WARNING",
+            *overrides,
+        ]
+    )
     from geoclim.evaluation.leaderboard import find_runs, load_run
 
-    keys = [f"val/rmse/{TARGET}", f"test/rmse/{TARGET}", f"test/skill_persistence/{TARGET}",
-            f"test/skill_climatology/{TARGET}"]
+    keys = [
+        f"val/rmse/{TARGET}",
+        f"test/rmse/{TARGET}",
+        f"test/skill_persistence/{TARGET}",
+        f"test/skill_climatology/{TARGET}",
+    ]
     print("\nscores (RMSE in ppb; skill = 1 - MSE/MSE_reference; val: networks only)")
     print(f"{'model':<15}" + "".join(f"{k:>30}" for k in keys))
     for record in map(load_run, find_runs([sweep])):
-        cells = "".join(f"{record.metrics[k]:>30.3f}" if k in record.metrics
-                        else f"{'-':>30}" for k in keys)
+        cells = "".join(
+            f"{record.metrics[k]:>30.3f}" if k in record.metrics else f"{'-':>30}" for k in keys
+        )
         print(f"{record.model:<15}{cells}")
     return sweep
 
@@ -120,13 +135,16 @@ def best_network(sweep: Path) -> Path:
     from geoclim.evaluation.leaderboard import find_runs, load_run
 
     key = f"test/rmse/{TARGET}"
-    runs = [r for r in map(load_run, find_runs([sweep]))
-            if r.model in EXPORTABLE and key in r.metrics]
+    runs = [
+        r for r in map(load_run, find_runs([sweep])) if r.model in EXPORTABLE and key in r.metrics
+    ]
     if not runs:
         raise GeoclimError(f"no exportable network ({', '.join(EXPORTABLE)}) ran in {sweep}")
     best = min(runs, key=lambda r: r.metrics[key])
-    print(f"best network on the test split: {best.model} ({key} = {best.metrics[key]:.3f}) "
-          f"in {best.path}")
+    print(
+        f"best network on the test split: {best.model} ({key} = {best.metrics[key]:.3f}) "
+        f"in {best.path}"
+    )
     return best.path
 
 
@@ -141,18 +159,50 @@ def serve_stage(sweep: Path, out: Path) -> None:
     banner("4. Export the best network, serve it, ask for a forecast")
     run_dir = best_network(sweep)
     registry, keys = out / "registry", out / "keys.json"
-    run([sys.executable, "-m", "geoclim.cli.export", str(run_dir), "--register", str(registry),
-         "--name", f"{TARGET}_best", "--stage", "production"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "geoclim.cli.export",
+            str(run_dir),
+            "--register",
+            str(registry),
+            "--name",
+            f"{TARGET}_best",
+            "--stage",
+            "production",
+        ]
+    )
     keys.unlink(missing_ok=True)
-    key = run([sys.executable, "-m", "geoclim.cli.main", "serve", "keygen", "demo", "--keys",
-               str(keys)], capture_output=True, text=True).stdout.strip()
+    key = run(
+        [sys.executable, "-m", "geoclim.cli.main", "serve", "keygen", "demo", "--keys", str(keys)],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "geoclim.cli.main", "serve", f"{TARGET}_best@production",
-         "--registry", str(registry), "--keys", str(keys), "--host", "127.0.0.1",
-         # cells far from every station (coverage 0) have no history at all: the service
-         # fills missing inputs with the train mean, exactly as training did
-         "--port", str(port), "--max-missing", "1.0", "--log-level", "WARNING"])
+        [
+            sys.executable,
+            "-m",
+            "geoclim.cli.main",
+            "serve",
+            f"{TARGET}_best@production",
+            "--registry",
+            str(registry),
+            "--keys",
+            str(keys),
+            "--host",
+            "127.0.0.1",
+            # cells far from every station (coverage 0) have no history at all: the service
+            # fills missing inputs with the train mean, exactly as training did
+            "--port",
+            str(port),
+            "--max-missing",
+            "1.0",
+            "--log-level",
+            "WARNING",
+        ]
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         _wait_ready(base, server)
@@ -190,11 +240,17 @@ def _history_file(run_dir: Path, out: Path) -> Path:
 
 def _post_netcdf(url: str, path: Path, key: str) -> Path:
     boundary = "geoclim-demo-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"{path.name}\"\r\nContent-Type: application/x-netcdf\r\n\r\n").encode()
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="{path.name}"\r\nContent-Type: application/x-netcdf\r\n\r\n'
+    ).encode()
     body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    req = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}", "X-API-Key": key})
+    req = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "X-API-Key": key},
+    )
     print(f"POST {url} with an X-API-Key ({path.stat().st_size / 1024:.0f} kB netCDF history)")
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
@@ -227,11 +283,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo stages."""
     parser = argparse.ArgumentParser(prog="geoclim demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
-    parser.add_argument("--models", default=",".join(NETWORKS + REFERENCE + BASELINES),
-                        help="comma-separated model configs to train (default: all)")
+    parser.add_argument(
+        "--models",
+        default=",".join(NETWORKS + REFERENCE + BASELINES),
+        help="comma-separated model configs to train (default: all)",
+    )
     parser.add_argument("--data-only", action="store_true", help="stop after stage 1")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="extra geoclim-train overrides, e.g. debug=smoke")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="extra geoclim-train overrides, e.g. debug=smoke",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("WANDB_MODE", "offline")

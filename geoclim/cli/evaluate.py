@@ -44,8 +44,10 @@ def run_config(run_dir: str | Path) -> DictConfig:
         raise DataError(f"run_dir {str(run_dir)!r}: no such directory")
     path = run_dir / RUN_CONFIG
     if not path.is_file():
-        raise DataError(f"run_dir {str(run_dir)!r} is not a run directory: it has no "
-                        f"{RUN_CONFIG} (pass the directory of one geoclim-train job)")
+        raise DataError(
+            f"run_dir {str(run_dir)!r} is not a run directory: it has no "
+            f"{RUN_CONFIG} (pass the directory of one geoclim-train job)"
+        )
     cfg = OmegaConf.load(path)
     if not isinstance(cfg, DictConfig) or "data" not in cfg or "task" not in cfg:
         raise DataError(f"{path}: not a geoclim-train config (needs 'data' and 'task')")
@@ -66,8 +68,10 @@ def find_run_dir(ckpt_path: Path) -> Path:
     for parent in ckpt_path.resolve().parents:
         if (parent / RUN_CONFIG).is_file():
             return parent
-    raise DataError(f"ckpt_path {str(ckpt_path)!r}: no run directory (with {RUN_CONFIG}) "
-                    "above it; pass run_dir=... too")
+    raise DataError(
+        f"ckpt_path {str(ckpt_path)!r}: no run directory (with {RUN_CONFIG}) "
+        "above it; pass run_dir=... too"
+    )
 
 
 def predict_checkpoint(ckpt_path: Path, dm: GeoDataModule, split: str) -> xr.Dataset:
@@ -88,8 +92,9 @@ def predict_checkpoint(ckpt_path: Path, dm: GeoDataModule, split: str) -> xr.Dat
                 parts[key].append(batch[name].numpy())
     p, t, y, x = (np.concatenate(parts[k]) for k in ("p", "t", "y", "x"))
     assert dm.ds is not None
-    return to_forecast_dataset(p, t, y, x, dm.ds, dm.task.targets, normalizer=dm.normalizer,
-                               quantiles=module.quantiles)
+    return to_forecast_dataset(
+        p, t, y, x, dm.ds, dm.task.targets, normalizer=dm.normalizer, quantiles=module.quantiles
+    )
 
 
 def evaluate(cfg: DictConfig) -> Path:
@@ -105,8 +110,9 @@ def evaluate(cfg: DictConfig) -> Path:
     elif ckpt is not None:
         run_dir = find_run_dir(ckpt)
     else:
-        raise ConfigError("nothing to evaluate: give run_dir=<run directory> or "
-                          "ckpt_path=<checkpoint>")
+        raise ConfigError(
+            "nothing to evaluate: give run_dir=<run directory> or ckpt_path=<checkpoint>"
+        )
     split = str(cfg.split)
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; valid splits are ['train', 'val', 'test']")
@@ -117,12 +123,15 @@ def evaluate(cfg: DictConfig) -> Path:
     else:
         path = run_dir / "predictions.nc"
         if not path.is_file():
-            raise DataError(f"run_dir {str(run_dir)!r} has no predictions.nc; score a "
-                            "checkpoint with ckpt_path=... instead")
+            raise DataError(
+                f"run_dir {str(run_dir)!r} has no predictions.nc; score a "
+                "checkpoint with ckpt_path=... instead"
+            )
         with xr.open_dataset(path) as ds:
             forecast = ds.load()
-    scores = score_run(forecast, dm, split, n_boot=int(cfg.n_boot),
-                       by_location=bool(cfg.by_location))
+    scores = score_run(
+        forecast, dm, split, n_boot=int(cfg.n_boot), by_location=bool(cfg.by_location)
+    )
     default = "scores.nc" if split == "test" else f"scores_{split}.nc"
     if cfg.by_location:
         default = default.replace("scores", "scores_by_location")

@@ -29,27 +29,51 @@ from geoclim.errors import ConfigError
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``geoclim-export``."""
-    p = argparse.ArgumentParser(prog="geoclim-export", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        prog="geoclim-export",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     p.add_argument("run_dir", type=Path, help="run directory written by geoclim-train")
     p.add_argument("--out", type=Path, help="output .onnx (default RUN/export/model.onnx)")
     p.add_argument("--checkpoint", default="best", help="best, last or a .ckpt path")
-    p.add_argument("--atol", type=float, default=1e-4, help="parity tolerance, absolute "
-                   "(normalised units)")
+    p.add_argument(
+        "--atol", type=float, default=1e-4, help="parity tolerance, absolute (normalised units)"
+    )
     p.add_argument("--rtol", type=float, default=1e-3, help="parity tolerance, relative")
-    p.add_argument("--parity-batches", type=int, default=8,
-                   help="test batches compared (0: the whole test split)")
-    p.add_argument("--quantize", action="store_true",
-                   help="also write an int8 model and measure skill and speed")
+    p.add_argument(
+        "--parity-batches",
+        type=int,
+        default=8,
+        help="test batches compared (0: the whole test split)",
+    )
+    p.add_argument(
+        "--quantize",
+        action="store_true",
+        help="also write an int8 model and measure skill and speed",
+    )
     spatial = p.add_mutually_exclusive_group()
-    spatial.add_argument("--dynamic-spatial", dest="dynamic_spatial", action="store_true",
-                         default=None, help="require dynamic grid height and width")
-    spatial.add_argument("--fixed-spatial", dest="dynamic_spatial", action="store_false",
-                         help="fix the grid height and width")
+    spatial.add_argument(
+        "--dynamic-spatial",
+        dest="dynamic_spatial",
+        action="store_true",
+        default=None,
+        help="require dynamic grid height and width",
+    )
+    spatial.add_argument(
+        "--fixed-spatial",
+        dest="dynamic_spatial",
+        action="store_false",
+        help="fix the grid height and width",
+    )
     p.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto")
-    p.add_argument("--register", type=Path, metavar="REGISTRY",
-                   help="register the export in this registry directory")
+    p.add_argument(
+        "--register",
+        type=Path,
+        metavar="REGISTRY",
+        help="register the export in this registry directory",
+    )
     p.add_argument("--name", help="registry model name (default: the model config name)")
     p.add_argument("--stage", choices=["staging", "production"], default="staging")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -68,31 +92,43 @@ def _kind(run_dir: Path) -> str:
         return "network"
     if kind == "baseline" and ".trees." in str(model.get("_target_", "")):
         return "tree"
-    raise ConfigError(f"{run_dir} trained a {kind!r} model ({model.get('_target_')}); "
-                      "geoclim-export exports networks and tree baselines (xgboost, "
-                      "lightgbm, random_forest)")
+    raise ConfigError(
+        f"{run_dir} trained a {kind!r} model ({model.get('_target_')}); "
+        "geoclim-export exports networks and tree baselines (xgboost, "
+        "lightgbm, random_forest)"
+    )
 
 
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     """Console entry point (``geoclim-export``)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     kind = _kind(args.run_dir)
     if kind == "network":
         from geoclim.export.run import export_run
 
-        report = export_run(args.run_dir, args.out, checkpoint=args.checkpoint, atol=args.atol,
-                            rtol=args.rtol, parity_batches=args.parity_batches or None,
-                            quantize=args.quantize, dynamic_spatial=args.dynamic_spatial,
-                            exporter=args.exporter)
+        report = export_run(
+            args.run_dir,
+            args.out,
+            checkpoint=args.checkpoint,
+            atol=args.atol,
+            rtol=args.rtol,
+            parity_batches=args.parity_batches or None,
+            quantize=args.quantize,
+            dynamic_spatial=args.dynamic_spatial,
+            exporter=args.exporter,
+        )
     else:
         from geoclim.export.trees import export_tree_run
 
         if args.quantize:
-            raise ConfigError("--quantize applies to networks; tree ensembles have no weights "
-                              "to quantise")
+            raise ConfigError(
+                "--quantize applies to networks; tree ensembles have no weights to quantise"
+            )
         report = export_tree_run(args.run_dir, args.out)
     if args.register is not None:
         report["registered"] = _register(args, report)
@@ -107,11 +143,20 @@ def _register(args: argparse.Namespace, report: dict) -> dict:
     meta = read_metadata(report["model"])
     name = args.name or _default_name(meta.config, meta.task.targets)
     mv = ModelRegistry(args.register).register(
-        name, report["model"], run_dir=args.run_dir.resolve(),
-        data_fingerprint=meta.data_fingerprint, scores=meta.scores, config=meta.config,
-        stage=args.stage)
-    return {"registry": str(args.register), "name": mv.name, "version": mv.version,
-            "stage": mv.stage}
+        name,
+        report["model"],
+        run_dir=args.run_dir.resolve(),
+        data_fingerprint=meta.data_fingerprint,
+        scores=meta.scores,
+        config=meta.config,
+        stage=args.stage,
+    )
+    return {
+        "registry": str(args.register),
+        "name": mv.name,
+        "version": mv.version,
+        "stage": mv.stage,
+    }
 
 
 def _default_name(config: dict, targets: tuple[str, ...]) -> str:

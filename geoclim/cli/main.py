@@ -66,9 +66,10 @@ PASSTHROUGH = {"compare": _compare, "serve": _serve, "demo": _demo}
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``geoclim``."""
     parser = argparse.ArgumentParser(
-        prog="geoclim", description=__doc__.split("\n\n")[0],
+        prog="geoclim",
+        description=__doc__.split("\n\n")[0],
         epilog="Also: geoclim compare RUN_DIR... (leaderboard), geoclim serve MODEL (HTTP), "
-               "geoclim demo (the main job on the embedded data); each takes --help.",
+        "geoclim demo (the main job on the embedded data); each takes --help.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -86,9 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--archive", type=Path, default=None, help="move processed files here")
     p.set_defaults(func=_ingest)
 
-    for name, helptext in [("compare", "leaderboard of run directories"),
-                           ("serve", "serve an exported model over HTTP"),
-                           ("demo", "the main job on the embedded real data")]:
+    for name, helptext in [
+        ("compare", "leaderboard of run directories"),
+        ("serve", "serve an exported model over HTTP"),
+        ("demo", "the main job on the embedded real data"),
+    ]:
         sub.add_parser(name, help=helptext, add_help=False)
     return parser
 
@@ -98,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``geoclim``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in argv[:1] or "--verbose" in argv[:1]
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     rest = argv[1:] if verbose else argv
     if rest and rest[0] in PASSTHROUGH:
         return PASSTHROUGH[rest[0]](rest[1:])

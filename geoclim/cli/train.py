@@ -73,7 +73,8 @@ def check_override_keys(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
 
     try:
         parsed = OverridesParser.create().parse_overrides(
-            [a for a in argv if "=" in a and not a.startswith("-")])
+            [a for a in argv if "=" in a and not a.startswith("-")]
+        )
     except Exception:  # noqa: BLE001 -- Hydra reports syntax errors itself
         return
     groups, keys = [], []
@@ -83,8 +84,11 @@ def check_override_keys(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
             continue
         if (config_dir / key).is_dir():
             try:
-                value = next(iter(o.sweep_string_iterator())) if o.is_sweep_override() \
+                value = (
+                    next(iter(o.sweep_string_iterator()))
+                    if o.is_sweep_override()
                     else o.get_value_element_as_str()
+                )
             except Exception:  # noqa: BLE001 -- e.g. glob() sweeps: leave checks to Hydra
                 return
             groups.append(f"{key}={value}")
@@ -111,10 +115,12 @@ def _check_key(cfg: DictConfig, key: str) -> None:
             return  # a list index or a value: Hydra decides
         if part not in node.keys():  # `in node` is False for a missing (???) value
             where = ".".join(path) or "the top level"
-            _exit_with(ConfigError(
-                f"unknown config key {key!r}: {where} has no {part!r}; valid keys are "
-                f"{sorted(str(k) for k in node.keys())} (use +{key}=... to add a new key)"
-            ))
+            _exit_with(
+                ConfigError(
+                    f"unknown config key {key!r}: {where} has no {part!r}; valid keys are "
+                    f"{sorted(str(k) for k in node.keys())} (use +{key}=... to add a new key)"
+                )
+            )
         node = node._get_node(part)  # noqa: SLF001 -- no resolution of interpolations
         path.append(part)
 
@@ -131,9 +137,13 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             return None
         if metric not in metrics:  # e.g. val/loss of a baseline, which has no val loss
             same_split = sorted(k for k in metrics if k.split("/")[0] == metric.split("/")[0])
-            log.info("optimized_metric %r is not among this run's metrics, so nothing is "
-                     "returned to a sweeper; %d others are in metrics.json (e.g. %s)",
-                     metric, len(metrics), ", ".join(same_split[:3] or sorted(metrics)[:3]))
+            log.info(
+                "optimized_metric %r is not among this run's metrics, so nothing is "
+                "returned to a sweeper; %d others are in metrics.json (e.g. %s)",
+                metric,
+                len(metrics),
+                ", ".join(same_split[:3] or sorted(metrics)[:3]),
+            )
             return None
         return metrics[metric]
     except Exception as err:

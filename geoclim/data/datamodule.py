@@ -175,9 +175,15 @@ class GeoDataModule(L.LightningDataModule):
 
     def loader(self, split: str, *, shuffle: bool, rank: int = 0, world_size: int = 1):
         """Whole batches of ``split`` for one rank (epoch-seeded order when shuffled)."""
-        return batch_loader(self.dataset(split), self.batch_size, shuffle=shuffle,
-                            num_workers=self.num_workers, seed=self.seed, rank=rank,
-                            world_size=world_size)
+        return batch_loader(
+            self.dataset(split),
+            self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            seed=self.seed,
+            rank=rank,
+            world_size=world_size,
+        )
 
     def train_dataloader(self):
         """Shuffled training batches; under DDP, this rank's share of each global batch."""

@@ -63,8 +63,17 @@ class EpochBatchSampler(Sampler[list[int]]):
         drop_last: drop a last incomplete global batch.
     """
 
-    def __init__(self, n: int, batch_size: int, *, shuffle: bool, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, drop_last: bool = False):
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+    ):
         if batch_size < world_size:
             raise ConfigError(
                 f"data.batch_size ({batch_size}) is smaller than the number of processes "
@@ -105,7 +114,13 @@ def batch_loader(
     world_size: int = 1,
 ) -> DataLoader:
     """A DataLoader of whole batches (see module docstring), this rank's share of each."""
-    sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=seed,
-                                rank=rank, world_size=world_size)
-    return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=num_workers,
-                      persistent_workers=num_workers > 0)
+    sampler = EpochBatchSampler(
+        len(dataset), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
+    )
+    return DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=None,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )

@@ -16,8 +16,9 @@ from geoclim.errors import SchemaError
 from geoclim.types import TIME
 
 
-def data_fingerprint(ds: xr.Dataset, names: tuple[str, ...] | list[str],
-                     time_range: tuple[int, int] | None = None) -> str:
+def data_fingerprint(
+    ds: xr.Dataset, names: tuple[str, ...] | list[str], time_range: tuple[int, int] | None = None
+) -> str:
     """sha256 of the variables ``names`` (and coordinates) of ``ds`` over ``time_range``.
 
     Hashes names, dims, shapes, units and float32 bytes in a fixed order, so the same data
@@ -33,10 +34,13 @@ def data_fingerprint(ds: xr.Dataset, names: tuple[str, ...] | list[str],
     for coord in sorted(str(c) for c in ds.coords):
         values = ds[coord].values
         h.update(coord.encode())
-        h.update(values.astype("datetime64[ns]").view("<i8").tobytes()
-                 if np.issubdtype(values.dtype, np.datetime64)
-                 else np.asarray(values).astype(str).tobytes()
-                 if values.dtype.kind in "OUS" else np.ascontiguousarray(values).tobytes())
+        h.update(
+            values.astype("datetime64[ns]").view("<i8").tobytes()
+            if np.issubdtype(values.dtype, np.datetime64)
+            else np.asarray(values).astype(str).tobytes()
+            if values.dtype.kind in "OUS"
+            else np.ascontiguousarray(values).tobytes()
+        )
     for name in sorted(names):
         if name not in ds.data_vars:
             raise SchemaError(f"cannot fingerprint {name!r}: not in dataset {sorted(ds.data_vars)}")

@@ -121,8 +121,9 @@ def stations_to_grid(
 
     """
     if method not in get_args(GridMethod):
-        raise GeoclimError(f"unknown gridding method {method!r}; valid methods are "
-                           f"{list(get_args(GridMethod))}")
+        raise GeoclimError(
+            f"unknown gridding method {method!r}; valid methods are {list(get_args(GridMethod))}"
+        )
     if not max_distance_km > 0:
         raise GeoclimError(f"max_distance_km must be > 0, got {max_distance_km}")
     if k < 1:
@@ -138,14 +139,14 @@ def stations_to_grid(
     st_lon = ds[LONGITUDE].values.astype(np.float64)
 
     if method == "idw":
-        weights, exact, coverage = _idw_weights(lat, lon, st_lat, st_lon, power,
-                                                max_distance_km, k)
+        weights, exact, coverage = _idw_weights(lat, lon, st_lat, st_lon, power, max_distance_km, k)
     else:
         weights, coverage = _bin_weights(lat, lon, st_lat, st_lon)
         exact = None
 
-    out = xr.Dataset(coords={TIME: ds[TIME].values, LATITUDE: lat, LONGITUDE: lon},
-                     attrs=dict(ds.attrs))
+    out = xr.Dataset(
+        coords={TIME: ds[TIME].values, LATITUDE: lat, LONGITUDE: lon}, attrs=dict(ds.attrs)
+    )
     shape = (lat.size, lon.size)
     for name, da in ds.data_vars.items():
         name = str(name)
@@ -159,10 +160,16 @@ def stations_to_grid(
         if grid_mask is not None:
             out[mask_var] = ((TIME, LATITUDE, LONGITUDE), grid_mask.reshape(-1, *shape))
     cov = variables.get("coverage")
-    out["coverage"] = ((LATITUDE, LONGITUDE), coverage.reshape(shape).astype(np.float32),
-                       {"units": cov.units, "long_name": cov.long_name})
-    out.attrs["gridding"] = (f"{method}: power={power}, max_distance_km={max_distance_km}, k={k}"
-                             if method == "idw" else "nearest: mean of stations in the cell")
+    out["coverage"] = (
+        (LATITUDE, LONGITUDE),
+        coverage.reshape(shape).astype(np.float32),
+        {"units": cov.units, "long_name": cov.long_name},
+    )
+    out.attrs["gridding"] = (
+        f"{method}: power={power}, max_distance_km={max_distance_km}, k={k}"
+        if method == "idw"
+        else "nearest: mean of stations in the cell"
+    )
     return schema.validate(out)
 
 
@@ -197,16 +204,21 @@ def grid_to_stations(
 
     """
     if method not in get_args(ColocateMethod):
-        raise GeoclimError(f"unknown colocation method {method!r}; valid methods are "
-                           f"{list(get_args(ColocateMethod))}")
+        raise GeoclimError(
+            f"unknown colocation method {method!r}; valid methods are "
+            f"{list(get_args(ColocateMethod))}"
+        )
     if LATITUDE not in grid_ds.dims or LONGITUDE not in grid_ds.dims:
-        raise SchemaError(f"grid dataset has dims {list(grid_ds.dims)}; expected "
-                          f"{LATITUDE!r} and {LONGITUDE!r}")
+        raise SchemaError(
+            f"grid dataset has dims {list(grid_ds.dims)}; expected {LATITUDE!r} and {LONGITUDE!r}"
+        )
     lat = _check_axis(LATITUDE, grid_ds[LATITUDE].values, -90.0, 90.0)
     lon = _check_axis(LONGITUDE, grid_ds[LONGITUDE].values, -180.0, 360.0)
     if method == "bilinear" and min(lat.size, lon.size) < 2:
-        raise SchemaError("bilinear colocation needs at least 2 cells along latitude and "
-                          "longitude; use method='nearest'")
+        raise SchemaError(
+            "bilinear colocation needs at least 2 cells along latitude and "
+            "longitude; use method='nearest'"
+        )
     ids, st_lat, st_lon = _station_coords(stations)
 
     lat_edges, lon_edges = _edges(lat), _edges(lon)
@@ -216,11 +228,14 @@ def grid_to_stations(
     idx_lat = xr.DataArray(st_lat, dims=STATION)
     idx_lon = xr.DataArray(st_lon_g, dims=STATION)
     inside = xr.DataArray(
-        (st_lat >= lat_edges[0]) & (st_lat <= lat_edges[-1])
-        & (st_lon_g >= lon_edges[0]) & (st_lon_g <= lon_edges[-1]), dims=STATION)
+        (st_lat >= lat_edges[0])
+        & (st_lat <= lat_edges[-1])
+        & (st_lon_g >= lon_edges[0])
+        & (st_lon_g <= lon_edges[-1]),
+        dims=STATION,
+    )
 
-    spatial = [str(n) for n, v in grid_ds.data_vars.items()
-               if {LATITUDE, LONGITUDE} <= set(v.dims)]
+    spatial = [str(n) for n, v in grid_ds.data_vars.items() if {LATITUDE, LONGITUDE} <= set(v.dims)]
     floats = [n for n in spatial if np.issubdtype(grid_ds[n].dtype, np.floating)]
     out = grid_ds.sel({LATITUDE: idx_lat, LONGITUDE: idx_lon}, method="nearest")
     out = out.drop_vars([LATITUDE, LONGITUDE])
@@ -235,8 +250,9 @@ def grid_to_stations(
             da = da & inside
         da.attrs = dict(grid_ds[name].attrs)
         out[name] = da
-    out = out.assign_coords({STATION: ids, LATITUDE: (STATION, st_lat),
-                             LONGITUDE: (STATION, st_lon)})
+    out = out.assign_coords(
+        {STATION: ids, LATITUDE: (STATION, st_lat), LONGITUDE: (STATION, st_lon)}
+    )
     out.attrs = dict(grid_ds.attrs)
     return schema.validate(out) if TIME in out.dims else out
 
@@ -257,23 +273,26 @@ def _station_coords(stations: xr.Dataset | pd.DataFrame) -> tuple[np.ndarray, ..
     if isinstance(stations, pd.DataFrame):
         missing = [c for c in (LATITUDE, LONGITUDE) if c not in stations.columns]
         if missing:
-            raise SchemaError(f"station table lacks column(s) {missing}; it has "
-                              f"{list(stations.columns)}")
+            raise SchemaError(
+                f"station table lacks column(s) {missing}; it has {list(stations.columns)}"
+            )
         ids = stations.index.to_numpy()
         lat, lon = stations[LATITUDE].to_numpy(), stations[LONGITUDE].to_numpy()
     elif isinstance(stations, xr.Dataset | xr.DataArray):
         if STATION not in stations.dims:
-            raise SchemaError(f"station dataset has dims {list(stations.dims)}; expected "
-                              f"{STATION!r}")
+            raise SchemaError(
+                f"station dataset has dims {list(stations.dims)}; expected {STATION!r}"
+            )
         for name in (LATITUDE, LONGITUDE):
             if name not in stations.coords or stations[name].dims != (STATION,):
-                raise SchemaError(f"station dataset needs a {name!r} coordinate on "
-                                  f"{STATION!r}")
+                raise SchemaError(f"station dataset needs a {name!r} coordinate on {STATION!r}")
         ids = stations[STATION].values
         lat, lon = stations[LATITUDE].values, stations[LONGITUDE].values
     else:
-        raise SchemaError("stations must be an xarray Dataset with a 'station' dim or a "
-                          f"pandas DataFrame, got {type(stations).__name__}")
+        raise SchemaError(
+            "stations must be an xarray Dataset with a 'station' dim or a "
+            f"pandas DataFrame, got {type(stations).__name__}"
+        )
     lat, lon = np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64)
     if ids.size == 0:
         raise SchemaError("no stations to colocate at")
@@ -296,8 +315,13 @@ def _unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 
 def _idw_weights(
-    lat: np.ndarray, lon: np.ndarray, st_lat: np.ndarray, st_lon: np.ndarray,
-    power: float, max_distance_km: float, k: int,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    st_lat: np.ndarray,
+    st_lon: np.ndarray,
+    power: float,
+    max_distance_km: float,
+    k: int,
 ) -> tuple[sparse.csr_array, sparse.csr_array, np.ndarray]:
     """IDW weights ``(cells, stations)``, the coincident-station matrix and the coverage."""
     cell_lat, cell_lon = (a.ravel() for a in np.meshgrid(lat, lon, indexing="ij"))
@@ -305,8 +329,11 @@ def _idw_weights(
     # Nearest neighbours by chord length on the unit sphere; chord c <-> arc 2 asin(c / 2).
     max_chord = 2 * np.sin(min(max_distance_km / EARTH_RADIUS_KM, np.pi) / 2)
     tree = cKDTree(_unit_vectors(st_lat, st_lon))
-    chord, idx = tree.query(_unit_vectors(cell_lat, cell_lon), k=min(k, n_st),
-                            distance_upper_bound=max_chord * (1 + 1e-12))
+    chord, idx = tree.query(
+        _unit_vectors(cell_lat, cell_lon),
+        k=min(k, n_st),
+        distance_upper_bound=max_chord * (1 + 1e-12),
+    )
     chord, idx = chord.reshape(n_cells, -1), idx.reshape(n_cells, -1)
     found = idx < n_st
     rows = np.broadcast_to(np.arange(n_cells)[:, None], idx.shape)[found]
@@ -317,9 +344,11 @@ def _idw_weights(
     on_centre = dist < _COINCIDENT_KM
     shape = (n_cells, n_st)
     weights = sparse.csr_array(
-        (1.0 / dist[~on_centre] ** power, (rows[~on_centre], cols[~on_centre])), shape=shape)
+        (1.0 / dist[~on_centre] ** power, (rows[~on_centre], cols[~on_centre])), shape=shape
+    )
     exact = sparse.csr_array(
-        (np.ones(on_centre.sum()), (rows[on_centre], cols[on_centre])), shape=shape)
+        (np.ones(on_centre.sum()), (rows[on_centre], cols[on_centre])), shape=shape
+    )
     coverage = np.zeros(n_cells)
     coverage[rows] = 1.0
     return weights, exact, coverage
@@ -337,15 +366,18 @@ def _bin_weights(
     j = np.where(st_lon == lon_e[-1], lon.size - 1, j)
     ok = (i >= 0) & (i < lat.size) & (j >= 0) & (j < lon.size)
     cells = i[ok] * lon.size + j[ok]
-    weights = sparse.csr_array((np.ones(cells.size), (cells, np.flatnonzero(ok))),
-                               shape=(lat.size * lon.size, st_lat.size))
+    weights = sparse.csr_array(
+        (np.ones(cells.size), (cells, np.flatnonzero(ok))), shape=(lat.size * lon.size, st_lat.size)
+    )
     coverage = np.zeros(lat.size * lon.size)
     coverage[cells] = 1.0
     return weights, coverage
 
 
 def _apply(
-    weights: sparse.csr_array, exact: sparse.csr_array | None, values: np.ndarray,
+    weights: sparse.csr_array,
+    exact: sparse.csr_array | None,
+    values: np.ndarray,
     imputed: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Weighted means over reporting stations: ``values (T, S)`` -> ``(T, cells)`` float32.

@@ -92,8 +92,9 @@ class Imputer:
     def __post_init__(self) -> None:
         """Check the configuration."""
         if self.method not in METHODS:
-            raise ConfigError(f"unknown imputation method {self.method!r}; valid methods are "
-                              f"{list(METHODS)}")
+            raise ConfigError(
+                f"unknown imputation method {self.method!r}; valid methods are {list(METHODS)}"
+            )
         if self.max_gap is not None and self.max_gap < 1:
             raise ConfigError(f"max_gap must be >= 1 or None, got {self.max_gap}")
         for name in ("n_neighbors", "max_iter"):
@@ -127,8 +128,9 @@ class Imputer:
         schema.validate(ds)
         self._targets = self._resolve_targets(ds)
         if not self._targets:
-            raise ConfigError("no time-varying variable to impute; dataset has "
-                              f"{sorted(map(str, ds.data_vars))}")
+            raise ConfigError(
+                f"no time-varying variable to impute; dataset has {sorted(map(str, ds.data_vars))}"
+            )
         self._columns = self._targets + [p for p in self.predictors if p not in self._targets]
         _check_present(ds, self._columns)
         train = select_period(ds, period)
@@ -159,8 +161,7 @@ class Imputer:
             raise GeoclimError("Imputer is not fitted; call fit(ds, period) first")
         schema.validate(ds)
         _check_present(ds, self._columns)
-        filled = (self._interpolate(ds) if self.method == "interpolate"
-                  else self._predict(ds))
+        filled = self._interpolate(ds) if self.method == "interpolate" else self._predict(ds)
         out = ds.copy()
         for name, values in filled.items():
             da = ds[name]
@@ -187,14 +188,19 @@ class Imputer:
 
     def _resolve_targets(self, ds: xr.Dataset) -> list[str]:
         if self.variables is None:
-            return [str(n) for n, da in ds.data_vars.items()
-                    if TIME in da.dims and not variables.is_mask(str(n))]
+            return [
+                str(n)
+                for n, da in ds.data_vars.items()
+                if TIME in da.dims and not variables.is_mask(str(n))
+            ]
         names = list(dict.fromkeys(self.variables))
         _check_present(ds, names + list(self.predictors))
         static = [n for n in names if TIME not in ds[n].dims]
         if static:
-            raise ConfigError(f"variable(s) {static} have no {TIME!r} dim; only time-varying "
-                              "variables can be imputed")
+            raise ConfigError(
+                f"variable(s) {static} have no {TIME!r} dim; only time-varying "
+                "variables can be imputed"
+            )
         return names
 
     def _interpolate(self, ds: xr.Dataset) -> dict[str, np.ndarray]:
@@ -219,7 +225,7 @@ class Imputer:
             x[:, j] = ds[name].transpose(*dims).values.reshape(-1)
         if self._calendar_names:
             cal = calendar_features(ds[TIME].values, self._calendar_names)  # (T, F)
-            x[:, len(self._columns):] = np.repeat(cal, n_space, axis=0)
+            x[:, len(self._columns) :] = np.repeat(cal, n_space, axis=0)
         return x
 
     def _fit_estimator(self, train: xr.Dataset) -> None:
@@ -227,14 +233,17 @@ class Imputer:
         if self.calendar:
             sub_daily = schema.time_step(train) < np.timedelta64(1, "D")
             self._calendar_names = (("hour_sin", "hour_cos") if sub_daily else ()) + (
-                "doy_sin", "doy_cos")
+                "doy_sin",
+                "doy_cos",
+            )
         x = self._features(train)
         observed = ~np.isnan(x[:, : len(self._columns)])
-        empty = [n for n, seen in zip(self._columns, observed.any(axis=0), strict=True)
-                 if not seen]
+        empty = [n for n, seen in zip(self._columns, observed.any(axis=0), strict=True) if not seen]
         if empty:
-            raise DataError(f"variable(s) {empty} have no observed value in the fit period; "
-                            "drop them from the imputer's variables or use 'interpolate'")
+            raise DataError(
+                f"variable(s) {empty} have no observed value in the fit period; "
+                "drop them from the imputer's variables or use 'interpolate'"
+            )
         x = x[observed.any(axis=1)]
         if self.max_fit_samples is not None and len(x) > self.max_fit_samples:
             rng = np.random.default_rng(self.random_state)
@@ -255,8 +264,9 @@ class Imputer:
             return KNNImputer(n_neighbors=self.n_neighbors)
         if self.method == "mice":
             return IterativeImputer(max_iter=self.max_iter, random_state=self.random_state)
-        return IterativeImputer(estimator=LinearRegression(), max_iter=1,
-                                random_state=self.random_state)
+        return IterativeImputer(
+            estimator=LinearRegression(), max_iter=1, random_state=self.random_state
+        )
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:
@@ -306,8 +316,10 @@ def select_period(ds: xr.Dataset, period: slice | None) -> xr.Dataset:
         raise DataError(f"cannot select period {period}: {err}") from None
     if out.sizes[TIME] == 0:
         t = ds[TIME].values
-        raise DataError(f"period {period.start}..{period.stop} is outside the data, which "
-                        f"spans {pd.Timestamp(t[0])}..{pd.Timestamp(t[-1])}")
+        raise DataError(
+            f"period {period.start}..{period.stop} is outside the data, which "
+            f"spans {pd.Timestamp(t[0])}..{pd.Timestamp(t[-1])}"
+        )
     return out
 
 
@@ -330,8 +342,11 @@ def report(ds: xr.Dataset, names: Sequence[str] | None = None) -> xr.Dataset:
 
     """
     if names is None:
-        names = [str(n) for n, da in ds.data_vars.items()
-                 if TIME in da.dims and not variables.is_mask(str(n))]
+        names = [
+            str(n)
+            for n, da in ds.data_vars.items()
+            if TIME in da.dims and not variables.is_mask(str(n))
+        ]
     names = list(names)
     _check_present(ds, names)
     before, imputed, after = [], [], []
@@ -345,8 +360,11 @@ def report(ds: xr.Dataset, names: Sequence[str] | None = None) -> xr.Dataset:
         before.append(100.0 * (missing + filled) / size)
     attrs = {"units": "%"}
     return xr.Dataset(
-        {"missing_before": ("variable", before, attrs), "imputed": ("variable", imputed, attrs),
-         "missing_after": ("variable", after, attrs)},
+        {
+            "missing_before": ("variable", before, attrs),
+            "imputed": ("variable", imputed, attrs),
+            "missing_after": ("variable", after, attrs),
+        },
         coords={"variable": names},
     )
 
@@ -354,8 +372,9 @@ def report(ds: xr.Dataset, names: Sequence[str] | None = None) -> xr.Dataset:
 def _check_present(ds: xr.Dataset, names: Sequence[str]) -> None:
     missing = [n for n in names if n not in ds.data_vars]
     if missing:
-        raise ConfigError(f"variable(s) {missing} not in dataset; dataset has "
-                          f"{sorted(map(str, ds.data_vars))}")
+        raise ConfigError(
+            f"variable(s) {missing} not in dataset; dataset has {sorted(map(str, ds.data_vars))}"
+        )
 
 
 def _nan_run_length(values: np.ndarray) -> np.ndarray:

@@ -10,12 +10,12 @@ a crash never leaves a half-written file where a good one was.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
+from geoclim import fileio
 from geoclim.data import schema, variables
 from geoclim.errors import SchemaError
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
@@ -155,9 +155,7 @@ def _encoding(ds: xr.Dataset) -> dict:
     return enc
 
 
-def write_netcdf(
-    ds: xr.Dataset, path: str | os.PathLike, *, encoding: dict | None = None
-) -> Path:
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, encoding: dict | None = None) -> Path:
     """Write ``ds`` as compressed CF netCDF-4 atomically (temp file in the same dir + rename).
 
     Args:
@@ -178,15 +176,6 @@ def write_netcdf(
     enc = _encoding(out)
     for name, extra in (encoding or {}).items():
         enc[name] = {**enc.get(name, {}), **extra}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-    try:
+    with fileio.atomic_path(path) as tmp:
         out.to_netcdf(tmp, engine="netcdf4", encoding=enc)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

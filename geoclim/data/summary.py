@@ -76,8 +76,11 @@ def format_summary(name: str, ds: xr.Dataset) -> str:
 
 
 def _format_step(step: pd.Timedelta) -> str:
-    for unit, size in (("d", pd.Timedelta(days=1)), ("h", pd.Timedelta(hours=1)),
-                       ("min", pd.Timedelta(minutes=1))):
+    for unit, size in (
+        ("d", pd.Timedelta(days=1)),
+        ("h", pd.Timedelta(hours=1)),
+        ("min", pd.Timedelta(minutes=1)),
+    ):
         if step % size == pd.Timedelta(0):
             return f"{step // size} {unit}"
     return str(step)

@@ -266,8 +266,9 @@ def gather(
     )
     static = arrays.static[yy[:, 0], xx[:, 0]]  # (B, h, w, C_static)
     if fill_missing:
-        past, known_future, static = (np.nan_to_num(a, nan=0.0)
-                                      for a in (past, known_future, static))
+        past, known_future, static = (
+            np.nan_to_num(a, nan=0.0) for a in (past, known_future, static)
+        )
     return {
         "past": _channels_first(past),
         "known_future": _channels_first(known_future),

@@ -31,9 +31,14 @@ SAMPLE = "sample"
 BOUND = "bound"
 
 
-def init_time_sums(forecast: xr.Dataset, truth: xr.Dataset,
-                   references: Mapping[str, xr.Dataset], *, space_dims: Sequence[str],
-                   weights: xr.DataArray | None = None) -> dict[str, xr.Dataset]:
+def init_time_sums(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    references: Mapping[str, xr.Dataset],
+    *,
+    space_dims: Sequence[str],
+    weights: xr.DataArray | None = None,
+) -> dict[str, xr.Dataset]:
     """Per-init, per-lead weighted sums over space of the verified points.
 
     Args:
@@ -63,8 +68,9 @@ def init_time_sums(forecast: xr.Dataset, truth: xr.Dataset,
     return sums
 
 
-def resample_counts(n_init: int, n_boot: int, block_length: int,
-                    rng: np.random.Generator) -> np.ndarray:
+def resample_counts(
+    n_init: int, n_boot: int, block_length: int, rng: np.random.Generator
+) -> np.ndarray:
     """``(n_boot, n_init)`` draw counts of a moving-block bootstrap over init times."""
     block = int(min(max(block_length, 1), n_init))
     n_blocks = -(-n_init // block)
@@ -83,10 +89,17 @@ def default_block_length(init_time: np.ndarray, lead_time: np.ndarray) -> int:
     return max(1, int(np.ceil(pd.Timedelta(np.max(lead_time)) / spacing)))
 
 
-def bootstrap_scores(forecast: xr.Dataset, truth: xr.Dataset,
-                     references: Mapping[str, xr.Dataset], *, space_dims: Sequence[str],
-                     weights: xr.DataArray | None = None, n_boot: int = 1000,
-                     block_length: int | None = None, seed: int = 0) -> xr.Dataset:
+def bootstrap_scores(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    references: Mapping[str, xr.Dataset],
+    *,
+    space_dims: Sequence[str],
+    weights: xr.DataArray | None = None,
+    n_boot: int = 1000,
+    block_length: int | None = None,
+    seed: int = 0,
+) -> xr.Dataset:
     """Bootstrap replicates of RMSE, MAE and MSE skill per lead time.
 
     Args:
@@ -105,13 +118,16 @@ def bootstrap_scores(forecast: xr.Dataset, truth: xr.Dataset,
     """
     sums = init_time_sums(forecast, truth, references, space_dims=space_dims, weights=weights)
     if block_length is None:
-        block_length = default_block_length(forecast[INIT_TIME].values,
-                                            forecast[LEAD_TIME].values)
+        block_length = default_block_length(forecast[INIT_TIME].values, forecast[LEAD_TIME].values)
     counts = xr.DataArray(
-        resample_counts(forecast.sizes[INIT_TIME], n_boot, block_length,
-                        np.random.default_rng(seed)), dims=(SAMPLE, INIT_TIME))
-    boot = {k: v.fillna(0.0).map(lambda da: xr.dot(counts, da, dim=INIT_TIME))
-            for k, v in sums.items()}
+        resample_counts(
+            forecast.sizes[INIT_TIME], n_boot, block_length, np.random.default_rng(seed)
+        ),
+        dims=(SAMPLE, INIT_TIME),
+    )
+    boot = {
+        k: v.fillna(0.0).map(lambda da: xr.dot(counts, da, dim=INIT_TIME)) for k, v in sums.items()
+    }
     with np.errstate(invalid="ignore", divide="ignore"):
         metrics = {"rmse": np.sqrt(boot["se"] / boot["w"]), "mae": boot["ae"] / boot["w"]}
         for ref in references:
@@ -122,8 +138,7 @@ def bootstrap_scores(forecast: xr.Dataset, truth: xr.Dataset,
     return out.transpose(SAMPLE, "metric", ...)
 
 
-def confidence_interval(samples: xr.Dataset, level: float = 0.95,
-                        dim: str = SAMPLE) -> xr.Dataset:
+def confidence_interval(samples: xr.Dataset, level: float = 0.95, dim: str = SAMPLE) -> xr.Dataset:
     """Percentile interval of the replicates: ``bound = [lower, upper]``."""
     alpha = (1.0 - level) / 2.0
     ci = samples.quantile([alpha, 1.0 - alpha], dim=dim, skipna=True)

@@ -96,8 +96,9 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
             continue
         below = sorted(p.parent for p in path.rglob("metrics.json") if is_run_dir(p.parent))
         if not below:
-            raise DataError(f"{path}: no run directory found (a run directory holds "
-                            f"metrics.json and {CONFIG})")
+            raise DataError(
+                f"{path}: no run directory found (a run directory holds metrics.json and {CONFIG})"
+            )
         found.extend(below)
     return sorted(set(found), key=lambda p: (str(p.parent), _natural(p.name)))
 
@@ -116,13 +117,21 @@ def load_run(path: str | Path) -> RunRecord:
         raw = json.loads((path / "metrics.json").read_text())
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         raise DataError(f"{path}: unreadable run files ({err})") from None
-    metrics = {k: (math.nan if v is None else float(v)) for k, v in raw.items()
-               if isinstance(v, (int, float)) or v is None}
+    metrics = {
+        k: (math.nan if v is None else float(v))
+        for k, v in raw.items()
+        if isinstance(v, (int, float)) or v is None
+    }
     overrides_file = path / ".hydra" / "overrides.yaml"
     overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    record = RunRecord(path=path, model=_model_name(path, config), config=config,
-                       metrics=metrics, data_id=_data_id(path, config, raw),
-                       overrides=list(overrides or []))
+    record = RunRecord(
+        path=path,
+        model=_model_name(path, config),
+        config=config,
+        metrics=metrics,
+        data_id=_data_id(path, config, raw),
+        overrides=list(overrides or []),
+    )
     return record
 
 
@@ -152,8 +161,11 @@ def _data_id(path: Path, config: dict[str, Any], raw_metrics: dict[str, Any]) ->
             if "data_fingerprint" in ds.attrs:
                 return _short(str(ds.attrs["data_fingerprint"]))
     data = {k: v for k, v in (config.get("data") or {}).items() if k not in _LOADER_KEYS}
-    recipe = json.dumps({"data": data, "task": config.get("task"), "seed": config.get("seed")},
-                        sort_keys=True, default=str)
+    recipe = json.dumps(
+        {"data": data, "task": config.get("task"), "seed": config.get("seed")},
+        sort_keys=True,
+        default=str,
+    )
     return "cfg:" + hashlib.sha256(recipe.encode()).hexdigest()[:10]
 
 
@@ -185,21 +197,25 @@ def targets_of(runs: Sequence[RunRecord], split: str = "test") -> list[str]:
     for run in runs:
         for key in run.metrics:
             parts = key.split("/")
-            if len(parts) == 3 and parts[0] == split and parts[1] == "rmse" \
-                    and parts[2] not in names:
+            if (
+                len(parts) == 3
+                and parts[0] == split
+                and parts[1] == "rmse"
+                and parts[2] not in names
+            ):
                 names.append(parts[2])
     return names
 
 
-def resolve_key(sort_by: str, runs: Sequence[RunRecord], split: str = "test",
-                lead: int | None = None) -> str:
+def resolve_key(
+    sort_by: str, runs: Sequence[RunRecord], split: str = "test", lead: int | None = None
+) -> str:
     """Full metric key from ``rmse``, ``rmse/no2`` or ``test/rmse/no2`` (+ ``/lead_<k>``)."""
     parts = sort_by.split("/")
     if len(parts) == 1:
         targets = targets_of(runs, split)
         if not targets:
-            raise DataError(f"no {split}/rmse/<var> metric in the runs; cannot sort by "
-                            f"{sort_by!r}")
+            raise DataError(f"no {split}/rmse/<var> metric in the runs; cannot sort by {sort_by!r}")
         parts = [split, parts[0], targets[0]]
     elif len(parts) == 2:
         parts = [split, *parts]
@@ -208,16 +224,25 @@ def resolve_key(sort_by: str, runs: Sequence[RunRecord], split: str = "test",
         key = f"{key}/lead_{lead}"
     known = sorted({k for r in runs for k in r.metrics})
     if key not in known:
-        valid = sorted({k.split("/")[1] for k in known if k.startswith(f"{split}/")
-                        and k.count("/") >= 2})
-        raise DataError(f"unknown sort metric {key!r}; the runs have {split} metrics "
-                        f"{valid} (give metric, metric/var or split/metric/var"
-                        f"{'' if lead is None else '; per-lead keys exist for ' + str(HEADLINE)})")
+        valid = sorted(
+            {k.split("/")[1] for k in known if k.startswith(f"{split}/") and k.count("/") >= 2}
+        )
+        raise DataError(
+            f"unknown sort metric {key!r}; the runs have {split} metrics "
+            f"{valid} (give metric, metric/var or split/metric/var"
+            f"{'' if lead is None else '; per-lead keys exist for ' + str(HEADLINE)})"
+        )
     return key
 
 
-def leaderboard(runs: Sequence[RunRecord], *, sort_by: str = "rmse", lead: int | None = None,
-                split: str = "test", root: Path | None = None) -> pd.DataFrame:
+def leaderboard(
+    runs: Sequence[RunRecord],
+    *,
+    sort_by: str = "rmse",
+    lead: int | None = None,
+    split: str = "test",
+    root: Path | None = None,
+) -> pd.DataFrame:
     """One row per run, ranked by ``sort_by`` (best first).
 
     Args:
@@ -241,12 +266,14 @@ def leaderboard(runs: Sequence[RunRecord], *, sort_by: str = "rmse", lead: int |
     column = key.split("/", 1)[1]  # columns drop the split prefix
     rows = []
     for run in runs:
-        shown = run.path.relative_to(root) if root and run.path.is_relative_to(root) \
-            else run.path
+        shown = run.path.relative_to(root) if root and run.path.is_relative_to(root) else run.path
         row: dict[str, Any] = {
-            "run": str(shown), "model": run.model,
+            "run": str(shown),
+            "model": run.model,
             "params": " ".join(f"{k}={v}" for k, v in run.params.items()),
-            "data": run.data_id, column: run.metrics.get(key, math.nan)}
+            "data": run.data_id,
+            column: run.metrics.get(key, math.nan),
+        }
         for var in targets_of(runs, split):
             for metric in HEADLINE:
                 name = f"{split}/{metric}/{var}"
@@ -255,17 +282,22 @@ def leaderboard(runs: Sequence[RunRecord], *, sort_by: str = "rmse", lead: int |
             row.update(_per_lead(run.metrics, f"{split}/skill_persistence/{var}"))
         rows.append(row)
     df = pd.DataFrame(rows)
-    lead_cols = sorted((c for c in df.columns if "/lead_" in c and c != column),
-                       key=lambda c: (c.rsplit("/lead_", 1)[0], int(c.rsplit("_", 1)[1])))
+    lead_cols = sorted(
+        (c for c in df.columns if "/lead_" in c and c != column),
+        key=lambda c: (c.rsplit("/lead_", 1)[0], int(c.rsplit("_", 1)[1])),
+    )
     fixed = [c for c in df.columns if c not in lead_cols]
     df = df[fixed + lead_cols]
     values = df[column].to_numpy(dtype=float)
-    order = np.argsort(np.where(np.isnan(values), np.inf,
-                                -values if higher_is_better(key) else values), kind="stable")
+    order = np.argsort(
+        np.where(np.isnan(values), np.inf, -values if higher_is_better(key) else values),
+        kind="stable",
+    )
     df = df.iloc[order].reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
-    df.attrs.update(sort_key=key, sort_column=column, split=split,
-                    higher_is_better=higher_is_better(key))
+    df.attrs.update(
+        sort_key=key, sort_column=column, split=split, higher_is_better=higher_is_better(key)
+    )
     return df
 
 
@@ -278,12 +310,16 @@ def _per_lead(metrics: dict[str, float], base: str) -> dict[str, float]:
 
 
 FORMATS = ("table", "markdown", "csv")
-_ABBREV = (("skill_persistence", "skill_pers"), ("skill_climatology", "skill_clim"),
-           ("/lead_", "@"))
+_ABBREV = (
+    ("skill_persistence", "skill_pers"),
+    ("skill_climatology", "skill_clim"),
+    ("/lead_", "@"),
+)
 
 
-def compact(df: pd.DataFrame, *, max_leads: int = 6, lead: int | None = None,
-            params_width: int = 48) -> pd.DataFrame:
+def compact(
+    df: pd.DataFrame, *, max_leads: int = 6, lead: int | None = None, params_width: int = 48
+) -> pd.DataFrame:
     """A narrower copy for reading: a few per-lead columns, short names and params.
 
     Keeps the per-lead columns of ``lead`` if given, else at most ``max_leads`` evenly
@@ -299,8 +335,9 @@ def compact(df: pd.DataFrame, *, max_leads: int = 6, lead: int | None = None,
     else:
         keep = set(leads)
     out = df.drop(columns=[c for c in lead_cols if int(c.rsplit("_", 1)[1]) not in keep])
-    out["params"] = [p if len(p) <= params_width else p[: params_width - 3] + "..."
-                     for p in out["params"]]
+    out["params"] = [
+        p if len(p) <= params_width else p[: params_width - 3] + "..." for p in out["params"]
+    ]
     renamed = {}
     for col in out.columns:
         short = col
@@ -323,13 +360,16 @@ def to_table(df: pd.DataFrame) -> str:
     """Aligned plain-text table (numbers right-aligned)."""
     header = [str(c) for c in df.columns]
     body = _cells(df)
-    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h)
-              for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(header)
+    ]
     numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.rjust(w) if num else c.ljust(w)
-                         for c, w, num in zip(cells, widths, numeric, strict=True)).rstrip()
+        return "  ".join(
+            c.rjust(w) if num else c.ljust(w)
+            for c, w, num in zip(cells, widths, numeric, strict=True)
+        ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule, *(line(r) for r in body)])
@@ -339,10 +379,11 @@ def to_markdown(df: pd.DataFrame) -> str:
     """GitHub-flavoured markdown table."""
     header = [str(c) for c in df.columns]
     numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---:" if n else ":---" for n in numeric) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |"
-              for row in _cells(df)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---:" if n else ":---" for n in numeric) + "|",
+    ]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in _cells(df)]
     return "\n".join(lines)
 
 

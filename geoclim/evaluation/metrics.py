@@ -47,7 +47,8 @@ def latitude_weights(latitude: xr.DataArray) -> xr.DataArray:
     w = np.cos(np.deg2rad(latitude.astype(np.float64)))
     w = w / w.mean()
     return w.rename("latitude_weights").assign_attrs(
-        long_name="cos(latitude) area weights, mean 1 over the grid latitudes")
+        long_name="cos(latitude) area weights, mean 1 over the grid latitudes"
+    )
 
 
 def spatial_weights(ds: xr.Dataset) -> xr.DataArray | None:
@@ -58,8 +59,10 @@ def spatial_weights(ds: xr.Dataset) -> xr.DataArray | None:
 def _prepare(forecast: xr.Dataset, truth: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
     names = [n for n in forecast.data_vars if n in truth.data_vars]
     if not names:
-        raise ValueError(f"forecast variables {list(forecast.data_vars)} and truth variables "
-                         f"{list(truth.data_vars)} have none in common")
+        raise ValueError(
+            f"forecast variables {list(forecast.data_vars)} and truth variables "
+            f"{list(truth.data_vars)} have none in common"
+        )
     f, o = xr.align(forecast[names], truth[names], join="inner")
     return f.astype(np.float64), o.astype(np.float64)
 
@@ -80,13 +83,16 @@ def _weights(ds: xr.Dataset, dims: list[str], weights: xr.DataArray | None) -> x
         return None
     if not own <= set(dims):
         raise ValueError(f"weights dims {sorted(own)} mix reduced {dims} and kept dims")
-    template = xr.ones_like(ds[list(ds.data_vars)[0]].isel(
-        {d: 0 for d in ds.dims if d not in dims}, drop=True), dtype=np.float64)
+    template = xr.ones_like(
+        ds[list(ds.data_vars)[0]].isel({d: 0 for d in ds.dims if d not in dims}, drop=True),
+        dtype=np.float64,
+    )
     return (weights.astype(np.float64) * template).transpose(*dims)
 
 
-def weighted_mean(values: xr.Dataset, reduce_dims: Dims,
-                  weights: xr.DataArray | None = None) -> xr.Dataset:
+def weighted_mean(
+    values: xr.Dataset, reduce_dims: Dims, weights: xr.DataArray | None = None
+) -> xr.Dataset:
     """``sum_i w_i z_i / sum_i w_i`` over the defined (non-NaN) points along ``reduce_dims``."""
     dims = _dims(values, reduce_dims)
     w = _weights(values, dims, weights)
@@ -95,39 +101,65 @@ def weighted_mean(values: xr.Dataset, reduce_dims: Dims,
     return values.weighted(w).mean(dims, skipna=True)
 
 
-def _xs(fn, forecast: xr.Dataset, truth: xr.Dataset, reduce_dims: Dims,
-        weights: xr.DataArray | None) -> xr.Dataset:
+def _xs(
+    fn, forecast: xr.Dataset, truth: xr.Dataset, reduce_dims: Dims, weights: xr.DataArray | None
+) -> xr.Dataset:
     f, o = _prepare(forecast, truth)
     dims = _dims(o, reduce_dims)
     return fn(f, o, dim=dims, weights=_weights(o, dims, weights), skipna=True)
 
 
-def mse(forecast: xr.Dataset, truth: xr.Dataset, *, reduce_dims: Dims,
-        weights: xr.DataArray | None = None) -> xr.Dataset:
+def mse(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+) -> xr.Dataset:
     """Mean squared error ``mean_w((f - o)^2)``."""
     return _xs(xs.mse, forecast, truth, reduce_dims, weights)
 
 
-def rmse(forecast: xr.Dataset, truth: xr.Dataset, *, reduce_dims: Dims,
-         weights: xr.DataArray | None = None) -> xr.Dataset:
+def rmse(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+) -> xr.Dataset:
     """Root mean squared error ``sqrt(mean_w((f - o)^2))``; ``f = o + c`` gives ``|c|``."""
     return _xs(xs.rmse, forecast, truth, reduce_dims, weights)
 
 
-def mae(forecast: xr.Dataset, truth: xr.Dataset, *, reduce_dims: Dims,
-        weights: xr.DataArray | None = None) -> xr.Dataset:
+def mae(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+) -> xr.Dataset:
     """Mean absolute error ``mean_w(|f - o|)``."""
     return _xs(xs.mae, forecast, truth, reduce_dims, weights)
 
 
-def bias(forecast: xr.Dataset, truth: xr.Dataset, *, reduce_dims: Dims,
-         weights: xr.DataArray | None = None) -> xr.Dataset:
+def bias(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+) -> xr.Dataset:
     """Mean error ``mean_w(f - o)``: positive when the forecast is too high."""
     return _xs(xs.me, forecast, truth, reduce_dims, weights)
 
 
-def correlation(forecast: xr.Dataset, truth: xr.Dataset, *, reduce_dims: Dims,
-                weights: xr.DataArray | None = None) -> xr.Dataset:
+def correlation(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+) -> xr.Dataset:
     """Pearson correlation over ``reduce_dims`` (weighted).
 
     ``r = cov_w(f, o) / sqrt(var_w(f) var_w(o))`` with ``cov_w(f, o) = mean_w((f - mean_w f)
@@ -136,8 +168,14 @@ def correlation(forecast: xr.Dataset, truth: xr.Dataset, *, reduce_dims: Dims,
     return _xs(xs.pearson_r, forecast, truth, reduce_dims, weights)
 
 
-def anomaly_correlation(forecast: xr.Dataset, truth: xr.Dataset, climatology: xr.Dataset, *,
-                        reduce_dims: Dims, weights: xr.DataArray | None = None) -> xr.Dataset:
+def anomaly_correlation(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    climatology: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+) -> xr.Dataset:
     """Anomaly correlation coefficient against a climatology (uncentred, as WeatherBench 2).
 
     ``ACC = mean_w(f' o') / sqrt(mean_w(f'^2) mean_w(o'^2))`` with anomalies ``f' = f - c``
@@ -150,8 +188,9 @@ def anomaly_correlation(forecast: xr.Dataset, truth: xr.Dataset, climatology: xr
     valid = fa.notnull() & oa.notnull()
     fa, oa = fa.where(valid), oa.where(valid)
     num = weighted_mean(fa * oa, reduce_dims, weights)
-    den = np.sqrt(weighted_mean(fa**2, reduce_dims, weights)
-                  * weighted_mean(oa**2, reduce_dims, weights))
+    den = np.sqrt(
+        weighted_mean(fa**2, reduce_dims, weights) * weighted_mean(oa**2, reduce_dims, weights)
+    )
     return num / den
 
 
@@ -182,8 +221,13 @@ def point_forecast(forecast: xr.Dataset) -> xr.Dataset:
     return forecast.mean(QUANTILE)
 
 
-def pinball_loss(forecast: xr.Dataset, truth: xr.Dataset, *, reduce_dims: Dims,
-                 weights: xr.DataArray | None = None) -> xr.Dataset:
+def pinball_loss(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+) -> xr.Dataset:
     """Pinball (quantile) loss averaged over quantile levels and ``reduce_dims``.
 
     ``rho_q(o - f_q) = max(q (o - f_q), (q - 1) (o - f_q))``, then
@@ -198,8 +242,13 @@ def pinball_loss(forecast: xr.Dataset, truth: xr.Dataset, *, reduce_dims: Dims,
     return weighted_mean(loss, [d for d in reduce_dims if d != QUANTILE], weights)
 
 
-def crps_quantile(forecast: xr.Dataset, truth: xr.Dataset, *, reduce_dims: Dims,
-                  weights: xr.DataArray | None = None) -> xr.Dataset:
+def crps_quantile(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+) -> xr.Dataset:
     """CRPS of a quantile forecast, ``scoringrules.crps_quantile`` (Berrisch & Ziel 2023).
 
     ``CRPS ~= (2 / Q) sum_q rho_q(o - f_q)`` per point (twice the mean pinball loss over the
@@ -217,8 +266,15 @@ def crps_quantile(forecast: xr.Dataset, truth: xr.Dataset, *, reduce_dims: Dims,
     return weighted_mean(point, [d for d in reduce_dims if d != QUANTILE], weights)
 
 
-def interval_coverage(forecast: xr.Dataset, truth: xr.Dataset, lower: float, upper: float, *,
-                      reduce_dims: Dims, weights: xr.DataArray | None = None) -> xr.Dataset:
+def interval_coverage(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    lower: float,
+    upper: float,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+) -> xr.Dataset:
     """Fraction of observations inside the central interval ``[f_lower, f_upper]``.
 
     ``coverage = mean_w( 1[f_lower <= o <= f_upper] )``; a calibrated interval between the

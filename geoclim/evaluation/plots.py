@@ -17,8 +17,11 @@ from matplotlib.figure import Figure
 
 from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, QUANTILE, STATION, VALID_TIME
 
-PANELS = (("rmse", "RMSE"), ("skill_persistence", "MSE skill vs persistence"),
-          ("skill_climatology", "MSE skill vs climatology"))
+PANELS = (
+    ("rmse", "RMSE"),
+    ("skill_persistence", "MSE skill vs persistence"),
+    ("skill_climatology", "MSE skill vs climatology"),
+)
 
 
 def lead_axis(lead_time: np.ndarray) -> tuple[np.ndarray, str]:
@@ -29,9 +32,15 @@ def lead_axis(lead_time: np.ndarray) -> tuple[np.ndarray, str]:
     return (lead / pd.Timedelta("1D")).to_numpy(float), "lead time (days)"
 
 
-def plot_lead_curves(scores: Mapping[str, xr.Dataset], path: str | Path, *,
-                     variables: Sequence[str] | None = None, title: str = "",
-                     bands: bool = False, skill_floor: float = -1.0) -> Path:
+def plot_lead_curves(
+    scores: Mapping[str, xr.Dataset],
+    path: str | Path,
+    *,
+    variables: Sequence[str] | None = None,
+    title: str = "",
+    bands: bool = False,
+    skill_floor: float = -1.0,
+) -> Path:
     """RMSE and MSE skill vs persistence / climatology against lead time, one line per model.
 
     Args:
@@ -63,9 +72,14 @@ def plot_lead_curves(scores: Mapping[str, xr.Dataset], path: str | Path, *,
                 lowest = min(lowest, float(np.nanmin(y)) if np.isfinite(y).any() else np.inf)
                 ax.plot(x, y, marker="o", ms=3, color=colors[label], label=label)
                 if bands and f"{metric}_ci_lower" in ds["metric"].values:
-                    ax.fill_between(x, ds[var].sel(metric=f"{metric}_ci_lower").values,
-                                    ds[var].sel(metric=f"{metric}_ci_upper").values,
-                                    color=colors[label], alpha=0.15, lw=0)
+                    ax.fill_between(
+                        x,
+                        ds[var].sel(metric=f"{metric}_ci_lower").values,
+                        ds[var].sel(metric=f"{metric}_ci_upper").values,
+                        color=colors[label],
+                        alpha=0.15,
+                        lw=0,
+                    )
                 ax.set_xlabel(xlabel)
             units = first[var].attrs.get("target_units", "") if var in first else ""
             ax.set_ylabel(f"RMSE ({units})" if metric == "rmse" and units else name)
@@ -73,22 +87,36 @@ def plot_lead_curves(scores: Mapping[str, xr.Dataset], path: str | Path, *,
                 ax.axhline(0.0, color="0.4", lw=0.8, ls="--")
                 if lowest < skill_floor:
                     ax.set_ylim(bottom=skill_floor - 0.05)
-                    ax.text(0.98, 0.03, f"axis cut at {skill_floor:g}", ha="right",
-                            va="bottom", transform=ax.transAxes, fontsize="small",
-                            color="0.35")
+                    ax.text(
+                        0.98,
+                        0.03,
+                        f"axis cut at {skill_floor:g}",
+                        ha="right",
+                        va="bottom",
+                        transform=ax.transAxes,
+                        fontsize="small",
+                        color="0.35",
+                    )
             ax.set_title(f"{var}: {name}")
             ax.grid(alpha=0.3)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 5),
-                   frameon=False)
+        fig.legend(
+            handles, labels, loc="outside lower center", ncols=min(len(labels), 5), frameon=False
+        )
     if title:
         fig.suptitle(title)
     return _save(fig, path)
 
 
-def plot_error_maps(maps: Mapping[str, xr.DataArray], path: str | Path, *, variable: str,
-                    units: str = "", title: str = "") -> Path:
+def plot_error_maps(
+    maps: Mapping[str, xr.DataArray],
+    path: str | Path,
+    *,
+    variable: str,
+    units: str = "",
+    title: str = "",
+) -> Path:
     """Per-location RMSE of each model on longitude/latitude axes, one shared colour scale.
 
     Grids are drawn with ``pcolormesh`` (cells centred on their coordinates); station
@@ -114,13 +142,28 @@ def plot_error_maps(maps: Mapping[str, xr.DataArray], path: str | Path, *, varia
     artist = None
     for ax, (label, rmse) in zip(axes, maps.items(), strict=False):
         if STATION in rmse.dims:
-            artist = ax.scatter(rmse[LONGITUDE].values, rmse[LATITUDE].values, c=rmse.values,
-                                s=36, vmin=vmin, vmax=vmax, cmap="viridis", edgecolor="k",
-                                linewidth=0.3)
+            artist = ax.scatter(
+                rmse[LONGITUDE].values,
+                rmse[LATITUDE].values,
+                c=rmse.values,
+                s=36,
+                vmin=vmin,
+                vmax=vmax,
+                cmap="viridis",
+                edgecolor="k",
+                linewidth=0.3,
+            )
         else:
             da = rmse.transpose(LATITUDE, LONGITUDE)
-            artist = ax.pcolormesh(da[LONGITUDE].values, da[LATITUDE].values, da.values,
-                                   vmin=vmin, vmax=vmax, cmap="viridis", shading="nearest")
+            artist = ax.pcolormesh(
+                da[LONGITUDE].values,
+                da[LATITUDE].values,
+                da.values,
+                vmin=vmin,
+                vmax=vmax,
+                cmap="viridis",
+                shading="nearest",
+            )
         ax.set_title(f"{label}: {variable} RMSE")
         ax.set_xlabel("longitude (°E)")
         ax.set_ylabel("latitude (°N)")
@@ -128,16 +171,23 @@ def plot_error_maps(maps: Mapping[str, xr.DataArray], path: str | Path, *, varia
     for ax in axes[n:]:
         ax.set_visible(False)
     if artist is not None:
-        fig.colorbar(artist, ax=list(axes[:n]), label=f"RMSE ({units})" if units else "RMSE",
-                     shrink=0.9)
+        fig.colorbar(
+            artist, ax=list(axes[:n]), label=f"RMSE ({units})" if units else "RMSE", shrink=0.9
+        )
     if title:
         fig.suptitle(title)
     return _save(fig, path)
 
 
-def plot_timeseries(forecasts: Mapping[str, xr.DataArray], observed: xr.DataArray,
-                    path: str | Path, *, variable: str, units: str = "",
-                    title: str = "") -> Path:
+def plot_timeseries(
+    forecasts: Mapping[str, xr.DataArray],
+    observed: xr.DataArray,
+    path: str | Path,
+    *,
+    variable: str,
+    units: str = "",
+    title: str = "",
+) -> Path:
     """Forecasts at one lead and place against the observations, over valid time.
 
     Args:
@@ -155,19 +205,34 @@ def plot_timeseries(forecasts: Mapping[str, xr.DataArray], observed: xr.DataArra
     obs_time = observed[VALID_TIME if VALID_TIME in observed.dims else observed.dims[0]]
     # markers: init strides differ between models (e.g. 47 h for points, 6 h for grids), so
     # lines alone would draw the interpolation between sparse forecasts as if forecast
-    ax.plot(obs_time.values, observed.values, color="k", lw=1.4, marker="o", ms=3.5,
-            label="observed")
+    ax.plot(
+        obs_time.values, observed.values, color="k", lw=1.4, marker="o", ms=3.5, label="observed"
+    )
     for i, (label, fc) in enumerate(forecasts.items()):
         color = f"C{i % 10}"
         if QUANTILE in fc.dims:
             q = fc[QUANTILE].values
             mid = fc.isel({QUANTILE: int(np.argmin(np.abs(q - 0.5)))})
-            ax.fill_between(fc[VALID_TIME].values, fc.isel({QUANTILE: 0}).values,
-                            fc.isel({QUANTILE: -1}).values, color=color, alpha=0.2, lw=0,
-                            label=f"{label} {q[0]:g}-{q[-1]:g} quantiles")
+            ax.fill_between(
+                fc[VALID_TIME].values,
+                fc.isel({QUANTILE: 0}).values,
+                fc.isel({QUANTILE: -1}).values,
+                color=color,
+                alpha=0.2,
+                lw=0,
+                label=f"{label} {q[0]:g}-{q[-1]:g} quantiles",
+            )
             fc = mid
-        ax.plot(fc[VALID_TIME].values, fc.values, color=color, lw=0.7, marker=".", ms=4,
-                alpha=0.85, label=label)
+        ax.plot(
+            fc[VALID_TIME].values,
+            fc.values,
+            color=color,
+            lw=0.7,
+            marker=".",
+            ms=4,
+            alpha=0.85,
+            label=label,
+        )
     ax.set_xlabel("valid time (UTC)")
     ax.set_ylabel(f"{variable} ({units})" if units else variable)
     ax.grid(alpha=0.3)

@@ -108,16 +108,18 @@ def compute_scores(
         valid = valid & ref[names].reindex_like(point).notnull()
     unforecast = int(sum((valid & point.isnull())[n].sum() for n in names))
     if unforecast:  # scored on fewer points than other models: flag it, do not hide it
-        log.warning("forecast is NaN at %d verifiable points; they are left out of its scores",
-                    unforecast)
+        log.warning(
+            "forecast is NaN at %d verifiable points; they are left out of its scores", unforecast
+        )
     valid = valid & point.notnull()
     o = truth[names].where(valid)
     refs = {k: v[names].reindex_like(point) for k, v in references.items()}
     kw = {"reduce_dims": reduce_dims, "weights": weights}
     scores = {"n": m.count(o, reduce_dims=reduce_dims), "rmse": m.rmse(point, o, **kw)}
     scores["mse"] = m.mse(point, o, **kw)
-    scores.update(mae=m.mae(point, o, **kw), bias=m.bias(point, o, **kw),
-                  corr=m.correlation(point, o, **kw))
+    scores.update(
+        mae=m.mae(point, o, **kw), bias=m.bias(point, o, **kw), corr=m.correlation(point, o, **kw)
+    )
     if climatology is not None:
         clim = climatology[names].reindex_like(point)
         scores["acc"] = m.anomaly_correlation(point, o, clim, **kw)
@@ -132,15 +134,19 @@ def compute_scores(
         for lo, hi in m.central_intervals(forecast[QUANTILE].values):
             cov = m.interval_coverage(forecast[names], o, lo, hi, **kw)
             scores[f"coverage_{round(100 * (hi - lo))}"] = cov
-    out = xr.concat([v.drop_vars(QUANTILE, errors="ignore") for v in scores.values()],
-                    dim=_metric_index(list(scores)), coords="minimal",
-                    compat="override")
+    out = xr.concat(
+        [v.drop_vars(QUANTILE, errors="ignore") for v in scores.values()],
+        dim=_metric_index(list(scores)),
+        coords="minimal",
+        compat="override",
+    )
     if n_boot > 0:
         out = _add_intervals(out, point, o, refs, reduce_dims, weights, n_boot, seed)
     for name in names:
         out[name].attrs.pop("units", None)  # scores mix units (skill, counts): see target_units
-        out[name].attrs.update(target_units=forecast[name].attrs.get("units", ""),
-                               long_name=f"scores of {name}")
+        out[name].attrs.update(
+            target_units=forecast[name].attrs.get("units", ""), long_name=f"scores of {name}"
+        )
     return out
 
 
@@ -149,13 +155,21 @@ def _metric_index(names: Sequence[str]) -> xr.DataArray:
     return xr.DataArray(np.array(names, dtype=str), dims="metric", name="metric")
 
 
-def _add_intervals(scores: xr.Dataset, point: xr.Dataset, truth: xr.Dataset,
-                   refs: Mapping[str, xr.Dataset], reduce_dims: Sequence[str],
-                   weights: xr.DataArray | None, n_boot: int, seed: int) -> xr.Dataset:
+def _add_intervals(
+    scores: xr.Dataset,
+    point: xr.Dataset,
+    truth: xr.Dataset,
+    refs: Mapping[str, xr.Dataset],
+    reduce_dims: Sequence[str],
+    weights: xr.DataArray | None,
+    n_boot: int,
+    seed: int,
+) -> xr.Dataset:
     """Append per-lead 95 % CIs as metrics; lead-mean CIs go to ``<m>_lead_mean`` attrs."""
     space = [d for d in reduce_dims if d != INIT_TIME]
-    samples = bootstrap.bootstrap_scores(point, truth, refs, space_dims=space, weights=weights,
-                                         n_boot=n_boot, seed=seed)
+    samples = bootstrap.bootstrap_scores(
+        point, truth, refs, space_dims=space, weights=weights, n_boot=n_boot, seed=seed
+    )
     ci = bootstrap.confidence_interval(samples)
     ci_mean = bootstrap.confidence_interval(samples.mean(LEAD_TIME))
     keep = [x for x in CI_METRICS if x in ci["metric"].values]
@@ -174,8 +188,15 @@ def _add_intervals(scores: xr.Dataset, point: xr.Dataset, truth: xr.Dataset,
     return out
 
 
-def score_run(forecast: xr.Dataset, dm: GeoDataModule, split: str = "test", *,
-              n_boot: int = 200, seed: int = 0, by_location: bool = False) -> xr.Dataset:
+def score_run(
+    forecast: xr.Dataset,
+    dm: GeoDataModule,
+    split: str = "test",
+    *,
+    n_boot: int = 200,
+    seed: int = 0,
+    by_location: bool = False,
+) -> xr.Dataset:
     """Score the predictions of ``split`` against observations and both references.
 
     Args:
@@ -203,25 +224,41 @@ def score_run(forecast: xr.Dataset, dm: GeoDataModule, split: str = "test", *,
     space = list(schema.space_dims(dm.ds))
     reduce_dims = [INIT_TIME] if by_location else [INIT_TIME, *space]
     scores = compute_scores(
-        forecast, truth, reduce_dims=reduce_dims, references=refs,
-        climatology=refs["climatology"], weights=m.spatial_weights(dm.ds),
-        n_boot=0 if by_location else n_boot, seed=seed)
-    scores.attrs.update(split=split, model=str(forecast.attrs.get("model", "")),
-                        weighting="cos(latitude)" if STATION not in dm.ds.dims else "none")
+        forecast,
+        truth,
+        reduce_dims=reduce_dims,
+        references=refs,
+        climatology=refs["climatology"],
+        weights=m.spatial_weights(dm.ds),
+        n_boot=0 if by_location else n_boot,
+        seed=seed,
+    )
+    scores.attrs.update(
+        split=split,
+        model=str(forecast.attrs.get("model", "")),
+        weighting="cos(latitude)" if STATION not in dm.ds.dims else "none",
+    )
     return scores
 
 
 def _check_overlap(forecast: xr.Dataset, reference: xr.Dataset, split: str) -> None:
     have = np.intersect1d(forecast[INIT_TIME].values, reference[INIT_TIME].values)
     if have.size == 0:
+
         def span(ds: xr.Dataset) -> str:
             t = ds[INIT_TIME].values
             return f"{pd.Timestamp(t[0])}..{pd.Timestamp(t[-1])}" if t.size else "nothing"
-        raise DataError(f"forecast init times ({span(forecast)}) do not overlap the {split!r} "
-                        f"split's samples ({span(reference)}); score the split it predicts")
+
+        raise DataError(
+            f"forecast init times ({span(forecast)}) do not overlap the {split!r} "
+            f"split's samples ({span(reference)}); score the split it predicts"
+        )
     if have.size < forecast.sizes[INIT_TIME]:
-        log.warning("%d forecast init times are not samples of split %r; they are not scored",
-                    forecast.sizes[INIT_TIME] - have.size, split)
+        log.warning(
+            "%d forecast init times are not samples of split %r; they are not scored",
+            forecast.sizes[INIT_TIME] - have.size,
+            split,
+        )
 
 
 def metrics_summary(scores: xr.Dataset, prefix: str = "test") -> dict[str, float]:
@@ -233,8 +270,10 @@ def metrics_summary(scores: xr.Dataset, prefix: str = "test") -> dict[str, float
     """
     extra = [d for d in scores.dims if d not in ("metric", LEAD_TIME)]
     if extra:
-        raise ValueError(f"metrics_summary needs scores over (metric, lead_time); got extra "
-                         f"dims {extra} (score with by_location=False)")
+        raise ValueError(
+            f"metrics_summary needs scores over (metric, lead_time); got extra "
+            f"dims {extra} (score with by_location=False)"
+        )
     lead = scores[LEAD_TIME].values
     steps = np.rint(lead / lead[0]).astype(int) if lead.size else np.array([], int)
     out: dict[str, float] = {}
@@ -255,9 +294,15 @@ def metrics_summary(scores: xr.Dataset, prefix: str = "test") -> dict[str, float
     return out
 
 
-def score_at_stations(forecast_grid: xr.Dataset, stations_ds: xr.Dataset, *,
-                      method: str = "bilinear", by_location: bool = False,
-                      n_boot: int = 0, seed: int = 0) -> xr.Dataset:
+def score_at_stations(
+    forecast_grid: xr.Dataset,
+    stations_ds: xr.Dataset,
+    *,
+    method: str = "bilinear",
+    by_location: bool = False,
+    n_boot: int = 0,
+    seed: int = 0,
+) -> xr.Dataset:
     """Verify a gridded forecast at station locations.
 
     The forecast is colocated with :func:`geoclim.data.grid.grid_to_stations` (``bilinear``
@@ -282,16 +327,23 @@ def score_at_stations(forecast_grid: xr.Dataset, stations_ds: xr.Dataset, *,
 
     names = [n for n in forecast_grid.data_vars if n in stations_ds.data_vars]
     if not names:
-        raise DataError(f"no forecast variable {list(forecast_grid.data_vars)} is observed at "
-                        f"the stations {sorted(stations_ds.data_vars)}")
+        raise DataError(
+            f"no forecast variable {list(forecast_grid.data_vars)} is observed at "
+            f"the stations {sorted(stations_ds.data_vars)}"
+        )
     fc = grid_to_stations(forecast_grid[names], stations_ds, method=method)  # type: ignore[arg-type]
     obs = observed(stations_ds, names)
     truth = truth_at_valid_time(fc, obs)
     at_init = obs.reindex({TIME: fc[INIT_TIME].values}).rename({TIME: INIT_TIME})
     persistence = at_init.broadcast_like(m.point_forecast(fc))
     reduce_dims = [INIT_TIME] if by_location else [INIT_TIME, STATION]
-    scores = compute_scores(fc, truth, reduce_dims=reduce_dims,
-                            references={"persistence": persistence},
-                            n_boot=0 if by_location else n_boot, seed=seed)
+    scores = compute_scores(
+        fc,
+        truth,
+        reduce_dims=reduce_dims,
+        references={"persistence": persistence},
+        n_boot=0 if by_location else n_boot,
+        seed=seed,
+    )
     scores.attrs.update(colocation=method, weighting="none")
     return scores

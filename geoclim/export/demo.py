@@ -27,9 +27,13 @@ from geoclim.export.parity import check_parity
 from geoclim.export.run import build_metadata, test_batches
 
 DEMO_TASK = ForecastTask(
-    targets=("no2",), past_inputs=("o3", "t2m", "u10", "v10", "blh"),
+    targets=("no2",),
+    past_inputs=("o3", "t2m", "u10", "v10", "blh"),
     future_inputs=("hour_sin", "hour_cos", "u10", "v10", "blh"),
-    static_inputs=("elevation", "land_sea_mask", "emissions"), input_steps=24, horizon=24)
+    static_inputs=("elevation", "land_sea_mask", "emissions"),
+    input_steps=24,
+    horizon=24,
+)
 """24 h of history -> 24 h of NO2, with forecast wind / boundary layer and static fields."""
 
 
@@ -62,8 +66,11 @@ def build_net(model: str, dims: dict[str, int], **sizes: Any) -> nn.Module:
     classes = {"lstm": LSTMNet, "tft": TemporalFusionTransformer, "cnn": UNetNet}
     if model not in classes:
         raise ConfigError(f"unknown demo model {model!r}; valid are {sorted(classes)}")
-    defaults = {"lstm": {"hidden_size": 32}, "tft": {"hidden_size": 16, "dropout": 0.0},
-                "cnn": {"base_channels": 8, "depth": 2}}[model]
+    defaults = {
+        "lstm": {"hidden_size": 32},
+        "tft": {"hidden_size": 16, "dropout": 0.0},
+        "cnn": {"base_channels": 8, "depth": 2},
+    }[model]
     return classes[model](**dims, **(defaults | sizes)).eval()
 
 
@@ -102,14 +109,22 @@ def demo_export(
     if layout == "station":
         if model == "cnn":
             raise ConfigError("the cnn demo needs gridded data; use layout='grid'")
-        ds = make_station_dataset(grid[0], variables, days=days, seed=seed,
-                                  static=task.static_inputs)
+        ds = make_station_dataset(
+            grid[0], variables, days=days, seed=seed, static=task.static_inputs
+        )
     else:
-        ds = make_dataset(variables, nlat=grid[0], nlon=grid[1], days=days, seed=seed,
-                          static=task.static_inputs)
+        ds = make_dataset(
+            variables, nlat=grid[0], nlon=grid[1], days=days, seed=seed, static=task.static_inputs
+        )
     window = {"patch": None} if model == "cnn" else {"patch": 1}
-    dm = GeoDataModule(ds, task, window=window, batch_size=batch_size, seed=seed,
-                       splits={"fractions": (0.5, 0.25, 0.25)})
+    dm = GeoDataModule(
+        ds,
+        task,
+        window=window,
+        batch_size=batch_size,
+        seed=seed,
+        splits={"fractions": (0.5, 0.25, 0.25)},
+    )
     dm.setup()
     torch.manual_seed(seed)
     net = build_net(model, dm.dims, **sizes)
@@ -117,8 +132,13 @@ def demo_export(
     out = Path(out)
     result = export_net(net, batches[0], out, dynamic_spatial=dynamic_spatial)
     parity = check_parity(net, out, batches)
-    meta = build_metadata(dm, net, result, parity,
-                          config={"demo": {"model": model, "layout": layout, "seed": seed}},
-                          provenance={"note": "demo export: untrained weights"})
+    meta = build_metadata(
+        dm,
+        net,
+        result,
+        parity,
+        config={"demo": {"model": model, "layout": layout, "seed": seed}},
+        provenance={"note": "demo export: untrained weights"},
+    )
     write_metadata(out, meta)
     return DemoExport(out, net, dm, meta, result)

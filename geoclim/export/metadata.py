@@ -47,8 +47,11 @@ _REQUIRED = ("format_version", "task", "window", "normalizer", "variables", "dom
 def encode_array(values: np.ndarray) -> dict[str, Any]:
     """Pack an array as JSON: ``{"dtype", "shape", "base64"}`` (little-endian float32)."""
     a = np.ascontiguousarray(values, dtype="<f4")
-    return {"dtype": "float32", "shape": list(a.shape),
-            "base64": base64.b64encode(a.tobytes()).decode("ascii")}
+    return {
+        "dtype": "float32",
+        "shape": list(a.shape),
+        "base64": base64.b64encode(a.tobytes()).decode("ascii"),
+    }
 
 
 def decode_array(data: dict[str, Any]) -> np.ndarray:
@@ -85,11 +88,14 @@ class Domain:
         lat = np.asarray(ds[LATITUDE].values, dtype=np.float64)
         lon = np.asarray(ds[LONGITUDE].values, dtype=np.float64)
         if STATION in ds.dims:
-            static = {n: np.asarray(ds[n].transpose(STATION).values, np.float32)
-                      for n in static_names}
+            static = {
+                n: np.asarray(ds[n].transpose(STATION).values, np.float32) for n in static_names
+            }
             return cls("station", lat, lon, tuple(str(s) for s in ds[STATION].values), static)
-        static = {n: np.asarray(ds[n].transpose(LATITUDE, LONGITUDE).values, np.float32)
-                  for n in static_names}
+        static = {
+            n: np.asarray(ds[n].transpose(LATITUDE, LONGITUDE).values, np.float32)
+            for n in static_names
+        }
         return cls("grid", lat, lon, (), static)
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,8 +209,10 @@ class ExportMetadata:
             "parity": self.parity,
             "provenance": self.provenance,
         }
-        return {PREFIX + k: json.dumps(v, sort_keys=True, default=_json_default)
-                for k, v in docs.items()}
+        return {
+            PREFIX + k: json.dumps(v, sort_keys=True, default=_json_default)
+            for k, v in docs.items()
+        }
 
     @classmethod
     def from_props(cls, props: dict[str, str]) -> ExportMetadata:
@@ -213,7 +221,7 @@ class ExportMetadata:
         for key, text in props.items():
             if key.startswith(PREFIX):
                 try:
-                    docs[key[len(PREFIX):]] = json.loads(text)
+                    docs[key[len(PREFIX) :]] = json.loads(text)
                 except json.JSONDecodeError as err:
                     raise SchemaError(f"export metadata {key!r} is not valid JSON: {err}") from None
         missing = [PREFIX + k for k in _REQUIRED if k not in docs]

@@ -35,8 +35,16 @@ from geoclim.export.metadata import ExportMetadata
 
 log = logging.getLogger(__name__)
 
-BATCH_KEYS = ("past", "known_future", "static", "target", "target_mask", "time_idx", "lat_idx",
-              "lon_idx")
+BATCH_KEYS = (
+    "past",
+    "known_future",
+    "static",
+    "target",
+    "target_mask",
+    "time_idx",
+    "lat_idx",
+    "lon_idx",
+)
 SERVABLE_KEYS = ("past", "known_future", "static", "lat_idx", "lon_idx")
 """Batch keys a serving request can provide (no targets, no training-time positions)."""
 _SPATIAL_AXES = {"past": (3, 4), "known_future": (3, 4), "static": (2, 3)}
@@ -134,8 +142,15 @@ def _example(batch: dict[str, Tensor], names: tuple[str, ...]) -> tuple[Tensor, 
     return tuple(a.contiguous() for a in args)
 
 
-def _export_once(module: GraphModule, args: tuple[Tensor, ...], path: Path, *, exporter: str,
-                 spatial: bool, opset: int) -> None:
+def _export_once(
+    module: GraphModule,
+    args: tuple[Tensor, ...],
+    path: Path,
+    *,
+    exporter: str,
+    spatial: bool,
+    opset: int,
+) -> None:
     names = module.names
     if exporter == "dynamo":
         # Dim.DYNAMIC lets torch.export derive the relations (a CNN's padding to a multiple
@@ -150,10 +165,18 @@ def _export_once(module: GraphModule, args: tuple[Tensor, ...], path: Path, *, e
             shapes.append(axes)
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, args, str(path), input_names=list(names),
-                              output_names=["prediction"], dynamo=True, external_data=False,
-                              dynamic_shapes={"inputs": tuple(shapes)}, opset_version=opset,
-                              verbose=False)
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=list(names),
+                output_names=["prediction"],
+                dynamo=True,
+                external_data=False,
+                dynamic_shapes={"inputs": tuple(shapes)},
+                opset_version=opset,
+                verbose=False,
+            )
         return
     axes_names = {}
     for name in names:
@@ -164,9 +187,16 @@ def _export_once(module: GraphModule, args: tuple[Tensor, ...], path: Path, *, e
         axes_names[name] = axes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), input_names=list(names),
-                          output_names=["prediction"], dynamo=False, dynamic_axes=axes_names,
-                          opset_version=min(opset, 17))
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=list(names),
+            output_names=["prediction"],
+            dynamo=False,
+            dynamic_axes=axes_names,
+            opset_version=min(opset, 17),
+        )
 
 
 @contextlib.contextmanager
@@ -183,8 +213,9 @@ def _quiet():
             lg.setLevel(level)
 
 
-def _check_shapes(module: GraphModule, path: Path, args: tuple[Tensor, ...], spatial: bool,
-                  atol: float = 1e-3) -> str | None:
+def _check_shapes(
+    module: GraphModule, path: Path, args: tuple[Tensor, ...], spatial: bool, atol: float = 1e-3
+) -> str | None:
     """Run onnxruntime at another batch size (and grid size); return a problem or None."""
     import onnxruntime as ort
 
@@ -249,8 +280,11 @@ def export_net(
     args = _example(batch, names)
     h, w = args[0].shape[-2:]
     spatial_example = h > 1 or w > 1
-    tries = [dynamic_spatial] if dynamic_spatial is not None else (
-        [True, False] if spatial_example else [False])
+    tries = (
+        [dynamic_spatial]
+        if dynamic_spatial is not None
+        else ([True, False] if spatial_example else [False])
+    )
     exporters = ["dynamo", "torchscript"] if exporter == "auto" else [exporter]
     problems = []
     for spatial in tries:  # a dynamic grid matters more than which exporter made it
@@ -264,8 +298,9 @@ def export_net(
             if problem is None:
                 _finalise(path)
                 model = onnx.load(str(path))
-                opset_used = max(o.version for o in model.opset_import
-                                 if o.domain in ("", "ai.onnx"))
+                opset_used = max(
+                    o.version for o in model.opset_import if o.domain in ("", "ai.onnx")
+                )
                 log.info("exported %s with %s (dynamic h/w: %s)", path, kind, spatial)
                 return ExportResult(path, names, spatial, kind, opset_used)
             problems.append(f"{kind} (dynamic h/w={spatial}): {problem}")
@@ -287,8 +322,9 @@ def _finalise(path: Path) -> None:
         data.unlink()
 
 
-def write_metadata(path: str | os.PathLike, metadata: ExportMetadata,
-                   out: str | os.PathLike | None = None) -> Path:
+def write_metadata(
+    path: str | os.PathLike, metadata: ExportMetadata, out: str | os.PathLike | None = None
+) -> Path:
     """Embed ``metadata`` in the model's ``metadata_props`` (replacing geoclim keys).
 
     Args:
@@ -309,8 +345,10 @@ def write_metadata(path: str | os.PathLike, metadata: ExportMetadata,
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     model.producer_name = "geoclim"
-    model.doc_string = (f"geoclim forecast of {list(metadata.task.targets)}; inputs "
-                        f"{list(metadata.io.inputs)}; see metadata_props geoclim.*")
+    model.doc_string = (
+        f"geoclim forecast of {list(metadata.task.targets)}; inputs "
+        f"{list(metadata.io.inputs)}; see metadata_props geoclim.*"
+    )
     out = Path(out or path)
     onnx.save(model, str(out))
     return out

@@ -64,9 +64,11 @@ class ParityReport:
 
     def __str__(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        return (f"parity {verdict} on {self.n_samples} samples ({self.n_batches} batches): "
-                f"max abs error {self.max_abs:.3g}, max rel error {self.max_rel:.3g} "
-                f"(tolerance atol={self.atol:g}, rtol={self.rtol:g})")
+        return (
+            f"parity {verdict} on {self.n_samples} samples ({self.n_batches} batches): "
+            f"max abs error {self.max_abs:.3g}, max rel error {self.max_rel:.3g} "
+            f"(tolerance atol={self.atol:g}, rtol={self.rtol:g})"
+        )
 
 
 def check_parity(
@@ -94,8 +96,11 @@ def check_parity(
         The report.
 
     """
-    session = onnx_path if isinstance(onnx_path, ort.InferenceSession) else \
-        ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = (
+        onnx_path
+        if isinstance(onnx_path, ort.InferenceSession)
+        else ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    )
     names = [i.name for i in session.get_inputs()]
     net = net.eval()
     max_abs = max_rel = worst_ratio = 0.0
@@ -122,15 +127,22 @@ def check_parity(
         if ratio.size and float(np.nanmax(ratio)) > worst_ratio:
             j = np.unravel_index(int(np.nanargmax(ratio)), ratio.shape)
             worst_ratio = float(ratio[j])
-            worst = {"batch": i, "index": [int(x) for x in j], "torch": float(want[j]),
-                     "ort": float(got[j])}
+            worst = {
+                "batch": i,
+                "index": [int(x) for x in j],
+                "torch": float(want[j]),
+                "ort": float(got[j]),
+            }
         passed &= bool(np.all(ratio <= 1.0))
     if not sizes:
         raise ParityError("parity check got no batches to compare (empty test split?)")
-    report = ParityReport(len(sizes), sum(sizes), tuple(sizes), max_abs, max_rel, atol, rtol,
-                          passed, worst)
+    report = ParityReport(
+        len(sizes), sum(sizes), tuple(sizes), max_abs, max_rel, atol, rtol, passed, worst
+    )
     if raise_on_failure and not passed:
-        raise ParityError(f"{report}; worst element {worst}. The export is not faithful: do not "
-                          "serve it (check for ops that differ between torch and onnxruntime, "
-                          "or relax --atol/--rtol knowingly)")
+        raise ParityError(
+            f"{report}; worst element {worst}. The export is not faithful: do not "
+            "serve it (check for ops that differ between torch and onnxruntime, "
+            "or relax --atol/--rtol knowingly)"
+        )
     return report

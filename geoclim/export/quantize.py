@@ -45,8 +45,12 @@ def point_forecast(prediction: np.ndarray, quantiles: Sequence[float]) -> np.nda
     return prediction[:, :, :, q]
 
 
-def score_batches(session: ort.InferenceSession, batches: Sequence[dict[str, np.ndarray]],
-                  task: ForecastTask, normalizer: Normalizer) -> dict[str, dict[str, float]]:
+def score_batches(
+    session: ort.InferenceSession,
+    batches: Sequence[dict[str, np.ndarray]],
+    task: ForecastTask,
+    normalizer: Normalizer,
+) -> dict[str, dict[str, float]]:
     """RMSE, MAE (physical units) and skill vs persistence per target over ``batches``.
 
     Args:
@@ -69,8 +73,12 @@ def score_batches(session: ort.InferenceSession, batches: Sequence[dict[str, np.
             t = normalizer.decode(batch["target"][:, :, c], name)[mask]
             last = np.broadcast_to(batch["past"][:, -1:, c], mask.shape)
             persistence = normalizer.decode(last, name)[mask]
-            sums[name] += [((p - t) ** 2).sum(), np.abs(p - t).sum(),
-                           ((persistence - t) ** 2).sum(), mask.sum()]
+            sums[name] += [
+                ((p - t) ** 2).sum(),
+                np.abs(p - t).sum(),
+                ((persistence - t) ** 2).sum(),
+                mask.sum(),
+            ]
     out: dict[str, dict[str, float]] = {"rmse": {}, "mae": {}, "skill_vs_persistence": {}}
     for name, (se, ae, se_p, n) in sums.items():
         n = max(n, 1.0)
@@ -80,8 +88,14 @@ def score_batches(session: ort.InferenceSession, batches: Sequence[dict[str, np.
     return out
 
 
-def time_session(session: ort.InferenceSession, batch: dict[str, np.ndarray], batch_size: int,
-                 *, repeats: int = 30, warmup: int = 3) -> dict[str, float]:
+def time_session(
+    session: ort.InferenceSession,
+    batch: dict[str, np.ndarray],
+    batch_size: int,
+    *,
+    repeats: int = 30,
+    warmup: int = 3,
+) -> dict[str, float]:
     """Median and p95 latency (ms) of ``session`` on ``batch_size`` samples tiled from ``batch``."""
     names = [i.name for i in session.get_inputs()]
     n = batch[names[0]].shape[0]
@@ -95,8 +109,10 @@ def time_session(session: ort.InferenceSession, batch: dict[str, np.ndarray], ba
         session.run(None, feed)
         times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
-    return {"median_ms": statistics.median(times),
-            "p95_ms": times[min(len(times) - 1, int(0.95 * len(times)))]}
+    return {
+        "median_ms": statistics.median(times),
+        "p95_ms": times[min(len(times) - 1, int(0.95 * len(times)))],
+    }
 
 
 def quantize_file(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -148,7 +164,8 @@ def quantize_export(
         "method": "onnxruntime.quantization.quantize_dynamic (QInt8 weights)",
         "fp32": score_batches(fp32, batches, meta.task, meta.normalizer),
         "int8": score_batches(int8, batches, meta.task, meta.normalizer),
-        "latency": {}, "speedup": {},
+        "latency": {},
+        "speedup": {},
     }
     for bs in batch_sizes:
         a = time_session(fp32, batches[0], bs, repeats=repeats)
@@ -156,8 +173,13 @@ def quantize_export(
         report["latency"][str(bs)] = {"fp32": a, "int8": b}
         report["speedup"][str(bs)] = a["median_ms"] / b["median_ms"]
     int8_meta = read_metadata(dst)
-    write_metadata(dst, int8_meta.replace(
-        provenance=int8_meta.provenance | {"quantization": report}))
-    log.info("int8 speed-up %s; rmse fp32 %s -> int8 %s", report["speedup"],
-             report["fp32"]["rmse"], report["int8"]["rmse"])
+    write_metadata(
+        dst, int8_meta.replace(provenance=int8_meta.provenance | {"quantization": report})
+    )
+    log.info(
+        "int8 speed-up %s; rmse fp32 %s -> int8 %s",
+        report["speedup"],
+        report["fp32"]["rmse"],
+        report["int8"]["rmse"],
+    )
     return report

@@ -25,12 +25,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from geoclim import fileio
 from geoclim.errors import ConfigError
 
 STAGES = ("staging", "production", "archived")
@@ -87,17 +87,7 @@ class ModelRegistry:
             raise ConfigError(f"{self.file}: corrupt registry file ({err})") from None
 
     def _write(self, data: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".registry-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.file)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        fileio.write_text(self.file, json.dumps(data, indent=2, sort_keys=True))
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[dict[str, Any]]:
@@ -153,9 +143,13 @@ class ModelRegistry:
                 shutil.copy2(src, dest)
                 path = dest.resolve()
             mv = ModelVersion(
-                name=name, version=version, stage="staging", path=str(path),
+                name=name,
+                version=version,
+                stage="staging",
+                path=str(path),
                 run_dir=str(run_dir) if run_dir is not None else None,
-                data_fingerprint=data_fingerprint, scores=dict(scores or {}),
+                data_fingerprint=data_fingerprint,
+                scores=dict(scores or {}),
                 config=dict(config or {}),
                 created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             )
@@ -188,8 +182,9 @@ class ModelRegistry:
             _find(entry, name, previous)["stage"] = "production"
             return self._version(entry, name, previous)
 
-    def get(self, name: str, *, version: int | None = None, stage: str | None = None
-            ) -> ModelVersion:
+    def get(
+        self, name: str, *, version: int | None = None, stage: str | None = None
+    ) -> ModelVersion:
         """A version by number, by stage, or (default) production else latest."""
         entry = self._entry(self._read(), name)
         if version is not None:
@@ -218,8 +213,11 @@ class ModelRegistry:
     def list(self) -> list[ModelVersion]:
         """Every registered version, by name then version."""
         data = self._read()
-        return [ModelVersion(**v) for name in sorted(data["models"])
-                for v in data["models"][name]["versions"]]
+        return [
+            ModelVersion(**v)
+            for name in sorted(data["models"])
+            for v in data["models"][name]["versions"]
+        ]
 
     @staticmethod
     def _version(entry: dict[str, Any], name: str, version: int) -> ModelVersion:

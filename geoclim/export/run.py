@@ -36,6 +36,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import geoclim
+from geoclim import fileio
 from geoclim.data import schema
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
@@ -94,18 +95,26 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedRun:
         raise ConfigError(f"{run_dir} is not a run directory: {config} is missing")
     cfg = OmegaConf.load(config)
     if model_kind(cfg) != "network":
-        raise ConfigError(f"{run_dir} trained a {cfg.model.kind!r} model; geoclim-export exports "
-                          "networks (tree baselines: geoclim.export.trees)")
-    ckpt = Path(checkpoint) if checkpoint not in ("best", "last") else \
-        run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+        raise ConfigError(
+            f"{run_dir} trained a {cfg.model.kind!r} model; geoclim-export exports "
+            "networks (tree baselines: geoclim.export.trees)"
+        )
+    ckpt = (
+        Path(checkpoint)
+        if checkpoint not in ("best", "last")
+        else run_dir / "checkpoints" / f"{checkpoint}.ckpt"
+    )
     if not ckpt.is_file():
         found = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
         raise ConfigError(f"checkpoint {ckpt} not found; the run has {found}")
     module = ForecastModule.from_checkpoint(ckpt).eval()
     dm = build_datamodule(cfg)
     dm.setup()
-    if module.normalizer and dm.normalizer is not None and \
-            dm.normalizer.to_dict() != module.normalizer:
+    if (
+        module.normalizer
+        and dm.normalizer is not None
+        and dm.normalizer.to_dict() != module.normalizer
+    ):
         raise ConfigError(
             f"the data rebuilt from {config} is not the data the run was trained on: its "
             "normaliser differs from the checkpoint's (source data changed?)"
@@ -125,10 +134,21 @@ def git_commit(path: Path | None = None) -> str | None:
     """``HEAD`` of the repository holding ``path`` (geoclim's source by default), if any."""
     where = path or Path(geoclim.__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=where, capture_output=True, text=True, timeout=10).stdout
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     return sha + ("-dirty" if dirty.strip() else "")
@@ -168,8 +188,12 @@ def build_metadata(
         time_step_seconds=int(step / np.timedelta64(1, "s")),
         normalizer=dm.normalizer,
         domain=Domain.from_dataset(ds, task.static_inputs),
-        io=ModelIO(inputs=result.inputs, dynamic_spatial=result.dynamic_spatial, kind="net",
-                   model_class=f"{type(net).__module__}.{type(net).__qualname__}"),
+        io=ModelIO(
+            inputs=result.inputs,
+            dynamic_spatial=result.dynamic_spatial,
+            kind="net",
+            model_class=f"{type(net).__module__}.{type(net).__qualname__}",
+        ),
         data_fingerprint=dm.fingerprint,
         scores=dict(scores or {}),
         config=dict(config or {}),
@@ -178,12 +202,15 @@ def build_metadata(
             "geoclim_version": geoclim.__version__,
             "git_commit": git_commit(),
             "exported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "exporter": result.exporter, "opset": result.opset,
-            "torch": torch.__version__, "onnx": onnx.__version__,
+            "exporter": result.exporter,
+            "opset": result.opset,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
             "onnxruntime": ort.__version__,
             "time_range": [str(ds[TIME].values[0]), str(ds[TIME].values[-1])],
             "splits": dm.splits.to_dict(),
-        } | dict(provenance or {}),
+        }
+        | dict(provenance or {}),
     )
 
 
@@ -224,29 +251,42 @@ def export_run(
     batches = test_batches(run.datamodule, parity_batches)
     if not batches:
         raise ConfigError(f"{run_dir}: the test split has no samples to check parity on")
-    result = export_net(run.net, batches[0], out, dynamic_spatial=dynamic_spatial,
-                        exporter=exporter)
+    result = export_net(
+        run.net, batches[0], out, dynamic_spatial=dynamic_spatial, exporter=exporter
+    )
     parity = check_parity(run.net, out, batches, atol=atol, rtol=rtol, max_batches=None)
     log.info("%s", parity)
     meta = build_metadata(
-        run.datamodule, run.net, result, parity, scores=run.metrics,
+        run.datamodule,
+        run.net,
+        result,
+        parity,
+        scores=run.metrics,
         config=OmegaConf.to_container(run.cfg, resolve=False),
-        provenance={"run_dir": str(run.run_dir.resolve()),
-                    "checkpoint": str(run.checkpoint.resolve())})
+        provenance={
+            "run_dir": str(run.run_dir.resolve()),
+            "checkpoint": str(run.checkpoint.resolve()),
+        },
+    )
     write_metadata(out, meta)
     report: dict[str, Any] = {
-        "model": str(out.resolve()), "inputs": list(result.inputs),
-        "dynamic_spatial": result.dynamic_spatial, "exporter": result.exporter,
-        "opset": result.opset, "parity": parity.to_dict(),
-        "data_fingerprint": meta.data_fingerprint, "size_bytes": out.stat().st_size,
+        "model": str(out.resolve()),
+        "inputs": list(result.inputs),
+        "dynamic_spatial": result.dynamic_spatial,
+        "exporter": result.exporter,
+        "opset": result.opset,
+        "parity": parity.to_dict(),
+        "data_fingerprint": meta.data_fingerprint,
+        "size_bytes": out.stat().st_size,
     }
     if quantize:
         from geoclim.export.quantize import quantize_export
 
-        numpy_batches = [{k: v.numpy() for k, v in b.items()}
-                         for b in test_batches(run.datamodule, None)]
+        numpy_batches = [
+            {k: v.numpy() for k, v in b.items()} for b in test_batches(run.datamodule, None)
+        ]
         q_out = out.with_name(out.stem + ".int8.onnx")
         report["quantization"] = quantize_export(out, q_out, numpy_batches)
         report["quantization"]["model"] = str(q_out.resolve())
-    (out.parent / "export.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    fileio.write_text(out.parent / "export.json", json.dumps(report, indent=2, default=str) + "\n")
     return report

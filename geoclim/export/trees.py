@@ -39,6 +39,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from geoclim import fileio
 from geoclim.errors import ConfigError
 from geoclim.export.metadata import ExportMetadata, ModelIO
 from geoclim.export.parity import ParityError
@@ -59,8 +60,13 @@ def estimators(baseline: Any) -> dict[tuple[int, int | None], list[Any]]:
         return {k: v if isinstance(v, list) else [v] for k, v in found.items()}
     out = {}
     for key, predictor in baseline.models.items():  # closures over the fitted estimator(s)
-        cells = dict(zip(predictor.__code__.co_freevars,
-                         (c.cell_contents for c in predictor.__closure__ or ()), strict=True))
+        cells = dict(
+            zip(
+                predictor.__code__.co_freevars,
+                (c.cell_contents for c in predictor.__closure__ or ()),
+                strict=True,
+            )
+        )
         est = cells.get("models", cells.get("model"))
         if est is None:
             raise ConfigError(f"cannot find the fitted estimator of {baseline.name} {key}")
@@ -75,22 +81,32 @@ def convert_estimator(est: Any, n_features: int) -> onnx.ModelProto:
         from onnxmltools import convert_xgboost
         from onnxmltools.convert.common.data_types import FloatTensorType
 
-        return convert_xgboost(est, initial_types=[("input", FloatTensorType([None, n_features]))],
-                               target_opset=OPSET)
+        return convert_xgboost(
+            est, initial_types=[("input", FloatTensorType([None, n_features]))], target_opset=OPSET
+        )
     if kind == "lightgbm":
         from onnxmltools import convert_lightgbm
         from onnxmltools.convert.common.data_types import FloatTensorType
 
-        return convert_lightgbm(est, initial_types=[("input", FloatTensorType([None, n_features]))],
-                                target_opset=OPSET, zipmap=False)
+        return convert_lightgbm(
+            est,
+            initial_types=[("input", FloatTensorType([None, n_features]))],
+            target_opset=OPSET,
+            zipmap=False,
+        )
     if kind == "sklearn":
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType as SkFloat
 
-        return convert_sklearn(est, initial_types=[("input", SkFloat([None, n_features]))],
-                               target_opset={"": OPSET, "ai.onnx.ml": 3})
-    raise ConfigError(f"no ONNX converter for {type(est).__qualname__}; supported: XGBoost, "
-                      "LightGBM, scikit-learn random forest")
+        return convert_sklearn(
+            est,
+            initial_types=[("input", SkFloat([None, n_features]))],
+            target_opset={"": OPSET, "ai.onnx.ml": 3},
+        )
+    raise ConfigError(
+        f"no ONNX converter for {type(est).__qualname__}; supported: XGBoost, "
+        "LightGBM, scikit-learn random forest"
+    )
 
 
 class _Graph:
@@ -128,8 +144,11 @@ def _features(g: _Graph, baseline: Any, task: Any) -> tuple[str, list[str]]:
         nan = g.op("IsNaN", [window])
         zero = g.const(0.0, np.float32)
         total = g.op("ReduceSum", [g.op("Where", [nan, zero, window]), g.const([1])], keepdims=0)
-        count = g.op("ReduceSum", [g.op("Cast", [g.op("Not", [nan])], to=TensorProto.FLOAT),
-                                   g.const([1])], keepdims=0)
+        count = g.op(
+            "ReduceSum",
+            [g.op("Cast", [g.op("Not", [nan])], to=TensorProto.FLOAT), g.const([1])],
+            keepdims=0,
+        )
         per_sample.append(g.op("Div", [total, count]))  # all-NaN window -> 0/0 = NaN
     blocks = []
     if per_sample:
@@ -153,12 +172,16 @@ def _features(g: _Graph, baseline: Any, task: Any) -> tuple[str, list[str]]:
         coords = g.op("Reshape", ["coordinates", g.const([0, 2])])
         blocks.append(g.op("Unsqueeze", [coords, g.const([1])]))
     if feats.with_lead:
-        blocks.append(g.const(np.arange(1, horizon + 1, dtype=np.float32).reshape(1, -1, 1),
-                              np.float32))
+        blocks.append(
+            g.const(np.arange(1, horizon + 1, dtype=np.float32).reshape(1, -1, 1), np.float32)
+        )
     # broadcast every block to (B, L, F_i): multiply a ones tensor of shape (B, L, 1)
     batch = g.op("Slice", [g.op("Shape", ["past"]), g.const([0]), g.const([1])])
-    ones = g.op("ConstantOfShape", [g.op("Concat", [batch, g.const([horizon, 1])], axis=0)],
-                value=numpy_helper.from_array(np.ones(1, np.float32)))
+    ones = g.op(
+        "ConstantOfShape",
+        [g.op("Concat", [batch, g.const([horizon, 1])], axis=0)],
+        value=numpy_helper.from_array(np.ones(1, np.float32)),
+    )
     full = [g.op("Mul", [b, ones]) for b in blocks]
     return g.op("Concat", full, axis=2), [k for k in TREE_INPUTS if k in used]
 
@@ -173,21 +196,27 @@ def _persistence(g: _Graph, task: Any, normalizer: Any, c: int) -> str:
     stats = normalizer.stats[name]
     past = g.op("Reshape", ["past", g.const([0, n_in, -1])])
     z = g.op("Gather", [past, g.const(c)], axis=2)  # (B, T_in)
-    x = g.op("Add", [g.op("Mul", [z, g.const(stats.std, np.float32)]),
-                     g.const(stats.mean, np.float32)])
+    x = g.op(
+        "Add", [g.op("Mul", [z, g.const(stats.std, np.float32)]), g.const(stats.mean, np.float32)]
+    )
     if stats.log:
         x = g.op("Sub", [g.op("Exp", [x]), g.const(1.0, np.float32)])
     steps = g.const(np.arange(n_in), np.int64)
-    last = g.op("ReduceMax", [g.op("Where", [g.op("Not", [g.op("IsNaN", [x])]), steps,
-                                             g.const(-1)])], axes=[1], keepdims=1)
+    last = g.op(
+        "ReduceMax",
+        [g.op("Where", [g.op("Not", [g.op("IsNaN", [x])]), steps, g.const(-1)])],
+        axes=[1],
+        keepdims=1,
+    )
     value = g.op("GatherElements", [x, g.op("Max", [last, g.const(0)])], axis=1)  # (B, 1)
     found = g.op("GreaterOrEqual", [last, g.const(0)])
     value = g.op("Where", [found, value, g.const(np.nan, np.float32)])
     return g.op("Unsqueeze", [value, g.const([2])])  # (B, 1, 1)
 
 
-def tree_model(baseline: Any, task: Any, normalizer: Any) -> tuple[onnx.ModelProto,
-                                                                    tuple[str, ...]]:
+def tree_model(
+    baseline: Any, task: Any, normalizer: Any
+) -> tuple[onnx.ModelProto, tuple[str, ...]]:
     """The ONNX graph of a fitted tree baseline over the Batch arrays (module docstring).
 
     The trees' raw output is post-processed as the baseline's ``predict`` does: multiplied
@@ -214,8 +243,9 @@ def tree_model(baseline: Any, task: Any, normalizer: Any) -> tuple[onnx.ModelPro
         leads = [None] if (c, None) in models else list(range(1, horizon + 1))
         lead_outputs = []
         for lead in leads:
-            x = rows if lead is None else g.op(
-                "Gather", [features, g.const(lead - 1)], axis=1)  # (B, F)
+            x = (
+                rows if lead is None else g.op("Gather", [features, g.const(lead - 1)], axis=1)
+            )  # (B, F)
             columns = []
             for i, est in enumerate(models[(c, lead)]):
                 sub = onnx.compose.add_prefix(convert_estimator(est, n_feat), f"t{c}_{lead}_{i}_")
@@ -246,11 +276,11 @@ def tree_model(baseline: Any, task: Any, normalizer: Any) -> tuple[onnx.ModelPro
         y = g.op("Squeeze", [y, g.const([3])])
     g.nodes.append(helper.make_node("Reshape", [y, g.const(shape)], ["prediction"]))
     inputs = [_input_info(name, task, baseline) for name in used]
-    output = helper.make_tensor_value_info("prediction", TensorProto.FLOAT,
-                                           ["batch", *shape[1:]])
+    output = helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["batch", *shape[1:]])
     graph = helper.make_graph(g.nodes, "geoclim_tree", inputs, [output], g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v)
-                                                    for d, v in opsets.items()])
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()]
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model, tuple(used)
@@ -260,23 +290,27 @@ def _sort_last(g: _Graph, y: str, k: int) -> str:
     """Sort ``y`` ascending along its last axis (TopK with ``largest=0``)."""
     values = f"v{g.n}"
     g.n += 2
-    g.nodes.append(helper.make_node("TopK", [y, g.const([k])], [values, f"v{g.n - 1}"],
-                                    axis=-1, largest=0, sorted=1))
+    g.nodes.append(
+        helper.make_node(
+            "TopK", [y, g.const([k])], [values, f"v{g.n - 1}"], axis=-1, largest=0, sorted=1
+        )
+    )
     return values
 
 
 def _input_info(name: str, task: Any, baseline: Any) -> onnx.ValueInfoProto:
     n_cal = baseline.features.calendar.shape[1]
-    shapes = {"past": ["batch", task.input_steps, len(task.past_variables), 1, 1],
-              "known_future": ["batch", task.horizon, len(task.future_inputs), 1, 1],
-              "static": ["batch", len(task.static_inputs), 1, 1],
-              "calendar": ["batch", task.horizon, n_cal, 1, 1],
-              "coordinates": ["batch", 2, 1, 1]}
+    shapes = {
+        "past": ["batch", task.input_steps, len(task.past_variables), 1, 1],
+        "known_future": ["batch", task.horizon, len(task.future_inputs), 1, 1],
+        "static": ["batch", len(task.static_inputs), 1, 1],
+        "calendar": ["batch", task.horizon, n_cal, 1, 1],
+        "coordinates": ["batch", 2, 1, 1],
+    }
     return helper.make_tensor_value_info(name, TensorProto.FLOAT, shapes[name])
 
 
-def _expected(baseline: Any, dm: Any, t: np.ndarray, y: np.ndarray, x: np.ndarray
-              ) -> np.ndarray:
+def _expected(baseline: Any, dm: Any, t: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """The baseline's own predictions ``(N, L, C, Q)`` for point samples (physical)."""
     pred = baseline.predict(dm, "test")  # the reference is the baseline's own predict
     out = []
@@ -292,8 +326,15 @@ def _expected(baseline: Any, dm: Any, t: np.ndarray, y: np.ndarray, x: np.ndarra
     return np.stack(out, axis=2).astype(np.float64)
 
 
-def tree_parity(session: ort.InferenceSession, baseline: Any, dm: Any, meta: ExportMetadata,
-                *, max_samples: int = 2000, rtol: float = 1e-4) -> dict[str, Any]:
+def tree_parity(
+    session: ort.InferenceSession,
+    baseline: Any,
+    dm: Any,
+    meta: ExportMetadata,
+    *,
+    max_samples: int = 2000,
+    rtol: float = 1e-4,
+) -> dict[str, Any]:
     """Compare the graph, fed through the serving adapter's inputs, with the baseline.
 
     Rows with a NaN input are skipped when the graph refuses NaN (random forest).
@@ -309,8 +350,15 @@ def tree_parity(session: ort.InferenceSession, baseline: Any, dm: Any, meta: Exp
     t, y, x = dm.index["test"].decode(slice(0, max_samples))
     ds = dm.ds
     station = "station" in ds.dims
-    inputs = Inputs("station" if station else "grid", ds["time"].values, dm.arrays.dynamic,
-                    dm.arrays.static, t, ds["latitude"].values, ds["longitude"].values)
+    inputs = Inputs(
+        "station" if station else "grid",
+        ds["time"].values,
+        dm.arrays.dynamic,
+        dm.arrays.static,
+        t,
+        ds["latitude"].values,
+        ds["longitude"].values,
+    )
     feed = tree_inputs(dm.arrays, meta, inputs, t, y, x)
     feed = {k: np.ascontiguousarray(feed[k]) for k in meta.io.inputs}
     got = session.run(None, feed)[0].astype(np.float64)
@@ -322,20 +370,31 @@ def tree_parity(session: ort.InferenceSession, baseline: Any, dm: Any, meta: Exp
         keep = np.all([np.isfinite(v).reshape(t.size, -1).all(1) for v in feed.values()], 0)
     err = np.abs(got - want)[keep]
     bound = rtol * (1.0 + np.abs(want[keep]))
-    report = {"n_samples": int(keep.sum()), "n_skipped_nan": int((~keep).sum()),
-              "max_abs": float(err.max()) if err.size else 0.0,
-              "max_rel": float((err / np.maximum(np.abs(want[keep]), 1e-6)).max())
-              if err.size else 0.0, "rtol": rtol,
-              "passed": bool(err.size and (err <= bound).all())}
+    report = {
+        "n_samples": int(keep.sum()),
+        "n_skipped_nan": int((~keep).sum()),
+        "max_abs": float(err.max()) if err.size else 0.0,
+        "max_rel": float((err / np.maximum(np.abs(want[keep]), 1e-6)).max()) if err.size else 0.0,
+        "rtol": rtol,
+        "passed": bool(err.size and (err <= bound).all()),
+    }
     if not report["passed"]:
-        raise ParityError(f"tree export differs from {baseline.name}: {report}; this converter "
-                          "does not reproduce the model faithfully (see geoclim.export.trees)")
+        raise ParityError(
+            f"tree export differs from {baseline.name}: {report}; this converter "
+            "does not reproduce the model faithfully (see geoclim.export.trees)"
+        )
     return report
 
 
-def export_tree(baseline: Any, dm: Any, out: str | os.PathLike, *,
-                scores: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
-                provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+def export_tree(
+    baseline: Any,
+    dm: Any,
+    out: str | os.PathLike,
+    *,
+    scores: dict[str, Any] | None = None,
+    config: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Export a fitted tree baseline (point samples) with metadata; parity-checked.
 
     Args:
@@ -355,22 +414,37 @@ def export_tree(baseline: Any, dm: Any, out: str | os.PathLike, *,
     from geoclim.export.run import build_metadata
 
     if dm.spec.patch != 1:
-        raise ConfigError(f"tree exports serve point samples (window.patch = 1); the run has "
-                          f"patch = {dm.spec.patch}")
+        raise ConfigError(
+            f"tree exports serve point samples (window.patch = 1); the run has "
+            f"patch = {dm.spec.patch}"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model, used = tree_model(baseline, dm.task, dm.normalizer)
     onnx.save(model, str(out))
-    sklearn = any(type(e).__module__.startswith("sklearn")
-                  for ests in estimators(baseline).values() for e in ests)
-    io = ModelIO(inputs=used, kind="tree", output_space="physical",
-                 nan_inputs="refuse" if sklearn else "pass",
-                 calendar=tuple(baseline.spec.calendar),
-                 model_class=f"{type(baseline).__module__}.{type(baseline).__qualname__}")
+    sklearn = any(
+        type(e).__module__.startswith("sklearn")
+        for ests in estimators(baseline).values()
+        for e in ests
+    )
+    io = ModelIO(
+        inputs=used,
+        kind="tree",
+        output_space="physical",
+        nan_inputs="refuse" if sklearn else "pass",
+        calendar=tuple(baseline.spec.calendar),
+        model_class=f"{type(baseline).__module__}.{type(baseline).__qualname__}",
+    )
     placeholder = ParityReport(0, 0, (), 0.0, 0.0, 0.0, 0.0, True, {})
-    meta = build_metadata(dm, baseline, ExportResult(out, used, False, "onnxmltools/skl2onnx",
-                                                     OPSET), placeholder,
-                          scores=scores, config=config, provenance=provenance)
+    meta = build_metadata(
+        dm,
+        baseline,
+        ExportResult(out, used, False, "onnxmltools/skl2onnx", OPSET),
+        placeholder,
+        scores=scores,
+        config=config,
+        provenance=provenance,
+    )
     task = dm.task
     if tuple(baseline.quantiles) != task.quantiles:  # e.g. quantiles: [] on a quantile task
         task = dataclasses.replace(task, quantiles=tuple(baseline.quantiles))
@@ -378,12 +452,19 @@ def export_tree(baseline: Any, dm: Any, out: str | os.PathLike, *,
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     parity = tree_parity(session, baseline, dm, meta)
     write_metadata(out, meta.replace(parity=parity))
-    return {"model": str(out.resolve()), "inputs": list(used), "kind": "tree",
-            "nan_inputs": io.nan_inputs, "parity": parity, "size_bytes": out.stat().st_size}
+    return {
+        "model": str(out.resolve()),
+        "inputs": list(used),
+        "kind": "tree",
+        "nan_inputs": io.nan_inputs,
+        "parity": parity,
+        "size_bytes": out.stat().st_size,
+    }
 
 
-def export_tree_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = None
-                    ) -> dict[str, Any]:
+def export_tree_run(
+    run_dir: str | os.PathLike, out: str | os.PathLike | None = None
+) -> dict[str, Any]:
     """Refit a tree baseline run from its config (seeded) and export it.
 
     Args:
@@ -403,16 +484,21 @@ def export_tree_run(run_dir: str | os.PathLike, out: str | os.PathLike | None = 
     run_dir = Path(run_dir)
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     if model_kind(cfg) != "baseline" or "trees" not in str(cfg.model.get("_target_", "")):
-        raise ConfigError(f"{run_dir} did not train a tree baseline (model: "
-                          f"{cfg.model.get('_target_')})")
+        raise ConfigError(
+            f"{run_dir} did not train a tree baseline (model: {cfg.model.get('_target_')})"
+        )
     dm = build_datamodule(cfg)
     dm.setup()
     baseline = build_estimator(cfg).fit(dm)
     metrics = run_dir / "metrics.json"
     out = Path(out) if out is not None else run_dir / "export" / "model.onnx"
     report = export_tree(
-        baseline, dm, out, scores=json.loads(metrics.read_text()) if metrics.is_file() else {},
+        baseline,
+        dm,
+        out,
+        scores=json.loads(metrics.read_text()) if metrics.is_file() else {},
         config=OmegaConf.to_container(cfg, resolve=False),
-        provenance={"run_dir": str(run_dir.resolve()), "refit": "seeded refit from config"})
-    (out.parent / "export.json").write_text(json.dumps(report, indent=2) + "\n")
+        provenance={"run_dir": str(run_dir.resolve()), "refit": "seeded refit from config"},
+    )
+    fileio.write_text(out.parent / "export.json", json.dumps(report, indent=2) + "\n")
     return report

@@ -85,24 +85,41 @@ class ForecastModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.scheduler_monitor = scheduler_monitor
         self._register_target_stats()
-        self.metrics = nn.ModuleDict({
-            stage: nn.ModuleDict({
-                f"{kind}_{name}": (torchmetrics.MeanSquaredError(squared=False) if kind == "rmse"
-                                   else torchmetrics.MeanAbsoluteError())
-                for name in self.targets for kind in ("rmse", "mae")
-            })
-            for stage in METRIC_STAGES
-        })
+        self.metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict(
+                    {
+                        f"{kind}_{name}": (
+                            torchmetrics.MeanSquaredError(squared=False)
+                            if kind == "rmse"
+                            else torchmetrics.MeanAbsoluteError()
+                        )
+                        for name in self.targets
+                        for kind in ("rmse", "mae")
+                    }
+                )
+                for stage in METRIC_STAGES
+            }
+        )
 
     def _register_target_stats(self) -> None:
         """Buffers ``(C_out,)`` mean, std and log flag of each target (identity if unknown)."""
         stats = [(self.normalizer or {}).get(name) for name in self.targets]
-        self.register_buffer("target_mean", torch.tensor(
-            [s["mean"] if s else 0.0 for s in stats], dtype=torch.float32), persistent=False)
-        self.register_buffer("target_std", torch.tensor(
-            [s["std"] if s else 1.0 for s in stats], dtype=torch.float32), persistent=False)
-        self.register_buffer("target_log", torch.tensor(
-            [bool(s and s["log"]) for s in stats], dtype=torch.bool), persistent=False)
+        self.register_buffer(
+            "target_mean",
+            torch.tensor([s["mean"] if s else 0.0 for s in stats], dtype=torch.float32),
+            persistent=False,
+        )
+        self.register_buffer(
+            "target_std",
+            torch.tensor([s["std"] if s else 1.0 for s in stats], dtype=torch.float32),
+            persistent=False,
+        )
+        self.register_buffer(
+            "target_log",
+            torch.tensor([bool(s and s["log"]) for s in stats], dtype=torch.bool),
+            persistent=False,
+        )
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         """Run the network; ``"prediction"`` is ``(B, T_out, C_out[, Q], H, W)`` normalised."""
@@ -119,8 +136,15 @@ class ForecastModule(L.LightningModule):
         prediction = self(batch)["prediction"]  # (B, T_out, C_out[, Q], H, W)
         loss = self.loss_fn(prediction, batch["target"], batch["target_mask"])
         batch_size = batch["target"].shape[0]
-        self.log(f"{stage}/loss", loss, prog_bar=stage != "test", on_step=stage == "train",
-                 on_epoch=True, batch_size=batch_size, sync_dist=stage != "train")
+        self.log(
+            f"{stage}/loss",
+            loss,
+            prog_bar=stage != "test",
+            on_step=stage == "train",
+            on_epoch=True,
+            batch_size=batch_size,
+            sync_dist=stage != "train",
+        )
         if stage in METRIC_STAGES:
             self._update_metrics(prediction.detach(), batch, stage)
         return loss
@@ -169,8 +193,11 @@ class ForecastModule(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": self.scheduler_monitor,
-                             "interval": "epoch"},
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "monitor": self.scheduler_monitor,
+                "interval": "epoch",
+            },
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -190,8 +217,12 @@ class ForecastModule(L.LightningModule):
         if net_config is None:
             raise ValueError(f"{path}: checkpoint has no net_config; cannot rebuild the network")
         hp = ckpt.get("hyper_parameters", {})
-        module = cls(net=net_config, task=json.loads(meta["task"]),
-                     normalizer=json.loads(meta["normalizer"]), loss=hp.get("loss", "auto"))
+        module = cls(
+            net=net_config,
+            task=json.loads(meta["task"]),
+            normalizer=json.loads(meta["normalizer"]),
+            loss=hp.get("loss", "auto"),
+        )
         module.load_state_dict(ckpt["state_dict"])
         return module.eval()
 

@@ -81,32 +81,55 @@ class Forecaster:
 
     """
 
-    def __init__(self, session: ort.InferenceSession, metadata: ExportMetadata, *,
-                 name: str = "model", max_missing: float = 0.0, max_batch: int = 4096):
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        metadata: ExportMetadata,
+        *,
+        name: str = "model",
+        max_missing: float = 0.0,
+        max_batch: int = 4096,
+    ):
         if not 0.0 <= max_missing <= 1.0:
             raise ConfigError(f"max_missing must be within [0, 1], got {max_missing}")
         self.session, self.metadata, self.name = session, metadata, name
         self.max_missing, self.max_batch = max_missing, max_batch
         graph_inputs = [i.name for i in session.get_inputs()]
         if metadata.io.kind == "tree" and metadata.window.patch != 1:
-            raise SchemaError("tree exports forecast points (window.patch = 1); metadata says "
-                              f"patch = {metadata.window.patch}")
+            raise SchemaError(
+                "tree exports forecast points (window.patch = 1); metadata says "
+                f"patch = {metadata.window.patch}"
+            )
         if list(metadata.io.inputs) != graph_inputs:
-            raise SchemaError(f"export metadata lists inputs {list(metadata.io.inputs)} but the "
-                              f"graph has {graph_inputs}")
+            raise SchemaError(
+                f"export metadata lists inputs {list(metadata.io.inputs)} but the "
+                f"graph has {graph_inputs}"
+            )
         if "time_idx" in graph_inputs:
-            raise SchemaError("the graph reads 'time_idx', a position on the training data's "
-                              "time axis, which has no meaning when serving")
+            raise SchemaError(
+                "the graph reads 'time_idx', a position on the training data's "
+                "time axis, which has no meaning when serving"
+            )
         task = metadata.task
         self._cal_names = tuple(n for n in task.future_inputs if n in calendar.FEATURES)
         self._known_sources = tuple(
-            ("calendar", self._cal_names.index(n)) if n in calendar.FEATURES
-            else ("dynamic", task.dynamic_variables.index(n)) for n in task.future_inputs)
+            ("calendar", self._cal_names.index(n))
+            if n in calendar.FEATURES
+            else ("dynamic", task.dynamic_variables.index(n))
+            for n in task.future_inputs
+        )
 
     @classmethod
-    def from_onnx(cls, path: str | os.PathLike, *, name: str | None = None,
-                  threads: int | None = None, providers: list[str] | None = None,
-                  max_missing: float = 0.0, max_batch: int = 4096) -> Forecaster:
+    def from_onnx(
+        cls,
+        path: str | os.PathLike,
+        *,
+        name: str | None = None,
+        threads: int | None = None,
+        providers: list[str] | None = None,
+        max_missing: float = 0.0,
+        max_batch: int = 4096,
+    ) -> Forecaster:
         """Load an exported model.
 
         Args:
@@ -126,13 +149,15 @@ class Forecaster:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         try:
-            session = ort.InferenceSession(str(path), options,
-                                           providers=providers or ["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(path), options, providers=providers or ["CPUExecutionProvider"]
+            )
         except Exception as err:  # onnxruntime raises its own exception types
             raise SchemaError(f"{path}: not a loadable ONNX model ({err})") from None
         meta = ExportMetadata.from_props(session.get_modelmeta().custom_metadata_map)
-        return cls(session, meta, name=name or path.stem, max_missing=max_missing,
-                   max_batch=max_batch)
+        return cls(
+            session, meta, name=name or path.stem, max_missing=max_missing, max_batch=max_batch
+        )
 
     @property
     def task(self):
@@ -153,7 +178,7 @@ class Forecaster:
         n = len(batch[names[0]])
         out = []
         for start in range(0, max(n, 1), self.max_batch):
-            feed = {k: _dtype(k, batch[k][start:start + self.max_batch]) for k in names}
+            feed = {k: _dtype(k, batch[k][start : start + self.max_batch]) for k in names}
             out.append(self.session.run([self.metadata.io.outputs[0]], feed)[0])
         return out[0] if len(out) == 1 else np.concatenate(out)
 
@@ -174,9 +199,13 @@ class Forecaster:
         for c, name in enumerate(task.static_inputs):
             static[..., c] = norm.encode(inputs.static[..., c], name)
         arrays = WindowArrays(
-            dynamic=dynamic, calendar=calendar_on_axis(inputs.times, self._cal_names),
-            static=static, n_past=len(task.past_variables), n_targets=len(task.targets),
-            known_sources=self._known_sources)
+            dynamic=dynamic,
+            calendar=calendar_on_axis(inputs.times, self._cal_names),
+            static=static,
+            n_past=len(task.past_variables),
+            n_targets=len(task.targets),
+            known_sources=self._known_sources,
+        )
         t, y, x = self._samples(inputs)
         preds = []
         for s in range(0, t.size, self.max_batch):
@@ -188,12 +217,18 @@ class Forecaster:
                 batch["lat_idx"] = inputs.domain_rows[y[sl], x[sl]].astype(np.int64)
                 batch["lon_idx"] = inputs.domain_cols[y[sl], x[sl]].astype(np.int64)
             preds.append(self.run(batch))
-        return RawForecast(np.concatenate(preds), t, y, x,
-                           physical=meta.io.output_space == "physical")
+        return RawForecast(
+            np.concatenate(preds), t, y, x, physical=meta.io.output_space == "physical"
+        )
 
-    def predict(self, history: xr.Dataset, *, future: xr.Dataset | None = None,
-                init_times: np.ndarray | list | None = None,
-                max_missing: float | None = None) -> xr.Dataset:
+    def predict(
+        self,
+        history: xr.Dataset,
+        *,
+        future: xr.Dataset | None = None,
+        init_times: np.ndarray | list | None = None,
+        max_missing: float | None = None,
+    ) -> xr.Dataset:
         """Forecast from an xarray history (physical units).
 
         Args:
@@ -211,19 +246,29 @@ class Forecaster:
         inputs = request.from_dataset(self.metadata, history, future, init_times)
         raw = self.forecast(inputs, max_missing=max_missing)
         return to_forecast_dataset(
-            raw.prediction, raw.time_idx, raw.lat_idx, raw.lon_idx, _template(inputs),
-            self.task.targets, normalizer=None if raw.physical else self.metadata.normalizer,
+            raw.prediction,
+            raw.time_idx,
+            raw.lat_idx,
+            raw.lon_idx,
+            _template(inputs),
+            self.task.targets,
+            normalizer=None if raw.physical else self.metadata.normalizer,
             quantiles=self.task.quantiles,
         ).assign_attrs(model=self.name, data_fingerprint=self.metadata.data_fingerprint)
 
-    def predict_arrays(self, init_time: np.datetime64 | str, past: dict[str, np.ndarray], *,
-                       latitude: np.ndarray | list[float], longitude: np.ndarray | list[float],
-                       station: list[str] | None = None,
-                       future: dict[str, np.ndarray] | None = None,
-                       static: dict[str, np.ndarray] | None = None,
-                       units: dict[str, str] | None = None,
-                       max_missing: float | None = None
-                       ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def predict_arrays(
+        self,
+        init_time: np.datetime64 | str,
+        past: dict[str, np.ndarray],
+        *,
+        latitude: np.ndarray | list[float],
+        longitude: np.ndarray | list[float],
+        station: list[str] | None = None,
+        future: dict[str, np.ndarray] | None = None,
+        static: dict[str, np.ndarray] | None = None,
+        units: dict[str, str] | None = None,
+        max_missing: float | None = None,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Forecast a batch of points from numpy arrays (the fast path, no xarray).
 
         Args:
@@ -248,9 +293,16 @@ class Forecaster:
                 "of point series"
             )
         inputs = request.from_arrays(
-            self.metadata, init_time, past, latitude=np.asarray(latitude),
-            longitude=np.asarray(longitude), station=station, future=future, static=static,
-            units=units)
+            self.metadata,
+            init_time,
+            past,
+            latitude=np.asarray(latitude),
+            longitude=np.asarray(longitude),
+            station=station,
+            future=future,
+            static=static,
+            units=units,
+        )
         raw = self.forecast(inputs, max_missing=max_missing)
         # one init time and patch 1: samples are the locations, in request order
         pred = raw.values(self.metadata.normalizer, self.task.targets)[..., 0, 0]
@@ -281,23 +333,41 @@ class Forecaster:
         meta, task = self.metadata, self.task
         d = meta.domain
         if d.layout == "station":
-            points = [(d.station[i % len(d.station)], float(d.latitude[i % d.latitude.size]),
-                       float(d.longitude[i % d.longitude.size])) for i in range(n_locations)]
+            points = [
+                (
+                    d.station[i % len(d.station)],
+                    float(d.latitude[i % d.latitude.size]),
+                    float(d.longitude[i % d.longitude.size]),
+                )
+                for i in range(n_locations)
+            ]
         else:
-            points = [(f"cell-{i}", float(d.latitude[i % d.latitude.size]),
-                       float(d.longitude[(i // d.latitude.size) % d.longitude.size]))
-                      for i in range(n_locations)]
+            points = [
+                (
+                    f"cell-{i}",
+                    float(d.latitude[i % d.latitude.size]),
+                    float(d.longitude[(i // d.latitude.size) % d.longitude.size]),
+                )
+                for i in range(n_locations)
+            ]
 
         def mean(name: str, n: int) -> list[float]:
             value = float(meta.normalizer.decode(np.zeros(1), name)[0])
             return [round(value, 3)] * n
 
-        init = pd.Timestamp("2024-06-01T12:00:00") if meta.time_step_seconds < 86400 else \
-            pd.Timestamp("2024-06-01")
+        init = (
+            pd.Timestamp("2024-06-01T12:00:00")
+            if meta.time_step_seconds < 86400
+            else pd.Timestamp("2024-06-01")
+        )
         locations = []
         for station, lat, lon in points:
-            loc: dict = {"station": station, "latitude": lat, "longitude": lon,
-                         "past": {v: mean(v, task.input_steps) for v in task.past_variables}}
+            loc: dict = {
+                "station": station,
+                "latitude": lat,
+                "longitude": lon,
+                "past": {v: mean(v, task.input_steps) for v in task.past_variables},
+            }
             if task.future_variables:
                 loc["future"] = {v: mean(v, task.horizon) for v in task.future_variables}
             locations.append(loc)
@@ -311,13 +381,19 @@ class Forecaster:
             h, w = _domain_shape(self.metadata)
         elif win.patch > 1:
             h = w = win.patch
-        shapes = {"past": (1, task.input_steps, len(task.past_variables), h, w),
-                  "known_future": (1, task.horizon, len(task.future_inputs), h, w),
-                  "static": (1, len(task.static_inputs), h, w)}
-        shapes |= {"calendar": (1, task.horizon, len(self.metadata.io.calendar), h, w),
-                   "coordinates": (1, 2, h, w)}
-        batch = {k: np.zeros(shapes.get(k, (1,)), np.float32 if k in shapes else np.int64)
-                 for k in self.metadata.io.inputs}
+        shapes = {
+            "past": (1, task.input_steps, len(task.past_variables), h, w),
+            "known_future": (1, task.horizon, len(task.future_inputs), h, w),
+            "static": (1, len(task.static_inputs), h, w),
+        }
+        shapes |= {
+            "calendar": (1, task.horizon, len(self.metadata.io.calendar), h, w),
+            "coordinates": (1, 2, h, w),
+        }
+        batch = {
+            k: np.zeros(shapes.get(k, (1,)), np.float32 if k in shapes else np.int64)
+            for k in self.metadata.io.inputs
+        }
         self.run(batch)
 
     def _samples(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -344,8 +420,9 @@ class Forecaster:
         task = self.task
         t_in, lead, n_past = task.input_steps, task.horizon, len(task.past_variables)
         miss = ~np.isfinite(inputs.dynamic)
-        csum = np.concatenate([np.zeros_like(miss[:1], np.int32),
-                               np.cumsum(miss, axis=0, dtype=np.int32)])
+        csum = np.concatenate(
+            [np.zeros_like(miss[:1], np.int32), np.cumsum(miss, axis=0, dtype=np.int32)]
+        )
         t = inputs.inits
         checks = [(csum[t + 1] - csum[t + 1 - t_in])[..., :n_past] / t_in]  # (N, H, W, C_past)
         names = [list(task.past_variables)]
@@ -354,16 +431,21 @@ class Forecaster:
             checks.append((csum[t + 1 + lead] - csum[t + 1])[..., fut] / lead)
             names.append(list(task.future_variables))
         if task.static_inputs:
-            checks.append(np.broadcast_to(~np.isfinite(inputs.static),
-                                          (t.size, *inputs.static.shape)).astype(float))
+            checks.append(
+                np.broadcast_to(~np.isfinite(inputs.static), (t.size, *inputs.static.shape)).astype(
+                    float
+                )
+            )
             names.append(list(task.static_inputs))
         for frac, labels in zip(checks, names, strict=True):
             bad = np.argwhere(frac > max_missing)
             if bad.size:
                 i, yy, xx, c = bad[0]
-                where = (f"station {inputs.station[yy]!r}" if inputs.layout == "station" else
-                         f"latitude {inputs.latitude[yy]:.4f}, longitude "
-                         f"{inputs.longitude[xx]:.4f}")
+                where = (
+                    f"station {inputs.station[yy]!r}"
+                    if inputs.layout == "station"
+                    else f"latitude {inputs.latitude[yy]:.4f}, longitude {inputs.longitude[xx]:.4f}"
+                )
                 raise DataError(
                     f"variable {labels[c]!r} at {where}, init {pd.Timestamp(inputs.times[t[i]])}:"
                     f" {frac[i, yy, xx, c]:.0%} of its values are missing (NaN); the model "

@@ -58,17 +58,23 @@ from geoclim.serving.security import JWTConfig, KeyStore, Principal, RateLimiter
 
 log = logging.getLogger(__name__)
 
-ANONYMOUS = Principal("anonymous", ("*",), rate_per_minute=math.inf, burst=1 << 30,
-                      method="anonymous")
+ANONYMOUS = Principal(
+    "anonymous", ("*",), rate_per_minute=math.inf, burst=1 << 30, method="anonymous"
+)
 MAX_DECODED_BYTES = 512 * 1024 * 1024
 """Largest uncompressed size of an uploaded netCDF history."""
 INLINE_LOCATIONS = 8
 """Point requests up to this size run on the event loop; larger ones in the thread pool."""
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": text} for code, text in (
-        (401, "Missing or invalid credentials"), (403, "Key may not use this model"),
-        (404, "Unknown model"), (413, "Request body too large"),
-        (422, "Invalid request"), (429, "Rate limit exceeded"))
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (401, "Missing or invalid credentials"),
+        (403, "Key may not use this model"),
+        (404, "Unknown model"),
+        (413, "Request body too large"),
+        (422, "Invalid request"),
+        (429, "Rate limit exceeded"),
+    )
 }
 
 
@@ -104,16 +110,24 @@ class ServeSettings:
 class APIError(Exception):
     """An error answer with a status, a kind and a message."""
 
-    def __init__(self, status: int, error: str, message: str,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self, status: int, error: str, message: str, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.error, self.message, self.headers = status, error, message, headers
 
 
-def _error_response(status: int, error: str, message: str, *, detail: Any = None,
-                    headers: dict[str, str] | None = None) -> JSONResponse:
-    body = ErrorResponse(error=error, message=message, request_id=request_id_var.get(),
-                         detail=detail)
+def _error_response(
+    status: int,
+    error: str,
+    message: str,
+    *,
+    detail: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(
+        error=error, message=message, request_id=request_id_var.get(), detail=detail
+    )
     return JSONResponse(body.model_dump(exclude_none=True), status_code=status, headers=headers)
 
 
@@ -144,18 +158,23 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         yield
         state["ready"] = False
 
-    app = FastAPI(title="geoclim forecast service", version=geoclim.__version__,
-                  lifespan=lifespan, description=__doc__.split("\n\n")[0])
+    app = FastAPI(
+        title="geoclim forecast service",
+        version=geoclim.__version__,
+        lifespan=lifespan,
+        description=__doc__.split("\n\n")[0],
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
     api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
     bearer = HTTPBearer(auto_error=False)
 
-    async def authenticate(request: Request,
-                     key: Annotated[str | None, Security(api_key_header)] = None,
-                     token: Annotated[HTTPAuthorizationCredentials | None,
-                                      Security(bearer)] = None) -> Principal:
+    async def authenticate(
+        request: Request,
+        key: Annotated[str | None, Security(api_key_header)] = None,
+        token: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None,
+    ) -> Principal:
         if settings.keys is None and settings.jwt is None:
             principal: Principal | None = ANONYMOUS
         elif key is not None and settings.keys is not None:
@@ -167,27 +186,38 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         else:
             principal = None
         if principal is None:
-            raise APIError(401, "unauthorized", "missing or invalid credentials: send a valid "
-                           "X-API-Key header" + (" or Authorization: Bearer <JWT>"
-                                                 if settings.jwt else ""),
-                           headers={"WWW-Authenticate": 'Bearer, ApiKey header="X-API-Key"'})
+            raise APIError(
+                401,
+                "unauthorized",
+                "missing or invalid credentials: send a valid "
+                "X-API-Key header" + (" or Authorization: Bearer <JWT>" if settings.jwt else ""),
+                headers={"WWW-Authenticate": 'Bearer, ApiKey header="X-API-Key"'},
+            )
         request.state.principal = principal.id
         wait = limiter.acquire(principal)
         if wait > 0:
-            raise APIError(429, "rate_limited",
-                           f"rate limit of {principal.rate_per_minute:g} requests/minute "
-                           f"exceeded for {principal.id!r}; retry in {wait:.1f} s",
-                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+            raise APIError(
+                429,
+                "rate_limited",
+                f"rate limit of {principal.rate_per_minute:g} requests/minute "
+                f"exceeded for {principal.id!r}; retry in {wait:.1f} s",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         return principal
 
     def resolve(name: str | None, principal: Principal, request: Request) -> ServedModel:
         name = name or models[0].name
         if name not in by_name:
-            raise APIError(404, "model_not_found",
-                           f"unknown model {name!r}; served models are {list(by_name)}")
+            raise APIError(
+                404, "model_not_found", f"unknown model {name!r}; served models are {list(by_name)}"
+            )
         if not principal.may_use(name):
-            raise APIError(403, "forbidden", f"key {principal.id!r} may not use model {name!r}; "
-                           f"it may use {list(principal.models)}")
+            raise APIError(
+                403,
+                "forbidden",
+                f"key {principal.id!r} may not use model {name!r}; "
+                f"it may use {list(principal.models)}",
+            )
         request.state.model = name
         return by_name[name]
 
@@ -197,8 +227,14 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        detail = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")),
-                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        detail = [
+            {
+                "loc": [str(x) for x in e.get("loc", ())],
+                "msg": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
         first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
         message = f"{'.'.join(first['loc'])}: {first['msg']}"
         if len(detail) > 1:
@@ -212,8 +248,9 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error_response(exc.status_code, kind, str(exc.detail),
-                               headers=getattr(exc, "headers", None))
+        return _error_response(
+            exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None)
+        )
 
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -227,40 +264,69 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
     auth = Depends(authenticate)
     example = models[0].forecaster.example_request()
 
-    @app.post("/v1/forecast", response_model=ForecastResponse, responses=_ERRORS,
-              tags=["forecast"], summary="Point forecasts for one location or a batch")
-    async def forecast(request: Request,
-                       body: Annotated[ForecastRequest, _body_example(example)],
-                       principal: Principal = auth) -> ForecastResponse:
+    @app.post(
+        "/v1/forecast",
+        response_model=ForecastResponse,
+        responses=_ERRORS,
+        tags=["forecast"],
+        summary="Point forecasts for one location or a batch",
+    )
+    async def forecast(
+        request: Request,
+        body: Annotated[ForecastRequest, _body_example(example)],
+        principal: Principal = auth,
+    ) -> ForecastResponse:
         served = resolve(body.model, principal, request)
         if len(body.locations) <= INLINE_LOCATIONS:  # < 1 ms: cheaper than a thread hop
             return _point_forecast(served, body, settings, metrics)
         return await run_in_threadpool(_point_forecast, served, body, settings, metrics)
 
-    @app.post("/v1/forecast/netcdf", responses=_ERRORS | {200: {
-        "content": {"application/x-netcdf": {}}, "description": "Forecast Dataset (netCDF)"}},
-        tags=["forecast"], summary="Gridded (or station) forecast from a netCDF history")
-    def forecast_netcdf(request: Request, file: Annotated[UploadFile, File(
-                            description="netCDF history in the canonical layout")],
-                        model: Annotated[str | None, Form(max_length=100)] = None,
-                        max_missing: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
-                        principal: Principal = auth) -> Response:
+    @app.post(
+        "/v1/forecast/netcdf",
+        responses=_ERRORS
+        | {
+            200: {
+                "content": {"application/x-netcdf": {}},
+                "description": "Forecast Dataset (netCDF)",
+            }
+        },
+        tags=["forecast"],
+        summary="Gridded (or station) forecast from a netCDF history",
+    )
+    def forecast_netcdf(
+        request: Request,
+        file: Annotated[UploadFile, File(description="netCDF history in the canonical layout")],
+        model: Annotated[str | None, Form(max_length=100)] = None,
+        max_missing: Annotated[float | None, Form(ge=0.0, le=1.0)] = None,
+        principal: Principal = auth,
+    ) -> Response:
         served = resolve(model, principal, request)
         history = _read_netcdf(file)
         start = time.perf_counter()
         out = served.forecaster.predict(
-            history, max_missing=settings.max_missing if max_missing is None else max_missing)
+            history, max_missing=settings.max_missing if max_missing is None else max_missing
+        )
         metrics.inference.labels(served.name).observe(time.perf_counter() - start)
         metrics.locations.labels(served.name).inc(out.sizes.get("init_time", 1))
         return Response(_to_netcdf(out), media_type="application/x-netcdf")
 
-    @app.get("/v1/models", response_model=list[ModelInfo], responses=_ERRORS,
-             tags=["models"], summary="Served models")
+    @app.get(
+        "/v1/models",
+        response_model=list[ModelInfo],
+        responses=_ERRORS,
+        tags=["models"],
+        summary="Served models",
+    )
     async def list_models(principal: Principal = auth) -> list[ModelInfo]:
         return [_info(m) for m in models if principal.may_use(m.name)]
 
-    @app.get("/v1/models/{name}", response_model=ModelInfo, responses=_ERRORS,
-             tags=["models"], summary="One served model")
+    @app.get(
+        "/v1/models/{name}",
+        response_model=ModelInfo,
+        responses=_ERRORS,
+        tags=["models"],
+        summary="One served model",
+    )
     async def get_model(name: str, request: Request, principal: Principal = auth) -> ModelInfo:
         return _info(resolve(name, principal, request))
 
@@ -268,15 +334,24 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
     async def health() -> dict[str, str]:
         return {"status": "ok", "version": geoclim.__version__}
 
-    @app.get("/ready", tags=["ops"], summary="Readiness", responses={503: {
-        "model": ErrorResponse, "description": "Not ready"}})
+    @app.get(
+        "/ready",
+        tags=["ops"],
+        summary="Readiness",
+        responses={503: {"model": ErrorResponse, "description": "Not ready"}},
+    )
     async def ready() -> Any:
         if not state["ready"]:
             return _error_response(503, "not_ready", "models are still loading")
         return {"status": "ready", "models": list(by_name)}
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics",
-             response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -287,17 +362,25 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
 def _body_example(example: dict[str, Any]) -> Any:
     from fastapi import Body
 
-    return Body(openapi_examples={"one_location": {"summary": "One location, default model",
-                                                   "value": example}})
+    return Body(
+        openapi_examples={
+            "one_location": {"summary": "One location, default model", "value": example}
+        }
+    )
 
 
 def _info(m: ServedModel) -> ModelInfo:
-    return ModelInfo(name=m.name, version=m.version, path=os.path.basename(m.path),
-                     metadata=m.forecaster.metadata.summary())
+    return ModelInfo(
+        name=m.name,
+        version=m.version,
+        path=os.path.basename(m.path),
+        metadata=m.forecaster.metadata.summary(),
+    )
 
 
-def _point_forecast(served: ServedModel, body: ForecastRequest, settings: ServeSettings,
-                    metrics: Metrics) -> Response:
+def _point_forecast(
+    served: ServedModel, body: ForecastRequest, settings: ServeSettings, metrics: Metrics
+) -> Response:
     """Run a point request; answer with JSON in the ``ForecastResponse`` schema.
 
     The answer is serialised here directly (``json.dumps`` of plain lists) rather than
@@ -305,8 +388,12 @@ def _point_forecast(served: ServedModel, body: ForecastRequest, settings: ServeS
     """
     start = time.perf_counter()
     payload = forecast_records(
-        served.forecaster, body, name=served.name, version=served.version,
-        max_missing=settings.max_missing if body.max_missing is None else body.max_missing)
+        served.forecaster,
+        body,
+        name=served.name,
+        version=served.version,
+        max_missing=settings.max_missing if body.max_missing is None else body.max_missing,
+    )
     metrics.inference.labels(served.name).observe(time.perf_counter() - start)
     metrics.locations.labels(served.name).inc(len(body.locations))
     return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
@@ -320,15 +407,22 @@ def _read_netcdf(file: UploadFile) -> xr.Dataset:
             with xr.open_dataset(tmp.name) as ds:
                 decoded = sum(v.nbytes for v in ds.variables.values())
                 if decoded > MAX_DECODED_BYTES:  # compressed variables can expand a lot
-                    raise APIError(413, "payload_too_large", f"upload {file.filename!r} "
-                                   f"decodes to {decoded} bytes; the limit is "
-                                   f"{MAX_DECODED_BYTES}")
+                    raise APIError(
+                        413,
+                        "payload_too_large",
+                        f"upload {file.filename!r} "
+                        f"decodes to {decoded} bytes; the limit is "
+                        f"{MAX_DECODED_BYTES}",
+                    )
                 return ds.load()
         except APIError:
             raise
         except Exception as err:  # noqa: BLE001 - netCDF/HDF5 backends raise many types
-            raise APIError(422, "invalid_file", f"upload {file.filename!r} is not a readable "
-                           f"netCDF file ({type(err).__name__})") from None
+            raise APIError(
+                422,
+                "invalid_file",
+                f"upload {file.filename!r} is not a readable netCDF file ({type(err).__name__})",
+            ) from None
 
 
 def _to_netcdf(ds: xr.Dataset) -> bytes:
@@ -339,4 +433,3 @@ def _to_netcdf(ds: xr.Dataset) -> bytes:
         ds.to_netcdf(path)
         with open(path, "rb") as f:
             return f.read()
-

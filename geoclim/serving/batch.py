@@ -42,8 +42,14 @@ def _calendar(start: int, n: int, step: int, names: tuple[str, ...]) -> np.ndarr
     return out
 
 
-def tree_inputs(arrays: WindowArrays, meta: ExportMetadata, inputs: Inputs, t: np.ndarray,
-                y: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
+def tree_inputs(
+    arrays: WindowArrays,
+    meta: ExportMetadata,
+    inputs: Inputs,
+    t: np.ndarray,
+    y: np.ndarray,
+    x: np.ndarray,
+) -> dict[str, np.ndarray]:
     """Inputs of a tree export for point samples ``(t, y, x)``, NaN kept (trees route it).
 
     Returns:

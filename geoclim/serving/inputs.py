@@ -70,8 +70,11 @@ class Inputs:
 
 
 def _canonical_names(ds: xr.Dataset) -> xr.Dataset:
-    rename = {k: v for k, v in DIM_ALIASES.items()
-              if (k in ds.variables or k in ds.dims) and v not in ds.variables}
+    rename = {
+        k: v
+        for k, v in DIM_ALIASES.items()
+        if (k in ds.variables or k in ds.dims) and v not in ds.variables
+    }
     ds = ds.rename(rename)
     names = {}
     for name in ds.data_vars:
@@ -98,8 +101,9 @@ def to_units(values: np.ndarray, name: str, units: str | None) -> np.ndarray:
 def _check_times(times: np.ndarray, step: np.timedelta64, where: str) -> np.ndarray:
     times = np.asarray(times)
     if not np.issubdtype(times.dtype, np.datetime64):
-        raise SchemaError(f"{where} coordinate {TIME!r} has dtype {times.dtype}; expected "
-                          "datetime64")
+        raise SchemaError(
+            f"{where} coordinate {TIME!r} has dtype {times.dtype}; expected datetime64"
+        )
     times = times.astype("datetime64[ns]")
     if np.isnat(times).any():
         raise SchemaError(f"{where} coordinate {TIME!r} contains NaT")
@@ -156,8 +160,9 @@ def from_dataset(
     else:
         inits_t = np.atleast_1d(np.asarray(init_times, dtype="datetime64[ns]"))
     last = max(np.asarray(history[TIME].values, "datetime64[ns]").max(), inits_t.max())
-    axis = np.arange(history[TIME].values.min(), last + step * task.horizon + step, step,
-                     dtype="datetime64[ns]")
+    axis = np.arange(
+        history[TIME].values.min(), last + step * task.horizon + step, step, dtype="datetime64[ns]"
+    )
     _check_times(history[TIME].values.astype("datetime64[ns]"), step, "history + future")
     ds = history.reindex({TIME: axis})
     required = (*task.past_variables, *task.future_variables)
@@ -183,8 +188,7 @@ def from_dataset(
     for c, name in enumerate(task.dynamic_variables):
         da = ds[name]
         if set(da.dims) != {TIME, *space}:
-            raise SchemaError(f"variable {name!r} has dims {da.dims}; expected "
-                              f"{(TIME, *space)}")
+            raise SchemaError(f"variable {name!r} has dims {da.dims}; expected {(TIME, *space)}")
         values = to_units(da.transpose(TIME, *space).values, name, da.attrs.get("units"))
         dynamic[..., c] = values.reshape(n_time, h, w)
     stations = tuple(str(s) for s in ds[STATION].values) if layout == "station" else ()
@@ -194,8 +198,9 @@ def from_dataset(
             da = ds[name]
             if TIME in da.dims:
                 raise SchemaError(f"static variable {name!r} must not have a {TIME!r} dim")
-            given[name] = to_units(da.transpose(*space).values, name,
-                                   da.attrs.get("units")).reshape(h, w)
+            given[name] = to_units(
+                da.transpose(*space).values, name, da.attrs.get("units")
+            ).reshape(h, w)
     inits = np.searchsorted(axis, inits_t)
     return _finish(meta, layout, axis, dynamic, given, inits, inits_t, lat, lon, stations)
 
@@ -249,8 +254,9 @@ def from_arrays(
         )
     lengths = {np.shape(v)[-1] for v in past.values()}
     if len(lengths) != 1:
-        raise SchemaError(f"past series have different lengths {sorted(lengths)}; send one "
-                          "common history length")
+        raise SchemaError(
+            f"past series have different lengths {sorted(lengths)}; send one common history length"
+        )
     t_hist = lengths.pop()
     n_time = t_hist + task.horizon
     init = _as_utc(init_time)
@@ -267,16 +273,29 @@ def from_arrays(
                     f"known-future variable {name!r} covers {values.shape[1]} lead(s); the "
                     f"model needs {task.horizon}"
                 )
-            dynamic[t_hist:, :, 0, c] = to_units(values[:, : task.horizon], name,
-                                                 units.get(name)).T
-    given = {k: to_units(np.asarray(v, np.float32).reshape(n, 1), k, units.get(k))
-             for k, v in static.items() if k in task.static_inputs}
+            dynamic[t_hist:, :, 0, c] = to_units(values[:, : task.horizon], name, units.get(name)).T
+    given = {
+        k: to_units(np.asarray(v, np.float32).reshape(n, 1), k, units.get(k))
+        for k, v in static.items()
+        if k in task.static_inputs
+    }
     unknown = sorted(set(static) - set(task.static_inputs))
     if unknown:
-        raise SchemaError(f"unknown static input(s) {unknown}; the model reads "
-                          f"{list(task.static_inputs)}")
-    return _finish(meta, "station", times, dynamic, given, np.array([t_hist - 1]),
-                   times[t_hist - 1:t_hist], lat, lon, stations)
+        raise SchemaError(
+            f"unknown static input(s) {unknown}; the model reads {list(task.static_inputs)}"
+        )
+    return _finish(
+        meta,
+        "station",
+        times,
+        dynamic,
+        given,
+        np.array([t_hist - 1]),
+        times[t_hist - 1 : t_hist],
+        lat,
+        lon,
+        stations,
+    )
 
 
 def _as_utc(value: np.datetime64 | str) -> np.datetime64:
@@ -291,8 +310,9 @@ def _as_2d(values: np.ndarray, n: int, name: str, where: str) -> np.ndarray:
     a = np.asarray(values, dtype=np.float64)
     a = a.reshape(1, -1) if a.ndim == 1 and n == 1 else a
     if a.ndim != 2 or a.shape[0] != n:
-        raise SchemaError(f"{where} series {name!r} has shape {np.shape(values)}; expected "
-                          f"({n}, steps)")
+        raise SchemaError(
+            f"{where} series {name!r} has shape {np.shape(values)}; expected ({n}, steps)"
+        )
     return a
 
 
@@ -305,12 +325,24 @@ def _check_coordinates(lat: np.ndarray, lon: np.ndarray) -> None:
         )
 
 
-def _finish(meta: ExportMetadata, layout: Layout, times: np.ndarray, dynamic: np.ndarray,
-            given: dict[str, np.ndarray], inits: np.ndarray, inits_t: np.ndarray,
-            lat: np.ndarray, lon: np.ndarray, stations: tuple[str, ...]) -> Inputs:
+def _finish(
+    meta: ExportMetadata,
+    layout: Layout,
+    times: np.ndarray,
+    dynamic: np.ndarray,
+    given: dict[str, np.ndarray],
+    inits: np.ndarray,
+    inits_t: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    stations: tuple[str, ...],
+) -> Inputs:
     task = meta.task
-    bad = [pd.Timestamp(t) for t, p in zip(inits_t, inits, strict=True)
-           if p >= times.size or times[p] != t or p < task.input_steps - 1]
+    bad = [
+        pd.Timestamp(t)
+        for t, p in zip(inits_t, inits, strict=True)
+        if p >= times.size or times[p] != t or p < task.input_steps - 1
+    ]
     if bad:
         raise DataError(
             f"init time(s) {bad[:3]} have fewer than input_steps = {task.input_steps} steps "
@@ -329,13 +361,15 @@ def _finish(meta: ExportMetadata, layout: Layout, times: np.ndarray, dynamic: np
             field = meta.domain.static[name]
             static[..., c] = field[rows, cols] if field.ndim == 2 else field[rows]
         else:
-            raise SchemaError(f"static input {name!r} is missing from the request and from "
-                              "the export's domain")
+            raise SchemaError(
+                f"static input {name!r} is missing from the request and from the export's domain"
+            )
     return Inputs(layout, times, dynamic, static, inits, lat, lon, stations, rows, cols)
 
 
-def locate(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarray,
-           stations: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+def locate(
+    domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarray, stations: tuple[str, ...] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the request's locations on the training domain.
 
     Args:
@@ -361,21 +395,30 @@ def locate(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarray,
         ids = list(stations)
     if domain.layout == "station":
         known = {s: i for i, s in enumerate(domain.station)}
-        d = (np.abs(lat2[..., None] - domain.latitude) + np.abs(lon2[..., None] - domain.longitude))
+        d = np.abs(lat2[..., None] - domain.latitude) + np.abs(lon2[..., None] - domain.longitude)
         rows = np.argmin(d, axis=-1)
         ok = np.take_along_axis(d, rows[..., None], -1)[..., 0] <= STATION_TOLERANCE_DEG
         for i, s in enumerate(ids):
             if s in known:
                 rows[i, 0], ok[i, 0] = known[s], True
-        _raise_outside(ok, lat2, lon2, "no training station within "
-                       f"{STATION_TOLERANCE_DEG} degrees (known ids: {list(domain.station)[:10]})")
+        _raise_outside(
+            ok,
+            lat2,
+            lon2,
+            "no training station within "
+            f"{STATION_TOLERANCE_DEG} degrees (known ids: {list(domain.station)[:10]})",
+        )
         return rows, np.zeros_like(rows)
     rows, ok_r = _cell(domain.latitude, lat2)
     cols, ok_c = _cell(domain.longitude, lon2)
-    _raise_outside(ok_r & ok_c, lat2, lon2,
-                   f"outside the training grid (latitude {domain.latitude.min()}..."
-                   f"{domain.latitude.max()}, longitude {domain.longitude.min()}..."
-                   f"{domain.longitude.max()})")
+    _raise_outside(
+        ok_r & ok_c,
+        lat2,
+        lon2,
+        f"outside the training grid (latitude {domain.latitude.min()}..."
+        f"{domain.latitude.max()}, longitude {domain.longitude.min()}..."
+        f"{domain.longitude.max()})",
+    )
     return rows, cols
 
 

@@ -48,7 +48,9 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record: time, level, logger, message, request_id, extras."""
 
     _SKIP = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
-        "message", "color_message"}
+        "message",
+        "color_message",
+    }
 
     def format(self, record: logging.LogRecord) -> str:
         """Serialise ``record``."""
@@ -85,19 +87,38 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("geoclim_http_requests_total", "HTTP requests",
-                                ["method", "route", "status"], registry=self.registry)
-        self.latency = Histogram("geoclim_http_request_duration_seconds",
-                                 "HTTP request latency", ["method", "route"],
-                                 buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.errors = Counter("geoclim_http_errors_total", "HTTP 4xx/5xx responses",
-                              ["route", "status"], registry=self.registry)
-        self.inference = Histogram("geoclim_inference_duration_seconds",
-                                   "Forecast time (validation, adapter and onnxruntime)",
-                                   ["model"], buckets=_LATENCY_BUCKETS, registry=self.registry)
-        self.locations = Counter("geoclim_forecast_locations_total",
-                                 "Locations (or grids) forecast", ["model"],
-                                 registry=self.registry)
+        self.requests = Counter(
+            "geoclim_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "geoclim_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "geoclim_http_errors_total",
+            "HTTP 4xx/5xx responses",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.inference = Histogram(
+            "geoclim_inference_duration_seconds",
+            "Forecast time (validation, adapter and onnxruntime)",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.locations = Counter(
+            "geoclim_forecast_locations_total",
+            "Locations (or grids) forecast",
+            ["model"],
+            registry=self.registry,
+        )
 
 
 def _route_label(scope: Scope) -> str:
@@ -144,11 +165,21 @@ class RequestContextMiddleware:
             if status >= 400:
                 self.metrics.errors.labels(route, str(status)).inc()
             state = scope.get("state", {})
-            access_log.info("%s %s %d", method, scope.get("path", ""), status, extra={
-                "method": method, "path": scope.get("path", ""), "route": route,
-                "status": status, "duration_ms": round(elapsed * 1e3, 3),
-                "principal": state.get("principal"), "model": state.get("model"),
-            })
+            access_log.info(
+                "%s %s %d",
+                method,
+                scope.get("path", ""),
+                status,
+                extra={
+                    "method": method,
+                    "path": scope.get("path", ""),
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1e3, 3),
+                    "principal": state.get("principal"),
+                    "model": state.get("model"),
+                },
+            )
             request_id_var.reset(token)
 
 
@@ -193,9 +224,20 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps({"error": "payload_too_large",
-                           "message": f"request body exceeds {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = json.dumps(
+            {
+                "error": "payload_too_large",
+                "message": f"request body exceeds {self.max_bytes} bytes",
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -21,9 +21,14 @@ if TYPE_CHECKING:
 _EARLIEST, _LATEST = np.datetime64("1900-01-01", "ns"), np.datetime64("2200-01-01", "ns")
 
 
-def forecast_records(forecaster: Forecaster, body: ForecastRequest | dict[str, Any], *,
-                     name: str | None = None, version: str | None = None,
-                     max_missing: float | None = None) -> dict[str, Any]:
+def forecast_records(
+    forecaster: Forecaster,
+    body: ForecastRequest | dict[str, Any],
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    max_missing: float | None = None,
+) -> dict[str, Any]:
     """Forecast the locations of a request body.
 
     Args:
@@ -47,8 +52,9 @@ def forecast_records(forecaster: Forecaster, body: ForecastRequest | dict[str, A
             body = ForecastRequest.model_validate(body, strict=False)
         except ValidationError as err:
             first = err.errors()[0]
-            raise SchemaError(f"request {'.'.join(map(str, first['loc']))}: "
-                              f"{first['msg']}") from None
+            raise SchemaError(
+                f"request {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            ) from None
     f, locs = forecaster, body.locations
     task = f.task
 
@@ -58,11 +64,15 @@ def forecast_records(forecaster: Forecaster, body: ForecastRequest | dict[str, A
         for var in names:
             series = [get(loc).get(var) for loc in locs]
             if any(s is None for s in series):
-                raise SchemaError(f"variable {var!r} is sent for some locations but not all; "
-                                  "send the same variables everywhere")
+                raise SchemaError(
+                    f"variable {var!r} is sent for some locations but not all; "
+                    "send the same variables everywhere"
+                )
             if len({len(s) for s in series}) > 1:
-                raise SchemaError(f"series {var!r} has different lengths across locations "
-                                  f"{sorted({len(s) for s in series})}")
+                raise SchemaError(
+                    f"series {var!r} has different lengths across locations "
+                    f"{sorted({len(s) for s in series})}"
+                )
             out[var] = np.array(series, dtype=np.float64)  # None -> NaN
         return out
 
@@ -73,30 +83,49 @@ def forecast_records(forecaster: Forecaster, body: ForecastRequest | dict[str, A
     if max_missing is None:
         max_missing = body.max_missing
     values, valid = f.predict_arrays(
-        init, stack(lambda loc: loc.past),
-        latitude=[loc.latitude for loc in locs], longitude=[loc.longitude for loc in locs],
-        station=stations, future=stack(lambda loc: loc.future) or None,
-        static=static or None, units=body.units or None, max_missing=max_missing)
+        init,
+        stack(lambda loc: loc.past),
+        latitude=[loc.latitude for loc in locs],
+        longitude=[loc.longitude for loc in locs],
+        station=stations,
+        future=stack(lambda loc: loc.future) or None,
+        static=static or None,
+        units=body.units or None,
+        max_missing=max_missing,
+    )
     quantiles = list(task.quantiles)
     mid = int(np.argmin(np.abs(np.asarray(quantiles) - 0.5))) if quantiles else None
     lists = {var: _floats(v) for var, v in values.items()}  # nested (S, L[, Q]) lists
     forecasts = []
     for i, loc in enumerate(locs):
-        point = {var: v[i] if mid is None else [row[mid] for row in v[i]]
-                 for var, v in lists.items()}
-        qs = None if mid is None else {
-            var: {f"{q:g}": [row[j] for row in v[i]] for j, q in enumerate(quantiles)}
-            for var, v in lists.items()}
-        forecasts.append({"station": stations[i], "latitude": loc.latitude,
-                          "longitude": loc.longitude, "values": point, "quantiles": qs})
+        point = {
+            var: v[i] if mid is None else [row[mid] for row in v[i]] for var, v in lists.items()
+        }
+        qs = (
+            None
+            if mid is None
+            else {
+                var: {f"{q:g}": [row[j] for row in v[i]] for j, q in enumerate(quantiles)}
+                for var, v in lists.items()
+            }
+        )
+        forecasts.append(
+            {
+                "station": stations[i],
+                "latitude": loc.latitude,
+                "longitude": loc.longitude,
+                "values": point,
+                "quantiles": qs,
+            }
+        )
     step_h = f.metadata.time_step_seconds / 3600.0
     return {
-        "model": name or f.name, "version": version,
+        "model": name or f.name,
+        "version": version,
         "init_time": f"{np.datetime_as_string(init, unit='s')}Z",
         "lead_time_hours": [step_h * k for k in range(1, task.horizon + 1)],
         "valid_time": [f"{t}Z" for t in np.datetime_as_string(valid, unit="s")],
-        "units": {var: f.metadata.variables.get(var, {}).get("units", "")
-                  for var in task.targets},
+        "units": {var: f.metadata.variables.get(var, {}).get("units", "") for var in task.targets},
         "forecasts": forecasts,
     }
 
@@ -110,8 +139,7 @@ def utc(value: dt.datetime) -> np.datetime64:
     except (ValueError, OverflowError):
         t = None
     if t is None or not _EARLIEST <= t <= _LATEST:
-        raise SchemaError(f"init_time {value!s} must be a time between 1900-01-01 and "
-                          "2200-01-01")
+        raise SchemaError(f"init_time {value!s} must be a time between 1900-01-01 and 2200-01-01")
     return t
 
 

@@ -30,33 +30,43 @@ class Location(_Strict):
     """One location's history."""
 
     station: Annotated[str, StringConstraints(pattern=r"^[\w.:@ -]{1,64}$")] | None = Field(
-        None, description="Station id (matched against the training stations for statics).")
+        None, description="Station id (matched against the training stations for statics)."
+    )
     latitude: float = Field(ge=-90.0, le=90.0)
     longitude: float = Field(ge=-180.0, le=360.0)
     past: dict[VarName, Series] = Field(
         description="Past inputs (targets first): one series per variable, oldest first, "
-                    "the last value at init_time; null marks a missing value.")
+        "the last value at init_time; null marks a missing value."
+    )
     future: dict[VarName, Series] = Field(
         default_factory=dict,
-        description="Known-future variables (forecast forcing) at leads 1..horizon.")
+        description="Known-future variables (forecast forcing) at leads 1..horizon.",
+    )
     static: dict[VarName, float] = Field(
-        default_factory=dict, description="Static inputs; looked up on the training domain "
-                                          "when absent.")
+        default_factory=dict,
+        description="Static inputs; looked up on the training domain when absent.",
+    )
 
 
 class ForecastRequest(_Strict):
     """``POST /v1/forecast`` body."""
 
     model: ModelName | None = Field(None, description="Model name; default: the first served.")
-    init_time: datetime = Field(strict=False,  # JSON bodies reach pydantic as Python str
-                                description="Time of the last past value, ISO 8601 (UTC if "
-                                            "no offset).")
+    init_time: datetime = Field(
+        strict=False,  # JSON bodies reach pydantic as Python str
+        description="Time of the last past value, ISO 8601 (UTC if no offset).",
+    )
     locations: list[Location] = Field(min_length=1, max_length=MAX_LOCATIONS)
     units: dict[VarName, Annotated[str, StringConstraints(max_length=40)]] = Field(
-        default_factory=dict, description="Units of variables not sent in the model's units.")
+        default_factory=dict, description="Units of variables not sent in the model's units."
+    )
     max_missing: float | None = Field(
-        None, ge=0.0, le=1.0, description="Largest accepted fraction of missing values per "
-                                          "variable (default: the server's setting).")
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Largest accepted fraction of missing values per "
+        "variable (default: the server's setting).",
+    )
 
 
 class LocationForecast(BaseModel):
@@ -67,9 +77,11 @@ class LocationForecast(BaseModel):
     longitude: float
     values: dict[str, list[float | None]] = Field(
         description="Point forecast per target over the lead times (the median for "
-                    "quantile models).")
+        "quantile models)."
+    )
     quantiles: dict[str, dict[str, list[float | None]]] | None = Field(
-        None, description="Per target, per quantile level, the forecast over the lead times.")
+        None, description="Per target, per quantile level, the forecast over the lead times."
+    )
 
 
 class ForecastResponse(BaseModel):

@@ -136,9 +136,11 @@ class KeyStore:
             entries = {}
             for item in data["keys"]:
                 principal = Principal(
-                    id=str(item["id"]), models=tuple(item.get("models", ["*"])),
+                    id=str(item["id"]),
+                    models=tuple(item.get("models", ["*"])),
                     rate_per_minute=float(item.get("rate_per_minute", 600)),
-                    burst=int(item.get("burst", 60)))
+                    burst=int(item.get("burst", 60)),
+                )
                 entries[principal.id] = (str(item["hash"]), principal)
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             raise ConfigError(
@@ -168,8 +170,9 @@ class KeyStore:
         stored, principal = self.entries[key_id]
         # Unverified keys of a known id are hashed at most failed_per_minute times a minute:
         # guessing secrets cannot turn scrypt's cost into a denial of service.
-        budget = Principal(f"attempts:{key_id}", (), self.failed_per_minute,
-                           max(1, int(self.failed_per_minute)))
+        budget = Principal(
+            f"attempts:{key_id}", (), self.failed_per_minute, max(1, int(self.failed_per_minute))
+        )
         if self._attempts.acquire(budget) > 0 or not verify_key(key, stored):
             return None
         with self._lock:
@@ -179,9 +182,18 @@ class KeyStore:
     def to_file(self, path: str | os.PathLike) -> Path:
         """Write the key file (hashes only), readable by the owner only."""
         path = Path(path)
-        data = {"keys": [{"id": p.id, "hash": h, "models": list(p.models),
-                          "rate_per_minute": p.rate_per_minute, "burst": p.burst}
-                         for h, p in self.entries.values()]}
+        data = {
+            "keys": [
+                {
+                    "id": p.id,
+                    "hash": h,
+                    "models": list(p.models),
+                    "rate_per_minute": p.rate_per_minute,
+                    "burst": p.burst,
+                }
+                for h, p in self.entries.values()
+            ]
+        }
         path.write_text(json.dumps(data, indent=2) + "\n")
         path.chmod(0o600)
         return path
@@ -203,14 +215,24 @@ class JWTConfig:
 
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, self.secret, algorithms=["HS256"], audience=self.audience,
-                issuer=self.issuer, options={"require": ["exp", "sub"]})
+                token,
+                self.secret,
+                algorithms=["HS256"],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub"]},
+            )
         except jwt.PyJWTError:
             return None
         models = claims.get("models", ["*"])
         models = [models] if isinstance(models, str) else list(models)
-        return Principal(str(claims["sub"]), tuple(str(m) for m in models),
-                         self.rate_per_minute, self.burst, method="jwt")
+        return Principal(
+            str(claims["sub"]),
+            tuple(str(m) for m in models),
+            self.rate_per_minute,
+            self.burst,
+            method="jwt",
+        )
 
 
 class RateLimiter:

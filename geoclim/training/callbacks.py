@@ -26,8 +26,12 @@ class ResumableCheckpoint(ModelCheckpoint):
         """Restore the state, carrying the best checkpoint over from another directory."""
         super().load_state_dict(state_dict)
         previous = state_dict.get("best_model_path") or ""
-        if (state_dict.get("dirpath") == self.dirpath or self.dirpath is None
-                or not self.monitor or not Path(previous).is_file()):
+        if (
+            state_dict.get("dirpath") == self.dirpath
+            or self.dirpath is None
+            or not self.monitor
+            or not Path(previous).is_file()
+        ):
             return
         target = Path(self.dirpath) / Path(previous).name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -29,8 +29,10 @@ def model_kind(cfg: DictConfig) -> str:
     """``network`` (a ForecastModule), ``baseline`` or ``reference`` (fit/predict objects)."""
     kind = cfg.model.get("kind")
     if kind not in MODEL_KINDS:
-        raise ConfigError(f"model.kind is {kind!r}; valid kinds are {list(MODEL_KINDS)} "
-                          "(every conf/model/*.yaml states one)")
+        raise ConfigError(
+            f"model.kind is {kind!r}; valid kinds are {list(MODEL_KINDS)} "
+            "(every conf/model/*.yaml states one)"
+        )
     return str(kind)
 
 
@@ -57,8 +59,10 @@ def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:
     model = cfg.model
     unknown = sorted(set(model) - set(NETWORK_KEYS))
     if unknown:
-        raise ConfigError(f"unknown model key(s) {unknown}; a network config has "
-                          f"{sorted(NETWORK_KEYS)} (network sizes go under model.net)")
+        raise ConfigError(
+            f"unknown model key(s) {unknown}; a network config has "
+            f"{sorted(NETWORK_KEYS)} (network sizes go under model.net)"
+        )
     net_config = OmegaConf.to_container(model.net, resolve=True, throw_on_missing=True)
     net_config.update(dm.dims)
     net = instantiate(net_config)

@@ -15,8 +15,9 @@ from torch.utils.data import DataLoader
 from geoclim.data.datamodule import GeoDataModule
 
 
-def make_loader(dm: GeoDataModule, split: str, *, shuffle: bool, rank: int = 0,
-                world_size: int = 1) -> DataLoader:
+def make_loader(
+    dm: GeoDataModule, split: str, *, shuffle: bool, rank: int = 0, world_size: int = 1
+) -> DataLoader:
     """A loader of whole batches of ``split`` for this rank (see the module docstring)."""
     return dm.loader(split, shuffle=shuffle, rank=rank, world_size=world_size)
 

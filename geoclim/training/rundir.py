@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,22 +26,9 @@ import xarray as xr
 
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.data.sources import write_netcdf
+from geoclim.fileio import write_text
 
 log = logging.getLogger(__name__)
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temp file in the same directory and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def to_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -75,8 +60,9 @@ def write_predictions(run_dir: Path, predictions: xr.Dataset) -> Path:
     return write_netcdf(predictions, run_dir / "predictions.nc")
 
 
-def score(run_dir: Path, predictions: xr.Dataset, dm: GeoDataModule,
-          split: str = "test") -> dict[str, float]:
+def score(
+    run_dir: Path, predictions: xr.Dataset, dm: GeoDataModule, split: str = "test"
+) -> dict[str, float]:
     """Score ``predictions`` with :mod:`geoclim.evaluation.score`; write ``scores.nc``.
 
     Returns:

@@ -109,8 +109,13 @@ def _fit_network(cfg: DictConfig, dm: GeoDataModule):
     if overfit:  # Lightning's own overfit_batches would replace our batch sampler
         trainer_cfg.update(limit_train_batches=overfit, limit_val_batches=overfit)
     patch_hydra_ddp_launcher()
-    trainer: L.Trainer = instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False,
-                                     use_distributed_sampler=False, _convert_="all")
+    trainer: L.Trainer = instantiate(
+        trainer_cfg,
+        callbacks=callbacks,
+        logger=loggers or False,
+        use_distributed_sampler=False,
+        _convert_="all",
+    )
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path is not None and not Path(ckpt_path).is_file():
         raise ConfigError(f"ckpt_path {ckpt_path!r}: no such checkpoint file")
@@ -125,17 +130,25 @@ def _fit_network(cfg: DictConfig, dm: GeoDataModule):
         return None
 
     best = _best_checkpoint(trainer)
-    metrics: dict[str, Any] = {"train/epochs": trainer.current_epoch,
-                               "train/steps": trainer.global_step, "time/fit_s": fit_seconds}
+    metrics: dict[str, Any] = {
+        "train/epochs": trainer.current_epoch,
+        "train/steps": trainer.global_step,
+        "time/fit_s": fit_seconds,
+    }
     if best is not None:  # evaluate the best weights, not the last
         state = torch.load(best, map_location="cpu", weights_only=False)
         module.load_state_dict(state["state_dict"])
         metrics["checkpoint/best_epoch"] = state["epoch"]
-    evaluator = L.Trainer(accelerator=trainer_cfg.get("accelerator", "auto"), devices=1,
-                          precision=trainer_cfg.get("precision", "32-true"), logger=False,
-                          enable_checkpointing=False, enable_progress_bar=False,
-                          enable_model_summary=False,
-                          deterministic=trainer_cfg.get("deterministic", False))
+    evaluator = L.Trainer(
+        accelerator=trainer_cfg.get("accelerator", "auto"),
+        devices=1,
+        precision=trainer_cfg.get("precision", "32-true"),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=trainer_cfg.get("deterministic", False),
+    )
     for stage, split in (("validate", "val"), ("test", "test")):
         loader = make_loader(dm, split, shuffle=False)
         outputs = getattr(evaluator, stage)(module, dataloaders=loader, verbose=False)
@@ -151,16 +164,23 @@ def _best_checkpoint(trainer: L.Trainer) -> str | None:
     return path if path and Path(path).is_file() else None
 
 
-def _assemble(batches: list[dict[str, torch.Tensor]], dm: GeoDataModule,
-              module: ForecastModule) -> xr.Dataset:
+def _assemble(
+    batches: list[dict[str, torch.Tensor]], dm: GeoDataModule, module: ForecastModule
+) -> xr.Dataset:
     """Concatenate ``predict_step`` outputs and scatter them into the predictions Dataset."""
+
     def cat(key: str) -> np.ndarray:
         return torch.cat([b[key] for b in batches]).float().numpy()
 
     assert dm.ds is not None
     return to_forecast_dataset(
-        cat("prediction"), cat("time_idx").astype(np.int64), cat("lat_idx").astype(np.int64),
-        cat("lon_idx").astype(np.int64), dm.ds, dm.task.targets, normalizer=dm.normalizer,
+        cat("prediction"),
+        cat("time_idx").astype(np.int64),
+        cat("lat_idx").astype(np.int64),
+        cat("lon_idx").astype(np.int64),
+        dm.ds,
+        dm.task.targets,
+        normalizer=dm.normalizer,
         quantiles=module.quantiles,
     )
 

@@ -68,8 +68,9 @@ def test_days_far_from_train_fall_back_to_the_hour_of_day_mean():
     hour_mean = train.groupby("time.hour").mean("time")
     day_far = (pd.Timestamp(ds.time.values[0]).dayofyear - 1 + 180) % 366
     for h in (0, 7, 23):
-        np.testing.assert_allclose(clim.table[h, day_far, :, :, 0],
-                                   hour_mean.sel(hour=h).values, rtol=1e-5)
+        np.testing.assert_allclose(
+            clim.table[h, day_far, :, :, 0], hour_mean.sel(hour=h).values, rtol=1e-5
+        )
 
 
 def test_stations_and_predict_layout():

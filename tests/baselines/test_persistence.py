@@ -14,8 +14,11 @@ from tests.conftest import make_grid, make_stations
 
 def _dm(ds, window=None, input_steps=4, horizon=3):
     target = "pm25" if "pm25" in ds else "no2"
-    dm = GeoDataModule(ds, dict(targets=[target], past_inputs=["t2m"], input_steps=input_steps,
-                                horizon=horizon), window=window or {"patch": 1})
+    dm = GeoDataModule(
+        ds,
+        dict(targets=[target], past_inputs=["t2m"], input_steps=input_steps, horizon=horizon),
+        window=window or {"patch": 1},
+    )
     dm.setup()
     return dm, target
 
@@ -37,8 +40,11 @@ LAYOUTS = [
 
 @pytest.mark.parametrize(("layout", "window"), LAYOUTS)
 @settings(max_examples=6, deadline=None)
-@given(seed=st.integers(0, 10_000), nan_fraction=st.sampled_from([0.0, 0.2, 0.6]),
-       split=st.sampled_from(["train", "val", "test"]))
+@given(
+    seed=st.integers(0, 10_000),
+    nan_fraction=st.sampled_from([0.0, 0.2, 0.6]),
+    split=st.sampled_from(["train", "val", "test"]),
+)
 def test_persistence_equals_source_at_init_time(layout, window, seed, nan_fraction, split):
     make = make_grid if layout == "grid" else make_stations
     ds = make(nt=120, seed=seed, nan_fraction=nan_fraction)
@@ -67,8 +73,9 @@ def test_missing_init_value_falls_back_to_last_observed_in_window(seed):
     t, s, _ = dm.index["test"].decode()
     row = np.searchsorted(fc.init_time.values, ds.time.values[t])
     got = fc.values[row, s]
-    want = np.array([_expected_last_observed(series[:, j], i, 4)
-                     for i, j in zip(t, s, strict=True)])
+    want = np.array(
+        [_expected_last_observed(series[:, j], i, 4) for i, j in zip(t, s, strict=True)]
+    )
     assert np.isnan(series[t, s]).any() and np.isfinite(want).any()  # fallbacks happen
     np.testing.assert_array_equal(got, want)
 

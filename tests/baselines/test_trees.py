@@ -19,10 +19,14 @@ from tests.conftest import make_grid
 
 FAST = {
     "xgboost": (XGBoostBaseline, {"n_estimators": 60, "max_depth": 4, "learning_rate": 0.2}),
-    "lightgbm": (LightGBMBaseline, {"n_estimators": 60, "learning_rate": 0.2,
-                                    "min_child_samples": 5}),
-    "random_forest": (RandomForestBaseline, {"n_estimators": 30, "max_depth": 10,
-                                             "min_samples_leaf": 2}),
+    "lightgbm": (
+        LightGBMBaseline,
+        {"n_estimators": 60, "learning_rate": 0.2, "min_child_samples": 5},
+    ),
+    "random_forest": (
+        RandomForestBaseline,
+        {"n_estimators": 30, "max_depth": 10, "min_samples_leaf": 2},
+    ),
 }
 
 
@@ -32,17 +36,32 @@ def _lagged_dataset(nt=400, lag=3, seed=0):
     driver = rng.normal(0, 1, (nt + lag, 2, 2))
     target = 50 + 10 * driver[:-lag]
     ds = xr.Dataset(
-        {"pm25": (("time", "latitude", "longitude"), target.astype(np.float32)),
-         "t2m": (("time", "latitude", "longitude"), (280 + driver[lag:]).astype(np.float32))},
-        coords={"time": pd.date_range("2023-01-01", periods=nt, freq="h"),
-                "latitude": [40.0, 41.0], "longitude": [-80.0, -79.0]})
+        {
+            "pm25": (("time", "latitude", "longitude"), target.astype(np.float32)),
+            "t2m": (("time", "latitude", "longitude"), (280 + driver[lag:]).astype(np.float32)),
+        },
+        coords={
+            "time": pd.date_range("2023-01-01", periods=nt, freq="h"),
+            "latitude": [40.0, 41.0],
+            "longitude": [-80.0, -79.0],
+        },
+    )
     return schema.annotate(ds)
 
 
 def _dm(ds, quantiles=(), window=None, horizon=2):
-    dm = GeoDataModule(ds, dict(targets=["pm25"], past_inputs=["t2m"], future_inputs=["hour_sin"],
-                                input_steps=6, horizon=horizon, quantiles=list(quantiles)),
-                       window=window or {"patch": 1})
+    dm = GeoDataModule(
+        ds,
+        dict(
+            targets=["pm25"],
+            past_inputs=["t2m"],
+            future_inputs=["hour_sin"],
+            input_steps=6,
+            horizon=horizon,
+            quantiles=list(quantiles),
+        ),
+        window=window or {"patch": 1},
+    )
     dm.setup()
     return dm
 
@@ -59,8 +78,9 @@ def _rmse(forecast, dm):
 def test_trees_beat_persistence_when_a_lag_determines_the_target(name):
     dm = _dm(_lagged_dataset())
     cls, params = FAST[name]
-    model = cls(params=params, features={"lags": [0, 1, 2, 3], "rolling": []},
-                max_train_samples=3000)
+    model = cls(
+        params=params, features={"lags": [0, 1, 2, 3], "rolling": []}, max_train_samples=3000
+    )
     tree = _rmse(model.fit(dm).predict(dm, "test"), dm)
     persistence = _rmse(PersistenceBaseline().fit(dm).predict(dm, "test"), dm)
     assert tree < 0.5 * persistence, (tree, persistence)
@@ -82,8 +102,11 @@ def test_per_lead_strategy_and_patches_predict_exactly_the_split_samples():
     ds = make_grid(nt=240, nlat=3, nlon=3, seed=2)
     dm = _dm(ds, window={"patch": 2, "patch_stride": 1}, horizon=3)
     cls, params = FAST["lightgbm"]
-    fc = cls(params=params, strategy="per_lead", max_train_samples=1000).fit(dm).predict(
-        dm, "val")["pm25"]
+    fc = (
+        cls(params=params, strategy="per_lead", max_train_samples=1000)
+        .fit(dm)
+        .predict(dm, "val")["pm25"]
+    )
     assert fc.dims == ("init_time", "lead_time", "latitude", "longitude")
     t, y, x = dm.index["val"].decode()
     covered = np.zeros((fc.sizes["init_time"], 3, 3), bool)
@@ -96,8 +119,9 @@ def test_per_lead_strategy_and_patches_predict_exactly_the_split_samples():
 
 def test_lag_features_read_the_normalised_arrays_at_the_right_steps():
     dm = _dm(make_grid(nt=200, nlat=2, nlon=2, seed=7))
-    feats = LagFeatures(dm, FeatureSpec(lags=(0, 2, 9), rolling=(3,), calendar=("hour_sin",)),
-                        with_lead=True)
+    feats = LagFeatures(
+        dm, FeatureSpec(lags=(0, 2, 9), rolling=(3,), calendar=("hour_sin",)), with_lead=True
+    )
     assert feats.lags == (0, 2)  # lag 9 reaches past the 6 input steps
     t, y, x = dm.index["train"].decode()
     t, y, x = t[:50], y[:50], x[:50]

@@ -30,8 +30,11 @@ def test_unknown_sample_is_a_clean_error(capsys):
 def test_cli_process_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "bad.nc"
     bad.write_text("not a netcdf file")
-    proc = subprocess.run([sys.executable, "-m", "geoclim.cli.main", "summary", str(bad)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "geoclim.cli.main", "summary", str(bad)],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "bad.nc: cannot be read as netcdf4" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -20,8 +20,10 @@ def test_permutation_depends_only_on_seed_and_epoch():
 
 def test_ranks_share_each_global_batch():
     single = batches(EpochBatchSampler(50, 8, shuffle=True, seed=0), 1)
-    shards = [batches(EpochBatchSampler(50, 8, shuffle=True, seed=0, rank=r, world_size=2), 1)
-              for r in range(2)]
+    shards = [
+        batches(EpochBatchSampler(50, 8, shuffle=True, seed=0, rank=r, world_size=2), 1)
+        for r in range(2)
+    ]
     assert len(shards[0]) == len(shards[1]) == len(single)
     for i, full in enumerate(single):
         assert shards[0][i] + shards[1][i] == full

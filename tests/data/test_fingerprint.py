@@ -4,8 +4,7 @@ from tests.conftest import make_grid
 
 
 def _dm(ds):
-    return GeoDataModule(ds, dict(targets=["pm25"], past_inputs=["t2m"], input_steps=4,
-                                  horizon=2))
+    return GeoDataModule(ds, dict(targets=["pm25"], past_inputs=["t2m"], input_steps=4, horizon=2))
 
 
 def test_fingerprint_sees_the_train_block_only():
@@ -13,7 +12,7 @@ def test_fingerprint_sees_the_train_block_only():
     dm = _dm(ds)
     a = dm.fingerprint
     later = ds.copy(deep=True)
-    later["pm25"][dm.splits.train[1]:] += 1.0
+    later["pm25"][dm.splits.train[1] :] += 1.0
     assert _dm(later).fingerprint == a
     earlier = ds.copy(deep=True)
     earlier["pm25"][0, 0, 0] += 1.0

@@ -16,9 +16,12 @@ def stations(values, lats, lons, ids=None, name="pm25"):
     ids = ids or [f"s{i}" for i in range(values.shape[1])]
     ds = xr.Dataset(
         {name: (("time", "station"), values)},
-        coords={"time": pd.date_range("2020-01-01", periods=values.shape[0], freq="h"),
-                "station": ids, "latitude": ("station", np.asarray(lats, float)),
-                "longitude": ("station", np.asarray(lons, float))},
+        coords={
+            "time": pd.date_range("2020-01-01", periods=values.shape[0], freq="h"),
+            "station": ids,
+            "latitude": ("station", np.asarray(lats, float)),
+            "longitude": ("station", np.asarray(lons, float)),
+        },
     )
     return schema.annotate(ds)
 
@@ -28,13 +31,17 @@ def linear_grid(lat, lon, extra_dims=None):
     if extra_dims is None:
         t = pd.date_range("2020-01-01", periods=2, freq="h")
         data = np.stack([field, field + 10]).astype(np.float32)
-        ds = xr.Dataset({"pm25": (("time", "latitude", "longitude"), data)},
-                        coords={"time": t, "latitude": lat, "longitude": lon})
+        ds = xr.Dataset(
+            {"pm25": (("time", "latitude", "longitude"), data)},
+            coords={"time": t, "latitude": lat, "longitude": lon},
+        )
         return schema.annotate(ds)
     shape = tuple(extra_dims.values())
     data = np.broadcast_to(field, shape + field.shape).astype(np.float32)
-    return xr.Dataset({"pm25": ((*extra_dims, "latitude", "longitude"), data)},
-                      coords={"latitude": lat, "longitude": lon})
+    return xr.Dataset(
+        {"pm25": ((*extra_dims, "latitude", "longitude"), data)},
+        coords={"latitude": lat, "longitude": lon},
+    )
 
 
 def test_idw_at_a_station_equals_its_value():
@@ -88,10 +95,12 @@ def test_idw_k_limits_the_stations_per_cell():
 
 
 def test_nearest_binning_averages_stations_in_a_cell():
-    ds = stations([[2.0, 6.0, 9.0], [np.nan, 6.0, 9.0]], lats=[0.1, -0.2, 1.1],
-                  lons=[0.2, 0.3, 1.0])
-    out = grid.stations_to_grid(ds, np.array([0.0, 1.0]), np.array([0.0, 1.0, 2.0]),
-                                method="nearest")
+    ds = stations(
+        [[2.0, 6.0, 9.0], [np.nan, 6.0, 9.0]], lats=[0.1, -0.2, 1.1], lons=[0.2, 0.3, 1.0]
+    )
+    out = grid.stations_to_grid(
+        ds, np.array([0.0, 1.0]), np.array([0.0, 1.0, 2.0]), method="nearest"
+    )
     np.testing.assert_array_equal(out.pm25.values[:, 0, 0], [4.0, 6.0])
     np.testing.assert_array_equal(out.pm25.values[:, 1, 1], [9.0, 9.0])
     np.testing.assert_array_equal(out.coverage.values, [[1, 0, 0], [0, 1, 0]])
@@ -100,8 +109,7 @@ def test_nearest_binning_averages_stations_in_a_cell():
 
 def test_nearest_binning_wraps_longitude_into_the_grid_convention():
     ds = stations([[5.0]], lats=[0.0], lons=[-170.0])
-    out = grid.stations_to_grid(ds, np.array([0.0]), np.arange(0.0, 360.0, 10.0),
-                                method="nearest")
+    out = grid.stations_to_grid(ds, np.array([0.0]), np.arange(0.0, 360.0, 10.0), method="nearest")
     assert out.pm25.sel(longitude=190.0).values[0, 0] == 5.0
     assert out.coverage.sum() == 1
 
@@ -141,8 +149,10 @@ def test_grid_to_stations_bilinear_is_exact_on_a_linear_field():
 
 def test_grid_to_stations_nearest_takes_the_containing_cell():
     lat, lon = np.arange(0.0, 5.0), np.arange(10.0, 16.0)
-    table = pd.DataFrame({"latitude": [0.4, 2.6], "longitude": [10.6, 15.2]},
-                         index=pd.Index(["a", "b"], name="station"))
+    table = pd.DataFrame(
+        {"latitude": [0.4, 2.6], "longitude": [10.6, 15.2]},
+        index=pd.Index(["a", "b"], name="station"),
+    )
     out = grid.grid_to_stations(linear_grid(lat, lon), table, method="nearest")
     expected = [2.0 * 0 + 3.0 * 11 + 1, 2.0 * 3 + 3.0 * 15 + 1]
     np.testing.assert_array_equal(out.pm25.values[0], expected)

@@ -24,10 +24,12 @@ def station_ds(pm25, o3=None, freq="h"):
     data["elevation"] = (("station",), np.full(n_st, NAN, np.float32))
     ds = xr.Dataset(
         data,
-        coords={"time": pd.date_range("2020-01-01", periods=n_time, freq=freq),
-                "station": [f"s{i}" for i in range(n_st)],
-                "latitude": ("station", np.linspace(0, 1, n_st)),
-                "longitude": ("station", np.linspace(0, 1, n_st))},
+        coords={
+            "time": pd.date_range("2020-01-01", periods=n_time, freq=freq),
+            "station": [f"s{i}" for i in range(n_st)],
+            "latitude": ("station", np.linspace(0, 1, n_st)),
+            "longitude": ("station", np.linspace(0, 1, n_st)),
+        },
     )
     return schema.annotate(ds)
 
@@ -47,7 +49,8 @@ def test_interpolation_fills_a_short_gap_linearly_and_leaves_a_long_one():
 
 def test_interpolation_without_max_gap_fills_every_interior_gap():
     out = Imputer(method="interpolate", max_gap=None).fit_transform(
-        station_ds([NAN, 0, NAN, NAN, NAN, NAN, 5, NAN]))
+        station_ds([NAN, 0, NAN, NAN, NAN, NAN, 5, NAN])
+    )
     np.testing.assert_array_equal(out.pm25.values[1:7, 0], [0, 1, 2, 3, 4, 5])
     assert np.isnan(out.pm25.values[[0, 7], 0]).all()
 
@@ -55,10 +58,16 @@ def test_interpolation_without_max_gap_fills_every_interior_gap():
 def test_interpolation_works_on_grids():
     data = np.arange(24, dtype=np.float32).reshape(4, 2, 3)
     data[1, 0, 2] = NAN
-    ds = schema.annotate(xr.Dataset(
-        {"pm25": (("time", "latitude", "longitude"), data)},
-        coords={"time": pd.date_range("2020", periods=4, freq="D"),
-                "latitude": [0.0, 1.0], "longitude": [0.0, 1.0, 2.0]}))
+    ds = schema.annotate(
+        xr.Dataset(
+            {"pm25": (("time", "latitude", "longitude"), data)},
+            coords={
+                "time": pd.date_range("2020", periods=4, freq="D"),
+                "latitude": [0.0, 1.0],
+                "longitude": [0.0, 1.0, 2.0],
+            },
+        )
+    )
     out = Imputer(max_gap=1).fit_transform(ds)
     assert out.pm25.values[1, 0, 2] == 8.0
     assert out.pm25_imputed.values.sum() == 1 and out.pm25_imputed.values[1, 0, 2]

@@ -13,8 +13,15 @@ from geoclim.evaluation.score import metrics_summary, score_run
 
 DATA = {
     "_target_": "geoclim.data.datamodule.GeoDataModule",
-    "source": {"_target_": "geoclim.data.synthetic.make_dataset", "_partial_": True,
-               "variables": ["no2", "t2m"], "nlat": 3, "nlon": 3, "days": 8, "seed": 0},
+    "source": {
+        "_target_": "geoclim.data.synthetic.make_dataset",
+        "_partial_": True,
+        "variables": ["no2", "t2m"],
+        "nlat": 3,
+        "nlon": 3,
+        "days": 8,
+        "seed": 0,
+    },
     "window": {"patch": 1},
     "splits": {"fractions": [0.7, 0.15, 0.15]},
     "batch_size": 64,
@@ -22,10 +29,17 @@ DATA = {
 }
 TASK = {"targets": ["no2"], "past_inputs": ["t2m"], "input_steps": 6, "horizon": 3}
 MODELS = {
-    "persistence": {"_target_": "geoclim.baselines.persistence.PersistenceBaseline",
-                    "kind": "baseline", "period": None},
-    "climatology": {"_target_": "geoclim.baselines.climatology.ClimatologyBaseline",
-                    "kind": "baseline", "smoothing_days": 15.0, "prior_weight": 2.0},
+    "persistence": {
+        "_target_": "geoclim.baselines.persistence.PersistenceBaseline",
+        "kind": "baseline",
+        "period": None,
+    },
+    "climatology": {
+        "_target_": "geoclim.baselines.climatology.ClimatologyBaseline",
+        "kind": "baseline",
+        "smoothing_days": 15.0,
+        "prior_weight": 2.0,
+    },
 }
 
 
@@ -34,8 +48,9 @@ def write_run_dir(path, model, estimator, dm, cfg):
     scores = score_run(predictions, dm, "test", n_boot=20)
     (path / ".hydra").mkdir(parents=True)
     (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (path / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(
-        {"hydra": {"runtime": {"choices": {"model": model, "data": "tiny"}}}}))
+    (path / ".hydra" / "hydra.yaml").write_text(
+        yaml.safe_dump({"hydra": {"runtime": {"choices": {"model": model, "data": "tiny"}}}})
+    )
     (path / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"model={model}"]))
     metrics = {k: (None if v != v else v) for k, v in metrics_summary(scores).items()}
     (path / "metrics.json").write_text(json.dumps(metrics))

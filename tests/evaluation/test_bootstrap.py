@@ -9,9 +9,12 @@ from geoclim.evaluation import metrics as m
 def _data(n_init=40, seed=0):
     rng = np.random.default_rng(seed)
     shape = (n_init, 3, 2, 2)
-    coords = {"init_time": pd.date_range("2023-01-01", periods=n_init, freq="h"),
-              "lead_time": pd.to_timedelta([1, 2, 3], unit="h"),
-              "latitude": [10.0, 50.0], "longitude": [0.0, 1.0]}
+    coords = {
+        "init_time": pd.date_range("2023-01-01", periods=n_init, freq="h"),
+        "lead_time": pd.to_timedelta([1, 2, 3], unit="h"),
+        "latitude": [10.0, 50.0],
+        "longitude": [0.0, 1.0],
+    }
     dims = ("init_time", "lead_time", "latitude", "longitude")
     truth = xr.Dataset({"x": (dims, rng.normal(0, 1, shape))}, coords=coords)
     truth["x"][3, 1, 0, 0] = np.nan
@@ -32,16 +35,18 @@ def test_counts_draw_every_init_total_and_whole_blocks():
 def test_per_init_sums_reproduce_the_full_sample_scores():
     forecast, truth, reference = _data()
     w = m.latitude_weights(truth.latitude)
-    sums = bootstrap.init_time_sums(forecast, truth, {"ref": reference},
-                                    space_dims=["latitude", "longitude"], weights=w)
+    sums = bootstrap.init_time_sums(
+        forecast, truth, {"ref": reference}, space_dims=["latitude", "longitude"], weights=w
+    )
     rmse = np.sqrt(sums["se"].sum("init_time") / sums["w"].sum("init_time"))
     want = m.rmse(forecast, truth, reduce_dims=["init_time", "latitude", "longitude"], weights=w)
     xr.testing.assert_allclose(rmse, want)
     skill = 1 - sums["se"].sum("init_time") / sums["se_ref"].sum("init_time")
     dims = ["init_time", "latitude", "longitude"]
     kw = {"reduce_dims": dims, "weights": w}
-    xr.testing.assert_allclose(skill, m.skill_score(m.mse(forecast, truth, **kw),
-                                                     m.mse(reference, truth, **kw)))
+    xr.testing.assert_allclose(
+        skill, m.skill_score(m.mse(forecast, truth, **kw), m.mse(reference, truth, **kw))
+    )
 
 
 def test_intervals_are_seeded_and_bracket_the_estimate():
@@ -54,8 +59,10 @@ def test_intervals_are_seeded_and_bracket_the_estimate():
     assert list(a["metric"].values) == ["rmse", "mae", "skill_ref"]
     ci = bootstrap.confidence_interval(a, 0.9)
     est = m.rmse(forecast, truth, reduce_dims=["init_time", "latitude", "longitude"])["x"]
-    lower, upper = ci["x"].sel(metric="rmse", bound="lower"), ci["x"].sel(metric="rmse",
-                                                                          bound="upper")
+    lower, upper = (
+        ci["x"].sel(metric="rmse", bound="lower"),
+        ci["x"].sel(metric="rmse", bound="upper"),
+    )
     assert bool(((lower <= est) & (est <= upper)).all())
     assert bool((upper - lower > 0).all())
 

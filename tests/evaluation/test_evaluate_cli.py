@@ -9,8 +9,14 @@ from geoclim.errors import ConfigError, DataError
 
 
 def _cfg(**kw):
-    base = {"run_dir": None, "ckpt_path": None, "split": "test", "n_boot": 10,
-            "by_location": False, "out": None}
+    base = {
+        "run_dir": None,
+        "ckpt_path": None,
+        "split": "test",
+        "n_boot": 10,
+        "by_location": False,
+        "out": None,
+    }
     return OmegaConf.create({**base, **kw})
 
 
@@ -27,8 +33,10 @@ def test_rescoring_a_run_dir_reproduces_its_scores(run_dir, multirun_dir):
     assert out == run_dir / "scores.nc"
     new = xr.open_dataset(out)
     old = xr.open_dataset(multirun_dir / "0" / "scores.nc")
-    xr.testing.assert_allclose(new.sel(metric=["rmse", "skill_climatology", "acc"]),
-                               old.sel(metric=["rmse", "skill_climatology", "acc"]))
+    xr.testing.assert_allclose(
+        new.sel(metric=["rmse", "skill_climatology", "acc"]),
+        old.sel(metric=["rmse", "skill_climatology", "acc"]),
+    )
 
 
 def test_by_location_and_explicit_out(run_dir, tmp_path):

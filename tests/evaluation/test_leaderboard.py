@@ -62,8 +62,13 @@ def test_compare_cli_writes_tables_and_figures(multirun_dir, tmp_path, capsys):
     assert compare_main([str(multirun_dir), "--out", str(out), "--lead", "2"]) == 0
     printed = capsys.readouterr().out
     assert "ranked by test/rmse/no2/lead_2 (lower is better)" in printed
-    for name in ("leaderboard.md", "leaderboard.csv", "lead_curves.png", "error_map_no2.png",
-                 "timeseries_no2.png"):
+    for name in (
+        "leaderboard.md",
+        "leaderboard.csv",
+        "lead_curves.png",
+        "error_map_no2.png",
+        "timeseries_no2.png",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert "![lead_curves](lead_curves.png)" in (out / "leaderboard.md").read_text()
 

@@ -22,8 +22,15 @@ pytestmark = pytest.mark.skipif(
 
 def test_multirun_of_baselines_makes_a_leaderboard(tmp_path, capsys):
     env = {**os.environ, "GEOCLIM_LOG_DIR": str(tmp_path / "logs"), "WANDB_MODE": "disabled"}
-    cmd = [TRAIN, "-m", "model=persistence,climatology", "data=synthetic_grid",
-           "task=synthetic_no2", "debug=smoke", "logger=none"]
+    cmd = [
+        TRAIN,
+        "-m",
+        "model=persistence,climatology",
+        "data=synthetic_grid",
+        "task=synthetic_no2",
+        "debug=smoke",
+        "logger=none",
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
 
@@ -45,6 +52,11 @@ def test_multirun_of_baselines_makes_a_leaderboard(tmp_path, capsys):
     out = tmp_path / "report"
     assert compare_main([str(tmp_path / "logs"), "--out", str(out), "--format", "markdown"]) == 0
     assert "| rank |" in capsys.readouterr().out
-    for name in ("leaderboard.md", "leaderboard.csv", "lead_curves.png", "error_map_no2.png",
-                 "timeseries_no2.png"):
+    for name in (
+        "leaderboard.md",
+        "leaderboard.csv",
+        "lead_curves.png",
+        "error_map_no2.png",
+        "timeseries_no2.png",
+    ):
         assert (out / name).is_file(), name

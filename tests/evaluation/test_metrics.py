@@ -9,8 +9,10 @@ GRID = ("init_time", "latitude", "longitude")
 
 def _ds(values, lat=(0.0, 60.0)):
     values = np.asarray(values, dtype=np.float64)
-    return xr.Dataset({"x": (("init_time", "lead_time", "latitude", "longitude"), values)},
-                      coords={"latitude": list(lat), "longitude": np.arange(values.shape[3])})
+    return xr.Dataset(
+        {"x": (("init_time", "lead_time", "latitude", "longitude"), values)},
+        coords={"latitude": list(lat), "longitude": np.arange(values.shape[3])},
+    )
 
 
 def _random(shape=(6, 2, 2, 3), seed=0):
@@ -24,8 +26,9 @@ def test_latitude_weights_closed_form():
     w = m.latitude_weights(lat)
     assert w.mean().item() == pytest.approx(1.0)
     assert w.sum().item() == pytest.approx(17.0)
-    np.testing.assert_allclose(w.values, np.cos(np.deg2rad(lat.values)) * 17
-                               / np.cos(np.deg2rad(lat.values)).sum())
+    np.testing.assert_allclose(
+        w.values, np.cos(np.deg2rad(lat.values)) * 17 / np.cos(np.deg2rad(lat.values)).sum()
+    )
 
 
 @pytest.mark.parametrize("c", [2.5, -1.0])
@@ -106,8 +109,9 @@ def test_pinball_crps_and_coverage_hand_values():
     np.testing.assert_allclose(crps["x"].values, 2 * 0.2 / 3)
     np.testing.assert_allclose(m.interval_coverage(fq, o, 0.1, 0.9, reduce_dims=GRID)["x"], 1.0)
     shifted = fq + 5  # every observation below the interval
-    np.testing.assert_allclose(m.interval_coverage(shifted, o, 0.1, 0.9, reduce_dims=GRID)["x"],
-                               0.0)
+    np.testing.assert_allclose(
+        m.interval_coverage(shifted, o, 0.1, 0.9, reduce_dims=GRID)["x"], 0.0
+    )
     per_q = m.pinball_loss(fq, o, reduce_dims=GRID)
     assert set(per_q["x"].dims) == {"lead_time", "quantile"}
 
@@ -118,8 +122,9 @@ def test_crps_ignores_missing_observations():
     o_missing = o.copy(deep=True)
     o_missing["x"][0] = 1e6  # would dominate if it counted...
     o_missing["x"][0] = np.nan  # ...but it is missing
-    np.testing.assert_allclose(m.crps_quantile(fq, o_missing, reduce_dims=GRID)["x"].values,
-                               2 * 0.2 / 3)
+    np.testing.assert_allclose(
+        m.crps_quantile(fq, o_missing, reduce_dims=GRID)["x"].values, 2 * 0.2 / 3
+    )
 
 
 def test_point_forecast_and_central_intervals():

@@ -12,8 +12,16 @@ from tests.conftest import make_grid, make_stations
 
 
 def _dm(ds, target="pm25", quantiles=()):
-    dm = GeoDataModule(ds, dict(targets=[target], past_inputs=["t2m"], input_steps=6, horizon=4,
-                                quantiles=list(quantiles)))
+    dm = GeoDataModule(
+        ds,
+        dict(
+            targets=[target],
+            past_inputs=["t2m"],
+            input_steps=6,
+            horizon=4,
+            quantiles=list(quantiles),
+        ),
+    )
     dm.setup()
     return dm
 
@@ -53,26 +61,39 @@ def test_imputed_truth_is_not_scored():
 
 def test_summary_names_are_identical_across_models(grid_dm):
     dm = grid_dm
-    runs = [PersistenceBaseline().fit(dm).predict(dm, "test"),
-            LightGBMBaseline(params={"n_estimators": 20}, max_train_samples=500).fit(dm)
-            .predict(dm, "test")]
+    runs = [
+        PersistenceBaseline().fit(dm).predict(dm, "test"),
+        LightGBMBaseline(params={"n_estimators": 20}, max_train_samples=500)
+        .fit(dm)
+        .predict(dm, "test"),
+    ]
     summaries = [metrics_summary(score_run(fc, dm, n_boot=10), prefix="test") for fc in runs]
     assert summaries[0].keys() == summaries[1].keys()
     keys = summaries[0]
-    for name in ("test/rmse/pm25", "test/mae/pm25", "test/skill_persistence/pm25",
-                 "test/skill_climatology/pm25", "test/rmse/pm25/lead_4",
-                 "test/skill_persistence/pm25/lead_1", "test/rmse_ci_lower/pm25"):
+    for name in (
+        "test/rmse/pm25",
+        "test/mae/pm25",
+        "test/skill_persistence/pm25",
+        "test/skill_climatology/pm25",
+        "test/rmse/pm25/lead_4",
+        "test/skill_persistence/pm25/lead_1",
+        "test/rmse_ci_lower/pm25",
+    ):
         assert name in keys
     per_lead = [keys[f"test/rmse/pm25/lead_{k}"] for k in range(1, 5)]
     assert keys["test/rmse/pm25"] == pytest.approx(np.mean(per_lead))
-    assert keys["test/rmse_ci_lower/pm25"] <= keys["test/rmse/pm25"] \
-        <= keys["test/rmse_ci_upper/pm25"]
+    assert (
+        keys["test/rmse_ci_lower/pm25"] <= keys["test/rmse/pm25"] <= keys["test/rmse_ci_upper/pm25"]
+    )
 
 
 def test_quantile_forecasts_get_probabilistic_scores():
     dm = _dm(make_grid(nt=240, seed=13), quantiles=(0.1, 0.5, 0.9))
-    fc = LightGBMBaseline(params={"n_estimators": 20}, max_train_samples=500).fit(dm).predict(
-        dm, "test")
+    fc = (
+        LightGBMBaseline(params={"n_estimators": 20}, max_train_samples=500)
+        .fit(dm)
+        .predict(dm, "test")
+    )
     scores = score_run(fc, dm, n_boot=0)["pm25"]
     for metric in ("pinball", "crps", "coverage_80"):
         assert np.isfinite(scores.sel(metric=metric).values).all()
@@ -111,7 +132,8 @@ def test_score_at_stations_of_a_perfect_grid_forecast():
     stations = make_stations(nt=240, n=len(cells), variables=("pm25", "t2m"))
     stations = stations.assign_coords(
         latitude=("station", [float(ds.latitude[i]) for i, _ in cells]),
-        longitude=("station", [float(ds.longitude[j]) for _, j in cells]))
+        longitude=("station", [float(ds.longitude[j]) for _, j in cells]),
+    )
     values = np.stack([ds.pm25.values[:, i, j] for i, j in cells], axis=1)
     stations["pm25"] = stations["pm25"].copy(data=values)
     for method in ("nearest", "bilinear"):

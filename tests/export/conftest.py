@@ -9,8 +9,13 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-SMOKE = ["data=synthetic_grid", "task=synthetic_no2", "debug=smoke", "logger=none",
-         "trainer.enable_model_summary=false"]
+SMOKE = [
+    "data=synthetic_grid",
+    "task=synthetic_no2",
+    "debug=smoke",
+    "logger=none",
+    "trainer.enable_model_summary=false",
+]
 
 
 def train_run(run_dir: Path, overrides: list[str]) -> Path:
@@ -20,8 +25,7 @@ def train_run(run_dir: Path, overrides: list[str]) -> Path:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONF), version_base=None):
-            cfg = compose("train", overrides=[*SMOKE, *overrides,
-                                              f"paths.output_dir={run_dir}"])
+            cfg = compose("train", overrides=[*SMOKE, *overrides, f"paths.output_dir={run_dir}"])
     finally:
         GlobalHydra.instance().clear()
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
@@ -40,12 +44,30 @@ def exported_run(lstm_run, tmp_path_factory):
     from geoclim.cli.export import main
 
     registry = tmp_path_factory.mktemp("registry")
-    assert main([str(lstm_run), "--quantize", "--parity-batches", "0",
-                 "--register", str(registry), "--name", "no2_lstm",
-                 "--stage", "production"]) == 0
+    assert (
+        main(
+            [
+                str(lstm_run),
+                "--quantize",
+                "--parity-batches",
+                "0",
+                "--register",
+                str(registry),
+                "--name",
+                "no2_lstm",
+                "--stage",
+                "production",
+            ]
+        )
+        == 0
+    )
     report = json.loads((lstm_run / "export" / "export.json").read_text())
-    return {"run_dir": lstm_run, "model": Path(report["model"]), "report": report,
-            "registry": registry}
+    return {
+        "run_dir": lstm_run,
+        "model": Path(report["model"]),
+        "report": report,
+        "registry": registry,
+    }
 
 
 @pytest.fixture

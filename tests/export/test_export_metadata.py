@@ -19,19 +19,30 @@ from geoclim.export.metadata import (
     encode_array,
 )
 
-TASK = ForecastTask(targets=("pm25",), past_inputs=("t2m",), future_inputs=("hour_sin",),
-                    static_inputs=("elevation",), input_steps=4, horizon=2)
+TASK = ForecastTask(
+    targets=("pm25",),
+    past_inputs=("t2m",),
+    future_inputs=("hour_sin",),
+    static_inputs=("elevation",),
+    input_steps=4,
+    horizon=2,
+)
 
 
 def small_metadata(ds):
     norm = Normalizer.fit(ds, ["pm25", "t2m", "elevation"])
     return ExportMetadata(
-        task=TASK, window=WindowSpec(4, 2), time_step_seconds=3600, normalizer=norm,
+        task=TASK,
+        window=WindowSpec(4, 2),
+        time_step_seconds=3600,
+        normalizer=norm,
         domain=Domain.from_dataset(ds, ("elevation",)),
         io=ModelIO(inputs=("past", "known_future", "static"), model_class="x.Net"),
         data_fingerprint=data_fingerprint(ds, ["pm25", "t2m"]),
-        scores={"test/rmse/pm25": 1.5}, config={"model": {"net": {"hidden_size": 8}}},
-        provenance={"git_commit": "abc"})
+        scores={"test/rmse/pm25": 1.5},
+        config={"model": {"net": {"hidden_size": 8}}},
+        provenance={"git_commit": "abc"},
+    )
 
 
 def identity_model():

@@ -16,8 +16,14 @@ def onnx_file(tmp_path):
 
 def test_register_promote_and_roll_back(tmp_path, onnx_file):
     reg = ModelRegistry(tmp_path / "reg")
-    v1 = reg.register("no2", onnx_file, scores={"rmse": 2.0}, data_fingerprint="sha256:a",
-                      config={"seed": 0}, run_dir=tmp_path)
+    v1 = reg.register(
+        "no2",
+        onnx_file,
+        scores={"rmse": 2.0},
+        data_fingerprint="sha256:a",
+        config={"seed": 0},
+        run_dir=tmp_path,
+    )
     assert (v1.version, v1.stage) == (1, "staging")
     assert reg.get("no2").version == 1  # no production yet: the latest
     reg.promote("no2", 1)
@@ -44,8 +50,10 @@ def test_registry_file_is_valid_json_and_has_no_leftovers(tmp_path, onnx_file):
 
 def test_concurrent_registrations_get_distinct_versions(tmp_path, onnx_file):
     reg = ModelRegistry(tmp_path / "reg")
-    threads = [threading.Thread(target=reg.register, args=("o3", onnx_file), kwargs={"copy": False})
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=reg.register, args=("o3", onnx_file), kwargs={"copy": False})
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:

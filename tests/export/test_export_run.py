@@ -41,8 +41,9 @@ def test_embedded_metadata_describes_the_run(exported_run, loaded):
     assert meta.config["model"]["net"]["_target_"].endswith("LSTMNet")
     assert meta.domain.layout == "grid"
     np.testing.assert_allclose(meta.domain.latitude, dm.ds.latitude.values)
-    np.testing.assert_allclose(meta.domain.static["elevation"],
-                               dm.ds.elevation.transpose("latitude", "longitude").values)
+    np.testing.assert_allclose(
+        meta.domain.static["elevation"], dm.ds.elevation.transpose("latitude", "longitude").values
+    )
     names = (*dm.task.dynamic_variables, *dm.task.static_inputs)
     assert meta.data_fingerprint == data_fingerprint(dm.ds, names, dm.splits.train)
     assert {"geoclim_version", "git_commit", "checkpoint", "run_dir"} <= set(meta.provenance)
@@ -52,8 +53,9 @@ def test_embedded_metadata_describes_the_run(exported_run, loaded):
 def test_adapter_reproduces_the_runs_test_predictions(exported_run, loaded):
     saved = xr.open_dataset(exported_run["run_dir"] / "predictions.nc").load()
     forecaster = Forecaster.from_onnx(exported_run["model"])
-    out = forecaster.predict(loaded.datamodule.ds, init_times=saved.init_time.values,
-                             max_missing=1.0)
+    out = forecaster.predict(
+        loaded.datamodule.ds, init_times=saved.init_time.values, max_missing=1.0
+    )
     xr.testing.assert_allclose(out.no2, saved.no2, rtol=1e-5, atol=1e-3)
     np.testing.assert_array_equal(out.valid_time.values, saved.valid_time.values)
 

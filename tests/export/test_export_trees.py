@@ -11,18 +11,21 @@ from geoclim.export.parity import ParityError
 from geoclim.export.trees import export_tree
 from geoclim.serving.adapter import Forecaster
 
-TASK = ForecastTask(targets=("no2", "o3"), past_inputs=("t2m", "u10"),
-                    future_inputs=("hour_sin", "u10"), static_inputs=("elevation",),
-                    input_steps=24, horizon=4)
+TASK = ForecastTask(
+    targets=("no2", "o3"),
+    past_inputs=("t2m", "u10"),
+    future_inputs=("hour_sin", "u10"),
+    static_inputs=("elevation",),
+    input_steps=24,
+    horizon=4,
+)
 
 
 @pytest.fixture(scope="module")
 def dm():
-    ds = make_dataset(("no2", "o3", "t2m", "u10"), nlat=3, nlon=3, days=16,
-                      static=("elevation",))
+    ds = make_dataset(("no2", "o3", "t2m", "u10"), nlat=3, nlon=3, days=16, static=("elevation",))
     ds["no2"][dict(time=slice(300, 305))] = np.nan  # gaps inside the test block
-    module = GeoDataModule(ds, TASK, window={"patch": 1},
-                           splits={"fractions": (0.5, 0.25, 0.25)})
+    module = GeoDataModule(ds, TASK, window={"patch": 1}, splits={"fractions": (0.5, 0.25, 0.25)})
     module.setup()
     return module
 
@@ -36,17 +39,19 @@ def served_vs_baseline(baseline, dm, path, max_missing=1.0):
     return report, out, ref.sel(init_time=inits)
 
 
-@pytest.mark.parametrize("cls,kw", [
-    pytest.param(XGBoostBaseline, {}, id="xgboost"),
-    pytest.param(LightGBMBaseline, {"quantiles": [0.1, 0.5, 0.9]}, id="lightgbm-quantiles"),
-    pytest.param(LightGBMBaseline, {"strategy": "per_lead"}, id="lightgbm-per-lead"),
-])
+@pytest.mark.parametrize(
+    "cls,kw",
+    [
+        pytest.param(XGBoostBaseline, {}, id="xgboost"),
+        pytest.param(LightGBMBaseline, {"quantiles": [0.1, 0.5, 0.9]}, id="lightgbm-quantiles"),
+        pytest.param(LightGBMBaseline, {"strategy": "per_lead"}, id="lightgbm-per-lead"),
+    ],
+)
 def test_tree_exports_serve_the_baselines_own_predictions(dm, tmp_path, cls, kw):
     baseline = cls(params={"n_estimators": 15}, max_train_samples=3000, **kw).fit(dm)
     report, out, ref = served_vs_baseline(baseline, dm, tmp_path / "tree.onnx")
     assert report["parity"]["passed"] and report["nan_inputs"] == "pass"
-    assert set(report["inputs"]) == {"past", "known_future", "static", "calendar",
-                                     "coordinates"}
+    assert set(report["inputs"]) == {"past", "known_future", "static", "calendar", "coordinates"}
     for name in ("no2", "o3"):
         np.testing.assert_allclose(out[name].values, ref[name].values, rtol=1e-4, atol=1e-3)
     meta = read_metadata(tmp_path / "tree.onnx")
@@ -55,8 +60,9 @@ def test_tree_exports_serve_the_baselines_own_predictions(dm, tmp_path, cls, kw)
 
 
 def test_random_forest_export_refuses_missing_inputs(dm, tmp_path):
-    baseline = RandomForestBaseline(params={"n_estimators": 10, "max_depth": 6},
-                                    max_train_samples=3000).fit(dm)
+    baseline = RandomForestBaseline(
+        params={"n_estimators": 10, "max_depth": 6}, max_train_samples=3000
+    ).fit(dm)
     report = export_tree(baseline, dm, tmp_path / "rf.onnx")
     assert report["nan_inputs"] == "refuse" and report["parity"]["passed"]
     forecaster = Forecaster.from_onnx(tmp_path / "rf.onnx", max_missing=1.0)
@@ -67,7 +73,8 @@ def test_random_forest_export_refuses_missing_inputs(dm, tmp_path):
 
 
 def test_xgboost_multi_quantile_export_fails_its_parity_check(dm, tmp_path):
-    baseline = XGBoostBaseline(params={"n_estimators": 3, "max_depth": 3},
-                               max_train_samples=500, quantiles=[0.1, 0.9]).fit(dm)
+    baseline = XGBoostBaseline(
+        params={"n_estimators": 3, "max_depth": 3}, max_train_samples=500, quantiles=[0.1, 0.9]
+    ).fit(dm)
     with pytest.raises(ParityError, match="does not reproduce"):
         export_tree(baseline, dm, tmp_path / "xq.onnx")

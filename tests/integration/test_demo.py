@@ -5,9 +5,20 @@ import sys
 def test_demo_trains_ranks_exports_and_serves(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "geoclim.cli.demo", "--out", str(out),
-         "--models", "lstm,persistence,climatology", "debug=smoke"],
-        capture_output=True, text=True, timeout=600)
+        [
+            sys.executable,
+            "-m",
+            "geoclim.cli.demo",
+            "--out",
+            str(out),
+            "--models",
+            "lstm,persistence,climatology",
+            "debug=smoke",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = proc.stdout
     for stage in ("1. Embedded real data", "2. Forecasters", "3. Leaderboard", "4. Export"):

@@ -5,17 +5,28 @@ import pytest
 from geoclim.training.train import train
 from tests.training.compose import compose_train
 
-LEARNABLE = ["data=synthetic_grid", "task=synthetic_no2", "logger=csv",
-             "trainer.enable_progress_bar=false", "data.source.days=40", "task.horizon=12",
-             "trainer.max_epochs=6", "data.window.stride=2"]
+LEARNABLE = [
+    "data=synthetic_grid",
+    "task=synthetic_no2",
+    "logger=csv",
+    "trainer.enable_progress_bar=false",
+    "data.source.days=40",
+    "task.horizon=12",
+    "trainer.max_epochs=6",
+    "data.window.stride=2",
+]
 
 
-@pytest.mark.parametrize(("model", "extra"), [
-    ("lstm", ()),
-    # whole-grid samples: one per init time, so every init and more epochs
-    ("cnn", ("model.window.stride=1", "trainer.max_epochs=25", "data.source.days=60")),
-    ("tft", ()),
-], ids=["lstm", "cnn", "tft"])
+@pytest.mark.parametrize(
+    ("model", "extra"),
+    [
+        ("lstm", ()),
+        # whole-grid samples: one per init time, so every init and more epochs
+        ("cnn", ("model.window.stride=1", "trainer.max_epochs=25", "data.source.days=60")),
+        ("tft", ()),
+    ],
+    ids=["lstm", "cnn", "tft"],
+)
 def test_networks_beat_persistence_from_lead_6(tmp_path, model, extra):
     cfg = compose_train(tmp_path, *LEARNABLE, f"model={model}", *extra, tiny=False)
     metrics = train(cfg)

@@ -14,29 +14,49 @@ TINY = ["data=synthetic_grid", "task=synthetic_no2", "debug=smoke"]
 
 def geoclim_train(*args, cwd, timeout=300):
     env = {**os.environ, "GEOCLIM_LOG_DIR": str(Path(cwd) / "logs"), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run([sys.executable, "-m", "geoclim.cli.train", *args], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "geoclim.cli.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_cli_smoke_run_writes_a_complete_run_directory(tmp_path):
     run = tmp_path / "run"
     result = geoclim_train(*TINY, f"hydra.run.dir={run}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    for name in ("metrics.json", "predictions.nc", "scores.nc", "task.json", "normalizer.json",
-                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "csv/metrics.csv",
-                 ".hydra/config.yaml"):
+    for name in (
+        "metrics.json",
+        "predictions.nc",
+        "scores.nc",
+        "task.json",
+        "normalizer.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "csv/metrics.csv",
+        ".hydra/config.yaml",
+    ):
         assert (run / name).exists(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val/loss"] > 0 and "test/skill_persistence/no2" in metrics
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    pytest.param(["trainer.max_epoch=1"], "valid keys are", id="misspelt-key"),
-    pytest.param(["data/source=netcdf", "data.source.path=/nonexistent/file.nc"],
-                 "no such file", id="geoclim-error"),
-    pytest.param(["data/source=netcdf"], "data.source.path", id="missing-mandatory-value"),
-    pytest.param(["task.targets=[pm2.5]"], "pm2.5", id="unknown-variable"),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param(["trainer.max_epoch=1"], "valid keys are", id="misspelt-key"),
+        pytest.param(
+            ["data/source=netcdf", "data.source.path=/nonexistent/file.nc"],
+            "no such file",
+            id="geoclim-error",
+        ),
+        pytest.param(["data/source=netcdf"], "data.source.path", id="missing-mandatory-value"),
+        pytest.param(["task.targets=[pm2.5]"], "pm2.5", id="unknown-variable"),
+    ],
+)
 def test_user_errors_exit_2_with_a_message_not_a_traceback(tmp_path, args, expected):
     result = geoclim_train(*TINY, *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
@@ -58,8 +78,9 @@ def test_unknown_group_option_lists_the_available_options(tmp_path):
 
 def test_two_job_multirun_with_wandb_offline(tmp_path):
     sweep = tmp_path / "sweep"
-    result = geoclim_train("-m", "model=lstm,cnn", "logger=wandb", *TINY,
-                           f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = geoclim_train(
+        "-m", "model=lstm,cnn", "logger=wandb", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0", "1"):
         assert (sweep / job / "metrics.json").exists()
@@ -69,28 +90,44 @@ def test_two_job_multirun_with_wandb_offline(tmp_path):
 
 def test_short_optuna_search_returns_the_best_trial(tmp_path):
     sweep = tmp_path / "optuna"
-    result = geoclim_train("hparams_search=lstm_optuna", "hydra.sweeper.n_trials=2", *TINY,
-                           f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = geoclim_train(
+        "hparams_search=lstm_optuna",
+        "hydra.sweeper.n_trials=2",
+        *TINY,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    values = [json.loads((sweep / job / "metrics.json").read_text())["val/loss"]
-              for job in ("0", "1")]
+    values = [
+        json.loads((sweep / job / "metrics.json").read_text())["val/loss"] for job in ("0", "1")
+    ]
     assert best["best_value"] == pytest.approx(min(values))
-    assert set(best["best_params"]) == {"model.net.hidden_size", "model.net.num_layers",
-                                        "model.optimizer.lr"}
+    assert set(best["best_params"]) == {
+        "model.net.hidden_size",
+        "model.net.num_layers",
+        "model.optimizer.lr",
+    }
 
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
-    common = ["data=synthetic_grid", "task=synthetic_no2", "trainer.max_epochs=2",
-              "trainer.enable_progress_bar=false", "logger=csv"]
+    common = [
+        "data=synthetic_grid",
+        "task=synthetic_no2",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        "logger=csv",
+    ]
     single = geoclim_train(*common, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path)
-    ddp = geoclim_train(*common, "trainer=ddp_cpu", f"hydra.run.dir={tmp_path / 'ddp'}",
-                        cwd=tmp_path)
+    ddp = geoclim_train(
+        *common, "trainer=ddp_cpu", f"hydra.run.dir={tmp_path / 'ddp'}", cwd=tmp_path
+    )
     assert single.returncode == 0 and ddp.returncode == 0, ddp.stderr[-3000:]
     assert "Starting with 2 processes" in ddp.stdout + ddp.stderr
-    m1, m2 = (json.loads((tmp_path / name / "metrics.json").read_text())
-              for name in ("single", "ddp"))
+    m1, m2 = (
+        json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("single", "ddp")
+    )
     assert m2["train/steps"] == m1["train/steps"]
     # each global batch is split over the 2 ranks and gradients averaged: same trajectory
     # up to float summation order
@@ -101,8 +138,9 @@ def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
 @pytest.mark.slow
 def test_multirun_with_ddp_leaves_no_stray_run_directories(tmp_path):
     sweep = tmp_path / "sweep"
-    result = geoclim_train("-m", "model=lstm,tft", "trainer=ddp_cpu", *TINY,
-                           f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    result = geoclim_train(
+        "-m", "model=lstm,tft", "trainer=ddp_cpu", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
     for job in ("0", "1"):

@@ -8,8 +8,9 @@ import pytest
 from geoclim.training.train import train
 from tests.training.compose import compose_train
 
-EXPERIMENTS = sorted(p.stem for p in
-                     (Path(__file__).resolve().parents[2] / "conf" / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(
+    p.stem for p in (Path(__file__).resolve().parents[2] / "conf" / "experiment").glob("*.yaml")
+)
 
 
 def test_there_are_experiments():
@@ -25,7 +26,14 @@ def test_experiment_composes_with_its_real_data(tmp_path, name):
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_smoke_runs_on_synthetic_data(tmp_path, name):
-    cfg = compose_train(tmp_path, f"experiment={name}", "data/source=synthetic", "debug=smoke",
-                        "logger=none", "trainer.enable_progress_bar=false", tiny=False)
+    cfg = compose_train(
+        tmp_path,
+        f"experiment={name}",
+        "data/source=synthetic",
+        "debug=smoke",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        tiny=False,
+    )
     metrics = train(cfg)
     assert np.isfinite(metrics["test/rmse/no2"])

@@ -35,8 +35,9 @@ def make_batch(b=4, h=1, w=1, dims=None, seed=0, requires_grad=False):
 
 def make_net(name, n_quantiles=0, dims=None, **kwargs):
     torch.manual_seed(0)
-    return NETS[name](**{**DIMS, **(dims or {})}, n_quantiles=n_quantiles,
-                      **{**SMALL[name], **kwargs})
+    return NETS[name](
+        **{**DIMS, **(dims or {})}, n_quantiles=n_quantiles, **{**SMALL[name], **kwargs}
+    )
 
 
 @pytest.fixture

@@ -5,8 +5,11 @@ from geoclim.models.losses import ForecastLoss
 
 from .conftest import DIMS, NETS, make_batch, make_net
 
-GRIDS = [pytest.param(1, 1, id="point"), pytest.param(7, 5, id="7x5"),
-         pytest.param(13, 11, id="13x11")]
+GRIDS = [
+    pytest.param(1, 1, id="point"),
+    pytest.param(7, 5, id="7x5"),
+    pytest.param(13, 11, id="13x11"),
+]
 
 
 @pytest.mark.parametrize("name", sorted(NETS))
@@ -27,10 +30,12 @@ def test_point_model_on_spatial_batch_equals_cell_by_cell(name):
     out = net(spatial)["prediction"]  # (B, T, C, 3, 2)
     for y in range(3):
         for x in range(2):
-            cell = {k: (v[..., y:y + 1, x:x + 1] if v.dim() >= 4 else v)
-                    for k, v in spatial.items()}
-            torch.testing.assert_close(net(cell)["prediction"][..., 0, 0], out[..., y, x],
-                                       rtol=1e-5, atol=1e-5)
+            cell = {
+                k: (v[..., y : y + 1, x : x + 1] if v.dim() >= 4 else v) for k, v in spatial.items()
+            }
+            torch.testing.assert_close(
+                net(cell)["prediction"][..., 0, 0], out[..., y, x], rtol=1e-5, atol=1e-5
+            )
 
 
 @pytest.mark.parametrize("name", sorted(NETS))

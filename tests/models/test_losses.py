@@ -41,8 +41,7 @@ def test_empty_mask_gives_zero_loss():
     assert loss.item() == 0.0
 
 
-@pytest.mark.parametrize(("name", "quantiles"), [("huber", ()), ("quantile", ()),
-                                                 ("mse", (0.5,))])
+@pytest.mark.parametrize(("name", "quantiles"), [("huber", ()), ("quantile", ()), ("mse", (0.5,))])
 def test_bad_loss_config_names_valid_choices(name, quantiles):
     with pytest.raises(ConfigError, match="quantile|valid losses"):
         ForecastLoss(name, quantiles)

@@ -9,8 +9,10 @@ from .conftest import DIMS, make_batch
 
 NET_CONFIG = {"_target_": "geoclim.models.components.lstm.LSTMNet", "hidden_size": 8, **DIMS}
 TASK = {"targets": ["no2", "o3"], "quantiles": []}
-NORM = {"no2": {"mean": 2.0, "std": 0.5, "log": True}, "o3": {"mean": 30.0, "std": 10.0,
-                                                            "log": False}}
+NORM = {
+    "no2": {"mean": 2.0, "std": 0.5, "log": True},
+    "o3": {"mean": 30.0, "std": 10.0, "log": False},
+}
 
 
 def make_module(**kwargs):
@@ -37,8 +39,10 @@ def test_loss_ignores_masked_targets():
 
 
 def test_auto_loss_is_quantile_when_the_task_has_quantiles():
-    module = ForecastModule(net={**NET_CONFIG, "n_quantiles": 3},
-                            task={"targets": ["no2", "o3"], "quantiles": [0.1, 0.5, 0.9]})
+    module = ForecastModule(
+        net={**NET_CONFIG, "n_quantiles": 3},
+        task={"targets": ["no2", "o3"], "quantiles": [0.1, 0.5, 0.9]},
+    )
     assert module.loss_fn.name == "quantile"
     assert make_module().loss_fn.name == "mse"
 
@@ -52,8 +56,10 @@ def test_predict_step_returns_prediction_and_positions():
 def test_optimizer_and_scheduler_partials_are_used():
     from functools import partial
 
-    module = make_module(optimizer=partial(torch.optim.SGD, lr=0.1),
-                         scheduler=partial(torch.optim.lr_scheduler.StepLR, step_size=1))
+    module = make_module(
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+        scheduler=partial(torch.optim.lr_scheduler.StepLR, step_size=1),
+    )
     config = module.configure_optimizers()
     assert isinstance(config["optimizer"], torch.optim.SGD)
     assert config["lr_scheduler"]["monitor"] == "val/loss"
@@ -62,18 +68,24 @@ def test_optimizer_and_scheduler_partials_are_used():
 def test_metrics_in_physical_units_and_checkpoint_is_self_contained(tmp_path):
     module = make_module()
     batches = [make_batch(b=4, seed=s) for s in range(2)]
-    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False, enable_model_summary=False)
-    trainer.fit(module, DataLoader(batches, batch_size=None),
-                DataLoader(batches, batch_size=None))
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, DataLoader(batches, batch_size=None), DataLoader(batches, batch_size=None))
     metrics = trainer.callback_metrics
     assert {"val/loss", "val/rmse/no2", "val/mae/o3"} <= set(metrics)
     # RMSE in physical units: recompute by hand for o3 (std 10) on the val batches
     with torch.no_grad():
-        errors = torch.cat([(module(b)["prediction"] - b["target"])[:, :, 1].flatten() * 10
-                            for b in batches])
-    assert metrics["val/rmse/o3"].item() == pytest.approx(errors.square().mean().sqrt().item(),
-                                                          rel=1e-4)
+        errors = torch.cat(
+            [(module(b)["prediction"] - b["target"])[:, :, 1].flatten() * 10 for b in batches]
+        )
+    assert metrics["val/rmse/o3"].item() == pytest.approx(
+        errors.square().mean().sqrt().item(), rel=1e-4
+    )
     path = tmp_path / "m.ckpt"
     trainer.save_checkpoint(path)
     restored = ForecastModule.from_checkpoint(path)

@@ -32,14 +32,14 @@ def test_variable_grn_matches_a_loop_of_single_grns():
         eta = torch.nn.functional.elu(e[v] @ grn.fc1_w[v] + grn.fc1_b[v])
         eta = eta @ grn.fc2_w[v] + grn.fc2_b[v]
         gated = torch.nn.functional.glu(eta @ grn.glu_w[v] + grn.glu_b[v], dim=-1)
-        want = torch.nn.functional.layer_norm(gated + skip[v], (6,)) * grn.norm_w[v] \
-            + grn.norm_b[v]
+        want = torch.nn.functional.layer_norm(gated + skip[v], (6,)) * grn.norm_w[v] + grn.norm_b[v]
         torch.testing.assert_close(out[v], want)
 
 
 def test_grn_and_gate_add_norm_shapes():
     assert GatedResidualNetwork(8, 8, 8, 0.0, context_size=4)(
-        torch.randn(2, 5, 8), torch.randn(2, 1, 4)).shape == (2, 5, 8)
+        torch.randn(2, 5, 8), torch.randn(2, 1, 4)
+    ).shape == (2, 5, 8)
     assert GateAddNorm(8)(torch.randn(2, 5, 8), torch.randn(2, 5, 8)).shape == (2, 5, 8)
 
 
@@ -56,8 +56,10 @@ def test_variable_selection_weights_sum_to_one(n_vars):
 
 def test_causal_mask_lets_decoder_see_past_and_earlier_leads_only():
     mask = causal_mask(input_steps=3, horizon=2)
-    assert mask.tolist() == [[False, False, False, False, True],
-                             [False, False, False, False, False]]
+    assert mask.tolist() == [
+        [False, False, False, False, True],
+        [False, False, False, False, False],
+    ]
 
 
 def test_attention_shapes_and_masked_weights_are_zero():
@@ -95,9 +97,10 @@ def test_tft_returns_interpretation_weights():
     assert out["encoder_weights"].shape == (2, DIMS["input_steps"], DIMS["c_past"], 3, 2)
     assert out["decoder_weights"].shape == (2, DIMS["horizon"], DIMS["c_known"], 3, 2)
     for key in ("static_weights", "encoder_weights", "decoder_weights"):
-        torch.testing.assert_close(out[key].sum(-3 if key != "static_weights" else 1),
-                                   torch.ones_like(out[key].sum(-3 if key != "static_weights"
-                                                                else 1)))
+        torch.testing.assert_close(
+            out[key].sum(-3 if key != "static_weights" else 1),
+            torch.ones_like(out[key].sum(-3 if key != "static_weights" else 1)),
+        )
 
 
 class _OnnxWrapper(nn.Module):
@@ -117,8 +120,12 @@ def test_tft_exports_to_onnx_with_dynamic_batch(tmp_path):
     batch = make_batch(b=3)
     path = tmp_path / "tft.onnx"
     torch.onnx.export(
-        wrapper, tuple(batch[n] for n in names), str(path), input_names=names,
-        output_names=["prediction", "attention"], dynamo=False,
+        wrapper,
+        tuple(batch[n] for n in names),
+        str(path),
+        input_names=names,
+        output_names=["prediction", "attention"],
+        dynamo=False,
         dynamic_axes={n: {0: "batch"} for n in [*names, "prediction", "attention"]},
     )
     session = ort.InferenceSession(str(path))

@@ -33,8 +33,7 @@ def test_forecast_dataset_has_coordinates_units_and_valid_time(grid):
     out = predict(f, demo)
     assert dict(out.sizes) == {"init_time": 1, "lead_time": 6, "latitude": 4, "longitude": 3}
     assert out.init_time.values[0] == hist.time.values[-1]
-    np.testing.assert_array_equal(out.lead_time.values,
-                                  np.arange(1, 7) * np.timedelta64(1, "h"))
+    np.testing.assert_array_equal(out.lead_time.values, np.arange(1, 7) * np.timedelta64(1, "h"))
     assert out.no2.attrs["units"] == "ppb"
     assert (out.valid_time.values[0] == hist.time.values[-1] + out.lead_time.values).all()
 
@@ -46,12 +45,12 @@ def test_adapter_equals_the_torch_network_on_the_datamodules_batches(grid):
     batch = dm.dataset("test")[np.arange(40)]
     with torch.no_grad():
         want = demo.net(batch)["prediction"].numpy()
-    expected = to_forecast_dataset(want, t, y, x, dm.ds, dm.task.targets,
-                                   normalizer=dm.normalizer)
+    expected = to_forecast_dataset(want, t, y, x, dm.ds, dm.task.targets, normalizer=dm.normalizer)
     got = f.predict(dm.ds, init_times=expected.init_time.values, max_missing=1.0)
     mask = np.isfinite(expected.no2)
-    np.testing.assert_allclose(got.no2.values[mask], expected.no2.values[mask], rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        got.no2.values[mask], expected.no2.values[mask], rtol=1e-4, atol=1e-4
+    )
 
 
 def test_numpy_path_equals_the_xarray_path(grid):
@@ -59,18 +58,21 @@ def test_numpy_path_equals_the_xarray_path(grid):
     hist = history(demo)
     ds_out = f.predict(hist, future=future(demo).assign(u10=future(demo).u10 + 5))
     cells = [(0, 0), (2, 1), (3, 2)]
-    past = {v: np.stack([hist[v].values[:, i, j] for i, j in cells])
-            for v in f.task.past_variables}
+    past = {v: np.stack([hist[v].values[:, i, j] for i, j in cells]) for v in f.task.past_variables}
     later = demo.datamodule.ds.isel(time=slice(112, 118))
     known = {"u10": np.stack([later["u10"].values[:, i, j] for i, j in cells])}
     values, valid = f.predict_arrays(
-        hist.time.values[-1], past, future=known,
+        hist.time.values[-1],
+        past,
+        future=known,
         latitude=[float(hist.latitude[i]) for i, _ in cells],
-        longitude=[float(hist.longitude[j]) for _, j in cells])
+        longitude=[float(hist.longitude[j]) for _, j in cells],
+    )
     expected_future = f.predict(hist, future=later[["u10"]])
     for k, (i, j) in enumerate(cells):
-        np.testing.assert_allclose(values["no2"][k], expected_future.no2.values[0, :, i, j],
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            values["no2"][k], expected_future.no2.values[0, :, i, j], rtol=1e-5
+        )
     assert valid[0] == hist.time.values[-1] + np.timedelta64(1, "h")
     assert not np.allclose(ds_out.no2.values, expected_future.no2.values)  # u10 matters
 
@@ -88,22 +90,49 @@ def test_units_are_converted_when_possible_and_refused_otherwise(grid):
         predict(f, demo, bad)
 
 
-@pytest.mark.parametrize("edit,error,match", [
-    pytest.param(lambda ds: ds.drop_vars("o3"), SchemaError, r"lacks variable\(s\) \['o3'\]",
-                 id="missing-variable"),
-    pytest.param(lambda ds: ds.isel(time=slice(0, None, 2)), SchemaError,
-                 "time step 0 days 02:00:00 .* does not match the model's time step",
-                 id="wrong-time-step"),
-    pytest.param(lambda ds: ds.isel(time=slice(6, None)), DataError,
-                 "fewer than input_steps = 12", id="too-short"),
-    pytest.param(lambda ds: ds.assign(no2=ds.no2.where(ds.time != ds.time[3])), DataError,
-                 "'no2'.*missing", id="nan"),
-    pytest.param(lambda ds: ds.assign_coords(latitude=ds.latitude + 20).drop_vars(
-        ["elevation", "emissions"]), DataError, "outside the training grid",
-                 id="outside-domain"),
-    pytest.param(lambda ds: ds.isel(time=[0, 1, 3, 2, 4, 5, 6, 7, 8, 9, 10, 11]), SchemaError,
-                 "does not match the model's time step", id="unordered"),
-])
+@pytest.mark.parametrize(
+    "edit,error,match",
+    [
+        pytest.param(
+            lambda ds: ds.drop_vars("o3"),
+            SchemaError,
+            r"lacks variable\(s\) \['o3'\]",
+            id="missing-variable",
+        ),
+        pytest.param(
+            lambda ds: ds.isel(time=slice(0, None, 2)),
+            SchemaError,
+            "time step 0 days 02:00:00 .* does not match the model's time step",
+            id="wrong-time-step",
+        ),
+        pytest.param(
+            lambda ds: ds.isel(time=slice(6, None)),
+            DataError,
+            "fewer than input_steps = 12",
+            id="too-short",
+        ),
+        pytest.param(
+            lambda ds: ds.assign(no2=ds.no2.where(ds.time != ds.time[3])),
+            DataError,
+            "'no2'.*missing",
+            id="nan",
+        ),
+        pytest.param(
+            lambda ds: ds.assign_coords(latitude=ds.latitude + 20).drop_vars(
+                ["elevation", "emissions"]
+            ),
+            DataError,
+            "outside the training grid",
+            id="outside-domain",
+        ),
+        pytest.param(
+            lambda ds: ds.isel(time=[0, 1, 3, 2, 4, 5, 6, 7, 8, 9, 10, 11]),
+            SchemaError,
+            "does not match the model's time step",
+            id="unordered",
+        ),
+    ],
+)
 def test_bad_requests_raise_clear_errors(grid, edit, error, match):
     demo, f = grid
     with pytest.raises(error, match=match):
@@ -143,15 +172,24 @@ def test_station_quantile_model(station_export):
     out = f.predict(ds)
     assert dict(out.sizes) == {"init_time": 1, "lead_time": 6, "station": 5, "quantile": 3}
     assert list(out.station.values) == list(ds.station.values)
-    values, _ = f.predict_arrays(ds.time.values[-1], {v: ds[v].values.T for v in ("no2", "t2m")},
-                                 latitude=ds.latitude.values, longitude=ds.longitude.values,
-                                 station=list(ds.station.values))
+    values, _ = f.predict_arrays(
+        ds.time.values[-1],
+        {v: ds[v].values.T for v in ("no2", "t2m")},
+        latitude=ds.latitude.values,
+        longitude=ds.longitude.values,
+        station=list(ds.station.values),
+    )
     np.testing.assert_allclose(values["no2"], out.no2.values[0].transpose(1, 0, 2), rtol=1e-5)
     point = {v: ds[v].values.T[:1] for v in ("no2", "t2m")}
     with pytest.raises(DataError, match="no training station"):
         f.predict_arrays(ds.time.values[-1], point, latitude=[10.0], longitude=[10.0])
-    values, _ = f.predict_arrays(ds.time.values[-1], point, latitude=[10.0], longitude=[10.0],
-                                 static={"elevation": np.array([100.0])})
+    values, _ = f.predict_arrays(
+        ds.time.values[-1],
+        point,
+        latitude=[10.0],
+        longitude=[10.0],
+        static={"elevation": np.array([100.0])},
+    )
     assert values["no2"].shape == (1, 6, 3)
 
 
@@ -160,12 +198,14 @@ def test_whole_grid_cnn_on_its_grid_and_on_a_sub_grid(cnn_export):
     ds = cnn_export.datamodule.ds.isel(time=slice(40, 58))
     full = f.predict(ds, init_times=ds.time.values[11:12])
     assert dict(full.sizes) == {"init_time": 1, "lead_time": 6, "latitude": 6, "longitude": 5}
-    sub = f.predict(ds.isel(latitude=slice(1, 5), longitude=slice(0, 3)),
-                    init_times=ds.time.values[11:12])
+    sub = f.predict(
+        ds.isel(latitude=slice(1, 5), longitude=slice(0, 3)), init_times=ds.time.values[11:12]
+    )
     assert dict(sub.sizes)["latitude"] == 4 and np.isfinite(sub.no2).all()
     with pytest.raises(ConfigError, match="spatial patches"):
-        f.predict_arrays(ds.time.values[-1], {"no2": np.zeros((1, 12))}, latitude=[40],
-                         longitude=[-100])
+        f.predict_arrays(
+            ds.time.values[-1], {"no2": np.zeros((1, 12))}, latitude=[40], longitude=[-100]
+        )
 
 
 def test_example_request_is_valid(grid):
@@ -173,8 +213,10 @@ def test_example_request_is_valid(grid):
     body = f.example_request(2)
     loc = body["locations"][0]
     values, valid = f.predict_arrays(
-        pd.Timestamp(body["init_time"]).tz_localize(None), {k: np.array([v]) for k, v in
-                                                            loc["past"].items()},
+        pd.Timestamp(body["init_time"]).tz_localize(None),
+        {k: np.array([v]) for k, v in loc["past"].items()},
         future={k: np.array([v]) for k, v in loc["future"].items()},
-        latitude=[loc["latitude"]], longitude=[loc["longitude"]])
+        latitude=[loc["latitude"]],
+        longitude=[loc["longitude"]],
+    )
     assert np.isfinite(values["no2"]).all() and valid.size == 6

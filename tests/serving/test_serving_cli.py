@@ -20,8 +20,12 @@ def free_port():
 
 def test_keygen_prints_the_key_once_and_stores_its_hash(tmp_path, capsys):
     keys = tmp_path / "keys.json"
-    assert serve_main(["keygen", "alice", "--keys", str(keys), "--models", "a,b",
-                       "--method", "sha256"]) == 0
+    assert (
+        serve_main(
+            ["keygen", "alice", "--keys", str(keys), "--models", "a,b", "--method", "sha256"]
+        )
+        == 0
+    )
     key = capsys.readouterr().out.strip()
     assert key.startswith("alice.") and key not in keys.read_text()
     principal = KeyStore.from_file(keys).authenticate(key)
@@ -48,17 +52,43 @@ def test_uvicorn_serves_a_registered_model_on_loopback(grid_export, tmp_path):
     registry = tmp_path / "registry"
     ModelRegistry(registry).register("no2", grid_export.path, stage="production")
     keys = tmp_path / "keys.json"
-    subprocess.run([sys.executable, "-m", "geoclim.cli.main", "serve", "keygen", "ci",
-                    "--keys", str(keys), "--method", "sha256"], check=True,
-                   capture_output=True, text=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "geoclim.cli.main",
+            "serve",
+            "keygen",
+            "ci",
+            "--keys",
+            str(keys),
+            "--method",
+            "sha256",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     key = json.loads(keys.read_text())["keys"][0]["id"]
     assert key == "ci"
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from geoclim.cli.serve import serve_main; import sys; "
-         "sys.exit(serve_main(sys.argv[1:]))", "no2", "--registry", str(registry),
-         "--no-auth", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "from geoclim.cli.serve import serve_main; import sys; "
+            "sys.exit(serve_main(sys.argv[1:]))",
+            "no2",
+            "--registry",
+            str(registry),
+            "--no-auth",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         url = f"http://127.0.0.1:{port}"
         for _ in range(100):

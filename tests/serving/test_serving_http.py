@@ -19,11 +19,20 @@ SECRET = "a-test-secret-that-is-at-least-32-bytes-long"
 
 @pytest.fixture(scope="module")
 def models(grid_export, station_export):
-    return [ServedModel("no2_grid", Forecaster.from_onnx(grid_export.path, name="no2_grid"),
-                        str(grid_export.path), "1"),
-            ServedModel("no2_station", Forecaster.from_onnx(station_export.path,
-                                                            name="no2_station"),
-                        str(station_export.path), "3")]
+    return [
+        ServedModel(
+            "no2_grid",
+            Forecaster.from_onnx(grid_export.path, name="no2_grid"),
+            str(grid_export.path),
+            "1",
+        ),
+        ServedModel(
+            "no2_station",
+            Forecaster.from_onnx(station_export.path, name="no2_station"),
+            str(station_export.path),
+            "3",
+        ),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +69,15 @@ def test_forecast_200_for_a_batch_of_locations(client, body):
 def test_forecast_agrees_with_the_adapter(client, body, models):
     f = models[0].forecaster
     loc = body["locations"][0]
-    values, _ = f.predict_arrays(np.datetime64("2024-06-01T12:00"),
-                                 {k: np.array([v]) for k, v in loc["past"].items()},
-                                 future={k: np.array([v]) for k, v in loc["future"].items()},
-                                 latitude=[loc["latitude"]], longitude=[loc["longitude"]])
+    values, _ = f.predict_arrays(
+        np.datetime64("2024-06-01T12:00"),
+        {k: np.array([v]) for k, v in loc["past"].items()},
+        future={k: np.array([v]) for k, v in loc["future"].items()},
+        latitude=[loc["latitude"]],
+        longitude=[loc["longitude"]],
+    )
     got = client.post("/v1/forecast", json=body, headers=auth()).json()
-    np.testing.assert_allclose(got["forecasts"][0]["values"]["no2"], values["no2"][0],
-                               rtol=1e-6)
+    np.testing.assert_allclose(got["forecasts"][0]["values"]["no2"], values["no2"][0], rtol=1e-6)
 
 
 def test_quantile_model_returns_quantiles_and_median(client, models):
@@ -95,8 +106,11 @@ def test_jwt_bearer_tokens(client, body):
     for t in (expired, forged):
         r = client.post("/v1/forecast", json=body, headers={"Authorization": f"Bearer {t}"})
         assert r.status_code == 401
-    limited = jwt.encode({"sub": "svc2", "exp": time.time() + 60, "models": ["no2_station"]},
-                         SECRET, algorithm="HS256")
+    limited = jwt.encode(
+        {"sub": "svc2", "exp": time.time() + 60, "models": ["no2_station"]},
+        SECRET,
+        algorithm="HS256",
+    )
     r = client.post("/v1/forecast", json=body, headers={"Authorization": f"Bearer {limited}"})
     assert r.status_code == 403
 
@@ -105,7 +119,8 @@ def test_403_when_the_key_may_not_use_the_model(client, body):
     r = client.post("/v1/forecast", json=body | {"model": "no2_grid"}, headers=auth(BOB))
     assert r.status_code == 403 and "may not use model 'no2_grid'" in r.json()["message"]
     assert [m["name"] for m in client.get("/v1/models", headers=auth(BOB)).json()] == [
-        "no2_station"]
+        "no2_station"
+    ]
 
 
 def test_404_for_unknown_models_and_routes(client, body):
@@ -117,8 +132,9 @@ def test_404_for_unknown_models_and_routes(client, body):
 
 def test_413_for_large_bodies(client):
     big = b'{"locations": [' + b" " * 300_000 + b"]}"
-    r = client.post("/v1/forecast", content=big, headers=auth() | {
-        "content-type": "application/json"})
+    r = client.post(
+        "/v1/forecast", content=big, headers=auth() | {"content-type": "application/json"}
+    )
     assert r.status_code == 413 and r.json()["error"] == "payload_too_large"
 
     def chunks():  # no Content-Length: streamed
@@ -129,27 +145,63 @@ def test_413_for_large_bodies(client):
     assert r.status_code == 413
 
 
-@pytest.mark.parametrize("edit,match", [
-    pytest.param(lambda b: b | {"extra": 1}, "Extra inputs are not permitted", id="extra-field"),
-    pytest.param(lambda b: b | {"init_time": "yesterday"}, "init_time", id="bad-time"),
-    pytest.param(lambda b: b | {"locations": []}, "at least 1 item", id="no-location"),
-    pytest.param(lambda b: {**b, "locations": [{**b["locations"][0], "latitude": 91}]},
-                 "less than or equal to 90", id="latitude"),
-    pytest.param(lambda b: {**b, "locations": [{**b["locations"][0], "latitude": "41"}]},
-                 "valid number", id="string-number"),
-    pytest.param(lambda b: {**b, "locations": [{**b["locations"][0], "past": {"no2": [1.0]}}]},
-                 r"lacks variable\(s\)", id="missing-variable"),
-    pytest.param(lambda b: {**b, "locations": [{**b["locations"][0], "past": {
-        **b["locations"][0]["past"], "no2": [1.0] * 3}}]}, "different lengths", id="lengths"),
-    pytest.param(lambda b: {**b, "locations": [{**b["locations"][0], "past": {
-        **b["locations"][0]["past"], "no2": [None] * 12}}]}, "missing", id="all-null"),
-    pytest.param(lambda b: b | {"units": {"t2m": "furlongs"}}, "unknown units", id="units"),
-    pytest.param(lambda b: b | {"init_time": "0001-01-01T00:00:00"}, "between 1900",
-                 id="ancient"),
-    pytest.param(lambda b: {**b, "locations": [{**b["locations"][0], "latitude": 0.0,
-                                                "longitude": 0.0}]},
-                 "outside the training grid", id="outside-domain"),
-])
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        pytest.param(
+            lambda b: b | {"extra": 1}, "Extra inputs are not permitted", id="extra-field"
+        ),
+        pytest.param(lambda b: b | {"init_time": "yesterday"}, "init_time", id="bad-time"),
+        pytest.param(lambda b: b | {"locations": []}, "at least 1 item", id="no-location"),
+        pytest.param(
+            lambda b: {**b, "locations": [{**b["locations"][0], "latitude": 91}]},
+            "less than or equal to 90",
+            id="latitude",
+        ),
+        pytest.param(
+            lambda b: {**b, "locations": [{**b["locations"][0], "latitude": "41"}]},
+            "valid number",
+            id="string-number",
+        ),
+        pytest.param(
+            lambda b: {**b, "locations": [{**b["locations"][0], "past": {"no2": [1.0]}}]},
+            r"lacks variable\(s\)",
+            id="missing-variable",
+        ),
+        pytest.param(
+            lambda b: {
+                **b,
+                "locations": [
+                    {**b["locations"][0], "past": {**b["locations"][0]["past"], "no2": [1.0] * 3}}
+                ],
+            },
+            "different lengths",
+            id="lengths",
+        ),
+        pytest.param(
+            lambda b: {
+                **b,
+                "locations": [
+                    {**b["locations"][0], "past": {**b["locations"][0]["past"], "no2": [None] * 12}}
+                ],
+            },
+            "missing",
+            id="all-null",
+        ),
+        pytest.param(lambda b: b | {"units": {"t2m": "furlongs"}}, "unknown units", id="units"),
+        pytest.param(
+            lambda b: b | {"init_time": "0001-01-01T00:00:00"}, "between 1900", id="ancient"
+        ),
+        pytest.param(
+            lambda b: {
+                **b,
+                "locations": [{**b["locations"][0], "latitude": 0.0, "longitude": 0.0}],
+            },
+            "outside the training grid",
+            id="outside-domain",
+        ),
+    ],
+)
 def test_422_names_the_problem(client, body, edit, match):
     r = client.post("/v1/forecast", json=edit(body), headers=auth())
     assert r.status_code == 422, r.text
@@ -159,11 +211,13 @@ def test_422_names_the_problem(client, body, edit, match):
 
 def test_422_for_non_finite_numbers_and_broken_json(client, body):
     raw = json.dumps(body).replace('"latitude": ', '"latitude": NaN, "x": ', 1)
-    r = client.post("/v1/forecast", content=raw, headers=auth() | {
-        "content-type": "application/json"})
+    r = client.post(
+        "/v1/forecast", content=raw, headers=auth() | {"content-type": "application/json"}
+    )
     assert r.status_code == 422
-    r = client.post("/v1/forecast", content=b"{not json", headers=auth() | {
-        "content-type": "application/json"})
+    r = client.post(
+        "/v1/forecast", content=b"{not json", headers=auth() | {"content-type": "application/json"}
+    )
     assert r.status_code == 422
 
 
@@ -178,10 +232,8 @@ def test_429_with_retry_after_per_key(client):
 def test_netcdf_upload_for_a_grid(client, grid_export, tmp_path):
     ds = grid_export.datamodule.ds.isel(time=slice(100, 118))
     ds.to_netcdf(tmp_path / "history.nc")
-    files = {"file": ("history.nc", (tmp_path / "history.nc").read_bytes(),
-                      "application/x-netcdf")}
-    r = client.post("/v1/forecast/netcdf", files=files, data={"max_missing": "1"},
-                    headers=auth())
+    files = {"file": ("history.nc", (tmp_path / "history.nc").read_bytes(), "application/x-netcdf")}
+    r = client.post("/v1/forecast/netcdf", files=files, data={"max_missing": "1"}, headers=auth())
     assert r.status_code == 200, r.text
     (tmp_path / "forecast.nc").write_bytes(r.content)
     with xr.open_dataset(tmp_path / "forecast.nc") as out:
@@ -193,8 +245,7 @@ def test_netcdf_upload_for_a_grid(client, grid_export, tmp_path):
 
 def test_health_ready_metrics_and_request_ids(client, body):
     assert client.get("/health").json()["status"] == "ok"
-    assert client.get("/ready").json() == {"status": "ready",
-                                           "models": ["no2_grid", "no2_station"]}
+    assert client.get("/ready").json() == {"status": "ready", "models": ["no2_grid", "no2_station"]}
     r = client.post("/v1/forecast", json=body, headers=auth() | {"X-Request-ID": "req-42"})
     assert r.headers["x-request-id"] == "req-42"
     r = client.get("/health", headers={"X-Request-ID": "bad id with spaces"})

@@ -25,8 +25,11 @@ SCRIPT = textwrap.dedent("""
 def test_serving_never_imports_torch_lightning_or_hydra(station_export, tmp_path):
     history = station_export.datamodule.ds.isel(time=slice(20, 32))
     history.to_netcdf(tmp_path / "history.nc")
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(station_export.path),
-                          str(tmp_path / "history.nc")], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(station_export.path), str(tmp_path / "history.nc")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout, out.stdout

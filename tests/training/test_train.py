@@ -9,8 +9,16 @@ import xarray as xr
 from geoclim.errors import ConfigError, GeoclimError
 from geoclim.training.train import train
 
-RUN_FILES = ("metrics.json", "predictions.nc", "scores.nc", "task.json", "normalizer.json",
-             "checkpoints/best.ckpt", "checkpoints/last.ckpt", "csv/metrics.csv")
+RUN_FILES = (
+    "metrics.json",
+    "predictions.nc",
+    "scores.nc",
+    "task.json",
+    "normalizer.json",
+    "checkpoints/best.ckpt",
+    "checkpoints/last.ckpt",
+    "csv/metrics.csv",
+)
 
 
 @pytest.mark.parametrize("model", ["lstm", "cnn", "tft"])
@@ -53,12 +61,17 @@ def test_resume_ends_where_an_uninterrupted_run_ends(compose_cfg):
     full = compose_cfg(*common, "trainer.max_epochs=4", name="full")
     half = compose_cfg(*common, "trainer.max_epochs=2", name="half")
     m_full, _ = train(full), train(half)
-    resumed = compose_cfg(*common, "trainer.max_epochs=4",
-                          f"ckpt_path={half.paths.output_dir}/checkpoints/last.ckpt",
-                          name="resumed")
+    resumed = compose_cfg(
+        *common,
+        "trainer.max_epochs=4",
+        f"ckpt_path={half.paths.output_dir}/checkpoints/last.ckpt",
+        name="resumed",
+    )
     m_resumed = train(resumed)
-    last = [torch.load(f"{c.paths.output_dir}/checkpoints/last.ckpt", weights_only=False)
-            for c in (full, resumed)]
+    last = [
+        torch.load(f"{c.paths.output_dir}/checkpoints/last.ckpt", weights_only=False)
+        for c in (full, resumed)
+    ]
     assert last[0]["epoch"] == last[1]["epoch"] == 3
     for key, value in last[0]["state_dict"].items():
         torch.testing.assert_close(last[1]["state_dict"][key], value, rtol=1e-5, atol=1e-6)
@@ -72,8 +85,12 @@ def test_missing_checkpoint_is_a_config_error(compose_cfg):
 
 def test_spatial_model_on_station_data_is_a_config_error(compose_cfg):
     cfg = compose_cfg("model=cnn", "task=no2_24h", "task.input_steps=6", "task.horizon=3")
-    cfg.data.source = {"_target_": "tests.conftest.make_stations", "_partial_": True,
-                       "nt": 200, "variables": ["no2"]}
+    cfg.data.source = {
+        "_target_": "tests.conftest.make_stations",
+        "_partial_": True,
+        "nt": 200,
+        "variables": ["no2"],
+    }
     with pytest.raises(GeoclimError, match="station network"):
         train(cfg)
 
@@ -86,8 +103,9 @@ def test_baseline_is_fitted_without_lightning(compose_cfg):
 
 
 def test_reference_pf_tft_predicts_the_same_samples(compose_cfg):
-    cfg = compose_cfg("model=pf_tft", "trainer.limit_train_batches=2",
-                      "trainer.limit_val_batches=1")
+    cfg = compose_cfg(
+        "model=pf_tft", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"
+    )
     metrics = train(cfg)
     assert np.isfinite(metrics["test/rmse/no2"])
     from geoclim.training.instantiate import build_datamodule

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from geoclim import fileio
 from geoclim.errors import IngestError
 
 MANIFEST_NAME = "manifest.json"
@@ -106,21 +106,4 @@ class Manifest:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file in the same folder, then ``os.replace``)."""
-        return write_bytes_atomic(path, self.to_json().encode("utf-8"))
-
-
-def write_bytes_atomic(path: str | os.PathLike, payload: bytes) -> Path:
-    """Write ``payload`` to ``path`` through a temp file and a rename (fsync'd)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        return fileio.write_text(path, self.to_json())

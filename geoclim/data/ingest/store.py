@@ -33,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 import xarray as xr
 
+from geoclim import fileio
 from geoclim.data.ingest._common import ingest_error, md5_file
 from geoclim.data.ingest.epa import TIDY_COLUMNS, combine_epa_daily, epa_files, read_epa_daily
 from geoclim.data.ingest.manifest import (
@@ -40,7 +41,6 @@ from geoclim.data.ingest.manifest import (
     FileRecord,
     Manifest,
     utc_now,
-    write_bytes_atomic,
 )
 from geoclim.data.sources import open_dataset, write_netcdf
 
@@ -149,7 +149,7 @@ def _commit(store_dir: Path, tables: dict[str, bytes], ds: xr.Dataset, manifest:
         tables_dir.mkdir(parents=True, exist_ok=True)
         for name, payload in tables.items():
             if not (store_dir / name).exists():  # content-addressed: same name, same bytes
-                created.append(write_bytes_atomic(store_dir / name, payload))
+                created.append(fileio.write_bytes(store_dir / name, payload))
         write_netcdf(ds, staged)
         manifest.stations_md5 = md5_file(staged)
         backup.unlink(missing_ok=True)

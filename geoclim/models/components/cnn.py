@@ -31,8 +31,12 @@ class ResBlock(nn.Module):
     def __init__(self, c_in: int, c: int, dropout: float = 0.0):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(c_in, c, 3, padding=1), _norm(c), nn.SiLU(), nn.Dropout2d(dropout),
-            nn.Conv2d(c, c, 3, padding=1), _norm(c),
+            nn.Conv2d(c_in, c, 3, padding=1),
+            _norm(c),
+            nn.SiLU(),
+            nn.Dropout2d(dropout),
+            nn.Conv2d(c, c, 3, padding=1),
+            _norm(c),
         )
         self.skip = nn.Conv2d(c_in, c, 1) if c_in != c else nn.Identity()
 
@@ -82,15 +86,18 @@ class UNetNet(nn.Module):
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.stem = ResBlock(c_in, widths[0], dropout)
         self.down = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1),
-                          ResBlock(widths[i + 1], widths[i + 1], dropout))
+            nn.Sequential(
+                nn.Conv2d(widths[i], widths[i + 1], 3, stride=2, padding=1),
+                ResBlock(widths[i + 1], widths[i + 1], dropout),
+            )
             for i in range(depth)
         )
         self.up = nn.ModuleList(
             nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in range(depth)
         )
-        self.merge = nn.ModuleList(ResBlock(2 * widths[i], widths[i], dropout)
-                                   for i in range(depth))
+        self.merge = nn.ModuleList(
+            ResBlock(2 * widths[i], widths[i], dropout) for i in range(depth)
+        )
         self.head = nn.Conv2d(widths[0], horizon * c_out * max(n_quantiles, 1), 1)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
@@ -106,8 +113,9 @@ class UNetNet(nn.Module):
         """
         past = batch["past"]
         b, _, _, h, w = past.shape
-        x = torch.cat([past.flatten(1, 2), batch["known_future"].flatten(1, 2),
-                       batch["static"]], dim=1)  # (B, C, H, W)
+        x = torch.cat(
+            [past.flatten(1, 2), batch["known_future"].flatten(1, 2), batch["static"]], dim=1
+        )  # (B, C, H, W)
         mult = 2**self.depth
         pad_h, pad_w = (-h) % mult, (-w) % mult
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")  # (B, C, H', W')

@@ -70,19 +70,28 @@ class LSTMNet(nn.Module):
         self.c_out, self.n_quantiles, self.horizon = c_out, n_quantiles, horizon
         self.hidden_size, self.num_layers, self.decoder_kind = hidden_size, num_layers, decoder
         self.persistence_residual = persistence_residual
-        self.static_to_state = nn.Linear(c_static, 2 * num_layers * hidden_size) if c_static \
-            else None
+        self.static_to_state = (
+            nn.Linear(c_static, 2 * num_layers * hidden_size) if c_static else None
+        )
         lstm_dropout = dropout if num_layers > 1 else 0.0
-        self.encoder = nn.LSTM(c_past, hidden_size, num_layers, batch_first=True,
-                               dropout=lstm_dropout)
+        self.encoder = nn.LSTM(
+            c_past, hidden_size, num_layers, batch_first=True, dropout=lstm_dropout
+        )
         self.lead_embedding = nn.Parameter(torch.randn(horizon, hidden_size) * 0.1)
         if decoder == "lstm":
-            self.decoder = nn.LSTM(c_known + hidden_size, hidden_size, num_layers,
-                                   batch_first=True, dropout=lstm_dropout)
+            self.decoder = nn.LSTM(
+                c_known + hidden_size,
+                hidden_size,
+                num_layers,
+                batch_first=True,
+                dropout=lstm_dropout,
+            )
         else:
             self.decoder = nn.Sequential(
-                nn.Linear(hidden_size + c_known + hidden_size, hidden_size), nn.GELU(),
-                nn.Linear(hidden_size, hidden_size), nn.GELU(),
+                nn.Linear(hidden_size + c_known + hidden_size, hidden_size),
+                nn.GELU(),
+                nn.Linear(hidden_size, hidden_size),
+                nn.GELU(),
             )
         self.dropout = nn.Dropout(dropout)
         self.head = output_head(hidden_size, c_out, n_quantiles)

@@ -43,9 +43,17 @@ from geoclim.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 SERIES, TIME_IDX, WEIGHT = "series", "time_idx", "weight"
-TRAINER_KEYS = ("accelerator", "max_epochs", "limit_train_batches", "limit_val_batches",
-                "gradient_clip_val", "deterministic", "enable_progress_bar", "precision",
-                "log_every_n_steps")
+TRAINER_KEYS = (
+    "accelerator",
+    "max_epochs",
+    "limit_train_batches",
+    "limit_val_batches",
+    "gradient_clip_val",
+    "deterministic",
+    "enable_progress_bar",
+    "precision",
+    "log_every_n_steps",
+)
 
 
 def to_frame(dm: GeoDataModule) -> pd.DataFrame:
@@ -98,15 +106,26 @@ class PFTemporalFusionTransformer:
 
     """
 
-    def __init__(self, hidden_size: int = 32, attention_head_size: int = 4, dropout: float = 0.1,
-                 hidden_continuous_size: int = 16, learning_rate: float = 3e-3,
-                 batch_size: int | None = None, trainer: dict[str, Any] | None = None,
-                 kind: str = "reference"):
+    def __init__(
+        self,
+        hidden_size: int = 32,
+        attention_head_size: int = 4,
+        dropout: float = 0.1,
+        hidden_continuous_size: int = 16,
+        learning_rate: float = 3e-3,
+        batch_size: int | None = None,
+        trainer: dict[str, Any] | None = None,
+        kind: str = "reference",
+    ):
         if kind != "reference":
             raise ConfigError(f"model.kind is {kind!r} for pf_tft; expected 'reference'")
-        self.hparams = dict(hidden_size=hidden_size, attention_head_size=attention_head_size,
-                            dropout=dropout, hidden_continuous_size=hidden_continuous_size,
-                            learning_rate=learning_rate)
+        self.hparams = dict(
+            hidden_size=hidden_size,
+            attention_head_size=attention_head_size,
+            dropout=dropout,
+            hidden_continuous_size=hidden_continuous_size,
+            learning_rate=learning_rate,
+        )
         self.batch_size = batch_size
         self.trainer_kwargs = {k: v for k, v in (trainer or {}).items() if k in TRAINER_KEYS}
         self.model = None
@@ -122,16 +141,29 @@ class PFTemporalFusionTransformer:
         unknown = [n for n in task.past_variables if n not in known]
         reals = unknown + known + list(task.static_inputs)
         identity = TorchNormalizer(method="identity", center=False)
-        target_normalizer = identity if len(targets) == 1 else MultiNormalizer(
-            [TorchNormalizer(method="identity", center=False) for _ in targets])
+        target_normalizer = (
+            identity
+            if len(targets) == 1
+            else MultiNormalizer(
+                [TorchNormalizer(method="identity", center=False) for _ in targets]
+            )
+        )
         return TimeSeriesDataSet(
-            frame, time_idx=TIME_IDX, target=targets[0] if len(targets) == 1 else targets,
-            group_ids=[SERIES], weight=WEIGHT,
-            max_encoder_length=task.input_steps, min_encoder_length=task.input_steps,
-            max_prediction_length=task.horizon, min_prediction_length=task.horizon,
-            static_reals=list(task.static_inputs), time_varying_known_reals=known,
-            time_varying_unknown_reals=unknown, add_relative_time_idx=True,
-            add_target_scales=False, add_encoder_length=False,
+            frame,
+            time_idx=TIME_IDX,
+            target=targets[0] if len(targets) == 1 else targets,
+            group_ids=[SERIES],
+            weight=WEIGHT,
+            max_encoder_length=task.input_steps,
+            min_encoder_length=task.input_steps,
+            max_prediction_length=task.horizon,
+            min_prediction_length=task.horizon,
+            static_reals=list(task.static_inputs),
+            time_varying_known_reals=known,
+            time_varying_unknown_reals=unknown,
+            add_relative_time_idx=True,
+            add_target_scales=False,
+            add_encoder_length=False,
             target_normalizer=target_normalizer,
             scalers={n: None for n in reals if n not in targets},  # None: identity
         )
@@ -145,14 +177,17 @@ class PFTemporalFusionTransformer:
         wanted = pd.MultiIndex.from_arrays([(y * w + x).astype(str), t + 1])
 
         def keep(index: pd.DataFrame) -> np.ndarray:
-            keys = pd.MultiIndex.from_arrays([index[SERIES].astype(str),
-                                              index["time_idx_first_prediction"]])
+            keys = pd.MultiIndex.from_arrays(
+                [index[SERIES].astype(str), index["time_idx_first_prediction"]]
+            )
             return keys.isin(wanted)
 
         subset = self.dataset.filter(keep)
         if len(subset) != len(t):
-            raise DataError(f"pytorch-forecasting holds {len(subset)} windows of split "
-                            f"{split!r}; geoclim's index has {len(t)}")
+            raise DataError(
+                f"pytorch-forecasting holds {len(subset)} windows of split "
+                f"{split!r}; geoclim's index has {len(t)}"
+            )
         return subset
 
     def _loss(self, dm: GeoDataModule):
@@ -161,8 +196,9 @@ class PFTemporalFusionTransformer:
         q = list(dm.task.quantiles)
         single = QuantileLoss(q) if q else RMSE()
         n = len(dm.task.targets)
-        return (single if n == 1 else MultiLoss([QuantileLoss(q) if q else RMSE()
-                                                 for _ in range(n)])), (len(q) or 1)
+        return (
+            single if n == 1 else MultiLoss([QuantileLoss(q) if q else RMSE() for _ in range(n)])
+        ), (len(q) or 1)
 
     def fit(self, dm: GeoDataModule) -> PFTemporalFusionTransformer:
         """Train on the train split, keeping the weights of the best val loss."""
@@ -175,16 +211,28 @@ class PFTemporalFusionTransformer:
         loss, out = self._loss(dm)
         n = len(dm.task.targets)
         model = TemporalFusionTransformer.from_dataset(
-            train, loss=loss, output_size=out if n == 1 else [out] * n, log_interval=-1,
-            reduce_on_plateau_patience=1000, **self.hparams)
+            train,
+            loss=loss,
+            output_size=out if n == 1 else [out] * n,
+            log_interval=-1,
+            reduce_on_plateau_patience=1000,
+            **self.hparams,
+        )
         with tempfile.TemporaryDirectory(prefix="pf_tft_") as tmp:
             checkpoint = ModelCheckpoint(dirpath=tmp, monitor="val_loss", mode="min")
-            trainer = L.Trainer(devices=1, logger=False, callbacks=[checkpoint],
-                                enable_model_summary=False, default_root_dir=tmp,
-                                **self.trainer_kwargs)
-            trainer.fit(model,
-                        train_dataloaders=train.to_dataloader(train=True, batch_size=batch),
-                        val_dataloaders=val.to_dataloader(train=False, batch_size=batch))
+            trainer = L.Trainer(
+                devices=1,
+                logger=False,
+                callbacks=[checkpoint],
+                enable_model_summary=False,
+                default_root_dir=tmp,
+                **self.trainer_kwargs,
+            )
+            trainer.fit(
+                model,
+                train_dataloaders=train.to_dataloader(train=True, batch_size=batch),
+                val_dataloaders=val.to_dataloader(train=False, batch_size=batch),
+            )
             best = checkpoint.best_model_path
             self.model = TemporalFusionTransformer.load_from_checkpoint(best) if best else model
         return self
@@ -197,9 +245,16 @@ class PFTemporalFusionTransformer:
         q = list(dm.task.quantiles)
         loader = data.to_dataloader(train=False, batch_size=self.batch_size or dm.batch_size)
         result = self.model.predict(
-            loader, mode="quantiles" if q else "prediction", return_index=True,
-            trainer_kwargs=dict(accelerator=self.trainer_kwargs.get("accelerator", "auto"),
-                                devices=1, logger=False, enable_progress_bar=False))
+            loader,
+            mode="quantiles" if q else "prediction",
+            return_index=True,
+            trainer_kwargs=dict(
+                accelerator=self.trainer_kwargs.get("accelerator", "auto"),
+                devices=1,
+                logger=False,
+                enable_progress_bar=False,
+            ),
+        )
         outputs = result.output if isinstance(result.output, list | tuple) else [result.output]
         outputs = [o.detach().cpu().numpy() for o in outputs]  # each (N, L[, Q])
         prediction = np.stack(outputs, axis=2)  # (N, L, C[, Q])
@@ -209,7 +264,8 @@ class PFTemporalFusionTransformer:
         y, x = np.divmod(series, w)
         t = result.index[TIME_IDX].to_numpy().astype(np.int64) - 1  # init = last input step
         assert dm.ds is not None
-        out = to_forecast_dataset(prediction, t, y, x, dm.ds, dm.task.targets,
-                                  normalizer=dm.normalizer, quantiles=q)
+        out = to_forecast_dataset(
+            prediction, t, y, x, dm.ds, dm.task.targets, normalizer=dm.normalizer, quantiles=q
+        )
         out.attrs["model"] = "pf_tft"
         return out

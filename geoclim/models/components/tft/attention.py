@@ -53,8 +53,9 @@ class InterpretableMultiHeadAttention(nn.Module):
             else:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, q: Tensor, k: Tensor, v: Tensor,
-                mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Attend.
 
         Args:

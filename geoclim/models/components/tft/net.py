@@ -71,8 +71,9 @@ class TemporalFusionTransformer(nn.Module):
         self.persistence_residual = persistence_residual
         # static covariate encoders (4.3): four contexts from the selected static embedding
         h = hidden_continuous_size
-        self.static_selection = VariableSelectionNetwork(c_static, d, dropout, None, h) \
-            if c_static else None
+        self.static_selection = (
+            VariableSelectionNetwork(c_static, d, dropout, None, h) if c_static else None
+        )
         # a learned embedding stands in for the static embedding when there is no static input
         self.static_default = None if c_static else nn.Parameter(torch.zeros(d))
         self.context_selection = GatedResidualNetwork(d, d, d, dropout)
@@ -81,14 +82,17 @@ class TemporalFusionTransformer(nn.Module):
         self.context_state_c = GatedResidualNetwork(d, d, d, dropout)
         # variable selection (4.2) for past (encoder) and known-future (decoder) inputs
         self.encoder_selection = VariableSelectionNetwork(c_past, d, dropout, d, h)
-        self.decoder_selection = VariableSelectionNetwork(c_known, d, dropout, d, h) \
-            if c_known else None
+        self.decoder_selection = (
+            VariableSelectionNetwork(c_known, d, dropout, d, h) if c_known else None
+        )
         self.lead_embedding = nn.Parameter(torch.randn(horizon, d) * 0.1)
         # sequence-to-sequence layer (4.5.1): LSTM encoder-decoder with a gated skip
-        self.lstm_encoder = nn.LSTM(d, d, lstm_layers, batch_first=True,
-                                    dropout=dropout if lstm_layers > 1 else 0.0)
-        self.lstm_decoder = nn.LSTM(d, d, lstm_layers, batch_first=True,
-                                    dropout=dropout if lstm_layers > 1 else 0.0)
+        self.lstm_encoder = nn.LSTM(
+            d, d, lstm_layers, batch_first=True, dropout=dropout if lstm_layers > 1 else 0.0
+        )
+        self.lstm_decoder = nn.LSTM(
+            d, d, lstm_layers, batch_first=True, dropout=dropout if lstm_layers > 1 else 0.0
+        )
         self.post_lstm_gate = GateAddNorm(d, dropout=dropout)
         # static enrichment (4.5.2), temporal self-attention (4.5.3), feed-forward (4.5.4)
         self.static_enrichment = GatedResidualNetwork(d, d, d, dropout, context_size=d)
@@ -108,8 +112,13 @@ class TemporalFusionTransformer(nn.Module):
             weights = x_static.new_zeros(n, 0)
         else:
             embedding, weights = self.static_selection(x_static)  # (N, D), (N, C_static)
-        return (weights, self.context_selection(embedding), self.context_enrichment(embedding),
-                self.context_state_h(embedding), self.context_state_c(embedding))
+        return (
+            weights,
+            self.context_selection(embedding),
+            self.context_enrichment(embedding),
+            self.context_state_h(embedding),
+            self.context_state_c(embedding),
+        )
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         """Forecast all leads and return the interpretation weights.
@@ -147,8 +156,10 @@ class TemporalFusionTransformer(nn.Module):
             future_emb = future_emb + lead  # (N, T_out, D)
 
         # 3. LSTM encoder-decoder, initial state from the static contexts, gated skip
-        state = (c_h.unsqueeze(0).repeat(self.lstm_layers, 1, 1).contiguous(),
-                 c_c.unsqueeze(0).repeat(self.lstm_layers, 1, 1).contiguous())
+        state = (
+            c_h.unsqueeze(0).repeat(self.lstm_layers, 1, 1).contiguous(),
+            c_c.unsqueeze(0).repeat(self.lstm_layers, 1, 1).contiguous(),
+        )
         enc_out, state = self.lstm_encoder(past_emb, state)  # (N, T_in, D)
         dec_out, _ = self.lstm_decoder(future_emb, state)  # (N, T_out, D)
         lstm_out = torch.cat([enc_out, dec_out], dim=1)  # (N, T, D)

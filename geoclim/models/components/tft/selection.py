@@ -27,8 +27,14 @@ class VariableSelectionNetwork(nn.Module):
         embedding_size: per-variable embedding size ``H`` (default ``min(D, 16)``).
     """
 
-    def __init__(self, n_vars: int, hidden_size: int, dropout: float = 0.0,
-                 context_size: int | None = None, embedding_size: int | None = None):
+    def __init__(
+        self,
+        n_vars: int,
+        hidden_size: int,
+        dropout: float = 0.0,
+        context_size: int | None = None,
+        embedding_size: int | None = None,
+    ):
         super().__init__()
         h = embedding_size or min(hidden_size, 16)
         self.n_vars, self.hidden_size = n_vars, hidden_size
@@ -38,9 +44,13 @@ class VariableSelectionNetwork(nn.Module):
         self.skip_w = nn.Parameter(torch.randn(n_vars, hidden_size) * 0.1)
         self.skip_b = nn.Parameter(torch.zeros(n_vars, hidden_size))
         self.variable_grns = VariableGRN(n_vars, h, hidden_size, dropout)
-        self.weight_grn = GatedResidualNetwork(
-            n_vars * h, min(hidden_size, n_vars), n_vars, dropout, context_size
-        ) if n_vars > 1 else None
+        self.weight_grn = (
+            GatedResidualNetwork(
+                n_vars * h, min(hidden_size, n_vars), n_vars, dropout, context_size
+            )
+            if n_vars > 1
+            else None
+        )
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Embed, transform and mix the variables.
