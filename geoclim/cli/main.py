@@ -86,7 +86,7 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--recursive",
         action="store_true",
-        help="also read the subfolders of RAW_DIR (default: top folder only)",
+        help="also read the subfolders of RAW_DIR (default: off)",
     )
     p.add_argument(
         "--on-bad-rows",
