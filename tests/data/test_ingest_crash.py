@@ -89,6 +89,7 @@ def test_tampered_stations_nc_is_refused_with_the_repair_command(raw, tmp_path, 
     assert exit_info.value.code == 2 and "geoclim ingest" in capsys.readouterr().err
     report = ingest_folder(raw[0], store)
     assert report.rebuilt and not report.ingested
+    assert "rebuilt stations.nc from the tables: it did not match the manifest" in str(report)
     xr.testing.assert_identical(open_store(store).load(), expected)
 
 

@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from geoclim.data import schema
-from geoclim.data.ingest import epa_merge, generation
+from geoclim.data.ingest import epa_merge, store
 from geoclim.data.ingest.manifest import Manifest
 from geoclim.data.ingest.store import ingest_folder, open_store
 
@@ -109,7 +109,7 @@ def test_exception_after_parsing_rolls_back(raw, tmp_path, monkeypatch, target):
     if target == "manifest":  # the very last step: stations.nc has already been swapped
         monkeypatch.setattr(Manifest, "save", boom)
     else:
-        monkeypatch.setattr(generation, "write_netcdf", boom)
+        monkeypatch.setattr(store, "write_netcdf", boom)
     with pytest.raises(RuntimeError, match="injected"):
         ingest_folder(raw, tmp_path / "store")
     assert snapshot(tmp_path / "store") == before

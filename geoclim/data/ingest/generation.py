@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import xarray as xr
@@ -30,7 +30,6 @@ import xarray as xr
 from geoclim import fileio
 from geoclim.data.ingest._common import md5_file
 from geoclim.data.ingest.manifest import MANIFEST_NAME, Manifest
-from geoclim.data.sources import write_netcdf
 from geoclim.errors import IngestError
 
 try:
@@ -170,6 +169,7 @@ def commit(
     ds: xr.Dataset,
     manifest: Manifest,
     previous: str | None,
+    write_netcdf: Callable[[xr.Dataset, Path], object],
 ) -> None:
     """Switch the store to a new generation (see the module docstring); roll back on error.
 
@@ -179,6 +179,9 @@ def commit(
         ds: the new ``stations.nc`` content.
         manifest: the new manifest (its ``stations_md5`` is set here).
         previous: the text of the manifest being replaced (``None`` for a new store).
+        write_netcdf: writes ``ds`` to a path atomically
+            (:func:`geoclim.data.sources.write_netcdf`; passed in because sources calls
+            :func:`verify_stations`).
 
     """
     manifest_path = store_dir / MANIFEST_NAME
@@ -198,10 +201,11 @@ def commit(
         saved = True
         os.replace(staged, store_dir / STATIONS_NAME)
     except BaseException:
-        if saved and previous is None:
-            manifest_path.unlink(missing_ok=True)
-        elif saved:
-            fileio.write_text(manifest_path, previous)
+        if saved:
+            if previous is None:
+                manifest_path.unlink(missing_ok=True)
+            else:
+                fileio.write_text(manifest_path, previous)
         staged.unlink(missing_ok=True)
         for path in created:
             path.unlink(missing_ok=True)

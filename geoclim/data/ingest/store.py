@@ -51,7 +51,7 @@ from geoclim.data.ingest.generation import STATIONS_NAME, TABLES_DIR
 from geoclim.data.ingest.manifest import MANIFEST_NAME, FileRecord, Manifest, utc_now
 from geoclim.data.ingest.problems import BadLine, FileProblems
 from geoclim.data.ingest.report import IngestReport
-from geoclim.data.sources import open_dataset
+from geoclim.data.sources import open_dataset, write_netcdf
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _rebuild(
     ds.attrs["ingest_manifest"] = MANIFEST_NAME
     path = store_dir / MANIFEST_NAME
     previous = path.read_text(encoding="utf-8") if path.exists() else None
-    generation.commit(store_dir, payloads, ds, updated, previous)
+    generation.commit(store_dir, payloads, ds, updated, previous, write_netcdf)
     try:
         generation.collect_garbage(store_dir, updated)
     except OSError as err:  # committed already; stale tables are harmless and swept next run
@@ -282,7 +282,10 @@ def _ingest(
     parsed, rejected, dropped = _parse(todo, on_bad_rows)
 
     superseded: list[Superseded] = []
-    rebuilt = bool(parsed) or (bool(known) and not generation.consistent(store_dir, manifest))
+    repair = bool(known) and not generation.consistent(store_dir, manifest)
+    if repair:
+        recovered.append(f"rebuilt {STATIONS_NAME} from the tables: it did not match the manifest")
+    rebuilt = bool(parsed) or repair
     if rebuilt:
         manifest, superseded = _rebuild(store_dir, manifest, parsed, files, hashes, raw_dir)
         log.info("ingested %d file(s) into %s", len(parsed), store_dir)
