@@ -98,6 +98,11 @@ def test_missing_stations_nc_and_a_folder_that_is_no_store(raw, tmp_path):
     ingest_folder(raw[0], store)
     shutil.copy(store / "stations.nc", tmp_path / "copy.nc")
     assert open_dataset(tmp_path / "copy.nc").sizes["station"] == 2  # outside a store: no check
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(store / "stations.nc", other / "stations.nc")
+    (other / "manifest.json").write_text('{"model": "not an ingest manifest"}')
+    assert open_dataset(other / "stations.nc").sizes["station"] == 2
     (store / "stations.nc").unlink()
     with pytest.raises(IngestError, match=r"stations\.nc is missing, but .*geoclim ingest"):
         open_store(store)

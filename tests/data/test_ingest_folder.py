@@ -1,8 +1,10 @@
+import gzip
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from geoclim.cli.main import main
@@ -123,10 +125,36 @@ def test_revised_file_rule_is_by_mtime_then_path(revised, tmp_path):
     assert report.superseded == (Superseded("2024/o3.csv", "2024/revised/o3.csv", 3),)
 
 
-def test_recursive_leaves_out_a_store_inside_the_raw_folder(revised):
-    ingest_folder(revised, revised / "store", recursive=True)
-    report = ingest_folder(revised, revised / "store", recursive=True)
-    assert report.skipped == ("2024/o3.csv", "2024/revised/o3.csv") and not report.rebuilt
+def test_recursive_leaves_out_store_and_archive_inside_the_raw_folder(revised):
+    report = ingest_folder(revised, revised / "store", recursive=True, archive_dir=revised / "old")
+    assert report.archived == ("2024/o3.csv", "2024/revised/o3.csv")
+    assert (revised / "old" / "2024" / "revised" / "o3.csv").is_file()
+    report = ingest_folder(revised, revised / "store", recursive=True, archive_dir=revised / "old")
+    assert not report.ingested and not report.skipped and not report.rebuilt
+    assert report.stations == 1
+
+
+def test_store_of_the_previous_version_is_read_and_updated(raw, tmp_path):
+    store = tmp_path / "store"
+    (raw / "broken.csv").unlink()
+    ingest_folder(raw, store)
+    manifest = json.loads((store / "manifest.json").read_text())
+    for record in manifest["files"].values():  # no FIPS columns, mtimes or dropped rows then
+        del record["mtime_ns"], record["dropped_rows"]
+        table = store / record["table"]
+        frame = pd.read_csv(table, dtype=str).drop(columns=["state_fips", "county_fips"])
+        table.write_bytes(gzip.compress(frame.to_csv(index=False).encode(), mtime=0))
+    del manifest["raw_dir"]
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    (store / ".stations.nc.bak").write_bytes(b"old backup")
+    (raw / "o3_va.csv").write_text((raw / "o3_va.csv").read_text().replace(",0.052,", ",0.061,"))
+    report = ingest_folder(raw, store)
+    assert report.replaced == ("o3_va.csv",) and report.recovered == (
+        f"removed backup {store / '.stations.nc.bak'}",
+    )
+    ds = open_store(store)
+    assert ds.state_fips.values.tolist() == ["37", "51"]
+    assert float(ds.o3.sel(station="510130020", time="2024-01-02")) == 61.0
 
 
 def test_fips_codes_are_text_station_coordinates_in_the_store(raw, tmp_path):

@@ -20,6 +20,7 @@ ingest holds an advisory lock on the store folder (released by the kernel on a k
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 from collections.abc import Callable, Iterator, Mapping
@@ -88,10 +89,22 @@ def repair_command(store_dir: Path, manifest: Manifest) -> str:
     return f"geoclim ingest {shlex.quote(raw)} {shlex.quote(os.fspath(store_dir))}"
 
 
+def _is_ingest_manifest(path: Path) -> bool:
+    """Whether ``path`` is an ingest manifest (or unreadable: then it is taken as one)."""
+    if not path.is_file():
+        return False
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        return True  # Manifest.load names the problem
+    return isinstance(raw, dict) and {"files", "stations_md5"} <= raw.keys()
+
+
 def verify_stations(path: str | os.PathLike) -> None:
     """Refuse a store's ``stations.nc`` that its manifest does not describe.
 
-    A no-op for any file that is not ``stations.nc`` beside an ingest ``manifest.json``.
+    A no-op for any file that is not ``stations.nc`` beside an ingest ``manifest.json`` (a
+    ``manifest.json`` without ``files`` and ``stations_md5`` belongs to something else).
 
     Raises:
         IngestError: naming the file, the checksums and the command that repairs the store.
@@ -99,7 +112,7 @@ def verify_stations(path: str | os.PathLike) -> None:
     """
     path = Path(path)
     manifest_path = path.parent / MANIFEST_NAME
-    if path.name != STATIONS_NAME or not manifest_path.is_file():
+    if path.name != STATIONS_NAME or not _is_ingest_manifest(manifest_path):
         return
     manifest = Manifest.load(manifest_path)
     actual = md5_file(path) if path.is_file() else None
