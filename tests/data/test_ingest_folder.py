@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from geoclim.cli.main import main
-from geoclim.data.ingest import EXIT_PARTIAL, ingest_folder, open_store
+from geoclim.data.ingest import EXIT_PARTIAL, ingest_folder, open_store, store
 from geoclim.data.ingest.epa import ON_BAD_ROWS
 from geoclim.data.ingest.epa_merge import Superseded
 from geoclim.errors import ConfigError, IngestError
@@ -83,6 +83,20 @@ def test_skip_ingests_valid_rows_and_reports_the_dropped_ones(raw, tmp_path, cap
     assert (record["broken.csv"]["rows"], record["broken.csv"]["dropped_rows"]) == (3, 25)
     # unchanged files are not parsed again: the next run has nothing left out
     assert main(["ingest", str(raw), str(tmp_path / "store")]) == 0
+
+
+def test_unreadable_file_is_rejected_not_fatal(raw, tmp_path, monkeypatch):
+    real = store.md5_file
+
+    def md5_file(path):  # what a file without read permission does (root reads anything)
+        if Path(path).name == "broken.csv":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(store, "md5_file", md5_file)
+    report = ingest_folder(raw, tmp_path / "store")
+    assert report.rejected[0].format() == "broken.csv: cannot be read: Permission denied"
+    assert report.ingested == tuple(GOOD_FILES) and report.exit_code == EXIT_PARTIAL
 
 
 def test_skip_rejects_a_file_without_a_valid_row(tmp_path):

@@ -125,6 +125,22 @@ def _record(key: str, parsed: ParsedFile, md5: str, stat: os.stat_result) -> Fil
     )
 
 
+def _hash(
+    raw_dir: Path, found: list[Path]
+) -> tuple[dict[str, Path], dict[str, str], list[FileProblems]]:
+    """Key and MD5 of every raw file; a file that cannot be read is rejected, not fatal."""
+    files, hashes, unreadable = {}, {}, []
+    for path in found:
+        key = path.relative_to(raw_dir).as_posix()
+        try:
+            hashes[key] = md5_file(path)
+        except OSError as err:
+            unreadable.append(FileProblems.whole_file(key, f"cannot be read: {err.strerror}"))
+            continue
+        files[key] = path
+    return files, hashes, unreadable
+
+
 def _parse(
     todo: dict[str, Path], on_bad_rows: str
 ) -> tuple[dict[str, ParsedFile], list[FileProblems], list[FileProblems]]:
@@ -135,6 +151,9 @@ def _parse(
             result = parse_epa_daily(path)
         except FileError as err:
             rejected.append(FileProblems(key, 1, (BadLine(err.line, err.detail),)))
+            continue
+        except OSError as err:  # vanished or unreadable since it was hashed
+            rejected.append(FileProblems.whole_file(key, f"cannot be read: {err.strerror}"))
             continue
         problems = result.problems.with_path(key) if result.problems else None
         if problems is not None and on_bad_rows == "reject":
@@ -274,12 +293,12 @@ def _ingest(
     manifest = Manifest.load(store_dir / MANIFEST_NAME)
     recovered = generation.recover(store_dir, manifest)
     found = epa_files(raw_dir, pattern, recursive=recursive, exclude=exclude)
-    files = {p.relative_to(raw_dir).as_posix(): p for p in found}
-    hashes = {key: md5_file(path) for key, path in files.items()}
+    files, hashes, unreadable = _hash(raw_dir, found)
     known = manifest.files
     skipped = [k for k in files if k in known and known[k].md5 == hashes[k]]
     todo = {k: p for k, p in files.items() if k not in known or known[k].md5 != hashes[k]}
     parsed, rejected, dropped = _parse(todo, on_bad_rows)
+    rejected = unreadable + rejected
 
     superseded: list[Superseded] = []
     repair = bool(known) and not generation.consistent(store_dir, manifest)
