@@ -51,11 +51,12 @@ def _ingest(args: argparse.Namespace) -> int:
 INGEST_EPILOG = """\
 exit status:
   0  every file (and row) is in the store
-  2  nothing done: a mistake to fix (missing folder, bad option, damaged store)
+  2  nothing done: a mistake to fix (missing folder, bad option, damaged store,
+     another ingest running); the message says what
   3  partial: the good files are in; files were rejected or bad rows dropped
      (the report lists each such file with its bad lines, the first 20 and a count)
 
-Where two files hold rows for the same (site, POC, day), the later-modified file wins
+Where two files hold rows for one (pollutant, site, POC, day), the later-modified file wins
 (equal times: the later path); the report names the superseded file and row count.
 State and County FIPS codes are kept as text station coordinates (state_fips, county_fips).
 
