@@ -37,9 +37,66 @@ def _samples(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from geoclim.data.ingest import ingest_folder
 
-    report = ingest_folder(args.raw_dir, args.store_dir, archive_dir=args.archive)
+    report = ingest_folder(
+        args.raw_dir,
+        args.store_dir,
+        archive_dir=args.archive,
+        recursive=args.recursive,
+        on_bad_rows=args.on_bad_rows,
+    )
     print(report)
-    return 0
+    return report.exit_code
+
+
+INGEST_EPILOG = """\
+exit status:
+  0  every file (and row) is in the store
+  2  nothing done: a mistake to fix (missing folder, bad option, damaged store,
+     another ingest running); the message says what
+  3  partial: the good files are in; files were rejected or bad rows dropped
+     (the report lists each such file with its bad lines, the first 20 and a count)
+
+Where two files hold rows for one (pollutant, site, POC, day), the later-modified file wins
+(equal times: the later path); the report names the superseded file and row count.
+State and County FIPS codes are kept as text station coordinates (state_fips, county_fips).
+
+example:
+  geoclim ingest ~/airdata ~/stores/airdata --recursive --on-bad-rows=skip
+  geoclim summary ~/stores/airdata/stations.nc
+"""
+
+
+def _add_ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="ingest a folder of EPA AirData daily CSVs into a store",
+        description="Ingest new and changed EPA AirData daily CSVs of RAW_DIR into STORE_DIR\n"
+        "(stations.nc + manifest.json + tables/). A bad file never blocks the good ones.",
+        epilog=INGEST_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("raw_dir", metavar="RAW_DIR", type=Path, help="folder of EPA daily CSVs")
+    p.add_argument("store_dir", metavar="STORE_DIR", type=Path, help="store (created if needed)")
+    p.add_argument(
+        "--archive",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="move ingested files here (default: leave them in RAW_DIR)",
+    )
+    p.add_argument(
+        "--recursive",
+        action="store_true",
+        help="also read the subfolders of RAW_DIR (default: off)",
+    )
+    p.add_argument(
+        "--on-bad-rows",
+        choices=["reject", "skip"],
+        default="reject",
+        help="a file with bad rows: reject it whole, or skip its bad rows and keep the rest "
+        "(default: reject)",
+    )
+    p.set_defaults(func=_ingest)
 
 
 def _compare(argv: list[str]) -> int:
@@ -81,11 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("samples", help="list the embedded real datasets")
     p.set_defaults(func=_samples)
 
-    p = sub.add_parser("ingest", help="ingest a folder of EPA AirData daily CSVs into a store")
-    p.add_argument("raw_dir", type=Path, help="folder of EPA daily CSV files")
-    p.add_argument("store_dir", type=Path, help="store folder (stations.nc + manifest)")
-    p.add_argument("--archive", type=Path, default=None, help="move processed files here")
-    p.set_defaults(func=_ingest)
+    _add_ingest(sub)
 
     for name, helptext in [
         ("compare", "leaderboard of run directories"),

@@ -130,6 +130,9 @@ def open_dataset(
 
     """
     path = Path(path)
+    from geoclim.data.ingest.generation import verify_stations  # ingest imports this module
+
+    verify_stations(path)  # an ingest store's stations.nc must match its manifest
     if not path.exists():
         raise SchemaError(f"{path}: no such file or store")
     engine = _engine_for(path)
