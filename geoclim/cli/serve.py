@@ -51,6 +51,9 @@ def _load_models(specs: list[str], registry: str | None, threads: int | None, ma
                 )
             mv = ModelRegistry(root).resolve(ref)
             path, version = Path(mv.path), str(mv.version)
+            copied = Path(root) / mv.name / f"v{mv.version}" / "model.onnx"
+            if not path.is_file() and copied.is_file():  # registry moved (image, volume)
+                path = copied
             name = name or mv.name
         name = name or path.stem
         forecaster = Forecaster.from_onnx(path, name=name, threads=threads, max_missing=max_missing)

@@ -167,9 +167,11 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         for m in models:
             m.forecaster.warmup()
         state["ready"] = True
+        metrics.ready.set(1)
         log.info("serving models %s", list(by_name))
         yield
         state["ready"] = False
+        metrics.ready.set(0)
 
     app = FastAPI(
         title="geoclim forecast service",

@@ -17,6 +17,7 @@ Prometheus series (one :class:`prometheus_client.CollectorRegistry` per app)::
     geoclim_inference_duration_seconds{model}                  histogram (adapter + ORT)
     geoclim_forecast_locations_total{model}                    locations / grid samples
     geoclim_http_connections_cut_total{reason}                 slow clients, connection cap
+    geoclim_ready                                              1 ready, 0 loading / draining
 
 Logs are JSON lines on stdout (the container convention) or, with a log file, on a
 size-rotated file (:func:`configure_logging`).
@@ -35,7 +36,7 @@ import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -146,6 +147,11 @@ class Metrics:
             "geoclim_forecast_locations_total",
             "Locations (or grids) forecast",
             ["model"],
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "geoclim_ready",
+            "1 while the models are loaded and the server takes traffic, else 0",
             registry=self.registry,
         )
         self.connections_cut = Counter(

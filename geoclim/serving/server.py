@@ -250,6 +250,7 @@ class DrainingServer(uvicorn.Server):
         self.draining = False
         self._drain_until = 0.0
         self._signal: int | None = None
+        self._marked = False
 
     async def startup(self, sockets: Any = None) -> None:
         """Wrap the loaded app in :class:`DrainMiddleware`, then start as uvicorn does."""
@@ -269,7 +270,12 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
-        """End the drain when its time is up."""
+        """Mark the app not ready once the drain starts; end the drain when its time is up."""
+        if self.draining and not self._marked:  # not in the signal handler: metrics take locks
+            self._marked = True
+            metrics = _find_metrics(self.config.loaded_app)
+            if metrics is not None:
+                metrics.ready.set(0)
         if self.draining and self._signal is not None and time.monotonic() >= self._drain_until:
             log.info(
                 "drain over: closing listeners, waiting for %d connection(s)",
