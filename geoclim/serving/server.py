@@ -21,8 +21,9 @@ socket). Then it stops listening, closes idle connections and waits up to
 ``graceful_timeout`` seconds for the requests still in flight. SIGINT (Ctrl+C) skips the
 drain; a second signal ends the drain early.
 
-Works with uvicorn's httptools and h11 protocols and with ``workers > 1`` (each worker
-drains on its own). Torch-free.
+Works with uvicorn's httptools and h11 protocols. With ``workers > 1`` every worker enforces
+the deadlines and its own connection cap and finishes its in-flight requests on SIGTERM,
+but the readiness drain needs the single-process server. Torch-free.
 """
 
 from __future__ import annotations

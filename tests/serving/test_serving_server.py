@@ -25,6 +25,8 @@ def guarded(station_export, serve_class):
             TIMEOUT,
             "--max-connections",
             CAP,
+            "--drain-seconds",
+            0,
         ]
     ).wait_ready()
     yield server
