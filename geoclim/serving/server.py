@@ -123,7 +123,7 @@ class _Deadlines:
             setattr(config, EVENTS_ATTR, (lambda e: counter.labels(e).inc()) if counter else None)
         self.on_event: ClientEvent | None = getattr(config, EVENTS_ATTR)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # noqa: D102
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
         self._timer: asyncio.TimerHandle | None = None
         self._phase: str | None = None
         self._seen_cycle: Any = None

@@ -95,6 +95,8 @@ def test_shutdown_timing_fits_the_grace_period(manifests):
     grace = objs["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     drain = float(settings["GEOCLIM_SERVE_DRAIN_SECONDS"])
     assert drain + float(settings["GEOCLIM_SERVE_GRACEFUL_TIMEOUT"]) < grace
+    # idle keep-alive connections time out during the drain instead of being cut after it
+    assert float(settings["GEOCLIM_SERVE_KEEP_ALIVE_TIMEOUT"]) <= drain
     readiness = objs["Deployment"]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]
     # the drain must outlast the probe's detection, or traffic still arrives after it
     assert readiness["periodSeconds"] * readiness["failureThreshold"] < drain
