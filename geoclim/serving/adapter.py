@@ -37,8 +37,9 @@ from geoclim.errors import ConfigError, DataError, SchemaError
 from geoclim.export.metadata import ExportMetadata
 from geoclim.serving import inputs as request
 from geoclim.serving.batch import calendar_on_axis, tree_inputs
+from geoclim.serving.drift import InputDrift
 from geoclim.serving.inputs import Inputs
-from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
+from geoclim.types import INIT_TIME, LATITUDE, LONGITUDE, STATION, TIME
 
 
 @dataclass
@@ -49,6 +50,9 @@ class RawForecast:
         prediction: ``(N, L, C_out[, Q], h, w)``, normalised unless ``physical``.
         time_idx, lat_idx, lon_idx: ``(N,)`` init positions and patch origins on the request.
         physical: the graph predicts physical units (tree exports).
+        valid: ``(N_init, H, W)`` per init (in request order) and location / cell: the
+            inputs were complete enough (see ``max_missing``); forecasts elsewhere are masked.
+        filled: ``(N_init, H, W)`` number of missing input values filled with the train mean.
 
     """
 
@@ -57,6 +61,9 @@ class RawForecast:
     lat_idx: np.ndarray
     lon_idx: np.ndarray
     physical: bool = False
+    valid: np.ndarray | None = None
+    filled: np.ndarray | None = None
+    warnings: tuple[str, ...] = ()
 
     def values(self, normalizer, targets: tuple[str, ...]) -> np.ndarray:
         """``(N, L, C_out[, Q], h, w)`` in physical units."""
@@ -66,6 +73,28 @@ class RawForecast:
         for c, name in enumerate(targets):
             out[:, :, c] = normalizer.decode(self.prediction[:, :, c], name)
         return out
+
+
+@dataclass
+class PointForecast:
+    """Point forecasts of one init time, in request order.
+
+    Attributes:
+        values: ``{target: (S, L[, Q])}`` physical forecasts, NaN where masked.
+        valid_time: ``(L,)`` valid times.
+        valid: ``(S,)`` the location had enough real inputs (else masked).
+        filled: ``(S,)`` missing input values filled with the train mean.
+        inputs: the validated request.
+        warnings: input drift warnings (see :mod:`geoclim.serving.drift`).
+
+    """
+
+    values: dict[str, np.ndarray]
+    valid_time: np.ndarray
+    valid: np.ndarray
+    filled: np.ndarray
+    inputs: Inputs
+    warnings: tuple[str, ...] = ()
 
 
 class Forecaster:
@@ -94,6 +123,7 @@ class Forecaster:
             raise ConfigError(f"max_missing must be within [0, 1], got {max_missing}")
         self.session, self.metadata, self.name = session, metadata, name
         self.max_missing, self.max_batch = max_missing, max_batch
+        self.drift: InputDrift | None = None  # set by the app (geoclim.serving.drift)
         graph_inputs = [i.name for i in session.get_inputs()]
         if metadata.io.kind == "tree" and metadata.window.patch != 1:
             raise SchemaError(
@@ -190,7 +220,8 @@ class Forecaster:
             max_missing = self.max_missing
         if meta.io.nan_inputs == "refuse":  # the graph cannot route NaN (e.g. random forest)
             max_missing = 0.0
-        self._check_missing(inputs, max_missing)
+        valid, filled = self._input_validity(inputs, max_missing)
+        warnings = tuple(self.drift.check(inputs)) if self.drift is not None else ()
         norm = meta.normalizer
         dynamic = np.empty_like(inputs.dynamic)
         for c, name in enumerate(task.dynamic_variables):
@@ -218,7 +249,14 @@ class Forecaster:
                 batch["lon_idx"] = inputs.domain_cols[y[sl], x[sl]].astype(np.int64)
             preds.append(self.run(batch))
         return RawForecast(
-            np.concatenate(preds), t, y, x, physical=meta.io.output_space == "physical"
+            np.concatenate(preds),
+            t,
+            y,
+            x,
+            physical=meta.io.output_space == "physical",
+            valid=valid,
+            filled=filled,
+            warnings=warnings,
         )
 
     def predict(
@@ -245,7 +283,7 @@ class Forecaster:
         """
         inputs = request.from_dataset(self.metadata, history, future, init_times)
         raw = self.forecast(inputs, max_missing=max_missing)
-        return to_forecast_dataset(
+        out = to_forecast_dataset(
             raw.prediction,
             raw.time_idx,
             raw.lat_idx,
@@ -255,6 +293,8 @@ class Forecaster:
             normalizer=None if raw.physical else self.metadata.normalizer,
             quantiles=self.task.quantiles,
         ).assign_attrs(model=self.name, data_fingerprint=self.metadata.data_fingerprint)
+        out = _mask_invalid(out, raw, inputs, self.task.targets)
+        return out.assign_attrs(warnings="; ".join(raw.warnings)) if raw.warnings else out
 
     def predict_arrays(
         self,
@@ -283,8 +323,41 @@ class Forecaster:
             max_missing: overrides the forecaster's ``max_missing``.
 
         Returns:
-            ``{target: (S, L[, Q])}`` physical forecasts and ``(L,)`` valid times.
+            ``{target: (S, L[, Q])}`` physical forecasts (NaN where masked, see
+            :meth:`predict_points`) and ``(L,)`` valid times.
 
+        """
+        points = self.predict_points(
+            init_time,
+            past,
+            latitude=latitude,
+            longitude=longitude,
+            station=station,
+            future=future,
+            static=static,
+            units=units,
+            max_missing=max_missing,
+        )
+        return points.values, points.valid_time
+
+    def predict_points(
+        self,
+        init_time: np.datetime64 | str,
+        past: dict[str, np.ndarray],
+        *,
+        latitude: np.ndarray | list[float],
+        longitude: np.ndarray | list[float],
+        station: list[str] | None = None,
+        future: dict[str, np.ndarray] | None = None,
+        static: dict[str, np.ndarray] | None = None,
+        units: dict[str, str] | None = None,
+        max_missing: float | None = None,
+    ) -> PointForecast:
+        """:meth:`predict_arrays` with the per-location validity mask and filled counts.
+
+        Locations with more than ``max_missing`` of a variable's values missing, or no real
+        past value at all, are masked (NaN forecasts, ``valid`` False), never filled and
+        presented as forecasts; a request where every location is masked is an error.
         """
         if self.metadata.window.patch != 1:
             raise ConfigError(
@@ -306,10 +379,15 @@ class Forecaster:
         raw = self.forecast(inputs, max_missing=max_missing)
         # one init time and patch 1: samples are the locations, in request order
         pred = raw.values(self.metadata.normalizer, self.task.targets)[..., 0, 0]
+        assert raw.valid is not None
+        pred[~raw.valid[0, :, 0]] = np.nan  # masked: too few real inputs
         values = {name: pred[:, :, c] for c, name in enumerate(self.task.targets)}
         t0 = inputs.times[inputs.inits[0]]
-        valid = t0 + np.arange(1, self.task.horizon + 1) * self.metadata.time_step
-        return values, valid
+        valid_time = t0 + np.arange(1, self.task.horizon + 1) * self.metadata.time_step
+        assert raw.filled is not None
+        return PointForecast(
+            values, valid_time, raw.valid[0, :, 0], raw.filled[0, :, 0], inputs, raw.warnings
+        )
 
     def predict_records(self, body: dict, *, max_missing: float | None = None) -> dict:
         """Forecast from JSON records, answering exactly as ``POST /v1/forecast`` would.
@@ -416,7 +494,19 @@ class Forecaster:
                     f"x {inputs.grid_shape[1]}"
                 )
 
-    def _check_missing(self, inputs: Inputs, max_missing: float) -> None:
+    def _input_validity(self, inputs: Inputs, max_missing: float) -> tuple[np.ndarray, np.ndarray]:
+        """Which forecasts have enough real inputs, and how many inputs were filled.
+
+        Returns:
+            ``valid (N, H, W)`` bool per init and location / cell: at most ``max_missing`` of
+            every variable's window values missing and at least one real past value;
+            ``filled (N, H, W)`` the number of missing input values filled with the train
+            mean (past and known-future windows, static fields).
+
+        Raises:
+            DataError: when no forecast is valid, naming the first variable and location.
+
+        """
         task = self.task
         t_in, lead, n_past = task.input_steps, task.horizon, len(task.past_variables)
         miss = ~np.isfinite(inputs.dynamic)
@@ -424,21 +514,31 @@ class Forecaster:
             [np.zeros_like(miss[:1], np.int32), np.cumsum(miss, axis=0, dtype=np.int32)]
         )
         t = inputs.inits
-        checks = [(csum[t + 1] - csum[t + 1 - t_in])[..., :n_past] / t_in]  # (N, H, W, C_past)
-        names = [list(task.past_variables)]
+        past = (csum[t + 1] - csum[t + 1 - t_in])[..., :n_past]  # (N, H, W, C_past) counts
+        counts, sizes, names = [past], [t_in], [list(task.past_variables)]
         fut = [task.dynamic_variables.index(v) for v in task.future_variables]
         if fut:
-            checks.append((csum[t + 1 + lead] - csum[t + 1])[..., fut] / lead)
+            counts.append((csum[t + 1 + lead] - csum[t + 1])[..., fut])
+            sizes.append(lead)
             names.append(list(task.future_variables))
         if task.static_inputs:
-            checks.append(
-                np.broadcast_to(~np.isfinite(inputs.static), (t.size, *inputs.static.shape)).astype(
-                    float
-                )
-            )
+            static_miss = (~np.isfinite(inputs.static)).astype(np.int32)
+            counts.append(np.broadcast_to(static_miss, (t.size, *inputs.static.shape)))
+            sizes.append(1)
             names.append(list(task.static_inputs))
-        for frac, labels in zip(checks, names, strict=True):
-            bad = np.argwhere(frac > max_missing)
+        fracs = [c / n for c, n in zip(counts, sizes, strict=True)]
+        valid = (past < t_in).any(axis=-1)  # some real past value
+        for frac in fracs:
+            valid &= (frac <= max_missing).all(axis=-1)
+        filled = sum(c.sum(axis=-1) for c in counts)
+        if not valid.any():
+            self._raise_missing(inputs, fracs, names, max_missing)
+        return valid, np.asarray(filled, dtype=np.int64)
+
+    def _raise_missing(self, inputs: Inputs, fracs: list, names: list, max_missing: float) -> None:
+        t = inputs.inits
+        for frac, labels in zip(fracs, names, strict=True):
+            bad = np.argwhere(frac > min(max_missing, 1 - 1e-9))
             if bad.size:
                 i, yy, xx, c = bad[0]
                 where = (
@@ -447,11 +547,35 @@ class Forecaster:
                     else f"latitude {inputs.latitude[yy]:.4f}, longitude {inputs.longitude[xx]:.4f}"
                 )
                 raise DataError(
-                    f"variable {labels[c]!r} at {where}, init {pd.Timestamp(inputs.times[t[i]])}:"
-                    f" {frac[i, yy, xx, c]:.0%} of its values are missing (NaN); the model "
-                    f"accepts at most max_missing = {max_missing:.0%}: fill the gaps or raise "
-                    "max_missing"
+                    f"no forecast can be made: e.g. variable {labels[c]!r} at {where}, init "
+                    f"{pd.Timestamp(inputs.times[t[i]])}: {frac[i, yy, xx, c]:.0%} of its values "
+                    f"are missing (NaN); the model accepts at most max_missing = "
+                    f"{max_missing:.0%} per location: fill the gaps or raise max_missing"
                 )
+        raise DataError("no forecast can be made: every location's inputs are missing (NaN)")
+
+
+def _mask_invalid(
+    out: xr.Dataset, raw: RawForecast, inputs: Inputs, targets: tuple[str, ...]
+) -> xr.Dataset:
+    """NaN the forecasts made from too few inputs; add ``forecast_valid`` / ``inputs_filled``."""
+    assert raw.valid is not None and raw.filled is not None
+    space = [STATION] if inputs.layout == "station" else [LATITUDE, LONGITUDE]
+    valid, filled = raw.valid, raw.filled
+    if inputs.layout == "station":
+        valid, filled = valid[..., 0], filled[..., 0]
+    coords = {INIT_TIME: inputs.times[inputs.inits]} | {d: out[d].values for d in space}
+    dims = (INIT_TIME, *space)
+    ok = xr.DataArray(valid, coords, dims).reindex({INIT_TIME: out[INIT_TIME]})
+    n = xr.DataArray(filled, coords, dims).reindex({INIT_TIME: out[INIT_TIME]})
+    out = out.assign({name: out[name].where(ok) for name in targets})
+    out["forecast_valid"] = ok.astype(bool).assign_attrs(
+        long_name="forecast made from enough real inputs (see max_missing); NaN elsewhere"
+    )
+    out["inputs_filled"] = n.astype(np.int64).assign_attrs(
+        long_name="missing input values filled with the training mean"
+    )
+    return out.assign_attrs(inputs_filled=int(filled.sum()), masked=int((~valid).sum()))
 
 
 def _dtype(name: str, values: np.ndarray) -> np.ndarray:

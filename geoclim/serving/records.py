@@ -82,7 +82,7 @@ def forecast_records(
     stations = [loc.station or f"point-{i}" for i, loc in enumerate(locs)]
     if max_missing is None:
         max_missing = body.max_missing
-    values, valid = f.predict_arrays(
+    points = f.predict_points(
         init,
         stack(lambda loc: loc.past),
         latitude=[loc.latitude for loc in locs],
@@ -93,6 +93,7 @@ def forecast_records(
         units=body.units or None,
         max_missing=max_missing,
     )
+    values, valid = points.values, points.valid_time
     quantiles = list(task.quantiles)
     mid = int(np.argmin(np.abs(np.asarray(quantiles) - 0.5))) if quantiles else None
     lists = {var: _floats(v) for var, v in values.items()}  # nested (S, L[, Q]) lists
@@ -116,7 +117,17 @@ def forecast_records(
                 "longitude": loc.longitude,
                 "values": point,
                 "quantiles": qs,
+                "valid": bool(points.valid[i]),
+                "inputs_filled": int(points.filled[i]),
             }
+        )
+    masked = [stations[i] for i in np.flatnonzero(~points.valid)]
+    warnings = list(points.warnings)
+    if masked:
+        warnings.append(
+            f"{len(masked)} location(s) masked (forecast null, valid false): more than "
+            f"max_missing = {max_missing if max_missing is not None else f.max_missing:g} of "
+            f"their inputs missing, or no real past value: {masked[:5]}"
         )
     step_h = f.metadata.time_step_seconds / 3600.0
     return {
@@ -127,6 +138,9 @@ def forecast_records(
         "valid_time": [f"{t}Z" for t in np.datetime_as_string(valid, unit="s")],
         "units": {var: f.metadata.variables.get(var, {}).get("units", "") for var in task.targets},
         "forecasts": forecasts,
+        "inputs_filled": int(points.filled.sum()),
+        "masked_locations": len(masked),
+        "warnings": warnings,
     }
 
 
