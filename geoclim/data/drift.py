@@ -138,7 +138,7 @@ def _pair(ref: np.ndarray, new: np.ndarray, bounds: tuple[float, float], th: Thr
 
 def _flags(report: xr.Dataset, th: Thresholds, suffix: str = "") -> dict[str, xr.DataArray]:
     g = {m: report[m + suffix] for m in METRICS}
-    flags = {
+    flags: dict[str, Any] = {
         "drift_psi": g["psi"] > th.psi,
         "drift_ks": (g["ks_pvalue"] < th.ks_pvalue) & (g["ks_statistic"] > th.ks_statistic),
         "drift_missing": np.abs(g["missing_change"]) > th.missing_change,
@@ -205,8 +205,8 @@ def compare(
             per_loc[i, :, j] = _pair(r[:, j], n[:, j], bounds, th)
         full_r = reference[name].values.ravel()
         pooled[i] = _pair(full_r, new[name].values.ravel(), bounds, th)
-    coords = {VARIABLE: names} | {d: ref_a[d] for d in space}
-    coords |= {c: ref_a[c] for c in ref_a.coords if set(ref_a[c].dims) <= set(space)}
+    coords: dict[str, Any] = {VARIABLE: names} | {d: ref_a[d] for d in space}
+    coords |= {str(c): ref_a[c] for c in ref_a.coords if set(ref_a[c].dims) <= set(space)}
     data: dict[str, Any] = {}
     for k, m in enumerate(METRICS):
         data[m] = ((VARIABLE, *space), per_loc[:, k].reshape(len(names), *shape))
