@@ -254,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
         False,
         bool,
         help="refuse (422) requests whose inputs drift from the training data "
-        "(PSI > 0.25 or > 1%% outside its range) instead of answering with a warning",
+        "(> 1%% of values outside the training range, or a running PSI > 0.25) instead of "
+        "answering with a warning",
     )
     add(
         "header-timeout",

@@ -12,9 +12,11 @@ Normalisation lives here, not in the graph, on purpose: the graph stays exactly 
 whose torch/onnxruntime parity was checked, int8 quantisation never touches the statistics,
 and the batch is built by the same numpy code (``Normalizer.encode``,
 ``calendar.calendar_features``, ``windows.gather``) that built the training batches, so
-serving cannot drift from training. NaN inputs are refused beyond ``max_missing`` (a
-fraction per variable and sample); accepted gaps are filled with the train mean (0 in
-normalised space), exactly as training batches are.
+serving cannot drift from training. Accepted gaps (up to ``max_missing``, a fraction per
+variable and location / cell) are filled with the train mean (0 in normalised space), exactly
+as training batches are; forecasts of locations with more missing, or with no real past value,
+are masked (NaN, ``forecast_valid`` False) rather than presented as forecasts, and a request
+with nothing valid is an error.
 
 Imports numpy, pandas, xarray and onnxruntime only -- never torch, Lightning or Hydra.
 """
@@ -104,8 +106,9 @@ class Forecaster:
         session: an onnxruntime session of the exported graph.
         metadata: the export metadata (see :mod:`geoclim.export.metadata`).
         name: a label for logs and the HTTP API.
-        max_missing: largest accepted fraction of NaN per variable in one sample's inputs
-            (``0``: any gap is an error; ``1``: fill everything like training does).
+        max_missing: largest fraction of NaN per variable in one location's (cell's) inputs
+            that is filled (``0``: any gap masks the location; ``1``: fill everything like
+            training does, except locations without a single real past value).
         max_batch: samples per onnxruntime call.
 
     """

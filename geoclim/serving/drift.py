@@ -8,9 +8,11 @@ The export embeds per-variable reference statistics of the train block
 * keeps a running PSI per variable over the recent inputs (bin counts decayed so that about
   ``window`` values count) for the Prometheus gauge
   ``geoclim_input_drift_psi{model, variable}``;
-* returns response warnings when a request's own inputs (at least ``min_count`` values of a
-  variable) have a PSI above the threshold or more than 1 % of values outside the reference
-  range;
+* returns response warnings when more than 1 % of a request's values of a variable lie
+  outside the training range, or when the running PSI (once it covers at least
+  ``min_running`` values) is above the threshold. A single request's own PSI is not used:
+  a 12-hour window of a variable with a daily cycle is far from the whole training
+  distribution without anything having drifted;
 * refuses such a request (422) only when blocking is configured (``geoclim serve
   --drift-block``).
 
@@ -42,6 +44,7 @@ class InputDrift:
         block: refuse drifting requests (DataError -> 422) instead of warning.
         thresholds: PSI / range / minimum-count thresholds (``geoclim check``'s defaults).
         window: about how many recent values of a variable the running PSI reflects.
+        min_running: values the running PSI must cover before it can raise a warning.
 
     """
 
@@ -53,12 +56,13 @@ class InputDrift:
         block: bool = False,
         thresholds: Thresholds | None = None,
         window: int = 5000,
+        min_running: int = 1000,
     ):
         task = meta.task
         self.reference = {k: v for k, v in meta.reference.items() if k in task.dynamic_variables}
         self.gauge, self.block = gauge, block
         self.thresholds = thresholds or Thresholds()
-        self.window = window
+        self.window, self.min_running = window, min_running
         self._past = set(task.past_variables)
         self._channels = {n: task.dynamic_variables.index(n) for n in self.reference}
         self._counts = {
@@ -92,15 +96,16 @@ class InputDrift:
             with self._lock:
                 keep = max(0.0, 1.0 - v.size / self.window)
                 self._counts[name] = self._counts[name] * keep + counts
-                running = self._counts[name] / self._counts[name].sum()
+                total = float(self._counts[name].sum())
+                running = psi(expected, self._counts[name] / total)
             if self.gauge is not None:
-                self.gauge(name, psi(expected, running))
+                self.gauge(name, running)
             outside = float(np.mean((v < ref["min"]) | (v > ref["max"])))
             problems = []
-            if v.size >= th.min_count:
-                shift = psi(expected, counts / v.size)
-                if shift > th.psi:
-                    problems.append(f"PSI {shift:.2f} > {th.psi:g}")
+            if total >= self.min_running and running > th.psi:
+                problems.append(
+                    f"PSI {running:.2f} > {th.psi:g} over the last ~{int(total)} values served"
+                )
             if outside > th.out_of_range:
                 problems.append(
                     f"{outside:.0%} of values outside the training range "
