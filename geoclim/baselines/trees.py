@@ -32,19 +32,29 @@ conditional mean only (asking for quantiles explicitly is an error).
 Training rows are drawn at random (seeded) among the train rows with an observed target, at
 most ``max_train_samples`` per model, so CPU training stays fast. Estimators get
 ``n_jobs`` = the cores this process may use unless ``params`` says otherwise.
+
+**Saving.** :meth:`TreeBaseline.save` writes the fitted estimators in their library's own
+format (XGBoost ``.ubj``, LightGBM model text, scikit-learn through ``joblib``, its documented
+persistence) and ``tree.json`` (settings, per-lead scale, feature names); the run directory
+keeps them under ``model/`` so the export serves the trees that were scored
+(:meth:`TreeBaseline.load`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
+from geoclim import fileio
 from geoclim.baselines import base
 from geoclim.baselines.features import FeatureSpec, LagFeatures
 from geoclim.errors import ConfigError, DataError
@@ -55,11 +65,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("shared", "per_lead")
-Predictor = Callable[[np.ndarray], np.ndarray]  # (R, F) -> (R, Q) physical
+MODEL_FILE = "tree.json"
+Key = tuple[int, int | None]  # (target index, lead or None for the shared model)
 
 
 class TreeBaseline:
-    """Common fit/predict logic; subclasses supply :meth:`_fit_one`.
+    """Common fit/predict/save logic; subclasses supply the library's estimators.
+
+    Subclasses implement :meth:`_fit_one` (fitted estimators of one model),
+    :meth:`_predict_one` (their ``(R, Q)`` output) and :meth:`_save_one` /
+    :meth:`_load_one` (one estimator in the library's format).
 
     Args:
         params: keyword arguments of the library's estimator (hyper-parameters).
@@ -115,12 +130,24 @@ class TreeBaseline:
         self.predict_chunk_rows = int(predict_chunk_rows)
         self.quantiles: tuple[float, ...] = ()
         self.features: LagFeatures | None = None
-        self.models: dict[tuple[int, int | None], Predictor] = {}
+        self.estimators: dict[Key, list[Any]] = {}  # fitted estimator(s) of each model
         self.lead_scale = np.ones((0, 0))  # (C, L) target scale per lead (shared strategy)
 
-    # -- library hook -------------------------------------------------------------------
-    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> Predictor:
-        """Fit one estimator on ``x (R, F)``, ``y (R,)``; return ``X -> (R, Q)``."""
+    # -- library hooks ------------------------------------------------------------------
+    suffix = ""  # file name ending of one saved estimator
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> list[Any]:
+        """Fit on ``x (R, F)``, ``y (R,)``; return the fitted estimator(s) of one model."""
+        raise NotImplementedError
+
+    def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
+        """``(R, Q)`` output of one model's estimators for ``x (R, F)``."""
+        raise NotImplementedError
+
+    def _save_one(self, estimator: Any, path: Path) -> None:
+        raise NotImplementedError
+
+    def _load_one(self, path: Path) -> Any:
         raise NotImplementedError
 
     # -- fit ----------------------------------------------------------------------------
@@ -137,7 +164,7 @@ class TreeBaseline:
         leads: list[int | None] = (
             [None] if self.strategy == "shared" else list(range(1, n_leads + 1))
         )
-        self.models = {}
+        self.estimators = {}
         self.lead_scale = np.ones((len(dm.task.targets), n_leads))
         for c, target in enumerate(dm.task.targets):
             for lead in leads:
@@ -163,7 +190,7 @@ class TreeBaseline:
                 if lead is None:  # one model for all leads: every lead weighs the same
                     self.lead_scale[c] = _lead_scale(target_values, rows[3], n_leads)
                     target_values = target_values / self.lead_scale[c, rows[3] - 1]
-                self.models[(c, lead)] = self._fit_one(features, target_values)
+                self.estimators[(c, lead)] = self._fit_one(features, target_values)
                 log.info(
                     "%s: fitted %s%s on %d rows x %d features in %.1fs",
                     self.name,
@@ -202,7 +229,7 @@ class TreeBaseline:
     # -- predict ------------------------------------------------------------------------
     def predict(self, dm: GeoDataModule, split: str) -> xr.Dataset:
         """Forecasts of the samples ``dm.index[split]``: ``(N, L, C[, Q], h, w)`` -> Dataset."""
-        if not self.models or self.features is None:
+        if not self.estimators or self.features is None:
             raise DataError(f"{self.name} is not fitted; call fit(dm) first")
         t, y, x = base.split_samples(dm, split)
         (ph, pw), n_leads = base.patch_shape(dm), dm.spec.lead_steps
@@ -237,11 +264,102 @@ class TreeBaseline:
 
     def _predict_rows(self, c: int, feats: np.ndarray, n_leads: int) -> np.ndarray:
         if self.strategy == "shared":
-            return self.models[(c, None)](feats)
+            return self._predict_one(self.estimators[(c, None)], feats)
         per = feats.shape[0] // n_leads
         return np.concatenate(
-            [self.models[(c, k)](feats[(k - 1) * per : k * per]) for k in range(1, n_leads + 1)]
+            [
+                self._predict_one(self.estimators[(c, k)], feats[(k - 1) * per : k * per])
+                for k in range(1, n_leads + 1)
+            ]
         )
+
+    # -- save / load --------------------------------------------------------------------
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the fitted model to ``folder`` (module docstring); return the folder.
+
+        Raises:
+            DataError: if the model is not fitted.
+
+        """
+        if not self.estimators or self.features is None:
+            raise DataError(f"{self.name} is not fitted; nothing to save")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = []
+        for (c, lead), ests in sorted(self.estimators.items(), key=lambda kv: str(kv[0])):
+            stem = f"target{c}_" + ("all" if lead is None else f"lead{lead}")
+            names = [f"{stem}_{i}{self.suffix}" for i in range(len(ests))]
+            for est, name in zip(ests, names, strict=True):
+                with fileio.atomic_path(folder / name) as tmp:
+                    self._save_one(est, tmp)
+            files.append({"target": c, "lead": lead, "files": names})
+        state = {
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "settings": self._settings(),
+            "quantiles": list(self.quantiles),
+            "lead_scale": self.lead_scale.tolist(),
+            "feature_names": list(self.features.names),
+            "models": files,
+        }
+        fileio.write_text(folder / MODEL_FILE, json.dumps(state, indent=2) + "\n")
+        return folder
+
+    def _settings(self) -> dict[str, Any]:
+        """Constructor arguments that rebuild this baseline (before fitting)."""
+        return {
+            "params": self.params,
+            "features": {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self.spec).items()
+            },
+            "strategy": self.strategy,
+            "max_train_samples": self.max_train_samples,
+            "quantiles": None if self.quantiles_arg is None else list(self.quantiles_arg),
+            "seed": self.seed,
+            "residual": self.residual,
+            "predict_chunk_rows": self.predict_chunk_rows,
+        }
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, dm: GeoDataModule) -> TreeBaseline:
+        """The baseline :meth:`save` wrote to ``folder``, ready to predict ``dm``'s samples.
+
+        Args:
+            folder: the saved model (``<run dir>/model``).
+            dm: the datamodule the model was fitted on (its features are rebuilt from it).
+
+        Raises:
+            DataError: naming the folder when it holds no saved tree model, or when ``dm``
+                does not give the features the model was fitted on.
+
+        """
+        folder = Path(folder)
+        path = folder / MODEL_FILE
+        if not path.is_file():
+            raise DataError(f"{folder}: no saved tree model ({MODEL_FILE} is missing)")
+        try:
+            state = json.loads(path.read_text())
+            klass = _TREE_CLASSES[state["class"]]
+        except (json.JSONDecodeError, KeyError) as err:
+            raise DataError(f"{path}: not a geoclim tree model ({err!r})") from None
+        if cls is not TreeBaseline and not issubclass(klass, cls):
+            raise DataError(f"{path} holds a {klass.name} model, not {cls.name}")
+        model = klass(**state["settings"])
+        model.quantiles = tuple(state["quantiles"])
+        model.features = LagFeatures(dm, model.spec, with_lead=model.strategy == "shared")
+        if model.features.names != state["feature_names"]:
+            raise DataError(
+                f"{path}: the datamodule gives features {model.features.names}, the model was "
+                f"fitted on {state['feature_names']} (another task or data?)"
+            )
+        model.lead_scale = np.asarray(state["lead_scale"], dtype=float)
+        model.estimators = {
+            (int(m["target"]), None if m["lead"] is None else int(m["lead"])): [
+                model._load_one(folder / name) for name in m["files"]
+            ]
+            for m in state["models"]
+        }
+        return model
 
 
 def _lead_scale(values: np.ndarray, lead: np.ndarray, n_leads: int) -> np.ndarray:
@@ -323,7 +441,9 @@ class XGBoostBaseline(TreeBaseline):
         "tree_method": "hist",
     }
 
-    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> Predictor:
+    suffix = ".ubj"  # XGBoost's binary JSON model format
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> list[Any]:
         import xgboost as xgb
 
         params = {"random_state": self.seed, **self.params}
@@ -331,7 +451,20 @@ class XGBoostBaseline(TreeBaseline):
             params.update(objective="reg:quantileerror", quantile_alpha=np.asarray(self.quantiles))
         model = xgb.XGBRegressor(**params)
         model.fit(x, y)
-        return lambda feats: np.asarray(model.predict(feats)).reshape(feats.shape[0], -1)
+        return [model]
+
+    def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
+        return np.asarray(estimators[0].predict(x)).reshape(x.shape[0], -1)
+
+    def _save_one(self, estimator: Any, path: Path) -> None:
+        estimator.save_model(str(path))
+
+    def _load_one(self, path: Path) -> Any:
+        import xgboost as xgb
+
+        model = xgb.XGBRegressor()
+        model.load_model(str(path))
+        return model
 
 
 class LightGBMBaseline(TreeBaseline):
@@ -349,7 +482,9 @@ class LightGBMBaseline(TreeBaseline):
         "verbose": -1,
     }
 
-    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> Predictor:
+    suffix = ".txt"  # LightGBM's model text format
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> list[Any]:
         import lightgbm as lgb
 
         params = {"random_state": self.seed, **self.params}
@@ -357,8 +492,19 @@ class LightGBMBaseline(TreeBaseline):
         models = []
         for q in levels:
             extra = {} if q is None else {"objective": "quantile", "alpha": q}
-            models.append(lgb.LGBMRegressor(**params, **extra).fit(x, y))
-        return lambda feats: np.stack([m.predict(feats) for m in models], axis=-1)
+            models.append(lgb.LGBMRegressor(**params, **extra).fit(x, y).booster_)
+        return models
+
+    def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
+        return np.stack([m.predict(x) for m in estimators], axis=-1)
+
+    def _save_one(self, estimator: Any, path: Path) -> None:
+        estimator.save_model(str(path))
+
+    def _load_one(self, path: Path) -> Any:
+        import lightgbm as lgb
+
+        return lgb.Booster(model_file=str(path))
 
 
 class RandomForestBaseline(TreeBaseline):
@@ -376,9 +522,30 @@ class RandomForestBaseline(TreeBaseline):
     def __init__(self, *args: Any, max_train_samples: int = 50_000, **kwargs: Any):
         super().__init__(*args, max_train_samples=max_train_samples, **kwargs)
 
-    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> Predictor:
+    suffix = ".joblib"  # scikit-learn's documented persistence
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> list[Any]:
         from sklearn.ensemble import RandomForestRegressor
 
         model = RandomForestRegressor(**{"random_state": self.seed, **self.params})
         model.fit(x, y)
-        return lambda feats: model.predict(feats)[:, None]
+        return [model]
+
+    def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
+        return estimators[0].predict(x)[:, None]
+
+    def _save_one(self, estimator: Any, path: Path) -> None:
+        import joblib
+
+        joblib.dump(estimator, path)
+
+    def _load_one(self, path: Path) -> Any:
+        import joblib
+
+        return joblib.load(path)
+
+
+_TREE_CLASSES: dict[str, type[TreeBaseline]] = {
+    f"{c.__module__}.{c.__qualname__}": c
+    for c in (XGBoostBaseline, LightGBMBaseline, RandomForestBaseline)
+}
