@@ -31,8 +31,8 @@ import pandas as pd
 import xarray as xr
 
 from geoclim.data import calendar
-from geoclim.data.calendar import calendar_on_axis
 from geoclim.data.assemble import to_forecast_dataset
+from geoclim.data.calendar import calendar_on_axis
 from geoclim.data.tree_inputs import tree_inputs
 from geoclim.data.windows import WindowArrays, gather, patch_origins
 from geoclim.errors import ConfigError, DataError, SchemaError

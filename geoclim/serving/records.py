@@ -48,6 +48,7 @@ class PointForecaster(Protocol):
         """Forecast values per target ``(S, L[, Q])`` and the valid times ``(L,)``."""
         ...
 
+
 _EARLIEST, _LATEST = np.datetime64("1900-01-01", "ns"), np.datetime64("2200-01-01", "ns")
 
 

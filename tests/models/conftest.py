@@ -2,6 +2,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from geoclim.training.instantiate import net_dims
 from tests.registry import models
 
 NETS = {e.name: e for e in models(kind="network")}  # every conf/model/*.yaml network
@@ -34,9 +35,8 @@ def make_net(name, n_quantiles=0, dims=None, **kwargs):
     config = dict(NETS[name].config["net"])
     if "dropout" in config:
         config["dropout"] = 0.0
-    return instantiate(
-        {**config, **DIMS, **(dims or {}), "n_quantiles": n_quantiles, **kwargs}
-    )
+    sizes = net_dims(config["_target_"], {**DIMS, **(dims or {}), "n_quantiles": n_quantiles})
+    return instantiate({**config, **sizes, **kwargs})
 
 
 @pytest.fixture
