@@ -73,7 +73,7 @@ class TreeBaseline:
     """Common fit/predict/save logic; subclasses supply the library's estimators.
 
     Subclasses implement :meth:`_fit_one` (fitted estimators of one model),
-    :meth:`_predict_one` (their ``(R, Q)`` output) and :meth:`_save_one` /
+    :meth:`_predict_one` (their ``(R, Q)`` output) and :meth:`_dump_one` /
     :meth:`_load_one` (one estimator in the library's format).
 
     Args:
@@ -144,7 +144,8 @@ class TreeBaseline:
         """``(R, Q)`` output of one model's estimators for ``x (R, F)``."""
         raise NotImplementedError
 
-    def _save_one(self, estimator: Any, path: Path) -> None:
+    def _dump_one(self, estimator: Any) -> bytes:
+        """One estimator in the library's own file format."""
         raise NotImplementedError
 
     def _load_one(self, path: Path) -> Any:
@@ -290,8 +291,7 @@ class TreeBaseline:
             stem = f"target{c}_" + ("all" if lead is None else f"lead{lead}")
             names = [f"{stem}_{i}{self.suffix}" for i in range(len(ests))]
             for est, name in zip(ests, names, strict=True):
-                with fileio.atomic_path(folder / name) as tmp:
-                    self._save_one(est, tmp)
+                fileio.write_bytes(folder / name, self._dump_one(est))
             files.append({"target": c, "lead": lead, "files": names})
         state = {
             "class": f"{type(self).__module__}.{type(self).__qualname__}",
@@ -456,14 +456,14 @@ class XGBoostBaseline(TreeBaseline):
     def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
         return np.asarray(estimators[0].predict(x)).reshape(x.shape[0], -1)
 
-    def _save_one(self, estimator: Any, path: Path) -> None:
-        estimator.save_model(str(path))
+    def _dump_one(self, estimator: Any) -> bytes:
+        return bytes(estimator.get_booster().save_raw("ubj"))
 
     def _load_one(self, path: Path) -> Any:
         import xgboost as xgb
 
         model = xgb.XGBRegressor()
-        model.load_model(str(path))
+        model.load_model(bytearray(path.read_bytes()))
         return model
 
 
@@ -498,8 +498,8 @@ class LightGBMBaseline(TreeBaseline):
     def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
         return np.stack([m.predict(x) for m in estimators], axis=-1)
 
-    def _save_one(self, estimator: Any, path: Path) -> None:
-        estimator.save_model(str(path))
+    def _dump_one(self, estimator: Any) -> bytes:
+        return estimator.model_to_string().encode("utf-8")
 
     def _load_one(self, path: Path) -> Any:
         import lightgbm as lgb
@@ -534,10 +534,14 @@ class RandomForestBaseline(TreeBaseline):
     def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
         return estimators[0].predict(x)[:, None]
 
-    def _save_one(self, estimator: Any, path: Path) -> None:
+    def _dump_one(self, estimator: Any) -> bytes:
+        import io
+
         import joblib
 
-        joblib.dump(estimator, path)
+        buffer = io.BytesIO()
+        joblib.dump(estimator, buffer)
+        return buffer.getvalue()
 
     def _load_one(self, path: Path) -> Any:
         import joblib
