@@ -42,8 +42,6 @@ keeps them under ``model/`` so the export serves the trees that were scored
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
 import time
@@ -54,7 +52,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import xarray as xr
 
-from geoclim import fileio
 from geoclim.baselines import base
 from geoclim.baselines.features import FeatureSpec, LagFeatures
 from geoclim.errors import ConfigError, DataError
@@ -65,7 +62,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("shared", "per_lead")
-MODEL_FILE = "tree.json"
 Key = tuple[int, int | None]  # (target index, lead or None for the shared model)
 
 
@@ -274,92 +270,19 @@ class TreeBaseline:
             ]
         )
 
-    # -- save / load --------------------------------------------------------------------
+    # -- save / load (geoclim.baselines.tree_store) ------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
-        """Write the fitted model to ``folder`` (module docstring); return the folder.
+        """Write the fitted model to ``folder`` (:func:`~geoclim.baselines.tree_store.save`)."""
+        from geoclim.baselines import tree_store
 
-        Raises:
-            DataError: if the model is not fitted.
-
-        """
-        if not self.estimators or self.features is None:
-            raise DataError(f"{self.name} is not fitted; nothing to save")
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        files = []
-        for (c, lead), ests in sorted(self.estimators.items(), key=lambda kv: str(kv[0])):
-            stem = f"target{c}_" + ("all" if lead is None else f"lead{lead}")
-            names = [f"{stem}_{i}{self.suffix}" for i in range(len(ests))]
-            for est, name in zip(ests, names, strict=True):
-                fileio.write_bytes(folder / name, self._dump_one(est))
-            files.append({"target": c, "lead": lead, "files": names})
-        state = {
-            "class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "settings": self._settings(),
-            "quantiles": list(self.quantiles),
-            "lead_scale": self.lead_scale.tolist(),
-            "feature_names": list(self.features.names),
-            "models": files,
-        }
-        fileio.write_text(folder / MODEL_FILE, json.dumps(state, indent=2) + "\n")
-        return folder
-
-    def _settings(self) -> dict[str, Any]:
-        """Constructor arguments that rebuild this baseline (before fitting)."""
-        return {
-            "params": self.params,
-            "features": {
-                k: list(v) if isinstance(v, tuple) else v
-                for k, v in dataclasses.asdict(self.spec).items()
-            },
-            "strategy": self.strategy,
-            "max_train_samples": self.max_train_samples,
-            "quantiles": None if self.quantiles_arg is None else list(self.quantiles_arg),
-            "seed": self.seed,
-            "residual": self.residual,
-            "predict_chunk_rows": self.predict_chunk_rows,
-        }
+        return tree_store.save(self, folder)
 
     @classmethod
     def load(cls, folder: str | os.PathLike, dm: GeoDataModule) -> TreeBaseline:
-        """The baseline :meth:`save` wrote to ``folder``, ready to predict ``dm``'s samples.
+        """The model :meth:`save` wrote (:func:`~geoclim.baselines.tree_store.load`)."""
+        from geoclim.baselines import tree_store
 
-        Args:
-            folder: the saved model (``<run dir>/model``).
-            dm: the datamodule the model was fitted on (its features are rebuilt from it).
-
-        Raises:
-            DataError: naming the folder when it holds no saved tree model, or when ``dm``
-                does not give the features the model was fitted on.
-
-        """
-        folder = Path(folder)
-        path = folder / MODEL_FILE
-        if not path.is_file():
-            raise DataError(f"{folder}: no saved tree model ({MODEL_FILE} is missing)")
-        try:
-            state = json.loads(path.read_text())
-            klass = _TREE_CLASSES[state["class"]]
-        except (json.JSONDecodeError, KeyError) as err:
-            raise DataError(f"{path}: not a geoclim tree model ({err!r})") from None
-        if cls is not TreeBaseline and not issubclass(klass, cls):
-            raise DataError(f"{path} holds a {klass.name} model, not {cls.name}")
-        model = klass(**state["settings"])
-        model.quantiles = tuple(state["quantiles"])
-        model.features = LagFeatures(dm, model.spec, with_lead=model.strategy == "shared")
-        if model.features.names != state["feature_names"]:
-            raise DataError(
-                f"{path}: the datamodule gives features {model.features.names}, the model was "
-                f"fitted on {state['feature_names']} (another task or data?)"
-            )
-        model.lead_scale = np.asarray(state["lead_scale"], dtype=float)
-        model.estimators = {
-            (int(m["target"]), None if m["lead"] is None else int(m["lead"])): [
-                model._load_one(folder / name) for name in m["files"]
-            ]
-            for m in state["models"]
-        }
-        return model
+        return tree_store.load(folder, dm, cls)
 
 
 def _lead_scale(values: np.ndarray, lead: np.ndarray, n_leads: int) -> np.ndarray:
@@ -547,9 +470,3 @@ class RandomForestBaseline(TreeBaseline):
         import joblib
 
         return joblib.load(path)
-
-
-_TREE_CLASSES: dict[str, type[TreeBaseline]] = {
-    f"{c.__module__}.{c.__qualname__}": c
-    for c in (XGBoostBaseline, LightGBMBaseline, RandomForestBaseline)
-}
