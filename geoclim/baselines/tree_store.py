@@ -83,7 +83,9 @@ def settings(baseline: TreeBaseline) -> dict[str, Any]:
     }
 
 
-def load(folder: str | os.PathLike, dm: GeoDataModule, expected: type | None = None) -> Any:
+def load(
+    folder: str | os.PathLike, dm: GeoDataModule, expected: type[TreeBaseline] | None = None
+) -> Any:
     """The tree baseline :func:`save` wrote to ``folder``, ready to predict ``dm``'s samples.
 
     Args:

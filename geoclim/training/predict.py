@@ -7,7 +7,7 @@ split with it after fitting, ``geoclim-eval ckpt_path=...`` any split of a check
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -57,7 +57,8 @@ def predict_split(
 
     """
     trainer = trainer or evaluation_trainer()
-    batches = trainer.predict(module, dataloaders=dm.loader(split, shuffle=False))
+    outputs = trainer.predict(module, dataloaders=dm.loader(split, shuffle=False))
+    batches = cast(list[dict[str, torch.Tensor]], outputs or [])  # one dataloader: a flat list
     if not batches:
         raise DataError(f"the {split!r} split has no samples to predict")
     return assemble(batches, dm, module.quantiles)
