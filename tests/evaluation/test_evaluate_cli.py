@@ -5,8 +5,8 @@ import xarray as xr
 from omegaconf import OmegaConf
 
 from geoclim.cli.evaluate import evaluate
-from geoclim.training.rundir import read_config
 from geoclim.errors import ConfigError, DataError
+from geoclim.training.rundir import read_config
 
 
 def _cfg(**kw):
