@@ -177,12 +177,12 @@ def _map_figures(
     lead: int | None,
     location: str | None,
 ) -> list[Path]:
-    from geoclim.cli.evaluate import run_datamodule
     from geoclim.data.assemble import truth_at_valid_time
     from geoclim.evaluation.metrics import point_forecast, rmse
     from geoclim.evaluation.score import observed
+    from geoclim.training.rundir import load_datamodule
 
-    dm = run_datamodule(runs[0].path)
+    dm = load_datamodule(runs[0].path)
     assert dm.ds is not None
     forecasts = {}
     for run in runs:

@@ -6,6 +6,8 @@ Cyclic features are encoded as sine/cosine pairs so midnight sits next to 23:00 
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pandas as pd
 
@@ -58,3 +60,27 @@ def calendar_features(times: np.ndarray | pd.DatetimeIndex, names: tuple[str, ..
         if columns
         else np.zeros((len(t), 0), np.float32)
     )
+
+
+def calendar_on_axis(times: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """:func:`calendar_features` of a regular time axis, memoised.
+
+    Requests for the same start and length (the common case in serving: every client asks
+    for the latest forecast) share one computation; pandas' calendar accessors cost more than
+    the rest of a single-location forecast.
+
+    Returns:
+        ``(T, len(names))`` float32, read-only.
+
+    """
+    times = np.asarray(times, dtype="datetime64[ns]")
+    step = int((times[1] - times[0]).astype(np.int64)) if times.size > 1 else 0
+    return _calendar(int(times[0].astype(np.int64)), times.size, step, tuple(names))
+
+
+@functools.lru_cache(maxsize=256)
+def _calendar(start: int, n: int, step: int, names: tuple[str, ...]) -> np.ndarray:
+    times = (start + np.arange(n, dtype=np.int64) * step).astype("datetime64[ns]")
+    out = calendar_features(times, names)
+    out.flags.writeable = False
+    return out

@@ -1,7 +1,8 @@
 """Leaderboards of run directories: find runs, load their records, rank them.
 
 A run directory (one Hydra job of ``geoclim-train``) is recognised by ``metrics.json`` and
-``.hydra/config.yaml``; ``predictions.nc`` and ``scores.nc`` are used when present. A
+``.hydra/config.yaml`` and read by :mod:`geoclim.training.rundir`; ``predictions.nc`` and
+``scores.nc`` are used when present. A
 multirun directory is searched recursively. Every run contributes one row::
 
     rank  run  model  params  data  <sort key>  rmse/<var>  mae/<var>  skill_persistence/<var>
@@ -27,13 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-import yaml
+from omegaconf import OmegaConf
 
 from geoclim.errors import DataError
+from geoclim.training import rundir
 
 log = logging.getLogger(__name__)
 
-CONFIG = Path(".hydra") / "config.yaml"
+CONFIG = rundir.CONFIG
 HEADLINE = ("rmse", "mae", "skill_persistence", "skill_climatology", "crps")
 HIGHER_IS_BETTER = ("skill", "corr", "acc", "coverage")
 _SKIP_PARAMS = ("_target_", "_partial_", "kind", "window", "calendar")
@@ -76,7 +78,7 @@ class RunRecord:
 
 def is_run_dir(path: Path) -> bool:
     """Whether ``path`` holds ``metrics.json`` and ``.hydra/config.yaml``."""
-    return (path / "metrics.json").is_file() and (path / CONFIG).is_file()
+    return rundir.is_scored_run(path)
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -112,39 +114,23 @@ def load_run(path: str | Path) -> RunRecord:
     path = Path(path)
     if not is_run_dir(path):
         raise DataError(f"{path}: not a run directory (needs metrics.json and {CONFIG})")
-    try:
-        config = yaml.safe_load((path / CONFIG).read_text()) or {}
-        raw = json.loads((path / "metrics.json").read_text())
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: unreadable run files ({err})") from None
+    cfg = rundir.read_config(path)
+    config = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(config, dict)
+    raw = rundir.read_metrics(path, required=True)
     metrics = {
         k: (math.nan if v is None else float(v))
         for k, v in raw.items()
         if isinstance(v, (int, float)) or v is None
     }
-    overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    record = RunRecord(
+    return RunRecord(
         path=path,
-        model=_model_name(path, config),
+        model=rundir.model_name(path, config),
         config=config,
         metrics=metrics,
         data_id=_data_id(path, config, raw),
-        overrides=list(overrides or []),
+        overrides=rundir.read_overrides(path),
     )
-    return record
-
-
-def _model_name(path: Path, config: dict[str, Any]) -> str:
-    hydra_file = path / ".hydra" / "hydra.yaml"
-    if hydra_file.is_file():
-        hydra_cfg = yaml.safe_load(hydra_file.read_text()) or {}
-        choice = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("choices", {})
-        if choice.get("model"):
-            return str(choice["model"])
-    model = config.get("model") or {}
-    target = (model.get("net") or {}).get("_target_") or model.get("_target_") or "model"
-    return str(target).rsplit(".", 1)[-1]
 
 
 def _short(fingerprint: str) -> str:

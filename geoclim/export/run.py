@@ -43,6 +43,7 @@ from geoclim.errors import ConfigError
 from geoclim.export.metadata import Domain, ExportMetadata, ModelIO
 from geoclim.export.onnx import ExportResult, export_net, write_metadata
 from geoclim.export.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, check_parity
+from geoclim.training import rundir
 from geoclim.types import TIME
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,10 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedRun:
 
     """
     from geoclim.models.module import ForecastModule
-    from geoclim.training.instantiate import build_datamodule, model_kind
+    from geoclim.training.instantiate import model_kind
 
     run_dir = Path(run_dir)
-    config = run_dir / ".hydra" / "config.yaml"
-    if not config.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory: {config} is missing")
-    cfg = OmegaConf.load(config)
+    cfg = rundir.read_config(run_dir)
     if model_kind(cfg) != "network":
         raise ConfigError(
             f"{run_dir} trained a {cfg.model.kind!r} model; geoclim-export exports "
@@ -108,20 +106,17 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedRun:
         found = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
         raise ConfigError(f"checkpoint {ckpt} not found; the run has {found}")
     module = ForecastModule.from_checkpoint(ckpt).eval()
-    dm = build_datamodule(cfg)
-    dm.setup()
+    dm = rundir.load_datamodule(run_dir, cfg)
     if (
         module.normalizer
         and dm.normalizer is not None
         and dm.normalizer.to_dict() != module.normalizer
     ):
         raise ConfigError(
-            f"the data rebuilt from {config} is not the data the run was trained on: its "
-            "normaliser differs from the checkpoint's (source data changed?)"
+            f"the data rebuilt from {run_dir / rundir.CONFIG} is not the data the run was "
+            "trained on: its normaliser differs from the checkpoint's (source data changed?)"
         )
-    metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return LoadedRun(run_dir, cfg, module, dm, ckpt, metrics)
+    return LoadedRun(run_dir, cfg, module, dm, ckpt, rundir.read_metrics(run_dir))
 
 
 def test_batches(dm: GeoDataModule, n: int | None, split: str = "test") -> list[dict]:

@@ -7,22 +7,53 @@ caller holding JSON records gets exactly what the service would answer.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
 
+from geoclim.data.task import ForecastTask
 from geoclim.errors import SchemaError
+from geoclim.export.metadata import ExportMetadata
 from geoclim.serving.schemas import ForecastRequest
 
-if TYPE_CHECKING:
-    from geoclim.serving.adapter import Forecaster
+
+class PointForecaster(Protocol):
+    """What answering records needs of a model (:class:`~geoclim.serving.adapter.Forecaster`).
+
+    A protocol, so that this module does not import the adapter that calls it.
+    """
+
+    name: str
+    metadata: ExportMetadata
+
+    @property
+    def task(self) -> ForecastTask:
+        """The embedded task."""
+        ...
+
+    def predict_arrays(
+        self,
+        init_time: np.datetime64 | str,
+        past: dict[str, np.ndarray],
+        *,
+        latitude: np.ndarray | list[float],
+        longitude: np.ndarray | list[float],
+        station: list[str] | None = None,
+        future: dict[str, np.ndarray] | None = None,
+        static: dict[str, np.ndarray] | None = None,
+        units: dict[str, str] | None = None,
+        max_missing: float | None = None,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Forecast values per target ``(S, L[, Q])`` and the valid times ``(L,)``."""
+        ...
+
 
 _EARLIEST, _LATEST = np.datetime64("1900-01-01", "ns"), np.datetime64("2200-01-01", "ns")
 
 
 def forecast_records(
-    forecaster: Forecaster,
+    forecaster: PointForecaster,
     body: ForecastRequest | dict[str, Any],
     *,
     name: str | None = None,

@@ -6,6 +6,7 @@ the network's constructor here, once; configs never interpolate sizes across gro
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from typing import Any
@@ -64,7 +65,7 @@ def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:
             f"{sorted(NETWORK_KEYS)} (network sizes go under model.net)"
         )
     net_config = OmegaConf.to_container(model.net, resolve=True, throw_on_missing=True)
-    net_config.update(dm.dims)
+    net_config.update(net_dims(net_config["_target_"], dm.dims))
     net = instantiate(net_config)
     return ForecastModule(
         net=net,
@@ -75,6 +76,28 @@ def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:
         scheduler=instantiate(model.scheduler) if model.get("scheduler") else None,
         net_config=net_config,
     )
+
+
+def net_dims(target: str, dims: dict[str, int]) -> dict[str, int]:
+    """The entries of ``dims`` (``task.dims``) the network class ``target`` takes.
+
+    Every network gets its sizes from the data, but only those it uses (the LSTM, for
+    instance, runs over any history length and takes no ``input_steps``).
+
+    Raises:
+        ConfigError: if ``target`` cannot be imported.
+
+    """
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(target)
+    except Exception as err:  # noqa: BLE001 -- Hydra wraps import errors of any kind
+        raise ConfigError(f"model.net._target_ {target!r} cannot be imported ({err})") from None
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(dims)
+    return {k: v for k, v in dims.items() if k in params}
 
 
 def build_estimator(cfg: DictConfig) -> Any:

@@ -3,7 +3,7 @@ import torch
 
 from geoclim.models.losses import ForecastLoss
 
-from .conftest import DIMS, NETS, make_batch, make_net
+from .conftest import DIMS, NETS, POINT_NETS, make_batch, make_net
 
 GRIDS = [
     pytest.param(1, 1, id="point"),
@@ -23,7 +23,7 @@ def test_prediction_shape_on_any_grid(name, h, w, n_quantiles):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ["lstm", "tft"])
+@pytest.mark.parametrize("name", POINT_NETS)
 def test_point_model_on_spatial_batch_equals_cell_by_cell(name):
     net = make_net(name).eval()
     spatial = make_batch(b=2, h=3, w=2)

@@ -38,7 +38,6 @@ class LSTMNet(nn.Module):
         c_known: known-future channels ``C_known``.
         c_static: static channels ``C_static``.
         c_out: target channels ``C_out``.
-        input_steps: ``T_in``.
         horizon: ``T_out``.
         n_quantiles: ``Q`` (0 for a point forecast).
         hidden_size: LSTM state size ``D``.
@@ -55,7 +54,6 @@ class LSTMNet(nn.Module):
         c_known: int,
         c_static: int,
         c_out: int,
-        input_steps: int,
         horizon: int,
         n_quantiles: int = 0,
         hidden_size: int = 64,
