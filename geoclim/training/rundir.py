@@ -69,9 +69,10 @@ def score(
         The flat summary (``test/rmse/no2``, ``test/skill_persistence/no2``, ...).
 
     """
+    from geoclim.baselines.references import reference_forecasts
     from geoclim.evaluation.score import metrics_summary, score_run
 
-    scores = score_run(predictions, dm, split)
+    scores = score_run(predictions, dm, split, references=reference_forecasts(dm, split))
     scores.attrs["data_fingerprint"] = dm.fingerprint  # the leaderboard groups runs by it
     write_netcdf(scores, run_dir / "scores.nc")
     return to_floats(metrics_summary(scores, prefix=split))
