@@ -24,8 +24,9 @@ interval of the replicates, widened about the estimate by three factors:
 - ``1 / sqrt(1 - G / (L s2))``: the stationary bootstrap's variance is low by about
   ``G / L`` (Politis & White 2004), with ``s2 = sum_k R(k)`` and ``G = sum_k |k| R(k)``
   from flat-top lag-window autocovariances ``R`` of the loss series (correction capped);
-- ``t_{nu, 0.975} / z_0.975`` with ``nu = N / L - 1``: the variance is estimated from about
-  ``N / L`` independent blocks.
+- ``t_{nu, 0.975} / z_0.975`` with ``nu = max(N / L - 1, 4)``: the variance is estimated
+  from about ``N / L`` independent blocks (the floor keeps a handful of blocks from
+  giving unbounded intervals).
 
 ``scripts/check_bootstrap.py`` measures the coverage this gives (recorded in
 ``experiments/bootstrap/``).
@@ -50,6 +51,7 @@ SAMPLE = "sample"
 BOUND = "bound"
 BLOCK_FACTOR = 4.0
 MAX_BIAS = 0.75  # cap of the variance-bias correction G / (L s2)
+MIN_DOF = 4.0  # floor of nu: t_4 / z = 1.42 at most, however few blocks there are
 
 
 def init_loss_series(inputs: table.Inputs) -> xr.Dataset:
@@ -108,7 +110,7 @@ def widening(series: np.ndarray, mean_block: float) -> float:
         return 1.0
     s2, g = flat_top_moments(x)
     bias = float(np.clip(g / (mean_block * s2), 0.0, MAX_BIAS)) if s2 > 0 else 0.0
-    nu = max(n / mean_block - 1.0, 1.0)
+    nu = max(n / mean_block - 1.0, MIN_DOF)
     t_ratio = float(stats.t.ppf(0.975, nu) / stats.norm.ppf(0.975))
     return float(np.sqrt(n / (n - 1.0)) / np.sqrt(1.0 - bias) * t_ratio)
 
