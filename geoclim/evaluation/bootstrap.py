@@ -210,4 +210,6 @@ def confidence_interval(
     ci = samples.quantile([alpha, 1.0 - alpha], dim=SAMPLE, skipna=True)
     scale = float(samples.attrs.get("widening", 1.0) if widen is None else widen)
     ci = estimate + (ci - estimate) * scale
+    # a score whose replicates are all >= 0 (RMSE, MAE, CRPS) keeps a non-negative interval
+    ci = ci.where(~((samples.min(SAMPLE) >= 0) & (ci < 0)), 0.0)
     return ci.rename(quantile=BOUND).assign_coords({BOUND: ["lower", "upper"]})

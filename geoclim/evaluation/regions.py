@@ -46,7 +46,9 @@ class Region:
                 that selects nothing.
 
         """
-        inside = xr.DataArray(True)
+        space = [d for d in (LATITUDE, LONGITUDE, STATION) if d in ds.dims]
+        shape = [ds.sizes[d] for d in space]
+        inside = xr.DataArray(np.ones(shape, bool), dims=space, coords={d: ds[d] for d in space})
         if self.lat is not None:
             lat = ds[LATITUDE]
             inside = inside & (lat >= min(self.lat)) & (lat <= max(self.lat))

@@ -153,3 +153,18 @@ def test_score_at_stations_of_a_perfect_grid_forecast():
         np.testing.assert_allclose(scores.sel(metric="skill_persistence").values, 1.0)
     per_station = score_at_stations(fc, stations, by_location=True)
     assert per_station["pm25"].sizes["station"] == 3
+
+
+def test_score_run_with_regions_adds_a_region_dim(grid_dm):
+    from geoclim.evaluation.regions import parse_regions
+
+    dm = grid_dm
+    refs = reference_forecasts(dm, "test")
+    lat = float(dm.ds.latitude.values[0])
+    regions = parse_regions({"south": {"lat": [lat - 0.5, lat + 0.5]}})
+    scores = score_run(refs["persistence"], dm, references=refs, n_boot=0, regions=regions)
+    assert list(scores["region"].values) == ["all", "south"]
+    n = scores["pm25"].sel(metric="n")
+    assert (n.sel(region="south") < n.sel(region="all")).all()
+    keys = metrics_summary(scores)
+    assert "test/rmse/pm25" in keys and "test_south/rmse/pm25" in keys
