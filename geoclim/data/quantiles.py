@@ -22,9 +22,10 @@ import numpy as np
 from geoclim.errors import ConfigError
 
 ArrayT = TypeVar("ArrayT")
+Levels = Sequence[float] | np.ndarray
 
 
-def median_weights(levels: Sequence[float]) -> tuple[tuple[int, float], ...]:
+def median_weights(levels: Levels) -> tuple[tuple[int, float], ...]:
     """``(index, weight)`` pairs whose weighted sum of quantiles is the point forecast.
 
     Args:
@@ -52,7 +53,7 @@ def median_weights(levels: Sequence[float]) -> tuple[tuple[int, float], ...]:
     return ((hi - 1, 1.0 - a), (hi, a))
 
 
-def point_from_quantiles(values: ArrayT, levels: Sequence[float], axis: int) -> ArrayT:
+def point_from_quantiles(values: ArrayT, levels: Levels, axis: int) -> ArrayT:
     """The point forecast of a numpy array or torch tensor holding quantiles on ``axis``.
 
     Args:

@@ -191,8 +191,11 @@ def rmse(
     init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """``RMSE = sqrt(MSE)``: square root of the time mean of the spatial MSE (WB2)."""
-    kw = {"weights": weights, "pooled": pooled, "init_counts": init_counts}
-    return np.sqrt(mse(forecast, truth, reduce_dims=reduce_dims, **kw))
+    out = mse(
+        forecast, truth, reduce_dims=reduce_dims, weights=weights, pooled=pooled,
+        init_counts=init_counts,
+    )  # fmt: skip
+    return out**0.5
 
 
 def mae(
@@ -206,7 +209,7 @@ def mae(
 ) -> xr.Dataset:
     """Mean absolute error ``(1 / N) sum_i mean_w,s(|f - o|)``."""
     f, o = prepare(forecast, truth)
-    return _reduce(np.abs(f - o), reduce_dims, weights, pooled, init_counts)
+    return _reduce(abs(f - o), reduce_dims, weights, pooled, init_counts)
 
 
 def bias(
@@ -311,11 +314,14 @@ def mse_skill(
     init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """MSE skill score against a reference forecast, ``1 - MSE / MSE_ref`` (same points)."""
-    kw = {"reduce_dims": reduce_dims, "weights": weights, "pooled": pooled}
-    return skill_score(
-        mse(forecast, truth, init_counts=init_counts, **kw),
-        mse(reference, truth, init_counts=init_counts, **kw),
-    )
+
+    def score(f: xr.Dataset) -> xr.Dataset:
+        return mse(
+            f, truth, reduce_dims=reduce_dims, weights=weights, pooled=pooled,
+            init_counts=init_counts,
+        )  # fmt: skip
+
+    return skill_score(score(forecast), score(reference))
 
 
 def reference_rmse(
@@ -329,8 +335,10 @@ def reference_rmse(
     init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """RMSE of the reference forecast on the forecast's verified points."""
-    kw = {"weights": weights, "pooled": pooled, "init_counts": init_counts}
-    return rmse(reference, truth, reduce_dims=reduce_dims, **kw)
+    return rmse(
+        reference, truth, reduce_dims=reduce_dims, weights=weights, pooled=pooled,
+        init_counts=init_counts,
+    )  # fmt: skip
 
 
 def count(

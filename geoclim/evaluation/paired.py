@@ -45,10 +45,14 @@ def rmse_difference(
     init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """``RMSE(forecast) - RMSE(reference)`` on the same points (and bootstrap draws)."""
-    kw = {"reduce_dims": reduce_dims, "weights": weights, "pooled": pooled}
-    return m.rmse(forecast, truth, init_counts=init_counts, **kw) - m.rmse(
-        reference, truth, init_counts=init_counts, **kw
-    )
+
+    def score(f: xr.Dataset) -> xr.Dataset:
+        return m.rmse(
+            f, truth, reduce_dims=reduce_dims, weights=weights, pooled=pooled,
+            init_counts=init_counts,
+        )  # fmt: skip
+
+    return score(forecast) - score(reference)
 
 
 def loss_differential(

@@ -28,11 +28,10 @@ then averaged like :mod:`geoclim.evaluation.metrics` (two stages, or ``pooled``)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import xarray as xr
 
+from geoclim.data.quantiles import Levels
 from geoclim.errors import DataError
 from geoclim.evaluation.metrics import Dims, prepare, weighted_mean
 from geoclim.types import QUANTILE
@@ -52,10 +51,10 @@ def pinball(forecast: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     f, o = prepare(forecast, truth)
     u = o - f
     tau = f[QUANTILE]
-    return np.maximum(tau * u, (tau - 1.0) * u)
+    return xr.where(u >= 0, tau * u, (tau - 1.0) * u)  # NaN stays NaN
 
 
-def trapezoid_weights(levels: Sequence[float]) -> np.ndarray:
+def trapezoid_weights(levels: Levels) -> np.ndarray:
     """``w_k = (tau_{k+1} - tau_{k-1}) / 2`` with ``tau_0 = 0`` and ``tau_{Q+1} = 1``."""
     nodes = np.concatenate([[0.0], np.asarray(levels, dtype=np.float64), [1.0]])
     return (nodes[2:] - nodes[:-2]) / 2.0
@@ -138,7 +137,7 @@ def interval_coverage(
     return weighted_mean(inside, reduce_dims, weights, pooled=pooled, init_counts=init_counts)
 
 
-def central_intervals(levels: Sequence[float]) -> list[tuple[float, float]]:
+def central_intervals(levels: Levels) -> list[tuple[float, float]]:
     """Symmetric pairs ``(q, 1 - q)`` among the quantile levels, widest first."""
     qs = [float(q) for q in levels]
     pairs = [(q, p) for q in qs for p in qs if q < 0.5 and np.isclose(q + p, 1.0)]

@@ -333,11 +333,11 @@ def score_at_stations(
     """
     from geoclim.data.grid import grid_to_stations
 
-    names = [n for n in forecast_grid.data_vars if n in stations_ds.data_vars]
+    names = [str(n) for n in forecast_grid.data_vars if n in stations_ds.data_vars]
     if not names:
         raise DataError(
             f"no forecast variable {list(forecast_grid.data_vars)} is observed at "
-            f"the stations {sorted(stations_ds.data_vars)}"
+            f"the stations {sorted(map(str, stations_ds.data_vars))}"
         )
     fc = grid_to_stations(forecast_grid[names], stations_ds, method=method)  # type: ignore[arg-type]
     obs = observed(stations_ds, names)
