@@ -47,7 +47,9 @@ def predict_checkpoint(ckpt_path: Path, dm: GeoDataModule, split: str) -> xr.Dat
 
 def evaluate(cfg: DictConfig) -> Path:
     """Score what ``cfg`` points at; return the path of the scores file written."""
+    from geoclim.baselines.references import reference_forecasts
     from geoclim.data.sources import write_netcdf
+    from geoclim.evaluation.regions import parse_regions
     from geoclim.evaluation.score import metrics_summary, score_run
 
     ckpt = Path(cfg.ckpt_path) if cfg.get("ckpt_path") else None
@@ -78,7 +80,14 @@ def evaluate(cfg: DictConfig) -> Path:
         with xr.open_dataset(path) as ds:
             forecast = ds.load()
     scores = score_run(
-        forecast, dm, split, n_boot=int(cfg.n_boot), by_location=bool(cfg.by_location)
+        forecast,
+        dm,
+        split,
+        references=reference_forecasts(dm, split),
+        n_boot=int(cfg.n_boot),
+        by_location=bool(cfg.by_location),
+        regions=parse_regions(cfg.get("regions")),
+        pooled=bool(cfg.get("pooled", False)),
     )
     default = "scores.nc" if split == "test" else f"scores_{split}.nc"
     if cfg.by_location:

@@ -16,7 +16,7 @@ import lightning as L
 import numpy as np
 import xarray as xr
 
-from geoclim.data import calendar, schema, variables
+from geoclim.data import calendar, folds, schema, variables
 from geoclim.data.datasets import WindowDataset, batch_loader
 from geoclim.data.fingerprint import data_fingerprint
 from geoclim.data.normalize import Normalizer
@@ -43,6 +43,7 @@ class GeoDataModule(L.LightningDataModule):
         min_target_fraction: see :func:`build_index`.
         log_transform: variables to log-transform (default: registry choice).
         seed: shuffling seed.
+        cv: the ``cv`` config group (:mod:`geoclim.data.folds`): one cross-validation fold.
 
     """
 
@@ -59,6 +60,7 @@ class GeoDataModule(L.LightningDataModule):
         min_target_fraction: float = 0.0,
         log_transform: list[str] | None = None,
         seed: int = 0,
+        cv: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.source = source
@@ -79,6 +81,7 @@ class GeoDataModule(L.LightningDataModule):
         self.min_target_fraction = min_target_fraction
         self.log_transform = tuple(log_transform) if log_transform is not None else None
         self.seed = seed
+        self.cv = folds.parse_cv(cv)
         self.ds: xr.Dataset | None = None
         self.normalizer: Normalizer | None = None
         self.splits: TimeSplits | None = None
@@ -100,6 +103,9 @@ class GeoDataModule(L.LightningDataModule):
             ds, required=task.dynamic_variables + task.static_inputs, source="data.source"
         )
         self.splits = make_splits(ds[TIME].values, task, **self.split_args)
+        if self.cv is not None and self.cv.name == "blocked_time":
+            gap = task.input_steps + task.horizon
+            self.splits = folds.blocked_time_splits(ds.sizes[TIME], self.cv, gap)
         keep = [*task.dynamic_variables, *task.static_inputs]
         keep += [variables.mask_name(v) for v in task.targets if variables.mask_name(v) in ds]
         ds = ds[keep]
@@ -126,6 +132,9 @@ class GeoDataModule(L.LightningDataModule):
                 self.splits[name],
                 min_target_fraction=self.min_target_fraction,
             )
+        if self.cv is not None and self.cv.name == "spatial_blocks":
+            cells = int(np.prod(self.spec.patch_shape(self.arrays.grid_shape)))
+            self.index = folds.leave_region_out(self.index, ds, self.cv, cells)
         log.info("samples per split: %s", {k: len(v) for k, v in self.index.items()})
 
     def _build_arrays(self, ds: xr.Dataset) -> WindowArrays:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import ValidationError
 
+from geoclim.data.quantiles import point_from_quantiles
 from geoclim.data.task import ForecastTask
 from geoclim.errors import SchemaError
 from geoclim.export.metadata import ExportMetadata
@@ -125,16 +126,19 @@ def forecast_records(
         max_missing=max_missing,
     )
     quantiles = list(task.quantiles)
-    mid = int(np.argmin(np.abs(np.asarray(quantiles) - 0.5))) if quantiles else None
     lists = {var: _floats(v) for var, v in values.items()}  # nested (S, L[, Q]) lists
+    points = {  # (S, L): the median rule of geoclim.data.quantiles
+        var: _floats(point_from_quantiles(np.asarray(v), quantiles, axis=2))
+        if quantiles
+        else lists[var]
+        for var, v in values.items()
+    }
     forecasts = []
     for i, loc in enumerate(locs):
-        point = {
-            var: v[i] if mid is None else [row[mid] for row in v[i]] for var, v in lists.items()
-        }
+        point = {var: v[i] for var, v in points.items()}
         qs = (
             None
-            if mid is None
+            if not quantiles
             else {
                 var: {f"{q:g}": [row[j] for row in v[i]] for j, q in enumerate(quantiles)}
                 for var, v in lists.items()

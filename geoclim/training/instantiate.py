@@ -49,7 +49,8 @@ def build_datamodule(cfg: DictConfig) -> GeoDataModule:
         window.update(OmegaConf.to_container(cfg.model.window, resolve=True, throw_on_missing=True))
     data_cfg["window"] = window
     task = OmegaConf.to_container(cfg.task, resolve=True, throw_on_missing=True)
-    return instantiate(data_cfg, task=task, _convert_="all")
+    cv = OmegaConf.to_container(cfg.cv, resolve=True) if cfg.get("cv") else None
+    return instantiate(data_cfg, task=task, cv=cv, _convert_="all")
 
 
 def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:

@@ -82,17 +82,26 @@ def write_predictions(run_dir: Path, predictions: xr.Dataset) -> Path:
 
 
 def score(
-    run_dir: Path, predictions: xr.Dataset, dm: GeoDataModule, split: str = "test"
+    run_dir: Path,
+    predictions: xr.Dataset,
+    dm: GeoDataModule,
+    split: str = "test",
+    regions: dict | None = None,
 ) -> dict[str, float]:
     """Score ``predictions`` with :mod:`geoclim.evaluation.score`; write ``scores.nc``.
+
+    ``regions`` (the config's ``regions`` mapping) adds per-region scores.
 
     Returns:
         The flat summary (``test/rmse/no2``, ``test/skill_persistence/no2``, ...).
 
     """
+    from geoclim.baselines.references import reference_forecasts
+    from geoclim.evaluation.regions import parse_regions
     from geoclim.evaluation.score import metrics_summary, score_run
 
-    scores = score_run(predictions, dm, split)
+    refs = reference_forecasts(dm, split)
+    scores = score_run(predictions, dm, split, references=refs, regions=parse_regions(regions))
     scores.attrs["data_fingerprint"] = dm.fingerprint  # the leaderboard groups runs by it
     write_netcdf(scores, run_dir / "scores.nc")
     return to_floats(metrics_summary(scores, prefix=split))

@@ -77,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         rundir.write_model(run_dir, estimator)
         loggers = build_loggers(cfg)
     predictions.attrs.setdefault("model", _model_name(cfg))
-    metrics.update(_write_outputs(run_dir, dm, predictions))
+    metrics.update(_write_outputs(run_dir, dm, predictions, cfg.get("regions")))
     metrics["time/total_s"] = time.perf_counter() - start
     rundir.write_metrics(run_dir, metrics)
     _finish_loggers(loggers, metrics)
@@ -153,11 +153,13 @@ def _best_checkpoint(trainer: L.Trainer) -> str | None:
     return path if path and Path(path).is_file() else None
 
 
-def _write_outputs(run_dir: Path, dm: GeoDataModule, predictions: xr.Dataset) -> dict[str, float]:
+def _write_outputs(
+    run_dir: Path, dm: GeoDataModule, predictions: xr.Dataset, regions: Any = None
+) -> dict[str, float]:
     """Write task, normaliser, predictions and scores; return the scores summary."""
     rundir.write_data_files(run_dir, dm)
     rundir.write_predictions(run_dir, predictions)
-    return rundir.score(run_dir, predictions, dm, "test")
+    return rundir.score(run_dir, predictions, dm, "test", regions=regions)
 
 
 def _model_name(cfg: DictConfig) -> str:

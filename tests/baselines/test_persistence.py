@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from geoclim.baselines.base import Baseline
 from geoclim.baselines.persistence import PersistenceBaseline, last_observed
+from geoclim.baselines.references import reference_forecasts
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
 from geoclim.evaluation.score import score_run
@@ -101,7 +102,12 @@ def test_last_observed_fills_within_window_only():
 
 def test_persistence_skill_against_itself_is_zero():
     dm, target = _dm(make_grid(nt=200), input_steps=6, horizon=4)
-    scores = score_run(PersistenceBaseline().fit(dm).predict(dm, "test"), dm, n_boot=20)
+    scores = score_run(
+        PersistenceBaseline().fit(dm).predict(dm, "test"),
+        dm,
+        references=reference_forecasts(dm, "test"),
+        n_boot=20,
+    )
     skill = scores[target].sel(metric="skill_persistence")
     np.testing.assert_array_equal(skill.values, 0.0)
     ci = scores[target].sel(metric=["skill_persistence_ci_lower", "skill_persistence_ci_upper"])

@@ -61,3 +61,17 @@ def test_clear_errors_for_missing_or_invalid_run_dirs(run_dir, tmp_path):
     (run_dir / "predictions.nc").unlink()
     with pytest.raises(DataError, match="no predictions.nc"):
         evaluate(_cfg(run_dir=str(run_dir)))
+
+
+def test_pooled_and_regions_options(run_dir, tmp_path):
+    regions = {"north": {"lat": [0, 90]}, "west": {"lon": [-180, 0]}}
+    out = evaluate(
+        _cfg(
+            run_dir=str(run_dir), n_boot=0, pooled=True, regions=regions, out=str(tmp_path / "s.nc")
+        )
+    )
+    scores = xr.open_dataset(out)
+    assert list(scores["region"].values) == ["all", "north", "west"]
+    assert scores.attrs["convention"] == "pooled"
+    with pytest.raises(ConfigError, match="valid keys"):
+        evaluate(_cfg(run_dir=str(run_dir), regions={"x": {"box": [0, 1]}}))
