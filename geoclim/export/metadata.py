@@ -280,7 +280,7 @@ def variable_table(task: ForecastTask) -> dict[str, dict[str, str]]:
         if name in calendar.FEATURES:
             table[name] = {"units": "1", "long_name": f"calendar feature {name}"}
         else:
-            var = variables.get(name)
+            var = variables.describe(name)  # unregistered: the caller passes `variables`
             table[name] = {"units": var.units, "long_name": var.long_name}
     return table
 
