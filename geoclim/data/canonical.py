@@ -120,12 +120,16 @@ def canonicalise(
     except SchemaError as err:
         raise SchemaError(f"{source}: {err}") from None
     spatial = set(schema.space_dims(ds))
+    bounds = {
+        str(v.attrs["bounds"]): str(n) for n, v in raw.variables.items() if "bounds" in v.attrs
+    }
     kept: dict[str, xr.DataArray] = {}
     for raw_name in list(ds.data_vars):
         raw_name = str(raw_name)
         origin = _origin(raw_name, rename or {})
-        if origin in drop:
-            report.rows.append(VariableRow(raw_name, origin, "dropped", "", "data.source.drop"))
+        if origin in drop or origin in bounds:
+            why = "data.source.drop" if origin in drop else f"cell bounds of {bounds[origin]!r}"
+            report.rows.append(VariableRow(raw_name, origin, "dropped", "", why))
             continue
         name = variables.canonical_name(raw_name) or raw_name
         if variables.is_mask(raw_name):

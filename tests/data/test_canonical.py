@@ -131,15 +131,18 @@ def test_unusable_variables_are_dropped_with_a_reason(tmp_path):
             "name": (("site",), np.array(["a", "b"])),
             "profile": (("time", "site", "level"), np.ones((4, 2, 3)), {"units": "K"}),
             "wind_class": (("time", "site"), np.ones((4, 2), "i1"), {"flag_values": [0, 1]}),
+            "time_bnds": (("time", "nv"), np.zeros((4, 2))),
         },
         coords={"time": TIMES, "lat": ("site", [45.0, 46.0]), "lon": ("site", [-73.0, -74.0])},
     )
+    raw.time.attrs["bounds"] = "time_bnds"
     ds, report = canonical.canonicalise(raw, source="x")
     assert list(ds.data_vars) == ["sst"]
     why = {r.name: r.detail for r in report.rows if r.action == "dropped"}
     assert "not numeric" in why["name"]
     assert "extra dim(s) ['level']" in why["profile"]
     assert "flag_values" in why["wind_class"]
+    assert why["time_bnds"] == "cell bounds of 'time'"
     assert not report.problems
 
 
