@@ -188,7 +188,10 @@ def conversion(
 
     """
     what = f"variable {name!r}: " if name else ""
-    src, dst = parse(source), parse(target)
+    try:
+        src, dst = parse(source), parse(target)
+    except SchemaError as err:
+        raise SchemaError(f"{what}{err}") from None
     try:
         zero = ureg.Quantity(0.0, src).to(dst).magnitude
         one = ureg.Quantity(1.0, src).to(dst).magnitude
