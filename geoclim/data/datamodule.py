@@ -31,7 +31,9 @@ from geoclim.types import STATION, TIME
 log = logging.getLogger(__name__)
 
 TARGET_SAMPLES = 16384
-"""Training samples per epoch a derived window stride aims at."""
+"""Training samples per epoch a derived window stride aims at (point samples)."""
+TARGET_SPATIAL_SAMPLES = 1024
+"""The same for spatial samples (tiles, whole grids), which carry many cells each."""
 
 
 def cycle_length(times: np.ndarray) -> int:
@@ -176,14 +178,15 @@ class GeoDataModule(L.LightningDataModule):
         valid = self.arrays.target_valid()
         if self.derive_stride:
             every = self._index(valid, ds.sizes[TIME], "train")
-            stride = derive_stride(len(every), cycle_length(ds[TIME].values))
+            target = TARGET_SAMPLES if self.spec.patch == 1 else TARGET_SPATIAL_SAMPLES
+            stride = derive_stride(len(every), cycle_length(ds[TIME].values), target)
             self.spec = dataclasses.replace(self.spec, stride=stride)
             log.info(
-                "window.stride = %d, derived from the data: %d training inits at stride 1, "
-                "aiming at about %d samples per epoch (set data.window.stride to choose)",
+                "window.stride = %d, derived from the data: %d training samples at stride 1, "
+                "aiming at about %d per epoch (set data.window.stride to choose)",
                 stride,
                 len(every),
-                TARGET_SAMPLES,
+                target,
             )
         for name in SPLIT_NAMES:
             self.index[name] = self._index(valid, ds.sizes[TIME], name)

@@ -53,6 +53,8 @@ def test_derived_stride_hits_the_sample_budget_and_rotates_through_the_cycle():
     assert derive_stride(16384 * 48, 24) == 49  # 48 shares factors with 24
     assert derive_stride(16384 * 14, 7) == 15  # weekly cycle of daily data
     assert derive_stride(16384 * 12, 12) == 13
+    # whole NAPS grids, hourly: 6084 training inits, 1024 spatial samples -> 6, coprime: 7
+    assert derive_stride(6084, 24, datamodule.TARGET_SPATIAL_SAMPLES) == 7
 
 
 def test_cycle_length_follows_the_step():
