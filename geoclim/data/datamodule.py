@@ -257,8 +257,10 @@ class GeoDataModule(L.LightningDataModule):
 
     def loader(self, split: str, *, shuffle: bool, rank: int = 0, world_size: int = 1):
         """Whole batches of ``split`` for one rank (epoch-seeded order when shuffled)."""
+        dataset = self.dataset(split)  # sets up, which derives a batch size left unset
+        assert self.batch_size is not None
         return batch_loader(
-            self.dataset(split),
+            dataset,
             self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

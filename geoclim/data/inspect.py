@@ -71,7 +71,8 @@ def inspect_dataset(target: str | os.PathLike) -> Inspection:
             or a file whose layout cannot be read at all.
 
     """
-    path = Path(target)
+    path: Path | None = Path(target)
+    assert path is not None
     if not path.exists() and str(target) in samples.available():
         raw = samples.load(str(target))
         ds, report = canonical.canonicalise(raw, source=f"sample {target!r}")
@@ -135,7 +136,7 @@ def _format(step: pd.Timedelta) -> str:
 def _calendar(ds: xr.Dataset) -> str:
     first = ds[TIME].values[0] if ds.sizes[TIME] else None
     if getattr(first, "calendar", None):
-        return str(first.calendar)
+        return str(getattr(first, "calendar"))  # noqa: B009 -- cftime dates only
     return str(ds[TIME].encoding.get("calendar", "proleptic_gregorian (numpy datetime64)"))
 
 

@@ -159,7 +159,7 @@ def _open_raw(path: Path, chunks: dict | str | None) -> xr.Dataset:
     if not path.exists():
         raise SchemaError(f"{path}: no such file or store")
     engine = _engine_for(path)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if engine == "zarr":  # consolidated metadata only where the store has it (no fallback noise)
         kwargs["consolidated"] = (path / ".zmetadata").exists() or None
         if kwargs["consolidated"] is None and (path / ".zgroup").exists():
