@@ -112,7 +112,7 @@ def to_forecast_dataset(
         v = v if quantiles else v[..., 0]
         if normalizer is not None:
             v = normalizer.decode(v, name)
-        meta = variables.get(name)
+        meta = variables.describe(name, template[name].attrs if name in template else None)
         data_vars[name] = xr.DataArray(
             v, dims=dims, attrs={"units": meta.units, "long_name": f"forecast {meta.long_name}"}
         )

@@ -8,12 +8,15 @@ sampling (``patch: k`` tiles or ``null`` for the whole grid, CNN) share the one 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from geoclim.data import calendar, folds, schema, variables
@@ -27,6 +30,51 @@ from geoclim.types import STATION, TIME
 
 log = logging.getLogger(__name__)
 
+TARGET_SAMPLES = 16384
+"""Training samples per epoch a derived window stride aims at (point samples)."""
+TARGET_SPATIAL_SAMPLES = 1024
+"""The same for spatial samples (tiles, whole grids), which carry many cells each."""
+
+
+def cycle_length(times: np.ndarray) -> int:
+    """Steps in the data's natural cycle: a day (sub-daily), a week (daily), a year (monthly).
+
+    A derived stride is coprime with it, so init times rotate through the cycle.
+    """
+    if len(times) < 2:
+        return 1
+    step = pd.to_timedelta(pd.Series(np.diff(times[:50])).astype("timedelta64[ns]")).median()
+    day = pd.Timedelta(days=1)
+    if step < day and day % step == pd.Timedelta(0):
+        return int(day // step)
+    if step == day:
+        return 7
+    if pd.Timedelta(days=28) <= step <= pd.Timedelta(days=31):
+        return 12
+    return 1
+
+
+def derive_stride(n_inits: int, cycle: int = 1, target: int = TARGET_SAMPLES) -> int:
+    """The smallest stride, coprime with ``cycle``, that cuts ``n_inits`` samples to ``target``.
+
+    Args:
+        n_inits: training samples at stride 1 (init times x space positions).
+        cycle: steps of the data's natural cycle (:func:`cycle_length`).
+        target: wanted samples per epoch.
+
+    """
+    stride = max(1, math.ceil(n_inits / target))
+    while stride > 1 and math.gcd(stride, cycle) != 1:
+        stride += 1
+    return stride
+
+
+def derive_batch_size(n_samples: int) -> int:
+    """A power of two giving about 32 batches per epoch, within [8, 256]."""
+    if n_samples < 1:
+        return 8
+    return int(min(256, max(8, 2 ** math.floor(math.log2(max(n_samples / 32, 1))))))
+
 
 class GeoDataModule(L.LightningDataModule):
     """Serves windows of a canonical dataset for one :class:`ForecastTask`.
@@ -35,8 +83,10 @@ class GeoDataModule(L.LightningDataModule):
         source: the dataset, or a zero-argument callable returning it (Hydra partial).
         task: the task, or its dict form.
         window: ``stride``, ``patch``, ``patch_stride`` (input and lead steps come from task).
+            ``stride: None`` derives it from the data (:func:`derive_stride`).
         splits: ``fractions`` or ``boundaries`` for :func:`make_splits`.
-        batch_size: samples per batch.
+        batch_size: samples per batch; ``None`` derives it from the number of training
+            samples (:func:`derive_batch_size`).
         num_workers: DataLoader workers.
         imputer: fitted on train and applied before normalising (``None``: no imputation).
         exclude_imputed_targets: imputed target values do not count in loss or index.
@@ -44,6 +94,9 @@ class GeoDataModule(L.LightningDataModule):
         log_transform: variables to log-transform (default: registry choice).
         seed: shuffling seed.
         cv: the ``cv`` config group (:mod:`geoclim.data.folds`): one cross-validation fold.
+        variables: ``data.variables`` declarations (``{name: {units, long_name}}``); the
+            file source reads them (its config interpolates them), they are kept here so
+            that they travel with the datamodule's config.
 
     """
 
@@ -53,7 +106,7 @@ class GeoDataModule(L.LightningDataModule):
         task: ForecastTask | dict[str, Any],
         window: dict[str, Any] | None = None,
         splits: dict[str, Any] | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = 256,
         num_workers: int = 0,
         imputer: Any | None = None,
         exclude_imputed_targets: bool = True,
@@ -61,6 +114,7 @@ class GeoDataModule(L.LightningDataModule):
         log_transform: list[str] | None = None,
         seed: int = 0,
         cv: dict[str, Any] | None = None,
+        variables: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.source = source
@@ -72,6 +126,9 @@ class GeoDataModule(L.LightningDataModule):
                 f"unknown data.window key(s) {unknown}; valid are ['patch', 'patch_stride', "
                 "'stride'] (input and lead steps come from the task)"
             )
+        self.derive_stride = "stride" in window and window["stride"] is None
+        if self.derive_stride:
+            window["stride"] = 1  # replaced in setup, once the data is known
         self.spec = WindowSpec(self.task.input_steps, self.task.horizon, **window)
         self.split_args = dict(splits or {})
         self.batch_size = batch_size
@@ -82,6 +139,7 @@ class GeoDataModule(L.LightningDataModule):
         self.log_transform = tuple(log_transform) if log_transform is not None else None
         self.seed = seed
         self.cv = folds.parse_cv(cv)
+        self.variables = dict(variables or {})
         self.ds: xr.Dataset | None = None
         self.normalizer: Normalizer | None = None
         self.splits: TimeSplits | None = None
@@ -99,6 +157,7 @@ class GeoDataModule(L.LightningDataModule):
             return
         ds = self.source() if callable(self.source) else self.source
         task = self.task
+        task.check_variables(ds)
         ds = schema.validate(
             ds, required=task.dynamic_variables + task.static_inputs, source="data.source"
         )
@@ -123,19 +182,42 @@ class GeoDataModule(L.LightningDataModule):
         )
         self.arrays = self._build_arrays(ds)
         valid = self.arrays.target_valid()
-        for name in SPLIT_NAMES:
-            self.index[name] = build_index(
-                valid,
-                self.arrays.grid_shape,
-                ds.sizes[TIME],
-                self.spec,
-                self.splits[name],
-                min_target_fraction=self.min_target_fraction,
+        if self.derive_stride:
+            every = self._index(valid, ds.sizes[TIME], "train")
+            target = TARGET_SAMPLES if self.spec.patch == 1 else TARGET_SPATIAL_SAMPLES
+            stride = derive_stride(len(every), cycle_length(ds[TIME].values), target)
+            self.spec = dataclasses.replace(self.spec, stride=stride)
+            log.info(
+                "window.stride = %d, derived from the data: %d training samples at stride 1, "
+                "aiming at about %d per epoch (set data.window.stride to choose)",
+                stride,
+                len(every),
+                target,
             )
+        for name in SPLIT_NAMES:
+            self.index[name] = self._index(valid, ds.sizes[TIME], name)
         if self.cv is not None and self.cv.name == "spatial_blocks":
             cells = int(np.prod(self.spec.patch_shape(self.arrays.grid_shape)))
             self.index = folds.leave_region_out(self.index, ds, self.cv, cells)
+        if self.batch_size is None:
+            self.batch_size = derive_batch_size(len(self.index["train"]))
+            log.info(
+                "data.batch_size = %d, derived from %d training samples (set it to choose)",
+                self.batch_size,
+                len(self.index["train"]),
+            )
         log.info("samples per split: %s", {k: len(v) for k, v in self.index.items()})
+
+    def _index(self, valid: np.ndarray, n_time: int, split: str) -> SampleIndex:
+        assert self.arrays is not None and self.splits is not None
+        return build_index(
+            valid,
+            self.arrays.grid_shape,
+            n_time,
+            self.spec,
+            self.splits[split],
+            min_target_fraction=self.min_target_fraction,
+        )
 
     def _build_arrays(self, ds: xr.Dataset) -> WindowArrays:
         task, norm = self.task, self.normalizer
@@ -184,8 +266,10 @@ class GeoDataModule(L.LightningDataModule):
 
     def loader(self, split: str, *, shuffle: bool, rank: int = 0, world_size: int = 1):
         """Whole batches of ``split`` for one rank (epoch-seeded order when shuffled)."""
+        dataset = self.dataset(split)  # sets up, which derives a batch size left unset
+        assert self.batch_size is not None
         return batch_loader(
-            self.dataset(split),
+            dataset,
             self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

@@ -5,8 +5,9 @@ A canonical dataset is an ``xr.Dataset`` with
 * ``time``: datetime64, strictly increasing, unique, with one regular step;
 * space: ``(latitude, longitude)`` for grids (latitude ascending), or ``station`` with 1-D
   ``latitude`` / ``longitude`` coordinates for point networks;
-* data variables from the registry in :mod:`geoclim.data.variables`, float32, with CF
-  ``units`` (the canonical ones) and ``long_name``; static fields have no ``time`` dim;
+* data variables, float32, with CF ``units`` and ``long_name``: registered ones
+  (:mod:`geoclim.data.variables`) in their canonical units, any other in units that
+  :mod:`geoclim.data.units` parses; static fields have no ``time`` dim;
   ``<var>_imputed`` boolean masks travel beside the variable they describe. NaN marks missing.
 
 Every entry point calls :func:`validate`; its errors name what is wrong and what was expected.
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from geoclim.data import variables
+from geoclim.data import units, variables
 from geoclim.errors import SchemaError
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME, Layout
 
@@ -135,39 +136,75 @@ def _check_variables(ds: xr.Dataset, required: Iterable[str]) -> None:
     spatial = set(space_dims(ds))
     for name, da in ds.data_vars.items():
         name = str(name)
-        if variables.is_mask(name):
+        if variables.is_mask(name) and name[: -len(variables.MASK_SUFFIX)] in ds.data_vars:
             if da.dtype != bool:
                 raise SchemaError(f"mask {name!r} has dtype {da.dtype}; expected bool")
             continue
-        var = variables.get(name)
-        dims = set(da.dims)
-        expected = spatial if var.kind in ("static", "ancillary") else spatial | {TIME}
-        if var.kind == "ancillary" and TIME in dims:
-            expected = expected | {TIME}
-        if dims != expected:
-            raise SchemaError(f"variable {name!r} has dims {da.dims}; expected {sorted(expected)}")
-        if da.dtype != np.float32:
-            raise SchemaError(f"variable {name!r} has dtype {da.dtype}; expected float32")
-        if da.attrs.get("units") != var.units:
-            raise SchemaError(
-                f"variable {name!r} has units {da.attrs.get('units')!r}; expected {var.units!r}"
-            )
-        if not da.attrs.get("long_name"):
-            raise SchemaError(f"variable {name!r} has no 'long_name' attribute")
+        if name in variables.REGISTRY:
+            _check_registered(name, da, spatial)
+        else:
+            _check_other(name, da, spatial)
+
+
+def _check_registered(name: str, da: xr.DataArray, spatial: set[str]) -> None:
+    var = variables.get(name)
+    dims = set(da.dims)
+    expected = spatial if var.kind in ("static", "ancillary") else spatial | {TIME}
+    if var.kind == "ancillary" and TIME in dims:
+        expected = expected | {TIME}
+    if dims != expected:
+        raise SchemaError(f"variable {name!r} has dims {da.dims}; expected {sorted(expected)}")
+    if da.dtype != np.float32:
+        raise SchemaError(f"variable {name!r} has dtype {da.dtype}; expected float32")
+    if da.attrs.get("units") != var.units:
+        raise SchemaError(
+            f"variable {name!r} has units {da.attrs.get('units')!r}; expected {var.units!r}"
+        )
+    if not da.attrs.get("long_name"):
+        raise SchemaError(f"variable {name!r} has no 'long_name' attribute")
+
+
+def _check_other(name: str, da: xr.DataArray, spatial: set[str]) -> None:
+    """A variable the registry does not know: float32 on the space dims, CF units, long_name."""
+    dims = set(da.dims)
+    if dims not in (spatial, spatial | {TIME}):
+        raise SchemaError(
+            f"variable {name!r} has dims {da.dims}; expected {sorted(spatial | {TIME})} "
+            f"or, for a static field, {sorted(spatial)}"
+        )
+    if da.dtype != np.float32:
+        raise SchemaError(f"variable {name!r} has dtype {da.dtype}; expected float32")
+    if not da.attrs.get("units"):
+        raise SchemaError(
+            f"variable {name!r} has no 'units' attribute; declare them with "
+            f"data.variables.{name}.units=..."
+        )
+    try:
+        units.parse(str(da.attrs["units"]))
+    except SchemaError as err:
+        raise SchemaError(f"variable {name!r}: {err}") from None
+    if not da.attrs.get("long_name"):
+        raise SchemaError(
+            f"variable {name!r} has no 'long_name' attribute (data.variables.{name}.long_name)"
+        )
 
 
 def annotate(ds: xr.Dataset) -> xr.Dataset:
-    """Cast registered variables to float32 and set their CF ``units``/``long_name`` attrs.
+    """Cast variables to float32 and set their CF ``units`` / ``long_name`` attributes.
 
-    Only use this on data already in canonical units (converters call it last).
+    Registered variables get the registry's; others keep their own (a ``long_name`` missing
+    there defaults to the name). Only use this on data already in canonical units
+    (converters call it last).
     """
     out = ds.copy()
     for name in out.data_vars:
-        if variables.is_mask(str(name)):
+        if variables.is_mask(str(name)) and out[name].dtype.kind in "bu":
             out[name] = out[name].astype(bool)
             continue
-        var = variables.get(str(name))
+        var = variables.describe(str(name), out[name].attrs)
         da = out[name].astype(np.float32)
-        da.attrs.update(units=var.units, long_name=var.long_name)
+        da.attrs.update(long_name=var.long_name)
+        if var.units:
+            da.attrs["units"] = var.units
         out[name] = da
     return out

@@ -12,9 +12,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 from geoclim.data import calendar, variables
 from geoclim.errors import ConfigError, DataError
+from geoclim.types import TIME
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -57,20 +59,10 @@ class ForecastTask:
             object.__setattr__(self, name, _tuple(getattr(self, name)))
         if not self.targets:
             raise ConfigError("task.targets is empty; name at least one variable to forecast")
-        for name in (
-            self.targets
-            + self.past_inputs
-            + self.static_inputs
-            + tuple(n for n in self.future_inputs if n not in calendar.FEATURES)
-        ):
-            if name not in variables.REGISTRY:
-                raise ConfigError(
-                    f"task: unknown variable {name!r}; registered variables are "
-                    f"{sorted(variables.REGISTRY)} and calendar features {list(calendar.FEATURES)}"
-                )
-        for name in self.static_inputs:
-            if variables.get(name).kind not in ("static", "ancillary"):
-                raise ConfigError(f"task.static_inputs: {name!r} is not a static variable")
+        for key in ("targets", "past_inputs", "future_inputs", "static_inputs"):
+            bad = [n for n in getattr(self, key) if not isinstance(n, str) or not n]
+            if bad:
+                raise ConfigError(f"task.{key}: {bad} are not variable names")
         if self.input_steps < 1 or self.horizon < 1:
             raise ConfigError(
                 f"task.input_steps ({self.input_steps}) and task.horizon ({self.horizon}) "
@@ -111,6 +103,45 @@ class ForecastTask:
             "input_steps": self.input_steps,
             "horizon": self.horizon,
         }
+
+    def check_variables(self, ds: xr.Dataset) -> None:
+        """Check the task's names against ``ds`` (any variable may be a target or an input).
+
+        Targets, past and future inputs need a ``time`` dim; static inputs are the variables
+        without one. Future inputs may also be calendar features.
+
+        Raises:
+            ConfigError: naming the task field and the dataset's variables.
+
+        """
+        dynamic = sorted(str(n) for n, v in ds.data_vars.items() if TIME in v.dims)
+        static = sorted(
+            str(n)
+            for n, v in ds.data_vars.items()
+            if TIME not in v.dims and not variables.is_mask(str(n))
+        )
+        has = f"the dataset has time-varying {dynamic} and static {static}"
+        for key in ("targets", "past_inputs", "future_inputs", "static_inputs"):
+            for name in getattr(self, key):
+                if key == "future_inputs" and name in calendar.FEATURES:
+                    continue
+                if name not in ds.data_vars:
+                    extra = (
+                        f" and calendar features {list(calendar.FEATURES)}"
+                        if key == "future_inputs"
+                        else ""
+                    )
+                    raise ConfigError(f"task.{key}: no variable {name!r}; {has}{extra}")
+                is_static = TIME not in ds[name].dims
+                if key == "static_inputs" and not is_static:
+                    raise ConfigError(
+                        f"task.static_inputs: {name!r} has a time dim; static inputs are "
+                        f"variables without one ({static}); use past_inputs or future_inputs"
+                    )
+                if key != "static_inputs" and is_static:
+                    raise ConfigError(
+                        f"task.{key}: {name!r} has no time dim; put it in task.static_inputs"
+                    )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (lists instead of tuples)."""

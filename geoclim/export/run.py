@@ -40,7 +40,7 @@ from geoclim import fileio
 from geoclim.data import schema
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
-from geoclim.export.metadata import Domain, ExportMetadata, ModelIO
+from geoclim.export.metadata import Domain, ExportMetadata, ModelIO, variable_table
 from geoclim.export.onnx import ExportResult, export_net, write_metadata
 from geoclim.export.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, check_parity
 from geoclim.training import rundir
@@ -183,6 +183,7 @@ def build_metadata(
         time_step_seconds=int(step / np.timedelta64(1, "s")),
         normalizer=dm.normalizer,
         domain=Domain.from_dataset(ds, task.static_inputs),
+        variables=variable_table(task, ds),
         io=ModelIO(
             inputs=result.inputs,
             dynamic_spatial=result.dynamic_spatial,
