@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 
 from geoclim import fileio
-from geoclim.data import schema, variables
+from geoclim.data import categorical, schema, timeaxis, variables
 from geoclim.errors import SchemaError
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
 
@@ -91,6 +91,9 @@ def to_canonical(ds: xr.Dataset, *, reference_temperature_c: float = 25.0) -> xr
     ds = ds.rename(rename)
     keep = {}
     for name in ds.data_vars:
+        if categorical.is_categorical(ds[name]):  # CF flags: kept as codes, never converted
+            keep[str(name)] = ds[name]
+            continue
         canon = (
             str(name) if variables.is_mask(str(name)) else VARIABLE_ALIASES.get(str(name).lower())
         )
@@ -119,7 +122,11 @@ def to_canonical(ds: xr.Dataset, *, reference_temperature_c: float = 25.0) -> xr
 
 
 def open_dataset(
-    path: str | os.PathLike, *, chunks: dict | str | None = None, required: tuple[str, ...] = ()
+    path: str | os.PathLike,
+    *,
+    chunks: dict | str | None = None,
+    required: tuple[str, ...] = (),
+    resample: str | None = None,
 ) -> xr.Dataset:
     """Open a netCDF file or zarr store as a validated canonical Dataset (lazily).
 
@@ -127,6 +134,8 @@ def open_dataset(
         path: ``.nc`` file or ``.zarr`` store.
         chunks: dask chunks for data larger than memory (``None`` loads lazily with no dask).
         required: variables that must be present.
+        resample: put an irregular time axis on a regular one first (bin means; ``"1h"``,
+            ``"1D"``, ``"MS"``, ... see :func:`geoclim.data.timeaxis.resample`).
 
     """
     path = Path(path)
@@ -142,7 +151,10 @@ def open_dataset(
         raw = xr.open_dataset(path, engine=engine, chunks=chunks, **kwargs)
     except (OSError, ValueError) as err:
         raise SchemaError(f"{path}: cannot be read as {engine}: {err}") from None
-    return schema.validate(to_canonical(raw), required, source=str(path))
+    ds = to_canonical(raw)
+    if resample:
+        ds = timeaxis.resample(ds, resample)
+    return schema.validate(ds, required, source=str(path))
 
 
 def _encoding(ds: xr.Dataset) -> dict:

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from geoclim.data import timeaxis
 from geoclim.types import INIT_TIME, LEAD_TIME
 
 SAMPLE = "sample"
@@ -81,12 +82,23 @@ def resample_counts(
     return counts
 
 
-def default_block_length(init_time: np.ndarray, lead_time: np.ndarray) -> int:
-    """Inits spanned by the horizon: ``ceil(max lead / init spacing)`` (at least 1)."""
+def default_block_length(init_time: np.ndarray, lead_time: np.ndarray | xr.DataArray) -> int:
+    """Inits spanned by the horizon: ``ceil(max lead / init spacing)`` (at least 1).
+
+    Calendar leads (integer months / years, see :mod:`geoclim.data.timeaxis`) are compared
+    with the init spacing in months.
+    """
     if len(init_time) < 2:
         return 1
-    spacing = pd.Timedelta(np.median(np.diff(init_time.astype("datetime64[ns]"))))
-    return max(1, int(np.ceil(pd.Timedelta(np.max(lead_time)) / spacing)))
+    index = timeaxis.to_index(init_time)
+    lead = np.asarray(getattr(lead_time, "values", lead_time))
+    if np.issubdtype(lead.dtype, np.timedelta64):
+        spacing = pd.to_timedelta(np.diff(np.asarray(index.values))).median()
+        return max(1, int(np.ceil(pd.Timedelta(np.max(lead)) / spacing)))
+    per = 12 if getattr(lead_time, "attrs", {}).get("units") == "years" else 1
+    months = np.asarray(index.year) * 12 + np.asarray(index.month)
+    spacing_months = max(float(np.median(np.diff(months))), 1.0)
+    return max(1, int(np.ceil(np.max(lead) * per / spacing_months)))
 
 
 def bootstrap_scores(
@@ -118,7 +130,7 @@ def bootstrap_scores(
     """
     sums = init_time_sums(forecast, truth, references, space_dims=space_dims, weights=weights)
     if block_length is None:
-        block_length = default_block_length(forecast[INIT_TIME].values, forecast[LEAD_TIME].values)
+        block_length = default_block_length(forecast[INIT_TIME].values, forecast[LEAD_TIME])
     counts = xr.DataArray(
         resample_counts(
             forecast.sizes[INIT_TIME], n_boot, block_length, np.random.default_rng(seed)

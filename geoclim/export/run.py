@@ -185,7 +185,7 @@ def build_metadata(
     return ExportMetadata(
         task=task,
         window=dm.spec,
-        time_step_seconds=int(step / np.timedelta64(1, "s")),
+        time_step_seconds=int(step.timedelta / np.timedelta64(1, "s")),  # fixed steps only
         normalizer=dm.normalizer,
         domain=Domain.from_dataset(ds, task.static_inputs),
         io=ModelIO(
