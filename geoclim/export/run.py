@@ -182,6 +182,13 @@ def build_metadata(
     task, ds = dm.task, dm.ds
     assert ds is not None and dm.splits is not None and dm.normalizer is not None
     step = schema.time_step(ds)
+    if step.is_calendar or task.categories:  # the serving adapter knows neither yet
+        raise ConfigError(
+            "export supports fixed time steps and continuous inputs only; this model has "
+            + (f"a calendar step ({step})" if step.is_calendar else "")
+            + (" and " if step.is_calendar and task.categories else "")
+            + (f"categorical inputs {sorted(task.categories)}" if task.categories else "")
+        )
     return ExportMetadata(
         task=task,
         window=dm.spec,
