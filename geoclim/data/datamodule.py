@@ -90,7 +90,7 @@ class GeoDataModule(L.LightningDataModule):
 
     @property
     def dims(self) -> dict[str, int]:
-        """Channel counts and steps, from the task alone (no data opened)."""
+        """Channel counts and steps from the task (one-hot widths of CF flag inputs once set up)."""
         return self.task.dims
 
     def setup(self, stage: str | None = None) -> None:
