@@ -17,8 +17,8 @@ For every cell (or station) and target, with ``h`` the hour of day and ``d`` the
 
 ``g`` is a circular Gaussian over day of year (``smoothing_days = sigma``, cut at
 ``4 sigma``; months and years are not smoothed), so 31 December sits next to 1 January;
-``N~`` is the effective number of train
-values near ``(h, d)``. ``m(h)`` is the plain hour-of-day mean of the train block and
+``N~`` is the effective number of train values near ``(h, d)``. ``m(h)`` is the plain
+hour-of-day mean of the train block and
 ``kappa = prior_weight`` a pseudo-count: where the train block has plenty of data near day
 ``d`` the smoothed mean dominates, and days far from any train day (a train block shorter
 than a year) fall back on the hour-of-day mean instead of extrapolating. Where ``m(h)`` is

@@ -81,3 +81,11 @@ def test_compare_cli_reports_user_errors(multirun_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         compare_main([str(multirun_dir), "--sort-by", "nonsense"])
     assert "unknown sort metric" in capsys.readouterr().err
+
+
+def test_lead_columns_name_the_step(multirun_dir):
+    runs = [lb.load_run(p) for p in lb.find_runs([multirun_dir])]
+    df = lb.leaderboard(runs, root=multirun_dir)
+    assert df.attrs["lead_step"] == "1h"
+    assert lb.render(df, "table").splitlines()[-1] == "@k: lead k, in steps of 1h"
+    assert "in steps of" not in lb.render(df, "csv")
