@@ -154,6 +154,25 @@ def git_commit(path: Path | None = None) -> str | None:
     return sha + ("-dirty" if dirty.strip() else "")
 
 
+def check_servable(dm: GeoDataModule) -> None:
+    """Refuse what the serving adapter cannot run yet: calendar steps, categorical inputs.
+
+    Raises:
+        ConfigError: naming the step or the categorical inputs.
+
+    """
+    assert dm.ds is not None
+    step, cats = schema.time_step(dm.ds), sorted(dm.task.categories)
+    problems = ([f"a calendar time step ({step})"] if step.is_calendar else []) + (
+        [f"categorical inputs {cats}"] if cats else []
+    )
+    if problems:
+        raise ConfigError(
+            "export supports fixed time steps and continuous inputs only; this model has "
+            + " and ".join(problems)
+        )
+
+
 def build_metadata(
     dm: GeoDataModule,
     net: torch.nn.Module,
@@ -181,14 +200,8 @@ def build_metadata(
     """
     task, ds = dm.task, dm.ds
     assert ds is not None and dm.splits is not None and dm.normalizer is not None
+    check_servable(dm)
     step = schema.time_step(ds)
-    if step.is_calendar or task.categories:  # the serving adapter knows neither yet
-        raise ConfigError(
-            "export supports fixed time steps and continuous inputs only; this model has "
-            + (f"a calendar step ({step})" if step.is_calendar else "")
-            + (" and " if step.is_calendar and task.categories else "")
-            + (f"categorical inputs {sorted(task.categories)}" if task.categories else "")
-        )
     return ExportMetadata(
         task=task,
         window=dm.spec,
@@ -254,6 +267,7 @@ def export_run(
 
     """
     run = load_run(run_dir, checkpoint)
+    check_servable(run.datamodule)
     out = Path(out) if out is not None else run.run_dir / "export" / "model.onnx"
     batches = test_batches(run.datamodule, parity_batches)
     if not batches:

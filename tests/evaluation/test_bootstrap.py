@@ -72,3 +72,13 @@ def test_default_block_length_follows_init_spacing():
     leads = pd.to_timedelta([1, 2, 3, 4, 5, 6, 7], unit="h").values
     assert bootstrap.default_block_length(inits, leads) == 3
     assert bootstrap.default_block_length(inits[:1], leads) == 1
+
+
+def test_default_block_length_with_calendar_leads():
+    import xarray as xr
+
+    inits = pd.date_range("2000-01-01", periods=6, freq="2MS").values  # an init every 2 months
+    leads = xr.DataArray([1, 2, 3, 4, 5], dims="lead_time", attrs={"units": "months"})
+    assert bootstrap.default_block_length(inits, leads) == 3
+    years = xr.DataArray([1, 2], dims="lead_time", attrs={"units": "years"})
+    assert bootstrap.default_block_length(inits, years) == 12
