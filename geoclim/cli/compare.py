@@ -28,6 +28,7 @@ import xarray as xr
 
 from geoclim import fileio
 from geoclim.cli.errors import friendly_errors
+from geoclim.data import timeaxis
 from geoclim.errors import DataError
 from geoclim.evaluation import leaderboard as lb
 from geoclim.evaluation import plots
@@ -233,11 +234,9 @@ def _map_figures(
             )
         )
         where = ", ".join(f"{k}={_fmt(v)}" for k, v in site.items())
-        lead_label = str(
-            forecasts[next(iter(forecasts))][LEAD_TIME]
-            .values[(lead or 1) - 1]
-            .astype("timedelta64[h]")
-        )
+        lead_label = timeaxis.lead_labels(forecasts[next(iter(forecasts))][LEAD_TIME])[
+            (lead or 1) - 1
+        ]
         figures.append(
             plots.plot_timeseries(
                 series,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geoclim.data import layout, schema, units, variables
+from geoclim.data import categorical, layout, schema, units, variables
 from geoclim.errors import SchemaError
 from geoclim.types import STATION, TIME
 
@@ -178,6 +178,9 @@ def _variable(ds, raw_name, name, spatial, declared, reference, row, report):
     if variables.is_mask(name) and da.dtype.kind in "bu":
         row.detail, row.units = "imputation mask", "bool"
         return da.astype(bool)
+    if categorical.is_categorical(da):  # CF flags: kept as codes, never converted
+        row.detail, row.units = f"categorical ({len(da.attrs['flag_values'])} flags)", "-"
+        return da
     why = _unusable(da, spatial)
     if why:
         row.action, row.detail = "dropped", why
@@ -233,7 +236,7 @@ def _unusable(da: xr.DataArray, spatial: set[str]) -> str:
     if da.dtype.kind not in "fiu":
         return f"not numeric (dtype {da.dtype})"
     if "flag_values" in da.attrs or "flag_masks" in da.attrs:
-        return "categorical flags (flag_values) are not read as numbers"
+        return "flags that are not integer codes with flag_values and flag_meanings"
     dims = set(map(str, da.dims))
     extra = sorted(dims - spatial - {TIME})
     if extra:

@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
@@ -19,11 +20,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from geoclim.data import calendar, folds, schema, variables
+from geoclim.data import calendar, categorical, folds, schema, timeaxis, variables
 from geoclim.data.datasets import WindowDataset, batch_loader
 from geoclim.data.fingerprint import data_fingerprint
 from geoclim.data.normalize import Normalizer
 from geoclim.data.task import SPLIT_NAMES, ForecastTask, TimeSplits, make_splits
+from geoclim.data.timeaxis import TimeStep
 from geoclim.data.windows import SampleIndex, WindowArrays, WindowSpec, build_index
 from geoclim.errors import ConfigError
 from geoclim.types import STATION, TIME
@@ -39,19 +41,18 @@ TARGET_SPATIAL_SAMPLES = 1024
 def cycle_length(times: np.ndarray) -> int:
     """Steps in the data's natural cycle: a day (sub-daily), a week (daily), a year (monthly).
 
-    A derived stride is coprime with it, so init times rotate through the cycle.
+    A derived stride is coprime with it, so init times rotate through the cycle. ``times``
+    is a regular axis (datetime64 or cftime).
     """
     if len(times) < 2:
         return 1
-    step = pd.to_timedelta(pd.Series(np.diff(times[:50])).astype("timedelta64[ns]")).median()
-    day = pd.Timedelta(days=1)
-    if step < day and day % step == pd.Timedelta(0):
-        return int(day // step)
-    if step == day:
-        return 7
-    if pd.Timedelta(days=28) <= step <= pd.Timedelta(days=31):
-        return 12
-    return 1
+    step = timeaxis.check_axis(times)
+    if step.is_calendar:
+        return 12 if (step.unit, step.count) == ("month", 1) else 1
+    step_td, day = pd.Timedelta(step.timedelta), pd.Timedelta(days=1)
+    if step_td < day and day % step_td == pd.Timedelta(0):
+        return int(day // step_td)
+    return 7 if step_td == day else 1
 
 
 def derive_stride(n_inits: int, cycle: int = 1, target: int = TARGET_SAMPLES) -> int:
@@ -145,10 +146,11 @@ class GeoDataModule(L.LightningDataModule):
         self.splits: TimeSplits | None = None
         self.arrays: WindowArrays | None = None
         self.index: dict[str, SampleIndex] = {}
+        self.step: TimeStep | None = None
 
     @property
     def dims(self) -> dict[str, int]:
-        """Channel counts and steps, from the task alone (no data opened)."""
+        """Channel counts and steps from the task (one-hot widths of CF flag inputs once set up)."""
         return self.task.dims
 
     def setup(self, stage: str | None = None) -> None:
@@ -161,6 +163,8 @@ class GeoDataModule(L.LightningDataModule):
         ds = schema.validate(
             ds, required=task.dynamic_variables + task.static_inputs, source="data.source"
         )
+        self.step = schema.time_step(ds)
+        self.task = task = self._with_categories(task, ds)
         self.splits = make_splits(ds[TIME].values, task, **self.split_args)
         if self.cv is not None and self.cv.name == "blocked_time":
             gap = task.input_steps + task.horizon
@@ -176,7 +180,7 @@ class GeoDataModule(L.LightningDataModule):
         self.ds = ds
         self.normalizer = Normalizer.fit(
             ds,
-            [*task.dynamic_variables, *task.static_inputs],
+            [v for v in (*task.dynamic_variables, *task.static_inputs) if v not in task.categories],
             time_range=self.splits.train,
             log=self.log_transform,
         )
@@ -219,27 +223,54 @@ class GeoDataModule(L.LightningDataModule):
             min_target_fraction=self.min_target_fraction,
         )
 
+    @staticmethod
+    def _with_categories(task: ForecastTask, ds: xr.Dataset) -> ForecastTask:
+        """``task`` with the categories of its CF flag inputs, as the data describes them."""
+        found = categorical.categories_of(ds, (*task.dynamic_variables, *task.static_inputs))
+        declared = {k: v for k, v in task.categories.items() if k in found}
+        for name, cats in declared.items():
+            if cats != found[name]:
+                raise ConfigError(
+                    f"task.categories[{name!r}] = {cats} but the data's flags are {found[name]}"
+                )
+        return task if found == task.categories else replace(task, categories=found)
+
+    def _encode(self, da: xr.DataArray, name: str) -> np.ndarray:
+        """``(..., width)`` normalised values, or the one-hot of a categorical input."""
+        if name in self.task.categories:
+            return categorical.one_hot(da.values, self.task.categories[name])
+        assert self.normalizer is not None
+        return self.normalizer.encode(da.values, name)[..., None]
+
     def _build_arrays(self, ds: xr.Dataset) -> WindowArrays:
-        task, norm = self.task, self.normalizer
-        assert norm is not None
+        task = self.task
         grid = schema.layout_of(ds) == "grid"
         space = schema.space_dims(ds)
         h = ds.sizes[space[0]]
         w = ds.sizes[space[1]] if grid else 1
         n_time = ds.sizes[TIME]
-        dynamic = np.empty((n_time, h, w, len(task.dynamic_variables)), np.float32)
-        for c, name in enumerate(task.dynamic_variables):
-            da = ds[name].transpose(TIME, *space)
-            dynamic[..., c] = norm.encode(da.values, name).reshape(n_time, h, w)
-        static = np.empty((h, w, len(task.static_inputs)), np.float32)
-        for c, name in enumerate(task.static_inputs):
-            static[..., c] = norm.encode(ds[name].transpose(*space).values, name).reshape(h, w)
+        # channels: each variable's normalised value, or one 0/1 channel per category
+        first: dict[str, int] = {}  # first dynamic channel of each variable
+        dynamic = np.empty((n_time, h, w, len(task.dynamic_channels)), np.float32)
+        c = 0
+        for name in task.dynamic_variables:
+            first[name] = c
+            values = self._encode(ds[name].transpose(TIME, *space), name)
+            dynamic[..., c : c + values.shape[-1]] = values.reshape(n_time, h, w, -1)
+            c += values.shape[-1]
+        static = np.empty((h, w, len(task.static_channels)), np.float32)
+        c = 0
+        for name in task.static_inputs:
+            values = self._encode(ds[name].transpose(*space), name).reshape(h, w, -1)
+            static[..., c : c + values.shape[-1]] = values
+            c += values.shape[-1]
         cal_names = tuple(n for n in task.future_inputs if n in calendar.FEATURES)
         sources = tuple(
             ("calendar", cal_names.index(n))
             if n in calendar.FEATURES
-            else ("dynamic", task.dynamic_variables.index(n))
+            else ("dynamic", first[n] + j)
             for n in task.future_inputs
+            for j in range(len(task.channel_names(n)))
         )
         exclude = None
         masks = [variables.mask_name(v) for v in task.targets]
@@ -250,9 +281,9 @@ class GeoDataModule(L.LightningDataModule):
                     exclude[..., c] = ds[m].transpose(TIME, *space).values.reshape(n_time, h, w)
         return WindowArrays(
             dynamic=dynamic,
-            calendar=calendar.calendar_features(ds[TIME].values, cal_names),
+            calendar=calendar.calendar_features(ds[TIME].values, cal_names, step=self.step),
             static=static,
-            n_past=len(task.past_variables),
+            n_past=len(task.past_channels),
             n_targets=len(task.targets),
             known_sources=sources,
             exclude=exclude,

@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from geoclim import fileio
-from geoclim.data import canonical, schema, units, variables
+from geoclim.data import canonical, schema, timeaxis, units, variables
 from geoclim.errors import ConfigError, SchemaError
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
 
@@ -117,8 +117,8 @@ def open_dataset(
         variables: ``{name: {units, long_name}}`` declarations for what the file lacks.
         drop: file variables to leave out.
         chunks: dask chunks for data larger than memory (``None`` loads lazily with no dask).
-        resample: a pandas offset rule to put an irregular time axis on a regular one
-            (not supported yet: must be ``None``).
+        resample: a pandas offset rule (``1h``, ``1D``, ``MS``, ...) that puts an irregular
+            time axis on a regular one (bin means; see :func:`geoclim.data.timeaxis.resample`).
         reference_temperature_c: stated reference temperature for gas mass concentration
             <-> mixing ratio conversions (with ``reference_pressure_hpa``).
         reference_pressure_hpa: stated reference pressure for those conversions.
@@ -128,8 +128,6 @@ def open_dataset(
         SchemaError: naming the file and every problem (no units, unknown names, layout).
 
     """
-    if resample is not None:
-        raise ConfigError(f"data.source.resample={resample!r} is not supported yet; use null")
     ds, report = read(
         path,
         rename=rename,
@@ -141,6 +139,8 @@ def open_dataset(
     )
     log.info("%s", report.table())
     report.raise_problems()
+    if resample:
+        ds = timeaxis.resample(ds, resample)
     return schema.validate(ds, required, source=str(path))
 
 

@@ -46,6 +46,7 @@ from omegaconf import OmegaConf
 from geoclim.errors import DataError
 from geoclim.evaluation import table
 from geoclim.training import rundir
+from geoclim.types import LEAD_TIME
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +315,7 @@ def leaderboard(
         split=split,
         direction=direction(key),
         higher_is_better=direction(key) == "higher",
+        lead_step=lead_step(runs),
     )
     return df
 
@@ -444,6 +446,21 @@ def run_labels(runs: Sequence[RunRecord]) -> dict[Path, str]:
     return labels
 
 
+def lead_step(runs: Sequence[RunRecord]) -> str:
+    """The time step leads are counted in (``"1h"``, ``"1 month"``), from the runs' scores.
+
+    ``lead_<k>`` columns count steps of the data; this names the step (``"mixed"`` when the
+    runs differ, ``""`` when no run has a ``scores.nc`` recording it).
+    """
+    steps = set()
+    for run in runs:
+        if run.scores_path.is_file():
+            with xr.open_dataset(run.scores_path) as ds:
+                steps.add(str(ds[LEAD_TIME].attrs.get("time_step", "")))
+    steps.discard("")
+    return steps.pop() if len(steps) == 1 else ("mixed" if steps else "")
+
+
 def _per_lead(metrics: dict[str, float], base: str) -> dict[str, float]:
     out = {}
     for k, v in metrics.items():
@@ -562,4 +579,9 @@ def render(df: pd.DataFrame, fmt: str = "table", *, lead: int | None = None) -> 
     if fmt == "csv":
         return df.to_csv(index=False, float_format="%.6g")
     small = compact(df, lead=lead)
-    return to_table(small) if fmt == "table" else to_markdown(small)
+    text = to_table(small) if fmt == "table" else to_markdown(small)
+    step = df.attrs.get("lead_step")
+    if step and any("@" in str(c) for c in small.columns):
+        sep = "\n" if fmt == "table" else "\n\n"
+        text += f"{sep}@k: lead k, in steps of {step}"
+    return text

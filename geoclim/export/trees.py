@@ -151,7 +151,10 @@ def _features(g: _Graph, baseline: Any, task: Any) -> tuple[str, list[str]]:
         blocks.append(sample)
     if feats.future_channels:
         used.append("known_future")
-        channels = [task.future_inputs.index(v) for v in task.future_variables]
+        known_channels = task.known_channels
+        channels = [
+            known_channels.index(c) for v in task.future_variables for c in task.channel_names(v)
+        ]
         known = g.op("Reshape", ["known_future", g.const([0, horizon, -1])])
         blocks.append(g.op("Gather", [known, g.const(channels)], axis=2))  # (B, L, n_fut)
     if feats.calendar.shape[1]:
@@ -422,7 +425,7 @@ def export_tree(
         kind="tree",
         output_space="physical",
         nan_inputs="refuse" if sklearn else "pass",
-        calendar=tuple(baseline.spec.calendar),
+        calendar=tuple(baseline.features.calendar_names),
         model_class=f"{type(baseline).__module__}.{type(baseline).__qualname__}",
     )
     placeholder = ParityReport(0, 0, (), 0.0, 0.0, 0.0, 0.0, True, {})

@@ -129,3 +129,18 @@ def test_config_errors_name_the_bad_value():
 def test_persistence_is_a_baseline():
     assert isinstance(PersistenceBaseline(), Baseline)
     assert PersistenceBaseline(pd.Timedelta("1D")).name == "persistence_24h"
+
+
+def test_same_month_last_year_on_monthly_data():
+    times = pd.date_range("1980-01-01", periods=300, freq="MS") + pd.Timedelta("14D")
+    ds = make_stations(nt=300, n=2, nan_fraction=0.0).assign_coords(time=times)
+    dm, target = _dm(ds, input_steps=3, horizon=14)
+    model = PersistenceBaseline(period="1 year").fit(dm)
+    assert model.name == "persistence_1year" and model.period_steps(dm) == 12
+    pred = model.predict(dm, "test")[target]
+    pos = np.searchsorted(ds.time.values, pred.init_time.values)
+    for k in (1, 12, 13, 14):
+        src = pos + k - 12 * int(np.ceil(k / 12))  # one (or two) years before the valid month
+        np.testing.assert_array_equal(pred.sel(lead_time=k).values, ds[target].values[src])
+    with pytest.raises(ConfigError, match="period 1D is not a whole number of time steps"):
+        PersistenceBaseline(period="24h").fit(dm)

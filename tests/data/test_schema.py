@@ -16,7 +16,7 @@ def test_valid_grid_and_station_pass(tiny_grid, tiny_stations):
 
 
 def test_time_step_is_regular_step(tiny_grid):
-    assert schema.time_step(tiny_grid) == np.timedelta64(1, "h")
+    assert schema.time_step(tiny_grid).timedelta == np.timedelta64(1, "h")
 
 
 @pytest.mark.parametrize(

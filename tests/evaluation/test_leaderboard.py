@@ -151,3 +151,23 @@ def test_intervals_paired_columns_and_fold_summary(tmp_path):
     assert folds["rmse/no2 per fold"].item() == "0:1 1:2"
     plain = [_record(tmp_path / "x", "p", metrics(3.0, 2.0))]
     assert lb.aggregate_folds(lb.leaderboard(plain), plain) is None
+
+
+def test_lead_columns_name_the_step(multirun_dir):
+    runs = [lb.load_run(p) for p in lb.find_runs([multirun_dir])]
+    df = lb.leaderboard(runs, root=multirun_dir)
+    assert df.attrs["lead_step"] == "1h"
+    assert lb.render(df, "table").splitlines()[-1] == "@k: lead k, in steps of 1h"
+    assert "in steps of" not in lb.render(df, "csv")
+
+
+def test_lead_axis_reads_calendar_units():
+    import numpy as np
+    import xarray as xr
+
+    from geoclim.evaluation.plots import lead_axis
+
+    x, label = lead_axis(xr.DataArray([1, 2, 3], dims="lead_time", attrs={"units": "months"}))
+    assert label == "lead time (months)" and list(x) == [1.0, 2.0, 3.0]
+    x, label = lead_axis(np.array([1, 2], dtype="timedelta64[h]").astype("timedelta64[ns]"))
+    assert label == "lead time (h)" and list(x) == [1.0, 2.0]
