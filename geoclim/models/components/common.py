@@ -56,13 +56,15 @@ ANCHORS = ("gated", "residual", "none")
 class PersistenceAnchor(nn.Module):
     """Anchor a forecast on the last observed targets, with a learned gate per lead and target.
 
-    ``prediction[k, c] = gate[k, c] * last[c] + correction[k, c]`` in normalised space, where
-    ``last`` is the target's value at the init time (the last input step) and ``correction``
-    is the network's output. With ``mode="gated"`` the gate starts at 1 and the network's
-    output head starts at zero (:meth:`init_head`), so an untrained network forecasts
-    persistence exactly; training then moves each lead's gate towards the weight the last
-    observation deserves there (near 1 at short leads, lower as the forecast decorrelates
-    from it), and the network learns the rest. ``mode="residual"`` fixes the gate at 1 (the
+    ``prediction[k, c] = gate[k, c] * last[c] + scale[k, c] * correction[k, c]`` in normalised
+    space, where ``last`` is the target's value at the init time (the last input step) and
+    ``correction`` is the network's output. With ``mode="gated"`` gate and scale start at 1
+    and the network's output head starts at zero (:meth:`init_head`), so an untrained network
+    forecasts persistence exactly; training then moves each lead's gate towards the weight
+    the last observation deserves there (near 1 at short leads, lower as the forecast
+    decorrelates from it) and each lead's scale towards the weight the network's correction
+    deserves (networks share one head across leads, so without it a correction that helps
+    long leads would be forced on the first ones). ``mode="residual"`` fixes the gate at 1 (the
     plain residual on the last observation, which pins long leads to it); ``mode="none"``
     leaves the network's output as it is.
 
@@ -78,7 +80,9 @@ class PersistenceAnchor(nn.Module):
         if mode not in ANCHORS:
             raise ConfigError(f"unknown anchor {mode!r}; valid are {list(ANCHORS)}")
         self.mode, self.c_out = mode, c_out
-        self.gate = nn.Parameter(torch.ones(horizon, c_out)) if mode == "gated" else None
+        gated = mode == "gated"
+        self.gate = nn.Parameter(torch.ones(horizon, c_out)) if gated else None
+        self.scale = nn.Parameter(torch.ones(horizon, c_out)) if gated else None
 
     def init_head(self, head: nn.Module) -> None:
         """Zero the output head's weights and bias so the untrained forecast is persistence."""
@@ -101,8 +105,11 @@ class PersistenceAnchor(nn.Module):
         if self.mode == "none":
             return correction
         last = past[:, -1:, : self.c_out]  # (B, 1, C_out, H, W)
-        if self.gate is not None:
+        quantiles = correction.dim() == 6
+        if self.gate is not None and self.scale is not None:
             last = last * self.gate[None, :, :, None, None]  # (B, T_out, C_out, H, W)
-        if correction.dim() == 6:
+            scale = self.scale[None, :, :, None, None]  # (1, T_out, C_out, 1, 1)
+            correction = correction * (scale.unsqueeze(3) if quantiles else scale)
+        if quantiles:
             last = last.unsqueeze(3)  # (B, T_out, C_out, 1, H, W): same for every quantile
         return correction + last
