@@ -23,7 +23,9 @@ from geoclim.models.module import ForecastModule
 log = logging.getLogger(__name__)
 
 MODEL_KINDS = ("network", "baseline", "reference")
-NETWORK_KEYS = ("kind", "window", "net", "loss", "optimizer", "scheduler")
+NETWORK_KEYS = ("kind", "window", "net", "loss", "optimizer", "scheduler", "budget")
+"""Keys of a network's model config; ``budget`` (``max_epochs``, ``patience``) is read by the
+trainer and early-stopping configs, so one multirun gives each model its own budget."""
 
 
 def model_kind(cfg: DictConfig) -> str:
@@ -109,6 +111,7 @@ def build_estimator(cfg: DictConfig) -> Any:
     """
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True, throw_on_missing=True)
     model_cfg.pop("window", None)
+    model_cfg.pop("budget", None)  # read by the trainer config (conf/trainer/cpu.yaml)
     if model_kind(cfg) == "reference":
         trainer = OmegaConf.to_container(cfg.trainer, resolve=True, throw_on_missing=True)
         trainer.pop("_target_", None)
