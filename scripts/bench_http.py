@@ -11,9 +11,9 @@ numbers are a lower bound for a dedicated server. Nothing is written unless ``--
 running instead (plain HTTP; the body is the example of its ``/openapi.json``, the key from
 ``--key`` or ``$GEOCLIM_API_KEY``).
 
-    python scripts/bench_http.py                        # 50 clients, 30 s, print only
-    python scripts/bench_http.py --clients 10 --seconds 5 --save
-    GEOCLIM_API_KEY=... python scripts/bench_http.py --url http://127.0.0.1:8000
+    python -m scripts.bench_http                        # 50 clients, 30 s, print only
+    python -m scripts.bench_http --clients 10 --seconds 5 --save
+    GEOCLIM_API_KEY=... python -m scripts.bench_http --url http://127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def free_port() -> int:
 def start_server(
     tmp: Path, threads: int, workers: int = 1
 ) -> tuple[subprocess.Popen, str, str, dict]:
-    from geoclim.export.demo import demo_export
     from geoclim.serving.adapter import Forecaster
     from geoclim.serving.security import KeyStore, Principal, generate_key
+    from tests.support.demo_export import demo_export
 
     demo = demo_export(tmp / "lstm.onnx", model="lstm", days=16)
     body = Forecaster.from_onnx(demo.path).example_request(1)

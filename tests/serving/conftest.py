@@ -25,7 +25,7 @@ POINT_TASK = ForecastTask(
 
 @pytest.fixture(scope="session")
 def grid_export(tmp_path_factory):
-    from geoclim.export.demo import demo_export
+    from tests.support.demo_export import demo_export
 
     return demo_export(
         tmp_path_factory.mktemp("grid") / "lstm.onnx",
@@ -38,7 +38,7 @@ def grid_export(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def station_export(tmp_path_factory):
-    from geoclim.export.demo import demo_export
+    from tests.support.demo_export import demo_export
 
     return demo_export(
         tmp_path_factory.mktemp("station") / "lstm_q.onnx",
@@ -52,7 +52,7 @@ def station_export(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cnn_export(tmp_path_factory):
-    from geoclim.export.demo import demo_export
+    from tests.support.demo_export import demo_export
 
     return demo_export(
         tmp_path_factory.mktemp("cnn") / "cnn.onnx", model="cnn", task=TASK, grid=(6, 5)
