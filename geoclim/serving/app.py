@@ -41,6 +41,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 import geoclim
 from geoclim.errors import GeoclimError
 from geoclim.serving.adapter import Forecaster
+from geoclim.serving.docs import mount_docs
+from geoclim.serving.drift import install as install_drift
 from geoclim.serving.observability import (
     BodyLimitMiddleware,
     Metrics,
@@ -106,6 +108,8 @@ class ServeSettings:
         max_missing: default accepted fraction of missing inputs (requests may lower or
             raise it).
         metrics_token: when set, ``/metrics`` needs ``Authorization: Bearer <token>``.
+        drift_block: refuse (422) requests whose inputs drift from the training data
+            (default: answer with a warning; see :mod:`geoclim.serving.drift`).
 
     """
 
@@ -114,6 +118,7 @@ class ServeSettings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_missing: float = 0.0
     metrics_token: str | None = None
+    drift_block: bool = False
 
     def __post_init__(self) -> None:
         if self.metrics_token is not None:
@@ -178,7 +183,11 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         version=geoclim.__version__,
         lifespan=lifespan,
         description=__doc__.split("\n\n")[0],
+        docs_url=None,
+        redoc_url=None,
     )
+    mount_docs(app)  # Swagger UI / ReDoc from local assets (work offline)
+    install_drift(models, metrics.registry, block=settings.drift_block)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.metrics_token is not None:
         app.add_middleware(MetricsTokenMiddleware, token=settings.metrics_token)
@@ -325,7 +334,8 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         )
         metrics.inference.labels(served.name).observe(time.perf_counter() - start)
         metrics.locations.labels(served.name).inc(out.sizes.get("init_time", 1))
-        return Response(_to_netcdf(out), media_type="application/x-netcdf")
+        warning = {"X-Geoclim-Warning": out.attrs["warnings"]} if "warnings" in out.attrs else None
+        return Response(_to_netcdf(out), media_type="application/x-netcdf", headers=warning)
 
     @app.get(
         "/v1/models",

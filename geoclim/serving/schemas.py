@@ -82,6 +82,14 @@ class LocationForecast(BaseModel):
     quantiles: dict[str, dict[str, list[float | None]]] | None = Field(
         None, description="Per target, per quantile level, the forecast over the lead times."
     )
+    valid: bool = Field(
+        True,
+        description="False when the location had more than max_missing of an input missing "
+        "(or no real past value): its values are null, never a forecast from filled inputs.",
+    )
+    inputs_filled: int = Field(
+        0, description="Missing input values filled with the training mean for this location."
+    )
 
 
 class ForecastResponse(BaseModel):
@@ -94,6 +102,11 @@ class ForecastResponse(BaseModel):
     valid_time: list[datetime]
     units: dict[str, str]
     forecasts: list[LocationForecast]
+    inputs_filled: int = Field(0, description="Missing input values filled, all locations.")
+    masked_locations: int = Field(0, description="Locations whose forecast is masked (null).")
+    warnings: list[str] = Field(
+        default_factory=list, description="Masked locations, input drift against training data."
+    )
 
 
 class ModelInfo(BaseModel):
