@@ -171,22 +171,9 @@ def explain_trees(
         expected[j] = float(np.ravel(base)[0]) * scale
         fmap = feature_map(names, layout, lead, set(dm.task.static_inputs))
         cube[:, j] = np.einsum("nf,fvl->nvl", values[:, j], fmap)
+    arrays = (cube, values, feature_values, expected, offset)
     return TreeAttribution(
-        _dataset(
-            dm,
-            baseline,
-            t,
-            y,
-            x,
-            cube,
-            (values, feature_values),
-            expected,
-            offset,
-            resolved,
-            layout,
-            names,
-        ),
-        explanations,
+        _dataset(dm, baseline, (t, y, x), arrays, resolved, layout, names), explanations
     )
 
 
