@@ -437,8 +437,9 @@ def _to_dataset(merged, dm, rows, dataset, resolved, layout, method, baseline, k
     times = ds[TIME].values
     sample_coords: dict[str, np.ndarray] = {"init_time": times[t]}
     space: dict[str, np.ndarray] = {}
-    if is_spatial(dm):
-        space = {LATITUDE: ds[LATITUDE].values, LONGITUDE: ds[LONGITUDE].values}
+    if is_spatial(dm):  # whole grids: only occlusion keeps the input cells
+        if method == "occlusion":
+            space = {LATITUDE: ds[LATITUDE].values, LONGITUDE: ds[LONGITUDE].values}
     elif schema.layout_of(ds) == "station":
         sample_coords[STATION] = ds[STATION].values[y].astype(str)
         sample_coords[LATITUDE] = ds[LATITUDE].values[y]
