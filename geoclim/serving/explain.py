@@ -23,7 +23,7 @@ normalised units. The result is the attribution Dataset of
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -35,9 +35,7 @@ from geoclim.serving.batch import calendar_on_axis, tree_inputs
 from geoclim.serving.inputs import Inputs
 from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, STATION
 
-if TYPE_CHECKING:
-    from geoclim.serving.adapter import Forecaster
-
+Forecaster = Any  # geoclim.serving.adapter.Forecaster (not imported: no import circle)
 METHODS = ("ablation", "occlusion", "shap")
 
 
@@ -382,7 +380,6 @@ def explain_records(
 
     from geoclim.errors import SchemaError
     from geoclim.serving import inputs as request
-    from geoclim.serving.records import utc
     from geoclim.serving.schemas import ExplainRequest
 
     if not isinstance(body, ExplainRequest):
@@ -399,7 +396,7 @@ def explain_records(
     stations = [loc.station or f"point-{i}" for i, loc in enumerate(locs)]
     inputs = request.from_arrays(
         forecaster.metadata,
-        utc(body.init_time),
+        _utc(body.init_time),
         _stack([loc.past for loc in locs]),
         latitude=np.array([loc.latitude for loc in locs]),
         longitude=np.array([loc.longitude for loc in locs]),
@@ -445,12 +442,28 @@ def explain_records(
         "target": ds.attrs["target_variable"],
         "quantile": body.quantile,
         "units": ds.attrs["units"],
-        "init_time": f"{np.datetime_as_string(utc(body.init_time), unit='s')}Z",
+        "init_time": f"{np.datetime_as_string(_utc(body.init_time), unit='s')}Z",
         "lead_time_hours": [step_h * k for k in range(1, forecaster.task.horizon + 1)],
         "input_variables": [str(v) for v in ds["input_variable"].values],
         "lags": [int(v) for v in ds["lag"].values],
         "explanations": out,
     }
+
+
+def _utc(value: Any) -> np.datetime64:
+    """A request's ``init_time`` as naive UTC ``datetime64[ns]`` (1900-2200)."""
+    import pandas as pd
+
+    from geoclim.errors import SchemaError
+
+    try:
+        t = pd.Timestamp(value)
+        t = t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t
+    except (ValueError, OverflowError):
+        t = None
+    if t is None or not pd.Timestamp("1900-01-01") <= t <= pd.Timestamp("2200-01-01"):
+        raise SchemaError(f"init_time {value!s} must be a time between 1900-01-01 and 2200-01-01")
+    return t.to_datetime64().astype("datetime64[ns]")
 
 
 def _stack(series: list[dict[str, list]]) -> dict[str, np.ndarray]:
