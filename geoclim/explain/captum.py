@@ -111,12 +111,17 @@ def make_baseline(
 
 
 class ScalarForward(nn.Module):
-    """The network as ``(past, known_future, static) -> (B, n_outputs)`` for Captum.
+    """The network as ``(past, known_future, static, *rest) -> (B, n_outputs)`` for Captum.
+
+    The batch fields Captum does not attribute (positions, empty channels) travel as
+    ``additional_forward_args`` (:attr:`rest`, in :attr:`rest_keys` order): Captum expands
+    them exactly as it expands the inputs (tiled for integrated-gradient steps and
+    ablation perturbations, interleaved for gradient-SHAP samples).
 
     Args:
         net: the bare network (``forward(batch)["prediction"]``).
         target: the resolved explained scalar.
-        template: a batch giving the fields not passed (positions, empty channels).
+        template: the explained batch.
         fields: the batch fields passed as Captum inputs, in order.
         cell_mask: ``(H, W)`` weights of the output cells aggregated.
 
@@ -131,18 +136,20 @@ class ScalarForward(nn.Module):
         cell_mask: Tensor | None = None,
     ):
         super().__init__()
-        self.net, self.target, self.template, self.fields = net, target, template, fields
+        self.net, self.target, self.fields = net, target, fields
+        self.rest_keys = tuple(k for k in template if k not in fields)
+        self.rest = tuple(template[k] for k in self.rest_keys)
         self.cell_mask = cell_mask
 
-    def forward(self, *inputs: Tensor) -> Tensor:
-        """Scalars ``(B, n_outputs)`` of the batch with ``inputs`` in place of its fields."""
-        n = inputs[0].shape[0]
-        batch = {}
-        for k, v in self.template.items():  # Captum expands the batch (IG steps, samples)
-            reps = n // v.shape[0]
-            batch[k] = v.repeat_interleave(reps, 0) if reps > 1 else v
+    def forward(self, *args: Tensor) -> Tensor:
+        """Scalars ``(B, n_outputs)`` of the batch with the inputs in place of its fields."""
+        inputs = args[: len(self.fields)]
+        batch = dict(zip(self.rest_keys, args[len(self.fields) :], strict=True))
         batch |= dict(zip(self.fields, inputs, strict=True))
-        return self.target.reduce(self.net(batch)["prediction"], self.cell_mask)
+        out = self.target.reduce(self.net(batch)["prediction"], self.cell_mask)
+        # keep every input in the graph: a net that ignores one (no static fields used,
+        # say) gets zero gradients there instead of an autograd error
+        return out + sum(0.0 * x.sum() for x in inputs)
 
 
 def _feature_mask(
@@ -242,8 +249,8 @@ def attribute_batch(
     device = batch["past"].device
     out: dict[str, list[np.ndarray]] = {"cube": [], "delta": []}
     with torch.no_grad():
-        prediction = forward(*inputs)  # (B, n_out)
-        base_prediction = forward(*base_in)
+        prediction = forward(*inputs, *forward.rest)  # (B, n_out)
+        base_prediction = forward(*base_in, *forward.rest)
     for j in range(target.n_outputs):
         if method == "integrated_gradients":
             with gradient_context(net, device):
@@ -251,6 +258,7 @@ def attribute_batch(
                     inputs,
                     base_in,
                     target=j,
+                    additional_forward_args=forward.rest,
                     n_steps=n_steps,
                     internal_batch_size=max(1, inputs[0].shape[0]) * 8,
                     return_convergence_delta=True,
@@ -260,7 +268,12 @@ def attribute_batch(
             refs = base_in if reference is None else tuple(reference[f] for f in fields)
             with gradient_context(net, device):
                 attr = ca.GradientShap(forward).attribute(
-                    inputs, refs, n_samples=n_samples, stdevs=stdevs, target=j
+                    inputs,
+                    refs,
+                    n_samples=n_samples,
+                    stdevs=stdevs,
+                    target=j,
+                    additional_forward_args=forward.rest,
                 )
         elif method == "feature_ablation":
             with torch.no_grad():
@@ -268,8 +281,9 @@ def attribute_batch(
                     inputs,
                     base_in,
                     target=j,
+                    additional_forward_args=forward.rest,
                     feature_mask=_feature_mask(batch, fields, layout, ablation),
-                    perturbations_per_eval=8,
+                    perturbations_per_eval=_per_eval(inputs[0].shape[0]),
                 )
         else:
             attr = _occlude(ca, forward, inputs, base_in, fields, batch, j, block, stride)
@@ -298,7 +312,8 @@ def _occlude(ca, forward, inputs, base_in, fields, batch, j, block, stride):
             strides=tuple(strides),
             baselines=base_in,
             target=j,
-            perturbations_per_eval=8,
+            additional_forward_args=forward.rest,
+            perturbations_per_eval=_per_eval(inputs[0].shape[0]),
         )
 
 
@@ -519,3 +534,8 @@ def _scale(dm: Any, variable: str) -> tuple[float, str]:
     if stats.log:
         return 1.0, f"normalised log1p({variable})"
     return float(stats.std), variables.get(variable).units
+
+
+def _per_eval(batch_size: int) -> int:
+    """Perturbed copies per forward pass: about 4096 samples per call, at most 64 copies."""
+    return max(1, min(64, 4096 // max(batch_size, 1)))

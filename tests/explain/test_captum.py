@@ -177,3 +177,30 @@ def test_cudnn_is_switched_off_only_for_recurrent_nets_on_cuda(lstm):
         assert torch.backends.cudnn.enabled
     with gradient_context(lstm, torch.device("cpu")):
         assert torch.backends.cudnn.enabled
+
+
+class ReadsPosition(torch.nn.Module):
+    """Forecast = last no2 x (1 + lat_idx): a net that reads a batch field Captum never sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, batch):
+        y = batch["past"][:, -1, 0, 0, 0] * (1 + batch["lat_idx"].float()) * self.w  # (B,)
+        return {"prediction": y[:, None, None, None, None].expand(-1, 3, 1, 1, 1)}
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "feature_ablation", "gradient_shap"])
+def test_fields_outside_the_attribution_follow_captums_expanded_batches(method):
+    from geoclim.explain.captum import attribute_batch
+
+    dm = make_dm()
+    batch = dm.dataset("test")[np.arange(4)]
+    batch["lat_idx"] = torch.arange(4)
+    target = ExplainTarget(leads=[1]).resolve(TASK)
+    layout = InputLayout.from_task(TASK)
+    out = attribute_batch(ReadsPosition(), batch, method, target, layout, n_steps=4, stdevs=0.0)
+    lag0 = out["cube"][:, 0, 0, layout.horizon]  # no2 at lag 0, lead 1
+    expected = batch["past"][:, -1, 0, 0, 0].numpy() * (1 + np.arange(4))
+    np.testing.assert_allclose(lag0, expected, rtol=1e-5)
