@@ -191,7 +191,7 @@ def served_explanation(base: str, key: str, run_dir: Path, history: Path, out: P
     report = json.loads((Path(run_dir) / "export" / "export.json").read_text())
     forecaster = Forecaster.from_onnx(report["model"], max_missing=1.0)
     if forecaster.metadata.window.patch == 1:
-        body = json.dumps(forecaster.example_request(1)).encode()
+        body = json.dumps(_busiest_cell_request(forecaster, history)).encode()
         req = urllib.request.Request(
             f"{base}/v1/explain",
             data=body,
@@ -223,6 +223,36 @@ def served_explanation(base: str, key: str, run_dir: Path, history: Path, out: P
         )
     for name, value in sorted(totals.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<14} {value:8.4f}")
+
+
+def _busiest_cell_request(forecaster, history: Path) -> dict:
+    """A ``/v1/explain`` body: the real history of the cell with the most NO2."""
+    import numpy as np
+    import xarray as xr
+
+    body = forecaster.example_request(1)
+    task = forecaster.task
+    with xr.open_dataset(history) as ds:
+        ds = ds.load()
+    if task.future_variables or any(v not in ds for v in task.past_variables):
+        return body  # forecast forcing is not in the history file: train means instead
+    mean = ds[TARGET].mean("time")
+    if "coverage" in ds:
+        coverage = ds["coverage"]
+        mean = mean.where((coverage.max("time") if "time" in coverage.dims else coverage) > 0)
+    complete = ds[TARGET].isel(time=slice(-task.input_steps, None)).notnull().all("time")
+    if bool(complete.any()):  # prefer a cell whose recent history is complete
+        mean = mean.where(complete)
+    cell = mean.where(mean == mean.max(), drop=True)
+    lat, lon = float(cell.latitude[0]), float(cell.longitude[0])
+    point = ds.sel(latitude=lat, longitude=lon).isel(time=slice(-task.input_steps, None))
+    past = {
+        v: [None if not np.isfinite(x) else round(float(x), 3) for x in point[v].values]
+        for v in task.past_variables
+    }
+    init = str(point.time.values[-1])[:19] + "Z"
+    loc = {"station": "busiest-cell", "latitude": lat, "longitude": lon, "past": past}
+    return {"init_time": init, "locations": [loc]}
 
 
 def _free_port() -> int:

@@ -114,7 +114,7 @@ def lag_heatmap(
         interpolation="nearest",
     )
     lags = da[LAG].values
-    step = max(1, lags.size // 16)
+    step = max(1, -(-lags.size // 12))
     ax.set_xticks(np.arange(lags.size)[::step], [f"{-v:+d}" for v in lags[::step]])
     ax.set_yticks(np.arange(da.sizes[INPUT_VARIABLE]), da[INPUT_VARIABLE].values)
     zero = int(np.flatnonzero(lags == 0)[0])
@@ -193,7 +193,7 @@ def tft_attention(ds: xr.Dataset, path: str | Path | None = None) -> Figure:
     ax0.axvline(zero + 0.5, color="white", ls="--", lw=1)
     ax1.plot(np.arange(lags.size), att.mean(LEAD_TIME).values, marker="o", ms=3)
     ax1.axvline(zero + 0.5, color="grey", ls="--", lw=1)
-    step = max(1, lags.size // 16)
+    step = max(1, -(-lags.size // 12))
     ax1.set_xticks(np.arange(lags.size)[::step], [f"{-v:+d}" for v in lags[::step]])
     ax1.set_xlabel("attended step relative to the init time")
     ax1.set_ylabel("mean over leads")

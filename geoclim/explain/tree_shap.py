@@ -171,6 +171,7 @@ def explain_trees(
         expected[j] = float(np.ravel(base)[0]) * scale
         fmap = feature_map(names, layout, lead, set(dm.task.static_inputs))
         cube[:, j] = np.einsum("nf,fvl->nvl", values[:, j], fmap)
+        cube[:, j, fmap.sum(0) == 0] = np.nan  # no feature reads that (variable, lag)
     arrays = (cube, values, feature_values, expected, offset)
     return TreeAttribution(
         _dataset(dm, baseline, (t, y, x), arrays, resolved, layout, names), explanations
