@@ -41,9 +41,10 @@ def explain(cfg: DictConfig) -> Path:
 
 
 def _options(cfg: DictConfig) -> dict[str, Any]:
-    target = OmegaConf.to_container(cfg.target, resolve=True) if cfg.get("target") else None
+    target = OmegaConf.to_container(cfg.target, resolve=True) if cfg.get("target") else {}
+    assert isinstance(target, dict)
     return {
-        "target": {k: v for k, v in (target or {}).items() if v is not None},
+        "target": {str(k): v for k, v in target.items() if v is not None},
         "split": str(cfg.split),
         "max_samples": None if cfg.max_samples is None else int(cfg.max_samples),
         "seed": int(cfg.seed),
@@ -127,8 +128,9 @@ def _explain_network(cfg: DictConfig, run_dir: Path, dm: Any, name: str, out: Pa
         log.warning("occlusion needs a spatial model; skipped for %s", name)
         methods.remove("occlusion")
     method_opts = OmegaConf.to_container(cfg.options, resolve=True) if cfg.get("options") else {}
+    assert isinstance(method_opts, dict)
     for method in methods:
-        keep = _method_options(method, dict(method_opts))
+        keep = _method_options(method, {str(k): v for k, v in method_opts.items()})
         ds = explain_network(
             net,
             dm,

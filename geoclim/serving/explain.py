@@ -75,7 +75,7 @@ def request_batch(
     batch = gather(arrays, meta.window, t, y, x)
     if meta.io.kind == "tree":
         batch |= tree_inputs(arrays, meta, inputs, t, y, x)
-    if inputs.domain_rows is not None:
+    if inputs.domain_rows is not None and inputs.domain_cols is not None:
         batch["lat_idx"] = inputs.domain_rows[y, x].astype(np.int64)
         batch["lon_idx"] = inputs.domain_cols[y, x].astype(np.int64)
     return batch, (t, y, x)
@@ -138,6 +138,7 @@ def ablation(
     for field, c, i in _cells(layout):
         perturbed = dict(batch)
         v = batch[field].copy()
+        target: tuple[Any, ...]
         if i is None:
             v[:, c] = 0.0
             target = (slice(None), slice(None), c)
@@ -474,7 +475,7 @@ def _stack(series: list[dict[str, list]]) -> dict[str, np.ndarray]:
     out = {}
     for var in sorted(names):
         rows = [s.get(var) for s in series]
-        if any(r is None for r in rows) or len({len(r) for r in rows}) > 1:
+        if any(r is None for r in rows) or len({len(r or ()) for r in rows}) > 1:
             raise SchemaError(
                 f"variable {var!r} must be sent for every location with the same length"
             )
@@ -484,4 +485,6 @@ def _stack(series: list[dict[str, list]]) -> dict[str, np.ndarray]:
 
 def _nullable(values: np.ndarray) -> list:
     a = np.asarray(values, dtype=np.float64)
-    return np.where(np.isfinite(a), a, None).tolist()
+    out = a.astype(object)
+    out[~np.isfinite(a)] = None  # JSON has no NaN
+    return out.tolist()
