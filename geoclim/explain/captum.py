@@ -276,15 +276,11 @@ def attribute_batch(
                     additional_forward_args=forward.rest,
                 )
         elif method == "feature_ablation":
-            with torch.no_grad():
-                attr = ca.FeatureAblation(forward).attribute(
-                    inputs,
-                    base_in,
-                    target=j,
-                    additional_forward_args=forward.rest,
-                    feature_mask=_feature_mask(batch, fields, layout, ablation),
-                    perturbations_per_eval=_per_eval(inputs[0].shape[0]),
+            if j == 0:  # one pass per group gives every lead (see _ablate_all_outputs)
+                every = _ablate_all_outputs(
+                    ca, forward, inputs, base_in, batch, fields, layout, ablation
                 )
+            attr = tuple(a[:, j] for a in every)
         else:
             attr = _occlude(ca, forward, inputs, base_in, fields, batch, j, block, stride)
         out["cube"].append(_cube(attr, fields, batch, layout, method, ablation))
@@ -296,6 +292,30 @@ def attribute_batch(
     if out["delta"]:
         result["delta"] = np.stack(out["delta"], 1)
     return result
+
+
+def _ablate_all_outputs(ca, forward, inputs, base_in, batch, fields, layout, ablation):
+    """Feature ablation of every output at once: ``(B, n_out, *field)`` per field.
+
+    The forward is flattened to ``(B * n_out,)``; Captum then attributes each output
+    element separately from one perturbed pass per group (an output ``(b, k)`` depends on
+    sample ``b`` only, so this is the per-sample, per-lead ablation), instead of one pass
+    per group and lead.
+    """
+    n = inputs[0].shape[0]
+
+    def flat(*args: Tensor) -> Tensor:
+        return forward(*args).reshape(-1)  # (B * n_out,)
+
+    with torch.no_grad():
+        attr = ca.FeatureAblation(flat).attribute(
+            inputs,
+            base_in,
+            additional_forward_args=forward.rest,
+            feature_mask=_feature_mask(batch, fields, layout, ablation),
+            perturbations_per_eval=1,
+        )
+    return tuple(a.reshape(n, -1, *a.shape[1:]) for a in attr)
 
 
 def _occlude(ca, forward, inputs, base_in, fields, batch, j, block, stride):
