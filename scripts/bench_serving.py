@@ -2,7 +2,7 @@
 
 For each network (LSTM and TFT at their ``conf/model/*.yaml`` sizes, the CNN on a 32 x 32
 grid) the demo export path builds the network on synthetic data with the 24 h -> 24 h task
-of :data:`geoclim.export.demo.DEMO_TASK` (untrained weights: speed does not depend on them)
+of :data:`tests.support.demo_export.DEMO_TASK` (untrained weights: speed does not depend on them)
 and exports it. Then, on the same real batch gathered by the datamodule:
 
 * the bare network, ``torch.inference_mode()`` eager, vs ``onnxruntime`` ``session.run``
@@ -13,8 +13,8 @@ and exports it. Then, on the same real batch gathered by the datamodule:
 Both runtimes use the same thread count (``--threads``, default 1: the service runs one
 inference per request thread). Results go to ``experiments/bench_serving/serving.json``.
 
-    python scripts/bench_serving.py              # all models
-    python scripts/bench_serving.py --quick      # fewer repeats, LSTM only
+    python -m scripts.bench_serving              # all models
+    python -m scripts.bench_serving --quick      # fewer repeats, LSTM only
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import onnxruntime as ort
 import torch
 from omegaconf import OmegaConf
 
-from geoclim.export.demo import DEMO_TASK, demo_export
 from geoclim.serving.adapter import Forecaster
+from tests.support.demo_export import DEMO_TASK, demo_export
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "bench_serving"

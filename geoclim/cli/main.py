@@ -15,14 +15,56 @@ from pathlib import Path
 from geoclim.cli.errors import friendly_errors
 
 
-def _summary(args: argparse.Namespace) -> int:
+def _open(item: str):
+    """A path's canonical Dataset, or an embedded sample's; "no such file" for neither."""
     from geoclim.data import samples, sources
+    from geoclim.errors import SchemaError
+
+    path = Path(item)
+    if path.exists():
+        return sources.open_dataset(path)
+    if item in samples.available():
+        return samples.load(item)
+    raise SchemaError(
+        f"{item}: no such file or store, and no embedded sample of that name "
+        f"(samples: {samples.available()})"
+    )
+
+
+def _summary(args: argparse.Namespace) -> int:
     from geoclim.data.summary import format_summary
 
     for item in args.datasets:
-        path = Path(item)
-        ds = sources.open_dataset(path) if path.exists() else samples.load(item)
-        print(format_summary(item, ds))
+        print(format_summary(item, _open(item)))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from geoclim.data import inspect, samples
+    from geoclim.errors import SchemaError
+
+    for item in args.datasets:
+        if not Path(item).exists() and item not in samples.available():
+            raise SchemaError(
+                f"{item}: no such file or store, and no embedded sample of that name "
+                f"(samples: {samples.available()})"
+            )
+        ins = inspect.inspect_dataset(item)
+        print(inspect.format_inspection(ins))
+        configs = inspect.suggest_configs(ins)
+        name = inspect.config_name(ins)
+        if args.write_config is None:
+            for group, text in configs.items():
+                print(f"\n--- suggested {group}/{name}.yaml\n{text.rstrip()}")
+        else:
+            for written in inspect.write_configs(ins, args.write_config):
+                print(f"wrote {written}")
+        where = args.write_config or "DIR"
+        print(
+            f"\ntrain: geoclim-train hydra.searchpath=[file://{Path(where).absolute()}] "
+            f"data={name} task={name}"
+            + ("" if args.write_config else f"  (after: geoclim inspect {item} --write-config DIR)")
+        )
     return 0
 
 
@@ -37,9 +79,66 @@ def _samples(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from geoclim.data.ingest import ingest_folder
 
-    report = ingest_folder(args.raw_dir, args.store_dir, archive_dir=args.archive)
+    report = ingest_folder(
+        args.raw_dir,
+        args.store_dir,
+        archive_dir=args.archive,
+        recursive=args.recursive,
+        on_bad_rows=args.on_bad_rows,
+    )
     print(report)
-    return 0
+    return report.exit_code
+
+
+INGEST_EPILOG = """\
+exit status:
+  0  every file (and row) is in the store
+  2  nothing done: a mistake to fix (missing folder, bad option, damaged store,
+     another ingest running); the message says what
+  3  partial: the good files are in; files were rejected or bad rows dropped
+     (the report lists each such file with its bad lines, the first 20 and a count)
+
+Where two files hold rows for one (pollutant, site, POC, day), the later-modified file wins
+(equal times: the later path); the report names the superseded file and row count.
+State and County FIPS codes are kept as text station coordinates (state_fips, county_fips).
+
+example:
+  geoclim ingest ~/airdata ~/stores/airdata --recursive --on-bad-rows=skip
+  geoclim summary ~/stores/airdata/stations.nc
+"""
+
+
+def _add_ingest(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "ingest",
+        help="ingest a folder of EPA AirData daily CSVs into a store",
+        description="Ingest new and changed EPA AirData daily CSVs of RAW_DIR into STORE_DIR\n"
+        "(stations.nc + manifest.json + tables/). A bad file never blocks the good ones.",
+        epilog=INGEST_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("raw_dir", metavar="RAW_DIR", type=Path, help="folder of EPA daily CSVs")
+    p.add_argument("store_dir", metavar="STORE_DIR", type=Path, help="store (created if needed)")
+    p.add_argument(
+        "--archive",
+        metavar="DIR",
+        type=Path,
+        default=None,
+        help="move ingested files here (default: leave them in RAW_DIR)",
+    )
+    p.add_argument(
+        "--recursive",
+        action="store_true",
+        help="also read the subfolders of RAW_DIR (default: off)",
+    )
+    p.add_argument(
+        "--on-bad-rows",
+        choices=["reject", "skip"],
+        default="reject",
+        help="a file with bad rows: reject it whole, or skip its bad rows and keep the rest "
+        "(default: reject)",
+    )
+    p.set_defaults(func=_ingest)
 
 
 def _compare(argv: list[str]) -> int:
@@ -78,14 +177,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("datasets", nargs="+", help="netCDF/zarr path or sample name")
     p.set_defaults(func=_summary)
 
+    p = sub.add_parser(
+        "inspect",
+        help="how geoclim reads a file (layout, time, units, what to declare) + configs",
+    )
+    p.add_argument("datasets", nargs="+", help="netCDF/zarr path or sample name")
+    p.add_argument(
+        "--write-config",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write DIR/data/NAME.yaml and DIR/task/NAME.yaml (Hydra search path layout)",
+    )
+    p.set_defaults(func=_inspect)
+
     p = sub.add_parser("samples", help="list the embedded real datasets")
     p.set_defaults(func=_samples)
 
-    p = sub.add_parser("ingest", help="ingest a folder of EPA AirData daily CSVs into a store")
-    p.add_argument("raw_dir", type=Path, help="folder of EPA daily CSV files")
-    p.add_argument("store_dir", type=Path, help="store folder (stations.nc + manifest)")
-    p.add_argument("--archive", type=Path, default=None, help="move processed files here")
-    p.set_defaults(func=_ingest)
+    _add_ingest(sub)
 
     for name, helptext in [
         ("compare", "leaderboard of run directories"),

@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,71 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geoclim.data import schema
-from geoclim.data.ingest import epa
-from geoclim.data.ingest.epa import open_epa_daily, read_epa_daily, unit_factor
-from geoclim.errors import IngestError, SchemaError
+from geoclim.data.ingest import epa, epa_merge
+from geoclim.data.ingest.epa import read_epa_daily, unit_factor
+from geoclim.data.ingest.epa_merge import open_epa_daily
+from geoclim.errors import ConfigError, IngestError, SchemaError
+from tests.data.airdata import COLUMNS, GOOD, days, write_csv
 
 FIXTURES = Path(__file__).parent / "fixtures" / "epa"
 NC, VA = "370630015", "510130020"
 NAN = np.nan
-
-COLUMNS = [
-    "Date",
-    "Source",
-    "Site ID",
-    "POC",
-    "Daily Max 8-hour Ozone Concentration",
-    "Units",
-    "Daily AQI Value",
-    "Local Site Name",
-    "Daily Obs Count",
-    "Percent Complete",
-    "AQS Parameter Code",
-    "AQS Parameter Description",
-    "Method Code",
-    "CBSA Code",
-    "CBSA Name",
-    "State FIPS Code",
-    "State",
-    "County FIPS Code",
-    "County",
-    "Site Latitude",
-    "Site Longitude",
-]
-GOOD = {
-    "Date": "06/01/2024",
-    "Source": "AQS",
-    "Site ID": "060371103",
-    "POC": "1",
-    "Daily Max 8-hour Ozone Concentration": "0.041",
-    "Units": "ppm",
-    "Daily AQI Value": "38",
-    "Local Site Name": "Los Angeles-N. Main Street",
-    "Daily Obs Count": "17",
-    "Percent Complete": "100.0",
-    "AQS Parameter Code": "44201",
-    "AQS Parameter Description": "Ozone",
-    "Method Code": "087",
-    "CBSA Code": "31080",
-    "CBSA Name": "Los Angeles-Long Beach-Anaheim, CA",
-    "State FIPS Code": "06",
-    "State": "California",
-    "County FIPS Code": "037",
-    "County": "Los Angeles",
-    "Site Latitude": "34.06659",
-    "Site Longitude": "-118.22688",
-}
-
-
-def write_csv(path: Path, rows: list[dict], columns: list[str] = COLUMNS) -> Path:
-    lines = [",".join(f'"{c}"' for c in columns)]
-    lines += [",".join(f'"{row.get(c, GOOD.get(c, ""))}"' for c in columns) for row in rows]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def days(n: int, start: int = 1) -> list[dict]:
-    return [{"Date": f"06/{d:02d}/2024"} for d in range(start, start + n)]
 
 
 @pytest.fixture(scope="module")
@@ -117,12 +62,16 @@ def test_pm25_values_follow_duplicate_and_poc_rules(fixture_ds):
     )
 
 
-def test_duplicate_across_files_earlier_file_wins(tmp_path):
+def test_overlap_across_files_later_modified_wins_whatever_the_order(tmp_path):
     a = write_csv(tmp_path / "a.csv", [{"Daily Max 8-hour Ozone Concentration": "0.040"}])
     b = write_csv(tmp_path / "b.csv", [{"Daily Max 8-hour Ozone Concentration": "0.050"}])
     extra = write_csv(tmp_path / "c.csv", days(1, start=2))
+    os.utime(a, ns=(2_000_000_000_000_000_000, 2_000_000_000_000_000_000))
+    os.utime(b, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
     assert open_epa_daily([a, b, extra]).o3.values[0, 0] == 40.0
-    assert open_epa_daily([b, a, extra]).o3.values[0, 0] == 50.0
+    assert open_epa_daily([b, a, extra]).o3.values[0, 0] == 40.0
+    os.utime(a, ns=(1_000_000_000_000_000_000, 1_000_000_000_000_000_000))
+    assert open_epa_daily([a, b, extra]).o3.values[0, 0] == 50.0  # same time: later path
 
 
 def test_site_id_zero_padding_and_empty_values(tmp_path):
@@ -271,7 +220,7 @@ def test_select_daily_matches_the_documented_rule(rows):
     tidy["variable"] = "o3"
     tidy["line"] = np.arange(len(tidy)) + 2
     tidy["value"] = np.arange(len(tidy), dtype=float)
-    kept = epa.select_daily(tidy).set_index(["station", "time"])["value"]
+    kept = epa_merge.select_daily(tidy).set_index(["station", "time"])["value"]
 
     def rank(row):  # lowest POC, then most complete, most obs, earliest file, earliest line
         nan_last = [-v if np.isfinite(v) else np.inf for v in (row.percent_complete, row.obs_count)]
@@ -281,3 +230,67 @@ def test_select_daily_matches_the_documented_rule(rows):
         best = min(group.itertuples(), key=rank)
         assert kept[(station, time)] == best.value
     assert len(kept) == tidy.groupby(["station", "time"]).ngroups
+
+
+# every bad line is found, not only the first
+
+
+def test_reject_message_lists_first_20_bad_lines_and_counts_all(tmp_path):
+    rows = days(28)
+    for i in range(3, 28):  # 25 bad dates on lines 5..29
+        rows[i]["Date"] = f"2024-06-{i:02d}"
+    with pytest.raises(IngestError) as info:
+        read_epa_daily(write_csv(tmp_path / "dates.csv", rows))
+    message = str(info.value)
+    assert "dates.csv: 25 bad lines of 28 data rows (first 20 shown):" in message
+    shown = [line.strip() for line in message.splitlines()[1:]]
+    assert shown[0] == "line 5: bad value '2024-06-03' in column 'Date'; expected MM/DD/YYYY"
+    assert [s.split(":")[0] for s in shown[:20]] == [f"line {n}" for n in range(5, 25)]
+    assert shown[20] == "... and 5 more bad line(s)" and len(shown) == 21
+
+
+def test_every_problem_of_a_line_is_named(tmp_path):
+    rows = days(3)
+    rows[1].update({"POC": "1.5", "Site Latitude": "95", "Units": "furlongs"})
+    parsed = epa.parse_epa_daily(write_csv(tmp_path / "many.csv", rows))
+    assert parsed.problems.count == 1 and len(parsed.tidy) == 2
+    message = str(parsed.problems.shown[0])
+    assert message.startswith("line 3: bad value '1.5' in column 'POC'; expected an integer; ")
+    assert "bad value '95' in column 'Site Latitude'; expected a latitude in [-90, 90]" in message
+    assert "bad units 'furlongs'" in message
+
+
+def test_skip_keeps_the_valid_rows(tmp_path):
+    rows = days(5)
+    rows[1]["Daily Max 8-hour Ozone Concentration"] = "n/a"
+    rows[3]["Site ID"] = "06-037-1103"
+    path = write_csv(tmp_path / "skip.csv", rows)
+    tidy = read_epa_daily(path, on_bad_rows="skip")
+    assert tidy["line"].tolist() == [2, 4, 6]
+    with pytest.raises(IngestError, match=r"skip\.csv: 2 bad lines"):
+        read_epa_daily(path)
+    with pytest.raises(ConfigError, match=r"on_bad_rows='drop'; expected one of \['reject'"):
+        read_epa_daily(path, on_bad_rows="drop")
+
+
+def test_fips_codes_are_text_with_leading_zeros(tmp_path, fixture_ds):
+    assert fixture_ds.state_fips.values.tolist() == ["37", "51"]
+    assert fixture_ds.county_fips.values.tolist() == ["063", "013"]
+    rows = days(3)
+    rows[1].update({"State FIPS Code": "6", "County FIPS Code": "37"})  # a spreadsheet's doing
+    ds = open_epa_daily(write_csv(tmp_path / "o3.csv", rows))
+    assert ds.state_fips.values.tolist() == ["06"] and ds.county_fips.values.tolist() == ["037"]
+    assert ds.state_fips.dtype.kind == "U"
+
+
+def test_fips_codes_come_from_the_site_id_without_fips_columns(tmp_path):
+    columns = [c for c in COLUMNS if "FIPS" not in c]
+    rows = [{"Site ID": "60371103", **d} for d in days(2)]
+    ds = open_epa_daily(write_csv(tmp_path / "o3.csv", rows, columns))
+    assert (ds.state_fips.item(), ds.county_fips.item()) == ("06", "037")
+
+
+def test_error_bad_fips_code(tmp_path):
+    rows = days(2)
+    rows[1]["County FIPS Code"] = "03a"
+    expect_error(write_csv(tmp_path / "fips.csv", rows), 3, "'County FIPS Code'", "3-digit")

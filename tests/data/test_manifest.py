@@ -7,10 +7,9 @@ import pytest
 import xarray as xr
 
 from geoclim.data import schema
-from geoclim.data.ingest import epa, store
+from geoclim.data.ingest import epa_merge, store
 from geoclim.data.ingest.manifest import Manifest
 from geoclim.data.ingest.store import ingest_folder, open_store
-from geoclim.errors import IngestError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "epa"
 FILES = ["o3_nc.csv", "o3_va.csv", "pm25_nc.csv", "pm25_va.csv"]
@@ -39,7 +38,7 @@ def test_first_ingest_builds_store_and_manifest(raw, tmp_path):
     assert (report.stations, report.times, report.variables) == (2, 5, ("pm25", "o3"))
     ds = open_store(tmp_path / "store")
     schema.validate(ds, ["pm25", "o3"])
-    xr.testing.assert_equal(ds.load(), epa.open_epa_daily(FIXTURES))
+    xr.testing.assert_equal(ds.load(), epa_merge.open_epa_daily(FIXTURES))
     manifest = json.loads((tmp_path / "store" / "manifest.json").read_text())
     record = manifest["files"]["pm25_nc.csv"]
     assert record["rows"] == 8 and record["pollutant"] == "pm25"
@@ -75,23 +74,25 @@ def test_changed_file_replaces_its_rows(raw, tmp_path):
     assert len(list((tmp_path / "store" / "tables").iterdir())) == 4
 
 
-def test_malformed_third_of_four_files_leaves_store_identical(raw, tmp_path):
-    for name in FILES[2:]:
-        (raw / name).unlink()
+def test_malformed_changed_file_keeps_its_earlier_version(raw, tmp_path):
     ingest_folder(raw, tmp_path / "store")
     before = snapshot(tmp_path / "store")
-    shutil.copy(FIXTURES / "pm25_nc.csv", raw / "pm25_nc.csv")
     bad = FIXTURES.joinpath("pm25_va.csv").read_text().replace("01/03/2024", "13/03/2024", 1)
     (raw / "pm25_va.csv").write_text(bad)
-    with pytest.raises(IngestError, match=r"pm25_va\.csv, line 3"):
-        ingest_folder(raw, tmp_path / "store")
-    assert snapshot(tmp_path / "store") == before
+    report = ingest_folder(raw, tmp_path / "store")
+    assert [p.path for p in report.rejected] == ["pm25_va.csv"] and report.partial
+    assert str(report.rejected[0].shown[0]).startswith("line 3: bad value '13/03/2024'")
+    assert report.kept_previous == ("pm25_va.csv",) and "earlier version" in str(report)
+    assert not report.rebuilt and snapshot(tmp_path / "store") == before
 
 
-def test_malformed_file_on_first_ingest_creates_nothing(raw, tmp_path):
-    (raw / "pm25_nc.csv").write_text("")
-    with pytest.raises(IngestError, match=r"pm25_nc\.csv, line 1"):
-        ingest_folder(raw, tmp_path / "store")
+def test_only_bad_files_on_first_ingest_create_nothing(raw, tmp_path):
+    for name in FILES[1:]:
+        (raw / name).unlink()
+    (raw / FILES[0]).write_text("")
+    report = ingest_folder(raw, tmp_path / "store")
+    expected = f"{FILES[0]}, line 1: file is empty; expected a header line"
+    assert report.rejected[0].format() == expected
     assert not (tmp_path / "store").exists()
 
 

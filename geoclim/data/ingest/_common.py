@@ -20,10 +20,25 @@ from geoclim.errors import IngestError
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
 
 
-def ingest_error(path: str | os.PathLike, line: int | None, message: str) -> IngestError:
+class FileError(IngestError):
+    """An :class:`IngestError` about one file, with its parts kept for reports.
+
+    Attributes:
+        path: the file.
+        line: the 1-based line at fault, or ``None`` for the whole file.
+        detail: what is wrong and what was expected (the message without the location).
+
+    """
+
+    def __init__(self, path: str | os.PathLike, line: int | None, detail: str) -> None:
+        self.path, self.line, self.detail = os.fspath(path), line, detail
+        where = self.path if line is None else f"{self.path}, line {line}"
+        super().__init__(f"{where}: {detail}")
+
+
+def ingest_error(path: str | os.PathLike, line: int | None, message: str) -> FileError:
     """Build the error for a malformed file: ``<path>, line <n>: <message>``."""
-    where = f"{os.fspath(path)}, line {line}" if line is not None else os.fspath(path)
-    return IngestError(f"{where}: {message}")
+    return FileError(path, line, message)
 
 
 def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -60,10 +75,14 @@ def first_bad(
         )
 
 
-def parse_numbers(
-    path: Path, text: pd.Series, lines: np.ndarray, column: str, *, allow_empty: bool = True
-) -> np.ndarray:
-    """Parse a column of strings as float64; empty cells become NaN (or raise if not allowed)."""
+def to_numbers(text: pd.Series, *, allow_empty: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a column of strings as float64 without raising.
+
+    Returns:
+        ``(numbers, bad)``: the values (empty cells NaN) and a bool mask of the cells that are
+        not a finite number (empty cells count as bad only if ``allow_empty`` is false).
+
+    """
     stripped = text.astype(str).str.strip()
     empty = (stripped == "").to_numpy()
     numbers = pd.to_numeric(stripped.where(~empty, None), errors="coerce").to_numpy(
@@ -72,7 +91,15 @@ def parse_numbers(
     bad = np.isnan(numbers) & ~empty if allow_empty else np.isnan(numbers)
     # "nan"/"inf" parse as floats but are not values a monitoring file may contain
     bad |= ~np.isfinite(numbers) & ~np.isnan(numbers)
-    first_bad(path, bad, lines, stripped.to_numpy(), column, "a number")
+    return numbers, bad
+
+
+def parse_numbers(
+    path: Path, text: pd.Series, lines: np.ndarray, column: str, *, allow_empty: bool = True
+) -> np.ndarray:
+    """Parse a column of strings as float64; empty cells become NaN (or raise if not allowed)."""
+    numbers, bad = to_numbers(text, allow_empty=allow_empty)
+    first_bad(path, bad, lines, text.astype(str).str.strip().to_numpy(), column, "a number")
     return numbers
 
 

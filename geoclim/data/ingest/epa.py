@@ -5,10 +5,10 @@ pollutant per file, one row per (site, POC, day). Columns used (others are ignor
 
     Date (MM/DD/YYYY) | Site ID (9-digit AQS id) | POC | <pollutant column> | Units |
     Daily Obs Count | Percent Complete | Local Site Name | State |
-    Site Latitude | Site Longitude
+    Site Latitude | Site Longitude | State FIPS Code | County FIPS Code (both optional)
 
 where the pollutant column is one of :data:`POLLUTANT_COLUMNS`. The older upper-case header
-spelling (``UNITS``, ``Site Name``, ``SITE_LATITUDE``, ...) is accepted too.
+spelling (``UNITS``, ``Site Name``, ``SITE_LATITUDE``, ``STATE_CODE``, ...) is accepted too.
 
 Conventions:
 
@@ -22,18 +22,17 @@ Conventions:
   conditions) and ``ug/m3 SC`` (standard conditions) are both taken as ug m-3 as reported;
   gases must come as mixing ratios and particles as mass concentrations, anything else is
   an error. The dataset's ``unit_conversions`` attribute lists what was applied.
+* **Bad rows**: every row is checked (date, site id, POC, numbers, units, coordinates, FIPS
+  codes) and every bad line is reported, not only the first. ``on_bad_rows="reject"`` (the
+  default) refuses a file with any bad line; ``"skip"`` keeps its valid rows.
 * **Empty values**: a row with an empty concentration is dropped; an empty ``Daily Obs
   Count`` / ``Percent Complete`` counts as lowest in the duplicate rule below.
-* **Duplicate rows** for one (site, POC, day) -- AirData repeats a day when AQS and AirNow
-  both report it or several sample durations exist -- keep the row with the highest
-  ``Percent Complete``, then the highest ``Daily Obs Count``, then the first one read (files
-  in the order given, rows in file order). Completeness ranks first because a complete 24-h
-  filter sample counts one observation while a partial day of hourly data counts many.
-* **Several POCs** (collocated instruments) at one site: each day takes the value of the
-  lowest POC that reported on that day. No averaging, so a day's value always comes from a
-  single instrument, and gaps of the primary instrument are filled by the next one.
-* **Station metadata** (``latitude``, ``longitude``, ``site_name``, ``state``): the most
-  frequent combination over all rows of the site (ties: first read).
+* **Merging** files -- the file, duplicate and POC rules -- is
+  :mod:`geoclim.data.ingest.epa_merge`.
+* **Station metadata** (``latitude``, ``longitude``, ``site_name``, ``state``,
+  ``state_fips``, ``county_fips``): the most frequent combination over the site's kept rows
+  (ties: first read). FIPS codes are text with their leading zeros (``"06"``, ``"037"``);
+  without FIPS columns they are the first 2 and next 3 digits of the AQS site id.
 
 Malformed files raise :class:`geoclim.errors.IngestError` naming the file, the 1-based line
 (header = line 1) and what was expected.
@@ -41,28 +40,25 @@ Malformed files raise :class:`geoclim.errors.IngestError` naming the file, the 1
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from geoclim.data import variables
 from geoclim.data.ingest._common import (
-    check_coordinates,
     clean_header,
-    first_bad,
     ingest_error,
-    most_frequent,
-    parse_numbers,
-    regular_axis,
-    scatter,
-    station_dataset,
+    to_numbers,
 )
-from geoclim.errors import SchemaError
+from geoclim.data.ingest.problems import FileProblems, RowChecks
+from geoclim.errors import ConfigError, IngestError, SchemaError
 from geoclim.types import LATITUDE, LONGITUDE
+
+log = logging.getLogger(__name__)
 
 POLLUTANT_COLUMNS: dict[str, str] = {
     "Daily Mean PM2.5 Concentration": "pm25",
@@ -87,17 +83,34 @@ REQUIRED_COLUMNS: tuple[str, ...] = (
     "Site Longitude",
 )
 
+FIPS_COLUMNS: dict[str, tuple[str, int]] = {
+    "state_fips": ("State FIPS Code", 2),
+    "county_fips": ("County FIPS Code", 3),
+}
+"""Station coordinate -> (optional AirData column, digits). Absent: taken from the site id."""
+
 _LEGACY_COLUMNS = {
     "UNITS": "Units",
     "Site Name": "Local Site Name",
     "DAILY_OBS_COUNT": "Daily Obs Count",
     "PERCENT_COMPLETE": "Percent Complete",
     "STATE": "State",
+    "STATE_CODE": "State FIPS Code",
+    "COUNTY_CODE": "County FIPS Code",
     "SITE_LATITUDE": "Site Latitude",
     "SITE_LONGITUDE": "Site Longitude",
 }
 
-# AirData qualifies mass units by the conditions they refer to; both are plain ug m-3 to us.
+STATION_COLUMNS: tuple[str, ...] = (
+    LATITUDE,
+    LONGITUDE,
+    "site_name",
+    "state",
+    "state_fips",
+    "county_fips",
+)
+"""Per-station metadata kept as ``station`` coordinates."""
+
 TIDY_COLUMNS: tuple[str, ...] = (
     "station",
     "poc",
@@ -106,14 +119,14 @@ TIDY_COLUMNS: tuple[str, ...] = (
     "value",
     "obs_count",
     "percent_complete",
-    LATITUDE,
-    LONGITUDE,
-    "site_name",
-    "state",
+    *STATION_COLUMNS,
     "units",
     "line",
 )
 """Columns of the tidy table :func:`read_epa_daily` returns (one row per kept file row)."""
+
+ON_BAD_ROWS: tuple[str, ...] = ("reject", "skip")
+"""What to do with a file that has bad rows: refuse it whole, or keep its valid rows."""
 
 SOURCE = "US EPA AirData daily summaries (Air Quality System / AirNow)"
 
@@ -139,6 +152,13 @@ def unit_factor(variable: str, units: str) -> float:
             f"units {units!r} do not fit {variable!r}; expected one of {sorted(family)}"
         )
     return variables.conversion_factor(variable, units)
+
+
+def check_on_bad_rows(on_bad_rows: str) -> str:
+    """Return ``on_bad_rows`` if it is one of :data:`ON_BAD_ROWS`, else raise ConfigError."""
+    if on_bad_rows not in ON_BAD_ROWS:
+        raise ConfigError(f"on_bad_rows={on_bad_rows!r}; expected one of {list(ON_BAD_ROWS)}")
+    return on_bad_rows
 
 
 def _read_text(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
@@ -174,185 +194,157 @@ def _pollutant_column(path: Path, columns: list[str]) -> str:
     return found[0]
 
 
-def _site_ids(path: Path, text: pd.Series, lines: np.ndarray) -> np.ndarray:
+def _site_ids(text: pd.Series, checks: RowChecks) -> np.ndarray:
     ids = text.str.strip()
     # spreadsheets drop the leading zero of state codes 01-09: pad back to 9 digits
     ok = ids.str.fullmatch(r"\d{1,9}").to_numpy(dtype=bool, na_value=False)
-    first_bad(path, ~ok, lines, ids.to_numpy(), "Site ID", "a 9-digit AQS site id")
+    checks.flag(~ok, ids.to_numpy(), "Site ID", "a 9-digit AQS site id")
     return ids.str.zfill(9).to_numpy(dtype=str)
 
 
-def _factors(
-    path: Path, variable: str, units: pd.Series, lines: np.ndarray, column: str
+def _fips(frame: pd.DataFrame, station: np.ndarray, checks: RowChecks) -> dict[str, np.ndarray]:
+    """State and county FIPS codes as zero-padded text, from their columns or the site id."""
+    out, start = {}, 0
+    for name, (column, width) in FIPS_COLUMNS.items():
+        if column in frame:
+            codes = frame[column].str.strip()
+            ok = codes.str.fullmatch(rf"\d{{1,{width}}}").to_numpy(dtype=bool, na_value=False)
+            checks.flag(~ok, codes.to_numpy(), column, f"a {width}-digit FIPS code")
+            out[name] = codes.str.zfill(width).to_numpy(dtype=str)
+        else:  # an AQS site id is SS CCC NNNN: state FIPS, county FIPS, site number
+            out[name] = pd.Series(station).str.slice(start, start + width).to_numpy(dtype=str)
+        start += width
+    return out
+
+
+def _number(
+    frame: pd.DataFrame, column: str, checks: RowChecks, *, allow_empty: bool = True
 ) -> np.ndarray:
+    numbers, bad = to_numbers(frame[column], allow_empty=allow_empty)
+    checks.flag(bad, frame[column].str.strip().to_numpy(), column, "a number")
+    return numbers
+
+
+def _check_coordinates(
+    lat: np.ndarray, lon: np.ndarray, text: dict[str, np.ndarray], checks: RowChecks
+) -> None:
+    for column, values, limit in (("Site Latitude", lat, 90), ("Site Longitude", lon, 180)):
+        expected = f"a {column.split()[1].lower()} in [-{limit}, {limit}]"
+        checks.flag(np.abs(values) > limit, text[column], column, expected)
+
+
+def _factors(variable: str, units: pd.Series, column: str, checks: RowChecks) -> np.ndarray:
     units = units.str.strip()
-    factors = np.empty(len(units), dtype=np.float64)
+    factors = np.full(len(units), np.nan, dtype=np.float64)
     for spelling in units.unique():  # a handful of distinct strings, not rows
         rows = (units == spelling).to_numpy()
         try:
             factors[rows] = unit_factor(variable, spelling)
         except SchemaError as err:
-            raise ingest_error(
-                path, int(lines[np.argmax(rows)]), f"bad units for column {column!r}: {err}"
-            ) from None
+            checks.flag_rows(rows, f"bad units {spelling!r} for column {column!r}: {err}")
     return factors
 
 
-def read_epa_daily(path: str | os.PathLike) -> pd.DataFrame:
-    """Parse one AirData daily CSV file into a tidy table in canonical units.
+@dataclass(frozen=True)
+class ParsedFile:
+    """One AirData file, every row checked.
+
+    Attributes:
+        tidy: the valid rows with a value (columns :data:`TIDY_COLUMNS`).
+        problems: the file's bad lines, or ``None`` if it has none.
+
+    """
+
+    tidy: pd.DataFrame
+    problems: FileProblems | None
+
+
+def parse_epa_daily(path: str | os.PathLike) -> ParsedFile:
+    """Parse one AirData daily CSV file, checking every row.
 
     Args:
         path: the CSV file.
 
     Returns:
-        One row per file row with a value, columns :data:`TIDY_COLUMNS`: ``station`` (9-digit
-        AQS site id), ``poc``, ``time`` (local day), ``variable``, ``value`` (canonical
-        units), ``obs_count``, ``percent_complete``, ``latitude``, ``longitude``,
-        ``site_name``, ``state``, ``units`` (as written in the file) and ``line`` (1-based).
+        The valid rows in canonical units and the bad lines (all of them counted, the first
+        :data:`~geoclim.data.ingest.problems.MAX_SHOWN` quoted).
 
     Raises:
-        IngestError: naming the file, line and expectation for missing columns, bad dates,
-            ids, numbers, units or coordinates, or a file without data rows.
+        IngestError: if the file cannot be read at all (empty, not CSV, missing columns, no
+            data rows).
 
     """
     path = Path(path)
     frame, lines = _read_text(path)
-    columns = list(frame.columns)
-    column = _pollutant_column(path, columns)
+    column = _pollutant_column(path, list(frame.columns))
     variable = POLLUTANT_COLUMNS[column]
     if frame.empty:
         raise ingest_error(path, 2, "no data rows; expected at least one row after the header")
 
+    checks = RowChecks(lines)
     dates = frame["Date"].str.strip()
     time = pd.to_datetime(dates, format="%m/%d/%Y", errors="coerce")
-    first_bad(path, time.isna().to_numpy(), lines, dates.to_numpy(), "Date", "MM/DD/YYYY")
-    station = _site_ids(path, frame["Site ID"], lines)
-    poc = parse_numbers(path, frame["POC"], lines, "POC", allow_empty=False)
-    first_bad(path, poc != np.round(poc), lines, poc, "POC", "an integer")
-    value = parse_numbers(path, frame[column], lines, column)
-    obs = parse_numbers(path, frame["Daily Obs Count"], lines, "Daily Obs Count")
-    pct = parse_numbers(path, frame["Percent Complete"], lines, "Percent Complete")
-    lat = parse_numbers(path, frame["Site Latitude"], lines, "Site Latitude", allow_empty=False)
-    lon = parse_numbers(path, frame["Site Longitude"], lines, "Site Longitude", allow_empty=False)
-    check_coordinates(path, lat, lon, lines, "Site Latitude", "Site Longitude")
-    factor = _factors(path, variable, frame["Units"], lines, column)
+    checks.flag(time.isna().to_numpy(), dates.to_numpy(), "Date", "MM/DD/YYYY")
+    station = _site_ids(frame["Site ID"], checks)
+    poc = _number(frame, "POC", checks, allow_empty=False)
+    text = {c: frame[c].str.strip().to_numpy() for c in ("POC", "Site Latitude", "Site Longitude")}
+    checks.flag(np.isfinite(poc) & (poc != np.round(poc)), text["POC"], "POC", "an integer")
+    value = _number(frame, column, checks)
+    obs = _number(frame, "Daily Obs Count", checks)
+    pct = _number(frame, "Percent Complete", checks)
+    lat = _number(frame, "Site Latitude", checks, allow_empty=False)
+    lon = _number(frame, "Site Longitude", checks, allow_empty=False)
+    _check_coordinates(lat, lon, text, checks)
+    fips = _fips(frame, station, checks)
+    factor = _factors(variable, frame["Units"], column, checks)
 
+    keep = ~checks.bad & ~np.isnan(value)
     tidy = pd.DataFrame(
         {
-            "station": station,
-            "poc": poc.astype(np.int64),
-            "time": time.to_numpy(dtype="datetime64[ns]"),
+            "station": station[keep],
+            "poc": poc[keep].astype(np.int64),
+            "time": time.to_numpy(dtype="datetime64[ns]")[keep],
             "variable": variable,
-            "value": value * factor,
-            "obs_count": obs,
-            "percent_complete": pct,
-            LATITUDE: lat,
-            LONGITUDE: lon,
-            "site_name": frame["Local Site Name"].str.strip().to_numpy(dtype=str),
-            "state": frame["State"].str.strip().to_numpy(dtype=str),
-            "units": frame["Units"].str.strip().to_numpy(dtype=str),
-            "line": lines,
-        }
+            "value": (value * factor)[keep],
+            "obs_count": obs[keep],
+            "percent_complete": pct[keep],
+            LATITUDE: lat[keep],
+            LONGITUDE: lon[keep],
+            "site_name": frame["Local Site Name"].str.strip().to_numpy(dtype=str)[keep],
+            "state": frame["State"].str.strip().to_numpy(dtype=str)[keep],
+            **{name: codes[keep] for name, codes in fips.items()},
+            "units": frame["Units"].str.strip().to_numpy(dtype=str)[keep],
+            "line": lines[keep],
+        },
+        columns=list(TIDY_COLUMNS),
     )
-    return tidy.loc[~np.isnan(value)].reset_index(drop=True)
+    return ParsedFile(tidy, checks.problems(path))
 
 
-def select_daily(tidy: pd.DataFrame) -> pd.DataFrame:
-    """Apply the duplicate and multi-POC rules: one row per (variable, station, day).
-
-    ``tidy`` is the concatenation of :func:`read_epa_daily` tables with an integer
-    ``order`` column giving the file order (row order within a file is ``line``).
-    """
-    ranked = tidy.sort_values(
-        ["variable", "station", "time", "poc", "percent_complete", "obs_count", "order", "line"],
-        ascending=[True, True, True, True, False, False, True, True],
-        na_position="last",
-        kind="stable",
-    )
-    # lowest POC first, within it the best duplicate: the first row per day is the kept one
-    return ranked.drop_duplicates(["variable", "station", "time"], keep="first")
-
-
-def _conversions(tidy: pd.DataFrame) -> str:
-    pairs = tidy[["variable", "units"]].drop_duplicates().sort_values(["variable", "units"])
-    return "; ".join(
-        f"{var}: {units!r} x {unit_factor(var, units):g} -> {variables.get(var).units!r}"
-        for var, units in pairs.itertuples(index=False)
-    )
-
-
-def combine_epa_daily(tables: Sequence[pd.DataFrame], *, source: str = "AirData") -> xr.Dataset:
-    """Merge tidy tables (from :func:`read_epa_daily`, in file order) into one station Dataset.
+def read_epa_daily(path: str | os.PathLike, *, on_bad_rows: str = "reject") -> pd.DataFrame:
+    """Parse one AirData daily CSV file into a tidy table in canonical units.
 
     Args:
-        tables: tidy tables; earlier tables win ties in the duplicate rule.
-        source: label for validation messages.
+        path: the CSV file.
+        on_bad_rows: ``"reject"`` raises if any row is bad; ``"skip"`` drops the bad rows
+            (logged as a warning with their lines).
 
     Returns:
-        Dataset with dims ``(time, station)`` (daily, regular, NaN gaps), one float32 variable
-        per pollutant present, station coords ``latitude``, ``longitude``, ``site_name``,
-        ``state``.
+        One row per valid file row with a value, columns :data:`TIDY_COLUMNS`: ``station``
+        (9-digit AQS site id), ``poc``, ``time`` (local day), ``variable``, ``value``
+        (canonical units), ``obs_count``, ``percent_complete``, ``latitude``, ``longitude``,
+        ``site_name``, ``state``, ``state_fips``, ``county_fips`` (text), ``units`` (as
+        written in the file) and ``line`` (1-based).
+
+    Raises:
+        IngestError: naming the file, every bad line (the first 20 quoted) and what was
+            expected: missing columns, bad dates, ids, numbers, units, coordinates or FIPS
+            codes, or a file without data rows.
 
     """
-    tables = [t for t in tables if len(t)]
-    if not tables:
-        raise ingest_error(source, None, "no data rows in any file")
-    tidy = pd.concat([t.assign(order=i) for i, t in enumerate(tables)], ignore_index=True)
-    meta = most_frequent(tidy, "station", [LATITUDE, LONGITUDE, "site_name", "state"])
-    kept = select_daily(tidy)
-    axis = regular_axis(kept["time"].to_numpy(), "D")
-    stations = pd.Index(meta.index, name="station")
-    data = {}
-    for var in [v for v in POLLUTANT_COLUMNS.values() if v in set(kept["variable"])]:
-        rows = kept.loc[kept["variable"] == var]
-        data[var] = scatter(
-            axis,
-            stations,
-            rows["time"].to_numpy(),
-            rows["station"].to_numpy(),
-            rows["value"].to_numpy(),
-        )
-    attrs = {
-        "title": "US EPA AirData daily station observations",
-        "source": SOURCE,
-        "references": "https://www.epa.gov/outdoor-air-quality-data",
-        "time_convention": "local calendar day of the daily summary (no UTC shift)",
-        "unit_conversions": _conversions(tidy),
-        "duplicate_rule": "per (site, POC, day): highest Percent Complete, then highest "
-        "Daily Obs Count, then first read",
-        "poc_rule": "per (site, day): value of the lowest POC that reported",
-    }
-    ds = station_dataset(
-        data, axis, meta[[LATITUDE, LONGITUDE, "site_name", "state"]], attrs, source=source
-    )
-    statistic = {v: c for c, v in POLLUTANT_COLUMNS.items()}
-    for var in data:
-        ds[var].attrs["epa_statistic"] = statistic[var]
-    return ds
-
-
-def epa_files(folder: str | os.PathLike, pattern: str = "*.csv") -> list[Path]:
-    """The CSV files of ``folder`` in sorted (deterministic) order."""
-    return sorted(p for p in Path(folder).glob(pattern) if p.is_file())
-
-
-def open_epa_daily(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> xr.Dataset:
-    """Read AirData daily CSV files (a folder or a list of files) into one station Dataset.
-
-    Args:
-        paths: a folder (all ``*.csv`` in it, sorted by name) or an iterable of files (read
-            in the given order, which decides ties in the duplicate rule).
-
-    Returns:
-        The canonical, validated station Dataset (see :func:`combine_epa_daily`).
-
-    """
-    if isinstance(paths, (str, os.PathLike)) and Path(paths).is_dir():
-        files = epa_files(paths)
-        label = os.fspath(paths)
-        if not files:
-            raise ingest_error(label, None, "folder holds no *.csv files")
-    else:
-        files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
-        label = ", ".join(p.name for p in files)
-    return combine_epa_daily([read_epa_daily(p) for p in files], source=label)
+    parsed = parse_epa_daily(path)
+    if parsed.problems is not None:
+        if check_on_bad_rows(on_bad_rows) == "reject":
+            raise IngestError(parsed.problems.format())
+        log.warning("dropped bad rows of %s", parsed.problems.format())
+    return parsed.tidy

@@ -7,12 +7,17 @@
                                     "pollutant": "pm25", "sites": ["370630015", ...],
                                     "time_start": "2024-01-01", "time_end": "2024-12-31",
                                     "ingested_at": "2024-05-01T12:00:00Z",
-                                    "table": "tables/<md5>.csv.gz"}}}
+                                    "table": "tables/<md5>.csv.gz",
+                                    "mtime_ns": 1714564800000000000, "dropped_rows": 0}},
+     "raw_dir": "/data/airdata"}
 
 Files are keyed by their path relative to the raw folder (POSIX separators); a key whose MD5
-changed is re-ingested and replaces its rows. ``stations_md5`` lets a later run notice a
-``stations.nc`` that does not match the manifest (a crash between the two final renames) and
-rebuild it from the tables. The manifest is written last, atomically.
+changed is re-ingested and replaces its rows. ``mtime_ns`` (the file's modification time when
+it was ingested) ranks files for the overlap rule of :mod:`~geoclim.data.ingest.epa_merge`,
+so the store depends only on its manifest and tables. ``stations_md5`` is the checksum of the
+``stations.nc`` this manifest describes: readers refuse any other (see
+:func:`geoclim.data.ingest.store.verify_stations`), and the next ingest repairs it.
+``raw_dir`` is the folder of the last ingest, quoted in recovery hints.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class FileRecord:
         time_end: last day (ISO date).
         ingested_at: UTC time of ingestion (ISO 8601).
         table: the parsed tidy table, relative to the store folder.
+        mtime_ns: the raw file's modification time (ns since the epoch) when ingested.
+        dropped_rows: bad rows left out (``--on-bad-rows=skip``).
 
     """
 
@@ -61,6 +68,8 @@ class FileRecord:
     time_end: str
     ingested_at: str
     table: str
+    mtime_ns: int = 0
+    dropped_rows: int = 0
 
 
 @dataclass
@@ -70,6 +79,7 @@ class Manifest:
     files: dict[str, FileRecord] = field(default_factory=dict)
     stations_md5: str | None = None
     updated_at: str | None = None
+    raw_dir: str | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Manifest:
@@ -92,7 +102,7 @@ class Manifest:
             }
         except (ValueError, KeyError, TypeError) as err:
             raise IngestError(f"{path}: not a readable ingest manifest ({err})") from None
-        return cls(files, raw.get("stations_md5"), raw.get("updated_at"))
+        return cls(files, raw.get("stations_md5"), raw.get("updated_at"), raw.get("raw_dir"))
 
     def to_json(self) -> str:
         """The manifest as sorted, indented JSON text."""
@@ -100,6 +110,7 @@ class Manifest:
             "version": VERSION,
             "stations_md5": self.stations_md5,
             "updated_at": self.updated_at,
+            "raw_dir": self.raw_dir,
             "files": {key: asdict(rec) for key, rec in sorted(self.files.items())},
         }
         return json.dumps(payload, indent=2, sort_keys=True) + "\n"

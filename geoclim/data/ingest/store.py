@@ -6,19 +6,25 @@ A store folder holds::
     tables/<md5>.csv.gz      each raw file's parsed tidy table (canonical units)
     stations.nc              the combined station Dataset, rebuilt from all tables
 
-:func:`ingest_folder` hashes every ``*.csv`` of the raw folder. Unchanged files (same relative
-path and MD5) are skipped; new files are added; a changed file replaces its rows. Files that
-left the raw folder (for instance into the archive) keep their rows. ``stations.nc`` is always
-rebuilt from all tables taken in key order, so the result does not depend on the order in
-which files arrived.
+:func:`ingest_folder` hashes every ``*.csv`` of the raw folder (and its subfolders with
+``recursive=True``; hidden files and the store and archive folders are left out). Unchanged
+files (same relative path and MD5) are skipped; new files are added; a changed file
+replaces its rows. Files that left the raw folder (for instance into the archive) keep their
+rows. ``stations.nc`` is always rebuilt from all tables, so the result depends only on the
+store's contents, not on the order in which files arrived; where files overlap, the file
+rule of :mod:`~geoclim.data.ingest.epa_merge` decides (later modified wins) and the report
+names the superseded rows.
 
-Crash safety: every file is parsed and the new Dataset built in memory before anything is
-written. Then new tables are written (content-addressed, never overwriting), ``stations.nc``
-is staged and swapped in, and ``manifest.json`` is replaced last. An exception at any point
-rolls back: new tables are removed and the previous ``stations.nc`` is restored from a hard
-link, so store and manifest stay byte-identical. A hard kill between the last two renames
-leaves a ``stations.nc`` whose MD5 differs from the manifest's ``stations_md5``; the next run
-notices and rebuilds it from the tables. One writer at a time per store.
+**Bad files never block good ones.** Every file is checked row by row; a file with bad lines
+is rejected (``on_bad_rows="reject"``, the default) or ingested without them (``"skip"``),
+and the report lists each such file with all its bad lines (the first 20 quoted, plus a
+count). A rejected file that was ingested before keeps its previous version in the store;
+a rejected file is not archived.
+
+Crash safety (:mod:`~geoclim.data.ingest.generation`): each run takes the store's writer
+lock, cleans up after any interrupted run, and switches generations with the manifest as
+the commit point; readers (:func:`open_store`, ``geoclim summary``, ``data/source``) check
+``stations.nc`` against the manifest's checksum.
 """
 
 from __future__ import annotations
@@ -27,63 +33,29 @@ import gzip
 import logging
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import xarray as xr
 
-from geoclim import fileio
-from geoclim.data.ingest._common import ingest_error, md5_file
-from geoclim.data.ingest.epa import TIDY_COLUMNS, combine_epa_daily, epa_files, read_epa_daily
-from geoclim.data.ingest.manifest import (
-    MANIFEST_NAME,
-    FileRecord,
-    Manifest,
-    utc_now,
+from geoclim.data.ingest import generation
+from geoclim.data.ingest._common import FileError, ingest_error, md5_file
+from geoclim.data.ingest.epa import (
+    TIDY_COLUMNS,
+    ParsedFile,
+    check_on_bad_rows,
+    parse_epa_daily,
 )
+from geoclim.data.ingest.epa_merge import Superseded, epa_files, merge_epa_daily
+from geoclim.data.ingest.generation import STATIONS_NAME, TABLES_DIR
+from geoclim.data.ingest.manifest import MANIFEST_NAME, FileRecord, Manifest, utc_now
+from geoclim.data.ingest.problems import BadLine, FileProblems
+from geoclim.data.ingest.report import IngestReport
 from geoclim.data.sources import open_dataset, write_netcdf
 
 log = logging.getLogger(__name__)
 
-STATIONS_NAME = "stations.nc"
-TABLES_DIR = "tables"
-_STRING_COLUMNS = ("station", "variable", "site_name", "state", "units")
-
-
-@dataclass(frozen=True)
-class IngestReport:
-    """What one :func:`ingest_folder` call did.
-
-    Attributes:
-        store_dir: the store folder.
-        ingested: keys (paths relative to the raw folder) added for the first time.
-        replaced: keys whose content changed and whose rows were replaced.
-        skipped: keys unchanged since the last ingest (no-op).
-        archived: keys moved into the archive folder.
-        rebuilt: whether ``stations.nc`` and the manifest were rewritten.
-        stations: stations in the store.
-        times: days on the store's time axis.
-        variables: variables in the store.
-
-    """
-
-    store_dir: Path
-    ingested: tuple[str, ...] = ()
-    replaced: tuple[str, ...] = ()
-    skipped: tuple[str, ...] = ()
-    archived: tuple[str, ...] = ()
-    rebuilt: bool = False
-    stations: int = 0
-    times: int = 0
-    variables: tuple[str, ...] = ()
-
-    def __str__(self) -> str:
-        return (
-            f"{self.store_dir}: {len(self.ingested)} new, {len(self.replaced)} replaced, "
-            f"{len(self.skipped)} skipped, {len(self.archived)} archived; "
-            f"{self.stations} stations x {self.times} days, variables {list(self.variables)}"
-        )
+_STRING_COLUMNS = ("station", "variable", "site_name", "state", "state_fips", "county_fips")
 
 
 def table_bytes(tidy: pd.DataFrame) -> bytes:
@@ -93,7 +65,7 @@ def table_bytes(tidy: pd.DataFrame) -> bytes:
 
 
 def read_table(path: Path) -> pd.DataFrame:
-    """Read a table written by :func:`table_bytes`."""
+    """Read a table written by :func:`table_bytes` (older tables get FIPS from the site id)."""
     if not path.exists():
         raise ingest_error(
             path,
@@ -103,84 +75,131 @@ def read_table(path: Path) -> pd.DataFrame:
         )
     tidy = pd.read_csv(
         path,
-        dtype={c: str for c in _STRING_COLUMNS},
+        dtype={c: str for c in (*_STRING_COLUMNS, "units")},
         keep_default_na=False,
         na_values=[""],
         compression="gzip",
+        float_precision="round_trip",
     )
     tidy["time"] = pd.to_datetime(tidy["time"], format="%Y-%m-%d").astype("datetime64[ns]")
-    return tidy
+    if "state_fips" not in tidy:  # tables written before FIPS codes were kept
+        tidy["state_fips"] = tidy["station"].str.slice(0, 2)
+        tidy["county_fips"] = tidy["station"].str.slice(2, 5)
+    return tidy.loc[:, list(TIDY_COLUMNS)]
 
 
 def open_store(store_dir: str | os.PathLike) -> xr.Dataset:
-    """Open ``store_dir/stations.nc`` as a validated canonical Dataset."""
-    return open_dataset(Path(store_dir) / STATIONS_NAME)
+    """Open ``store_dir/stations.nc`` as a validated canonical Dataset.
+
+    Raises:
+        IngestError: if ``store_dir`` is not a store, or its ``stations.nc`` is not the one
+            its manifest describes (with the command that repairs it).
+
+    """
+    store = Path(store_dir)
+    if not (store / MANIFEST_NAME).is_file():
+        raise ingest_error(
+            store,
+            None,
+            f"not an ingest store (no {MANIFEST_NAME}); build one with "
+            f"`geoclim ingest RAW_DIR {store}`",
+        )
+    generation.verify_stations(store / STATIONS_NAME)
+    return open_dataset(store / STATIONS_NAME)
 
 
-def _record(tidy: pd.DataFrame, md5: str, size: int, table: str) -> FileRecord:
+def _record(key: str, parsed: ParsedFile, md5: str, stat: os.stat_result) -> FileRecord:
+    tidy = parsed.tidy
     return FileRecord(
         md5=md5,
-        size=size,
+        size=stat.st_size,
         rows=len(tidy),
         pollutant=str(tidy["variable"].iloc[0]),
         sites=tuple(sorted(tidy["station"].unique())),
         time_start=tidy["time"].min().strftime("%Y-%m-%d"),
         time_end=tidy["time"].max().strftime("%Y-%m-%d"),
         ingested_at=utc_now(),
-        table=table,
+        table=f"{TABLES_DIR}/{md5}.csv.gz",
+        mtime_ns=stat.st_mtime_ns,
+        dropped_rows=parsed.problems.count if parsed.problems else 0,
     )
 
 
-def _consistent(store_dir: Path, manifest: Manifest) -> bool:
-    stations = store_dir / STATIONS_NAME
-    return stations.exists() and md5_file(stations) == manifest.stations_md5
+def _hash(
+    raw_dir: Path, found: list[Path]
+) -> tuple[dict[str, Path], dict[str, str], list[FileProblems]]:
+    """Key and MD5 of every raw file; a file that cannot be read is rejected, not fatal."""
+    files, hashes, unreadable = {}, {}, []
+    for path in found:
+        key = path.relative_to(raw_dir).as_posix()
+        try:
+            hashes[key] = md5_file(path)
+        except OSError as err:
+            unreadable.append(FileProblems.whole_file(key, f"cannot be read: {err.strerror}"))
+            continue
+        files[key] = path
+    return files, hashes, unreadable
 
 
-def _commit(store_dir: Path, tables: dict[str, bytes], ds: xr.Dataset, manifest: Manifest) -> None:
-    """Write tables, swap in ``stations.nc``, replace the manifest; roll back on any error."""
-    stations = store_dir / STATIONS_NAME
-    staged = store_dir / f".{STATIONS_NAME}.staged"
-    backup = store_dir / f".{STATIONS_NAME}.bak"
-    tables_dir = store_dir / TABLES_DIR
-    made_store, made_tables = not store_dir.exists(), not tables_dir.exists()
-    had_stations = stations.exists()
-    created: list[Path] = []
+def _parse(
+    todo: dict[str, Path], on_bad_rows: str
+) -> tuple[dict[str, ParsedFile], list[FileProblems], list[FileProblems]]:
+    """Parse every file; sort them into ingestible, rejected and ingested-with-drops."""
+    parsed, rejected, dropped = {}, [], []
+    for key, path in todo.items():
+        try:
+            result = parse_epa_daily(path)
+        except FileError as err:
+            rejected.append(FileProblems(key, 1, (BadLine(err.line, err.detail),)))
+            continue
+        except OSError as err:  # vanished or unreadable since it was hashed
+            rejected.append(FileProblems.whole_file(key, f"cannot be read: {err.strerror}"))
+            continue
+        problems = result.problems.with_path(key) if result.problems else None
+        if problems is not None and on_bad_rows == "reject":
+            rejected.append(problems)
+        elif result.tidy.empty:
+            no_value = FileProblems.whole_file(key, "no valid row with a value")
+            rejected.append(problems or no_value)
+        else:
+            parsed[key] = result
+            if problems is not None:
+                dropped.append(problems)
+    return parsed, rejected, dropped
+
+
+def _rebuild(
+    store_dir: Path,
+    manifest: Manifest,
+    parsed: dict[str, ParsedFile],
+    files: dict[str, Path],
+    hashes: dict[str, str],
+    raw_dir: Path,
+) -> tuple[Manifest, list[Superseded]]:
+    """Combine stored and freshly parsed tables, commit them; return the new manifest."""
+    updated = Manifest(
+        dict(manifest.files), updated_at=utc_now(), raw_dir=os.fspath(raw_dir.resolve())
+    )
+    payloads = {}
+    for key, result in parsed.items():
+        record = _record(key, result, hashes[key], files[key].stat())
+        payloads[record.table] = table_bytes(result.tidy)
+        updated.files[key] = record
+    tables = {
+        key: parsed[key].tidy if key in parsed else read_table(store_dir / rec.table)
+        for key, rec in sorted(updated.files.items())
+    }
+    mtimes = {key: rec.mtime_ns for key, rec in updated.files.items()}
+    ds, superseded = merge_epa_daily(tables, mtimes=mtimes, source=os.fspath(raw_dir))
+    ds.attrs["ingest_manifest"] = MANIFEST_NAME
+    path = store_dir / MANIFEST_NAME
+    previous = path.read_text(encoding="utf-8") if path.exists() else None
+    generation.commit(store_dir, payloads, ds, updated, previous, write_netcdf)
     try:
-        tables_dir.mkdir(parents=True, exist_ok=True)
-        for name, payload in tables.items():
-            if not (store_dir / name).exists():  # content-addressed: same name, same bytes
-                created.append(fileio.write_bytes(store_dir / name, payload))
-        write_netcdf(ds, staged)
-        manifest.stations_md5 = md5_file(staged)
-        backup.unlink(missing_ok=True)
-        if had_stations:
-            try:
-                os.link(stations, backup)
-            except OSError:  # filesystems without hard links
-                shutil.copy2(stations, backup)
-        os.replace(staged, stations)
-        manifest.save(store_dir / MANIFEST_NAME)
-    except BaseException:
-        if had_stations and backup.exists():
-            os.replace(backup, stations)
-        elif not had_stations:
-            stations.unlink(missing_ok=True)
-        staged.unlink(missing_ok=True)
-        for path in created:
-            path.unlink(missing_ok=True)
-        if made_tables and tables_dir.exists() and not any(tables_dir.iterdir()):
-            tables_dir.rmdir()
-        if made_store and store_dir.exists() and not any(store_dir.iterdir()):
-            store_dir.rmdir()
-        raise
-    backup.unlink(missing_ok=True)
-
-
-def _collect_garbage(store_dir: Path, manifest: Manifest) -> None:
-    keep = {rec.table for rec in manifest.files.values()}
-    for path in (store_dir / TABLES_DIR).glob("*.csv.gz"):
-        if f"{TABLES_DIR}/{path.name}" not in keep:
-            path.unlink(missing_ok=True)
+        generation.collect_garbage(store_dir, updated)
+    except OSError as err:  # committed already; stale tables are harmless and swept next run
+        log.warning("could not remove stale tables in %s: %s", store_dir, err)
+    return updated, superseded
 
 
 def _archive(files: dict[str, Path], hashes: dict[str, str], archive_dir: Path) -> list[str]:
@@ -200,36 +219,11 @@ def _archive(files: dict[str, Path], hashes: dict[str, str], archive_dir: Path) 
     return moved
 
 
-def _rebuild(
-    store_dir: Path,
-    manifest: Manifest,
-    parsed: dict[str, pd.DataFrame],
-    files: dict[str, Path],
-    hashes: dict[str, str],
-    label: str,
-) -> Manifest:
-    """Combine stored and freshly parsed tables, commit them; return the new manifest."""
-    updated = Manifest(dict(manifest.files), updated_at=utc_now())
-    payloads = {}
-    for key, tidy in parsed.items():
-        if tidy.empty:
-            raise ingest_error(files[key], None, "no rows with a value")
-        name = f"{TABLES_DIR}/{hashes[key]}.csv.gz"
-        payloads[name] = table_bytes(tidy)
-        updated.files[key] = _record(tidy, hashes[key], files[key].stat().st_size, name)
-    # key order, not arrival order, decides ties: the store depends only on its contents
-    tables = [
-        parsed[k] if k in parsed else read_table(store_dir / updated.files[k].table)
-        for k in sorted(updated.files)
-    ]
-    ds = combine_epa_daily(tables, source=label)
-    ds.attrs["ingest_manifest"] = MANIFEST_NAME
-    _commit(store_dir, payloads, ds, updated)
-    try:
-        _collect_garbage(store_dir, updated)
-    except OSError as err:  # committed already; stale tables are harmless
-        log.warning("could not remove stale tables in %s: %s", store_dir, err)
-    return updated
+def _contents(store_dir: Path, manifest: Manifest) -> tuple[int, int, tuple[str, ...]]:
+    if not manifest.files:
+        return 0, 0, ()
+    with xr.open_dataset(store_dir / STATIONS_NAME, engine="netcdf4") as ds:
+        return ds.sizes["station"], ds.sizes["time"], tuple(str(v) for v in ds.data_vars)
 
 
 def ingest_folder(
@@ -238,57 +232,100 @@ def ingest_folder(
     *,
     archive_dir: str | os.PathLike | None = None,
     pattern: str = "*.csv",
+    recursive: bool = False,
+    on_bad_rows: str = "reject",
 ) -> IngestReport:
     """Ingest new and changed AirData daily CSVs of ``raw_dir`` into the store ``store_dir``.
 
     Args:
-        raw_dir: folder of AirData daily CSV files (``pattern`` matched, not recursive).
+        raw_dir: folder of AirData daily CSV files (``pattern`` matched).
         store_dir: the store folder (created if needed).
-        archive_dir: if given, every processed raw file (new, replaced or unchanged) is moved
-            there after a successful commit, keeping its relative path.
-        pattern: glob of raw files within ``raw_dir``.
+        archive_dir: if given, every raw file now in the store (new, replaced or unchanged;
+            not the rejected ones) is moved there after the commit, keeping its relative path.
+        pattern: glob of raw files within ``raw_dir`` (and its subfolders if ``recursive``).
+        recursive: read subfolders too; keys are paths relative to ``raw_dir``.
+        on_bad_rows: ``"reject"`` leaves out a file with any bad line; ``"skip"`` ingests
+            its valid rows. Either way the report lists the bad lines.
 
     Returns:
-        An :class:`IngestReport`; ``rebuilt`` is false when nothing changed (nothing written).
+        An :class:`~geoclim.data.ingest.report.IngestReport`; ``rebuilt`` is false when
+        nothing changed (nothing written), ``partial`` when files or rows were left out.
 
     Raises:
-        IngestError: for a malformed raw file (the store is left untouched) or a damaged store.
+        IngestError: for a missing raw folder, a damaged store or another ingest running.
+        ConfigError: for an unknown ``on_bad_rows``.
 
     """
+    check_on_bad_rows(on_bad_rows)
     raw_dir, store_dir = Path(raw_dir), Path(store_dir)
     if not raw_dir.is_dir():
         raise ingest_error(raw_dir, None, "raw folder does not exist")
+    if store_dir.exists() and not store_dir.is_dir():
+        raise ingest_error(store_dir, None, "is a file; expected a store folder")
+    made = not store_dir.exists()
+    store_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with generation.writer_lock(store_dir):
+            archive = Path(archive_dir) if archive_dir is not None else None
+            report = _ingest(raw_dir, store_dir, archive, pattern, recursive, on_bad_rows)
+    finally:
+        if made and store_dir.is_dir() and not any(store_dir.iterdir()):
+            store_dir.rmdir()
+    if report.partial:
+        log.warning(
+            "partial ingest into %s: %d file(s) rejected, %d file(s) with rows dropped",
+            store_dir,
+            len(report.rejected),
+            len(report.dropped),
+        )
+    return report
+
+
+def _ingest(
+    raw_dir: Path,
+    store_dir: Path,
+    archive_dir: Path | None,
+    pattern: str,
+    recursive: bool,
+    on_bad_rows: str,
+) -> IngestReport:
+    exclude = [store_dir] if archive_dir is None else [store_dir, archive_dir]
     manifest = Manifest.load(store_dir / MANIFEST_NAME)
-    files = {p.relative_to(raw_dir).as_posix(): p for p in epa_files(raw_dir, pattern)}
-    hashes = {key: md5_file(path) for key, path in files.items()}
+    recovered = generation.recover(store_dir, manifest)
+    found = epa_files(raw_dir, pattern, recursive=recursive, exclude=exclude)
+    files, hashes, unreadable = _hash(raw_dir, found)
     known = manifest.files
     skipped = [k for k in files if k in known and known[k].md5 == hashes[k]]
-    replaced = [k for k in files if k in known and known[k].md5 != hashes[k]]
-    new = [k for k in files if k not in known]
-    parsed = {key: read_epa_daily(files[key]) for key in (*new, *replaced)}  # may raise
+    todo = {k: p for k, p in files.items() if k not in known or known[k].md5 != hashes[k]}
+    parsed, rejected, dropped = _parse(todo, on_bad_rows)
+    rejected = unreadable + rejected
 
-    rebuilt = bool(parsed) or (bool(known) and not _consistent(store_dir, manifest))
+    superseded: list[Superseded] = []
+    repair = bool(known) and not generation.consistent(store_dir, manifest)
+    if repair:
+        recovered.append(f"rebuilt {STATIONS_NAME} from the tables: it did not match the manifest")
+    rebuilt = bool(parsed) or repair
     if rebuilt:
-        manifest = _rebuild(store_dir, manifest, parsed, files, hashes, os.fspath(raw_dir))
-        log.info(
-            "ingested %d new and %d changed file(s) into %s", len(new), len(replaced), store_dir
-        )
-    archived = _archive(files, hashes, Path(archive_dir)) if archive_dir is not None else []
-
-    stations = times = 0
-    names: tuple[str, ...] = ()
-    if manifest.files:
-        with xr.open_dataset(store_dir / STATIONS_NAME, engine="netcdf4") as ds:
-            stations, times = ds.sizes["station"], ds.sizes["time"]
-            names = tuple(str(v) for v in ds.data_vars)
+        manifest, superseded = _rebuild(store_dir, manifest, parsed, files, hashes, raw_dir)
+        log.info("ingested %d file(s) into %s", len(parsed), store_dir)
+    archived = []
+    if archive_dir is not None:
+        kept = {k: files[k] for k in files if k in skipped or k in parsed}
+        archived = _archive(kept, hashes, archive_dir)
+    stations, times, names = _contents(store_dir, manifest)
     return IngestReport(
         store_dir,
-        tuple(new),
-        tuple(replaced),
-        tuple(skipped),
-        tuple(archived),
-        rebuilt,
-        stations,
-        times,
-        names,
+        ingested=tuple(k for k in parsed if k not in known),
+        replaced=tuple(k for k in parsed if k in known),
+        skipped=tuple(skipped),
+        archived=tuple(archived),
+        rejected=tuple(rejected),
+        dropped=tuple(dropped),
+        superseded=tuple(superseded),
+        recovered=tuple(recovered),
+        rebuilt=rebuilt,
+        stations=stations,
+        times=times,
+        variables=names,
+        kept_previous=tuple(p.path for p in rejected if p.path in known),
     )
