@@ -29,8 +29,8 @@ from geoclim.data.task import ForecastTask
 from geoclim.explain.captum import explain_network
 from geoclim.explain.tft import explain_tft
 from geoclim.explain.tree_shap import explain_trees
-from geoclim.export.demo import build_net
 from geoclim.fileio import write_text
+from tests.support.demo_export import build_net
 
 OUT = Path(__file__).resolve().parents[1] / "experiments" / "bench_explain"
 TASK = ForecastTask(
@@ -131,8 +131,8 @@ def main() -> None:
 
 def onnx_rows(n: int) -> dict[str, dict]:
     """The exported LSTM explained over onnxruntime (no torch in the loop)."""
-    from geoclim.export.demo import demo_export
     from geoclim.serving.adapter import Forecaster
+    from tests.support.demo_export import demo_export
 
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:

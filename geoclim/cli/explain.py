@@ -9,9 +9,10 @@ Examples::
 
 A run directory is rebuilt from its ``.hydra/config.yaml`` (same data, task, splits): a
 network is loaded from its checkpoint and explained with Captum (plus its own weights for the
-TFT); a tree baseline is refitted (seeded, identical to the run's) and explained with
-TreeSHAP. An exported model is explained over onnxruntime on ``history``. Every attribution
-Dataset is written as ``attribution_<method>.nc`` with its plots into ``out``.
+TFT); a tree baseline is explained with TreeSHAP (the run's saved trees in ``model/``, or
+refitted, seeded, for runs without). An exported model is explained over onnxruntime on
+``history``. Every attribution Dataset is written as ``attribution_<method>.nc`` with its
+plots into ``out``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from geoclim.cli.evaluate import CONFIG_DIR, _exit_with, run_config
+from geoclim.cli.errors import friendly_errors
+from geoclim.cli.evaluate import CONFIG_DIR
 from geoclim.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -54,13 +56,15 @@ def _options(cfg: DictConfig) -> dict[str, Any]:
 
 def explain_run(cfg: DictConfig) -> Path:
     """Explain the model of a run directory (network or tree baseline)."""
-    from geoclim.training.instantiate import build_datamodule, build_estimator, model_kind
+    from geoclim.training import rundir
+    from geoclim.training.instantiate import build_estimator, model_kind
 
     run_dir = Path(cfg.run_dir)
-    run_cfg = run_config(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"run_dir {str(run_dir)!r}: no such directory")
+    run_cfg = rundir.read_config(run_dir)
     out = Path(cfg.out) if cfg.get("out") else run_dir / "explain"
-    dm = build_datamodule(run_cfg)
-    dm.setup()
+    dm = rundir.load_datamodule(run_dir, run_cfg)
     kind, name = model_kind(run_cfg), _model_name(run_cfg)
     if kind == "network":
         return _explain_network(cfg, run_dir, dm, name, out)
@@ -72,8 +76,14 @@ def explain_run(cfg: DictConfig) -> Path:
     from geoclim.explain import plots
     from geoclim.explain.tree_shap import explain_trees
 
-    log.info("refitting %s (seeded, as in the run) for TreeSHAP", name)
-    model = build_estimator(run_cfg).fit(dm)
+    saved = run_dir / "model"
+    if (saved / "tree.json").is_file():  # the run's own fitted trees
+        from geoclim.baselines import tree_store
+
+        model = tree_store.load(saved, dm)
+    else:  # older runs kept no trees: refit, seeded as in the run
+        log.info("refitting %s (seeded, as in the run) for TreeSHAP", name)
+        model = build_estimator(run_cfg).fit(dm)
     opts = _options(cfg)
     result = explain_trees(model, dm, **opts)
     ds = result.dataset.assign_attrs(model=name)
@@ -222,17 +232,10 @@ def explain_export(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="explain")
+@friendly_errors
 def _hydra_main(cfg: DictConfig) -> None:
-    from geoclim.cli.train import user_error
-
-    try:
-        out = explain(cfg)
-        log.info("attributions and plots in %s", out)
-    except Exception as err:
-        user = user_error(err)
-        if user is None:
-            raise
-        _exit_with(user)
+    out = explain(cfg)
+    log.info("attributions and plots in %s", out)
 
 
 def main() -> None:

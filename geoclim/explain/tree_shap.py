@@ -129,9 +129,7 @@ def explain_trees(
     """
     import shap
 
-    from geoclim.export.trees import estimators
-
-    if baseline.features is None or not baseline.models:
+    if baseline.features is None or not getattr(baseline, "estimators", None):
         raise ConfigError(f"{baseline.name} is not fitted; call fit(dm) first")
     if is_spatial(dm):
         raise ConfigError("tree explanations need point samples (window.patch: 1)")
@@ -147,7 +145,7 @@ def explain_trees(
     t, y, x = dm.index[split].decode(rows)
     names = list(baseline.features.names)
     layout = tree_layout(dm.task, names)
-    models = estimators(baseline)
+    models = baseline.estimators  # {(target, lead or None): [estimator per level]}
     offset_all = baseline._offset(dm)
     offset = np.zeros(t.size, np.float32) if offset_all is None else offset_all[t, y, x, c]
     n, n_leads = t.size, len(resolved.leads)

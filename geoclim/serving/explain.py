@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from geoclim.data.calendar import calendar_on_axis
+from geoclim.data.tree_inputs import tree_inputs
 from geoclim.data.windows import WindowArrays, gather
 from geoclim.errors import ConfigError
 from geoclim.explain.layout import FIELDS, InputLayout, attribution_dataset
-from geoclim.serving.batch import calendar_on_axis, tree_inputs
 from geoclim.serving.inputs import Inputs
 from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, STATION
 
@@ -74,7 +75,16 @@ def request_batch(
     t, y, x = f._samples(inputs)
     batch = gather(arrays, meta.window, t, y, x)
     if meta.io.kind == "tree":
-        batch |= tree_inputs(arrays, meta, inputs, t, y, x)
+        batch |= tree_inputs(
+            arrays,
+            task,
+            meta.io.calendar,
+            inputs.times,
+            inputs.latitude,
+            inputs.longitude,
+            (t, y, x),
+            stations=inputs.layout == "station",
+        )
     if inputs.domain_rows is not None and inputs.domain_cols is not None:
         batch["lat_idx"] = inputs.domain_rows[y, x].astype(np.int64)
         batch["lon_idx"] = inputs.domain_cols[y, x].astype(np.int64)

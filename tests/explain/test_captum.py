@@ -6,8 +6,8 @@ from geoclim.errors import ConfigError
 from geoclim.explain.captum import explain_network, gradient_context, make_baseline
 from geoclim.explain.layout import InputLayout
 from geoclim.explain.target import ExplainTarget
-from geoclim.export.demo import build_net
 from tests.explain.conftest import TASK, make_dm
+from tests.support.demo_export import build_net
 
 
 @pytest.fixture(scope="module")

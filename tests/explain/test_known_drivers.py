@@ -16,7 +16,7 @@ from geoclim.data.synthetic import make_dataset
 from geoclim.data.task import ForecastTask
 from geoclim.explain.captum import explain_network
 from geoclim.explain.layout import importance
-from geoclim.export.demo import build_net
+from tests.support.demo_export import build_net
 
 pytestmark = pytest.mark.slow  # trains an LSTM for ~1 minute on a shared CPU
 

@@ -4,7 +4,7 @@ import torch
 
 from geoclim.errors import ConfigError
 from geoclim.explain.tft import attention_lags, explain_tft
-from geoclim.export.demo import build_net
+from tests.support.demo_export import build_net
 
 
 def test_tft_weights_are_averaged_per_step_and_lead(grid_dm, one_thread):
