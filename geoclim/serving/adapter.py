@@ -421,6 +421,49 @@ class Forecaster:
             max_missing = self.max_missing
         return forecast_records(self, body, max_missing=max_missing)
 
+    def explain(
+        self,
+        history: xr.Dataset,
+        *,
+        future: xr.Dataset | None = None,
+        init_times: np.ndarray | list | None = None,
+        method: str = "ablation",
+        variable: str | None = None,
+        quantile: float | None = None,
+        max_missing: float | None = None,
+        **options,
+    ) -> xr.Dataset:
+        """Attribute the forecasts of an xarray history to its inputs, without torch.
+
+        Args:
+            history: as for :meth:`predict`.
+            future: as for :meth:`predict`.
+            init_times: as for :meth:`predict`.
+            method: ``"ablation"``, ``"occlusion"`` (grids) or ``"shap"`` (points); see
+                :mod:`geoclim.serving.explain`.
+            variable: explained target (default: the first).
+            quantile: explained quantile level (default: the point forecast).
+            max_missing: overrides the forecaster's ``max_missing``.
+            **options: ``block`` (occlusion), ``max_evals`` and ``seed`` (shap).
+
+        Returns:
+            Attribution Dataset, dims ``(sample, lead_time, input_variable, lag)``
+            (occlusion: ``(sample, lead_time, input_variable, latitude, longitude)``).
+
+        """
+        from geoclim.serving.explain import explain_inputs
+
+        inputs = request.from_dataset(self.metadata, history, future, init_times)
+        return explain_inputs(
+            self,
+            inputs,
+            method=method,
+            variable=variable,
+            quantile=quantile,
+            max_missing=max_missing,
+            **options,
+        )
+
     def example_request(self, n_locations: int = 1) -> dict:
         """A valid ``POST /v1/forecast`` body: train-mean values at training locations."""
         meta, task = self.metadata, self.task

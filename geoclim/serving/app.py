@@ -4,6 +4,7 @@ Routes::
 
     POST /v1/forecast          JSON point forecasts (one location or a batch)   auth
     POST /v1/forecast/netcdf   netCDF history upload -> netCDF forecast (grids)  auth
+    POST /v1/explain           variable x lag attributions per lead (points)      auth
     GET  /v1/models            served models and their metadata                  auth
     GET  /v1/models/{name}     one model                                         auth
     GET  /health               liveness
@@ -52,6 +53,8 @@ from geoclim.serving.observability import (
 from geoclim.serving.records import forecast_records
 from geoclim.serving.schemas import (
     ErrorResponse,
+    ExplainRequest,
+    ExplainResponse,
     ForecastRequest,
     ForecastResponse,
     ModelInfo,
@@ -308,6 +311,19 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         return await run_in_threadpool(_point_forecast, served, body, settings, metrics)
 
     @app.post(
+        "/v1/explain",
+        response_model=ExplainResponse,
+        responses=_ERRORS,
+        tags=["explain"],
+        summary="Attributions of point forecasts to each input variable and lag, per lead",
+    )
+    async def explain(
+        request: Request, body: ExplainRequest, principal: Principal = auth
+    ) -> Response:
+        served = resolve(body.model, principal, request)
+        return await run_in_threadpool(_explain, served, body, settings, metrics)
+
+    @app.post(
         "/v1/forecast/netcdf",
         responses=_ERRORS
         | {
@@ -423,6 +439,24 @@ def _point_forecast(
     )
     metrics.inference.labels(served.name).observe(time.perf_counter() - start)
     metrics.locations.labels(served.name).inc(len(body.locations))
+    return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
+
+
+def _explain(
+    served: ServedModel, body: ExplainRequest, settings: ServeSettings, metrics: Metrics
+) -> Response:
+    """Run an explain request (many model runs: always in the thread pool)."""
+    from geoclim.serving.explain import explain_records
+
+    start = time.perf_counter()
+    payload = explain_records(
+        served.forecaster,
+        body,
+        name=served.name,
+        version=served.version,
+        max_missing=settings.max_missing if body.max_missing is None else body.max_missing,
+    )
+    metrics.inference.labels(served.name).observe(time.perf_counter() - start)
     return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
 
 
