@@ -26,6 +26,7 @@ import hydra
 import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
+from geoclim.cli.config import CONFIG_PATH
 from geoclim.errors import ConfigError, DataError, GeoclimError
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 RUN_CONFIG = Path(".hydra") / "config.yaml"
 
 
@@ -145,7 +145,7 @@ def evaluate(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 def _hydra_main(cfg: DictConfig) -> None:
     from geoclim.cli.train import user_error
 
