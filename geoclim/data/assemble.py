@@ -92,6 +92,7 @@ def to_forecast_dataset(
     init_time = times[inits]
     lead_time = (np.arange(1, lead + 1) * step).astype("timedelta64[ns]")
     coords: dict = {INIT_TIME: init_time, LEAD_TIME: lead_time}
+    space: tuple[str, ...]
     if layout == "station":
         values = values[:, :, :, :, 0]  # drop the unit column -> (I, L, C, S, Q)
         space = (STATION,)
@@ -102,7 +103,7 @@ def to_forecast_dataset(
         space = (LATITUDE, LONGITUDE)
         coords[LATITUDE] = template[LATITUDE].values
         coords[LONGITUDE] = template[LONGITUDE].values
-    dims = (INIT_TIME, LEAD_TIME, *space)
+    dims: tuple[str, ...] = (INIT_TIME, LEAD_TIME, *space)
     if quantiles:
         dims = (*dims, QUANTILE)
         coords[QUANTILE] = np.asarray(quantiles, dtype=np.float64)

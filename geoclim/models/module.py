@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -56,6 +56,11 @@ class ForecastModule(L.LightningModule):
             network can be rebuilt (taken from ``net`` when that is a config).
 
     """
+
+    # (C_out,) buffers of _register_target_stats
+    target_mean: Tensor
+    target_std: Tensor
+    target_log: Tensor
 
     def __init__(
         self,
@@ -159,9 +164,13 @@ class ForecastModule(L.LightningModule):
                 continue
             p, t = point[:, :, c][m], truth[:, :, c][m]  # (n_valid,)
             for kind in ("rmse", "mae"):
-                metric = self.metrics[stage][f"{kind}_{name}"]
+                metric = self._metric(stage, f"{kind}_{name}")
                 metric.update(p, t)
                 self.log(f"{stage}/{kind}/{name}", metric, on_step=False, on_epoch=True)
+
+    def _metric(self, stage: str, key: str) -> torchmetrics.Metric:
+        """The ``stage``'s metric ``key`` (``"rmse_<target>"``); ModuleDicts type as Module."""
+        return cast(torchmetrics.Metric, cast(nn.ModuleDict, self.metrics[stage])[key])
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """One optimisation step."""
