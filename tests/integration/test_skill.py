@@ -5,6 +5,9 @@ import pytest
 from geoclim.training.train import train
 from tests.training.compose import compose_train
 
+# Minutes of real training per network (6-25 epochs on 40-60 days): `make test-all` only.
+pytestmark = pytest.mark.slow
+
 LEARNABLE = [
     "data=synthetic_grid",
     "task=synthetic_no2",

@@ -76,6 +76,7 @@ def test_unknown_group_option_lists_the_available_options(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # a sweep: two trainings in one subprocess
 def test_two_job_multirun_with_wandb_offline(tmp_path):
     sweep = tmp_path / "sweep"
     result = geoclim_train(
@@ -88,6 +89,7 @@ def test_two_job_multirun_with_wandb_offline(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"sweep"}  # no stray run directories
 
 
+@pytest.mark.slow  # a sweep: two Optuna trials
 def test_short_optuna_search_returns_the_best_trial(tmp_path):
     sweep = tmp_path / "optuna"
     result = geoclim_train(

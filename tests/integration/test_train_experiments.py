@@ -24,6 +24,7 @@ def test_experiment_composes_with_its_real_data(tmp_path, name):
     assert cfg.data._target_ == "geoclim.data.datamodule.GeoDataModule"
 
 
+@pytest.mark.slow  # one training per experiment; their models are smoke-run in tests/training
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_smoke_runs_on_synthetic_data(tmp_path, name):
     cfg = compose_train(
