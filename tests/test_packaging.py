@@ -148,3 +148,37 @@ def test_wheel_installs_and_trains_outside_the_checkout(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert any(key.startswith("test/") for key in metrics)
     assert (run_dir / "predictions.nc").is_file() and (run_dir / "scores.nc").is_file()
+
+
+@pytest.mark.slow
+def test_editable_install_maps_geoclim_conf_to_the_source_conf(tmp_path):
+    src = _copy_source_tree(tmp_path / "src")
+    python = _venv_reusing_these_dependencies(tmp_path / "venv")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q"]
+        + ["--no-build-isolation", "--no-index", "-e", str(src)],
+        check=True,
+        capture_output=True,
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = (
+        "import importlib.resources as r, geoclim, geoclim.cli.config as c; "
+        "print(geoclim.__file__); print(c.CONFIG_PATH); print(r.files('geoclim.conf'))"
+    )
+    lines = subprocess.run(
+        [str(python), "-c", probe],
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    assert lines == [str(src / "geoclim" / "__init__.py"), str(src / "conf"), str(src / "conf")]
+    bad = subprocess.run(
+        [str(python.parent / "geoclim-train"), "model=tft", "model.net.bogus=1"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "unknown config key 'model.net.bogus'" in bad.stderr
