@@ -100,6 +100,7 @@ def _venv_reusing_these_dependencies(venv: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a wheel build, a venv and a training run in subprocesses
 def test_wheel_installs_and_trains_outside_the_checkout(tmp_path):
     src = _copy_source_tree(tmp_path / "src")
     build = subprocess.run(

@@ -54,7 +54,9 @@ def test_cli_smoke_run_writes_a_complete_run_directory(tmp_path):
             id="geoclim-error",
         ),
         pytest.param(["data/source=netcdf"], "data.source.path", id="missing-mandatory-value"),
-        pytest.param(["task.targets=[pm2.5]"], "pm2.5", id="unknown-variable"),
+        pytest.param(  # the same GeoclimError path as geoclim-error, from another module
+            ["task.targets=[pm2.5]"], "pm2.5", id="unknown-variable", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_user_errors_exit_2_with_a_message_not_a_traceback(tmp_path, args, expected):
