@@ -20,7 +20,7 @@ import logging
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from geoclim.cli.config import CONFIG_PATH, compose_config, config_root
 from geoclim.cli.errors import exit_with, friendly_errors
@@ -75,9 +75,10 @@ def check_override_keys(argv: list[str], config_path: str = CONFIG_PATH) -> None
 
 
 def _check_key(cfg: DictConfig, key: str) -> None:
-    node, path = cfg, []
+    node: object = cfg  # a DictConfig while the path runs through mappings
+    path: list[str] = []
     for part in key.split("."):
-        if not OmegaConf.is_dict(node):
+        if not isinstance(node, DictConfig):  # what OmegaConf.is_dict checks
             return  # a list index or a value: Hydra decides
         if part not in node.keys():  # `in node` is False for a missing (???) value
             where = ".".join(path) or "the top level"
