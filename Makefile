@@ -7,7 +7,7 @@ export MPLBACKEND := Agg
 export WANDB_MODE ?= offline
 export PYTHONHASHSEED := 0
 
-.PHONY: help install demo test test-all lint format smoke bench clean-logs
+.PHONY: help install hooks demo test test-all lint format smoke bench clean-logs
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-11s %s\n", $$1, $$2}'
@@ -20,21 +20,26 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv (if missing) and install geoclim with its dev extras
 
+hooks: install  ## install the pre-commit hooks (.pre-commit-config.yaml) into .git
+	$(BIN)/pre-commit install
+
 demo: install  ## run the main job on the embedded real data
 	$(BIN)/python -m geoclim.cli.demo
 
-test: install  ## the fast test suite (CI)
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+test: install  ## the fast test suite (CI); lists its 10 slowest tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10
 
 test-all: install  ## every test, slow ones included
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not gpu"
 
-lint: install  ## ruff lint (pyflakes, pycodestyle, isort, pyupgrade, bugbear, pydocstyle)
+lint: install  ## ruff lint + format check, mypy on geoclim/ (settings in pyproject.toml)
 	$(BIN)/ruff check geoclim tests scripts
+	$(BIN)/ruff format --check geoclim tests scripts
+	$(BIN)/mypy geoclim
 
 format: install  ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix geoclim tests scripts
-	$(BIN)/ruff format geoclim
+	$(BIN)/ruff format geoclim tests scripts
 
 smoke: install  ## one synthetic training run from the CLI, in seconds
 	$(BIN)/geoclim-train data=synthetic_grid model=lstm debug=smoke logger=csv

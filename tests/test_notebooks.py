@@ -8,6 +8,7 @@ NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 SLOW = {"02_quickstart", "03_serve"}  # a training run / an export: over 10 s each
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(
     "path",
     [

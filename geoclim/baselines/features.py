@@ -102,12 +102,11 @@ class FeatureSpec:
         unknown = sorted(set(config) - valid)
         if unknown:
             raise ConfigError(f"unknown features key(s) {unknown}; valid are {sorted(valid)}")
-        return cls(
-            **{
-                k: (tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v)
-                for k, v in config.items()
-            }
-        )
+        kwargs: dict[str, Any] = {
+            k: (tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v)
+            for k, v in config.items()
+        }
+        return cls(**kwargs)
 
 
 class LagFeatures:

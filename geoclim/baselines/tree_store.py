@@ -113,7 +113,8 @@ def load(folder: str | os.PathLike, dm: GeoDataModule, expected: type | None = N
         raise DataError(f"{path}: {state['class']} is not a tree baseline")
     if expected is not None and not issubclass(klass, expected):
         wanted = getattr(expected, "name", expected.__name__)
-        raise DataError(f"{path} holds a {klass.name} model, not {wanted}")
+        found = getattr(klass, "name", klass.__name__)
+        raise DataError(f"{path} holds a {found} model, not {wanted}")
     model = klass(**state["settings"])
     model.quantiles = tuple(state["quantiles"])
     model.features = LagFeatures(dm, model.spec, with_lead=model.strategy == "shared")

@@ -410,11 +410,11 @@ class LightGBMBaseline(TreeBaseline):
     def _fit_one(self, x: np.ndarray, y: np.ndarray) -> list[Any]:
         import lightgbm as lgb
 
-        params = {"random_state": self.seed, **self.params}
+        params: dict[str, Any] = {"random_state": self.seed, **self.params}
         levels = self.quantiles or (None,)
         models = []
         for q in levels:
-            extra = {} if q is None else {"objective": "quantile", "alpha": q}
+            extra: dict[str, Any] = {} if q is None else {"objective": "quantile", "alpha": q}
             models.append(lgb.LGBMRegressor(**params, **extra).fit(x, y).booster_)
         return models
 
@@ -442,8 +442,15 @@ class RandomForestBaseline(TreeBaseline):
         "max_features": 0.5,
     }
 
-    def __init__(self, *args: Any, max_train_samples: int = 50_000, **kwargs: Any):
-        super().__init__(*args, max_train_samples=max_train_samples, **kwargs)
+    def __init__(
+        self,
+        params: Mapping[str, Any] | None = None,
+        features: FeatureSpec | Mapping[str, Any] | None = None,
+        strategy: str = "shared",
+        max_train_samples: int = 50_000,  # a forest's fit time grows with rows
+        **kwargs: Any,
+    ):
+        super().__init__(params, features, strategy, max_train_samples, **kwargs)
 
     suffix = ".joblib"  # scikit-learn's documented persistence
 

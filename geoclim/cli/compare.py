@@ -223,6 +223,7 @@ def _map_figures(
                 if obs is not None
                 else truth[var].isel({LEAD_TIME: 0}).sel(site).swap_dims({INIT_TIME: VALID_TIME})
             )
+        assert site is not None and obs is not None  # runs is a non-empty group (_by_data)
         at_lead = f"lead {lead}" if lead is not None else "all leads"
         figures.append(
             plots.plot_error_maps(

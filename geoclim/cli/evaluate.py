@@ -25,6 +25,7 @@ import hydra
 import xarray as xr
 from omegaconf import DictConfig
 
+from geoclim.cli.config import CONFIG_PATH
 from geoclim.cli.errors import friendly_errors
 from geoclim.errors import ConfigError, DataError
 from geoclim.training import rundir
@@ -33,8 +34,6 @@ if TYPE_CHECKING:
     from geoclim.data.datamodule import GeoDataModule
 
 log = logging.getLogger(__name__)
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def predict_checkpoint(ckpt_path: Path, dm: GeoDataModule, split: str) -> xr.Dataset:
@@ -102,7 +101,7 @@ def evaluate(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="evaluate")
 @friendly_errors
 def _hydra_main(cfg: DictConfig) -> None:
     evaluate(cfg)

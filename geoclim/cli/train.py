@@ -18,20 +18,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from geoclim.cli.config import CONFIG_PATH, compose_config, config_root
 from geoclim.cli.errors import exit_with, friendly_errors
 from geoclim.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 
-
-def check_override_keys(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
+def check_override_keys(argv: list[str], config_path: str = CONFIG_PATH) -> None:
     """Fail early, listing the valid keys, when an override names a key that does not exist.
 
     Hydra already lists the options of an unknown group choice; for a misspelt key it only
@@ -40,8 +38,6 @@ def check_override_keys(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
     """
     if any(a.startswith(("--config", "-cn", "-cp", "-cd")) for a in argv):
         return
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -50,12 +46,13 @@ def check_override_keys(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
         )
     except Exception:  # noqa: BLE001 -- Hydra reports syntax errors itself
         return
+    root = config_root(config_path)
     groups, keys = [], []
     for o in parsed:
         key = o.key_or_group
         if o.is_add() or o.is_delete() or o.is_force_add() or key.startswith("hydra"):
             continue
-        if (config_dir / key).is_dir():
+        if root.joinpath(key).is_dir():
             try:
                 value = (
                     next(iter(o.sweep_string_iterator()))
@@ -70,21 +67,18 @@ def check_override_keys(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
     if not keys:
         return
     try:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(str(config_dir), version_base="1.3"):
-            cfg = compose("train", overrides=groups)
+        cfg = compose_config("train", groups, config_path)
     except Exception:  # noqa: BLE001 -- bad group choices: Hydra lists the options
         return
-    finally:
-        GlobalHydra.instance().clear()
     for key in keys:
         _check_key(cfg, key)
 
 
 def _check_key(cfg: DictConfig, key: str) -> None:
-    node, path = cfg, []
+    node: object = cfg  # a DictConfig while the path runs through mappings
+    path: list[str] = []
     for part in key.split("."):
-        if not OmegaConf.is_dict(node):
+        if not isinstance(node, DictConfig):  # what OmegaConf.is_dict checks
             return  # a list index or a value: Hydra decides
         if part not in node.keys():  # `in node` is False for a missing (???) value
             where = ".".join(path) or "the top level"
@@ -98,7 +92,7 @@ def _check_key(cfg: DictConfig, key: str) -> None:
         path.append(part)
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @friendly_errors
 def _hydra_main(cfg: DictConfig) -> float | None:
     from geoclim.training.train import train

@@ -94,6 +94,7 @@ def to_forecast_dataset(
     step = schema.time_step(template)
     init_time = times[inits]
     coords: dict = {INIT_TIME: init_time, LEAD_TIME: timeaxis.lead_coordinate(step, lead)}
+    space: tuple[str, ...]
     if layout == "station":
         values = values[:, :, :, :, 0]  # drop the unit column -> (I, L, C, S, Q)
         space = (STATION,)
@@ -104,7 +105,7 @@ def to_forecast_dataset(
         space = (LATITUDE, LONGITUDE)
         coords[LATITUDE] = template[LATITUDE].values
         coords[LONGITUDE] = template[LONGITUDE].values
-    dims = (INIT_TIME, LEAD_TIME, *space)
+    dims: tuple[str, ...] = (INIT_TIME, LEAD_TIME, *space)
     if quantiles:
         dims = (*dims, QUANTILE)
         coords[QUANTILE] = np.asarray(quantiles, dtype=np.float64)

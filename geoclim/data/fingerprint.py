@@ -43,7 +43,9 @@ def data_fingerprint(
         )
     for name in sorted(names):
         if name not in ds.data_vars:
-            raise SchemaError(f"cannot fingerprint {name!r}: not in dataset {sorted(ds.data_vars)}")
+            raise SchemaError(
+                f"cannot fingerprint {name!r}: not in dataset {sorted(map(str, ds.data_vars))}"
+            )
         da = ds[name]
         h.update(f"{name}|{da.dims}|{da.shape}|{da.attrs.get('units')}".encode())
         h.update(np.ascontiguousarray(da.values, dtype="<f4").tobytes())

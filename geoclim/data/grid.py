@@ -406,5 +406,6 @@ def _apply(
                     flag = np.where(on, (exact @ hit) > 0, flag)
         out[block] = mean.T
         if grid_mask is not None:
+            assert flag is not None  # both exist exactly when ``imputed`` is given
             grid_mask[block] = flag.T
     return out, grid_mask

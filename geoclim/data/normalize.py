@@ -64,7 +64,7 @@ class Normalizer:
         for name in names:
             if name not in ds.data_vars:
                 raise SchemaError(
-                    f"cannot normalise {name!r}: not in dataset {sorted(ds.data_vars)}"
+                    f"cannot normalise {name!r}: not in dataset {sorted(map(str, ds.data_vars))}"
                 )
             da = ds[name]
             if time_range is not None and TIME in da.dims:

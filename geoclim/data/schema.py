@@ -115,7 +115,8 @@ def _check_space(ds: xr.Dataset) -> None:
 def _check_variables(ds: xr.Dataset, required: Iterable[str]) -> None:
     missing = [name for name in required if name not in ds.data_vars]
     if missing:
-        raise SchemaError(f"missing variable(s) {missing}; dataset has {sorted(ds.data_vars)}")
+        present = sorted(map(str, ds.data_vars))
+        raise SchemaError(f"missing variable(s) {missing}; dataset has {present}")
     spatial = set(space_dims(ds))
     for name, da in ds.data_vars.items():
         name = str(name)

@@ -152,7 +152,9 @@ def make_dataset(
     fields, stat = _simulate(plan, wind)
     grid = plan.grid
     dims = (TIME, LATITUDE, LONGITUDE)
-    data_vars = {name: (dims, fields[name]) for name in plan.variables}
+    data_vars: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
+        name: (dims, fields[name]) for name in plan.variables
+    }
     data_vars.update({name: ((LATITUDE, LONGITUDE), getattr(stat, name)) for name in plan.static})
     ds = xr.Dataset(data_vars, coords={TIME: plan.times, LATITUDE: grid.lat, LONGITUDE: grid.lon})
     del fields, data_vars  # the Dataset holds the only reference, so _finish can swap arrays
@@ -220,7 +222,9 @@ def make_station_dataset(
     cells = (flat // nlon, flat % nlon)
     fields, stat = _simulate(plan, wind, cells)
     dims = (TIME, STATION)
-    data_vars = {name: (dims, fields[name]) for name in plan.variables}
+    data_vars: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
+        name: (dims, fields[name]) for name in plan.variables
+    }
     data_vars.update({name: ((STATION,), getattr(stat, name)[cells]) for name in plan.static})
     coords = {
         TIME: plan.times,

@@ -62,7 +62,7 @@ def plot_lead_curves(
 
     """
     first = next(iter(scores.values()))
-    variables = list(variables or first.data_vars)
+    variables = list(variables) if variables else [str(v) for v in first.data_vars]
     panels = [p for p in PANELS if any(p[0] in s["metric"].values for s in scores.values())]
     fig = Figure(figsize=(4.6 * len(panels), 3.4 * len(variables) + 0.6), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(variables), len(panels), squeeze=False))

@@ -80,8 +80,8 @@ def score_batches(
                 mask.sum(),
             ]
     out: dict[str, dict[str, float]] = {"rmse": {}, "mae": {}, "skill_vs_persistence": {}}
-    for name, (se, ae, se_p, n) in sums.items():
-        n = max(n, 1.0)
+    for name, (se, ae, se_p, count) in sums.items():
+        n = max(float(count), 1.0)
         rmse, rmse_p = float(np.sqrt(se / n)), float(np.sqrt(se_p / n))
         out["rmse"][name], out["mae"][name] = rmse, float(ae / n)
         out["skill_vs_persistence"][name] = 1.0 - rmse / rmse_p if rmse_p > 0 else float("nan")

@@ -27,7 +27,7 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -282,7 +282,8 @@ def export_run(
         result,
         parity,
         scores=run.metrics,
-        config=OmegaConf.to_container(run.cfg, resolve=False),
+        # a DictConfig converts to a str-keyed dict; OmegaConf types it as any container
+        config=cast(dict[str, Any], OmegaConf.to_container(run.cfg, resolve=False)),
         provenance={
             "run_dir": str(run.run_dir.resolve()),
             "checkpoint": str(run.checkpoint.resolve()),

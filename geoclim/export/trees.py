@@ -33,7 +33,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import onnx
@@ -497,7 +497,8 @@ def export_tree_run(
         dm,
         out,
         scores=rundir.read_metrics(run_dir),
-        config=OmegaConf.to_container(cfg, resolve=False),
+        # a DictConfig converts to a str-keyed dict; OmegaConf types it as any container
+        config=cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False)),
         provenance={
             "run_dir": str(run_dir.resolve()),
             "model_dir": str(model_dir.resolve()),

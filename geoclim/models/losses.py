@@ -31,6 +31,8 @@ class ForecastLoss(nn.Module):
 
     """
 
+    quantiles: Tensor  # (Q,) buffer, empty for the point losses
+
     def __init__(self, name: str = "mse", quantiles: tuple[float, ...] | list[float] = ()):
         super().__init__()
         if name not in LOSSES:

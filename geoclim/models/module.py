@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -57,6 +57,11 @@ class ForecastModule(L.LightningModule):
             network can be rebuilt (taken from ``net`` when that is a config).
 
     """
+
+    # (C_out,) buffers of _register_target_stats
+    target_mean: Tensor
+    target_std: Tensor
+    target_log: Tensor
 
     def __init__(
         self,
@@ -160,7 +165,7 @@ class ForecastModule(L.LightningModule):
                 continue
             p, t = point[:, :, c][m], truth[:, :, c][m]  # (n_valid,)
             for kind in ("rmse", "mae"):
-                metric = self.metrics[stage][f"{kind}_{name}"]
+                metric = self._metric(stage, f"{kind}_{name}")
                 metric.update(p, t)
                 self.log(f"{stage}/{kind}/{name}", metric, on_step=False, on_epoch=True)
 
@@ -182,6 +187,10 @@ class ForecastModule(L.LightningModule):
         values = [m.compute() for m in metrics if int(m.total) > 0]
         if values:
             self.log(f"{stage}/rmse", torch.stack(values).mean(), sync_dist=False)
+
+    def _metric(self, stage: str, key: str) -> torchmetrics.Metric:
+        """The ``stage``'s metric ``key`` (``"rmse_<target>"``); ModuleDicts type as Module."""
+        return cast(torchmetrics.Metric, cast(nn.ModuleDict, self.metrics[stage])[key])
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """One optimisation step."""

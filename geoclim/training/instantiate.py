@@ -28,6 +28,30 @@ NETWORK_KEYS = ("kind", "window", "net", "loss", "optimizer", "scheduler", "budg
 trainer and early-stopping configs, so one multirun gives each model its own budget."""
 
 
+def config_dict(
+    node: Any, *, resolve: bool = True, throw_on_missing: bool = True
+) -> dict[str, Any]:
+    """The config mapping ``node`` as a plain ``dict`` with string keys.
+
+    Args:
+        node: a ``DictConfig`` (e.g. ``cfg.model``).
+        resolve: resolve interpolations.
+        throw_on_missing: raise on mandatory (``???``) values instead of keeping them.
+
+    Raises:
+        ConfigError: if ``node`` is not a mapping (e.g. ``model.net`` set to a list).
+
+    """
+    if not isinstance(node, DictConfig):
+        key = node._get_full_key(None) if OmegaConf.is_config(node) else None  # noqa: SLF001
+        raise ConfigError(
+            f"config key {key or '?'!r} is a {type(node).__name__} ({node!r}); expected a mapping"
+        )
+    plain = OmegaConf.to_container(node, resolve=resolve, throw_on_missing=throw_on_missing)
+    assert isinstance(plain, dict)  # a DictConfig always converts to a dict
+    return {str(k): v for k, v in plain.items()}
+
+
 def model_kind(cfg: DictConfig) -> str:
     """``network`` (a ForecastModule), ``baseline`` or ``reference`` (fit/predict objects)."""
     kind = cfg.model.get("kind")
@@ -45,13 +69,13 @@ def build_datamodule(cfg: DictConfig) -> GeoDataModule:
     A model config may carry ``window`` (e.g. the CNN's ``patch: null``, whole grids); it
     updates ``data.window`` because how samples are cut is the model's requirement.
     """
-    data_cfg = OmegaConf.to_container(cfg.data, resolve=True, throw_on_missing=True)
+    data_cfg = config_dict(cfg.data)
     window = dict(data_cfg.get("window") or {})
     if cfg.model.get("window"):  # baselines have none
-        window.update(OmegaConf.to_container(cfg.model.window, resolve=True, throw_on_missing=True))
+        window.update(config_dict(cfg.model.window))
     data_cfg["window"] = window
-    task = OmegaConf.to_container(cfg.task, resolve=True, throw_on_missing=True)
-    cv = OmegaConf.to_container(cfg.cv, resolve=True) if cfg.get("cv") else None
+    task = config_dict(cfg.task)
+    cv = config_dict(cfg.cv, throw_on_missing=False) if cfg.get("cv") else None
     return instantiate(data_cfg, task=task, cv=cv, _convert_="all")
 
 
@@ -67,7 +91,7 @@ def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:
             f"unknown model key(s) {unknown}; a network config has "
             f"{sorted(NETWORK_KEYS)} (network sizes go under model.net)"
         )
-    net_config = OmegaConf.to_container(model.net, resolve=True, throw_on_missing=True)
+    net_config = config_dict(model.net)
     net_config.update(net_dims(net_config["_target_"], dm.dims))
     net = instantiate(net_config)
     return ForecastModule(
@@ -109,11 +133,11 @@ def build_estimator(cfg: DictConfig) -> Any:
     Reference models (``kind: reference``, e.g. pytorch-forecasting's TFT) train with
     Lightning themselves and receive the trainer settings of ``cfg.trainer``.
     """
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True, throw_on_missing=True)
+    model_cfg = config_dict(cfg.model)
     model_cfg.pop("window", None)
     model_cfg.pop("budget", None)  # read by the trainer config (conf/trainer/cpu.yaml)
     if model_kind(cfg) == "reference":
-        trainer = OmegaConf.to_container(cfg.trainer, resolve=True, throw_on_missing=True)
+        trainer = config_dict(cfg.trainer)
         trainer.pop("_target_", None)
         return instantiate(model_cfg, trainer=trainer, _convert_="all")
     return instantiate(model_cfg, _convert_="all")

@@ -17,15 +17,20 @@ from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
 from tests.conftest import make_grid
 
+# One thread each: OpenMP tree libraries spin-wait on a busy machine (LightGBM took 60 s
+# instead of 1 s beside other test processes); the tests check results, not parallelism.
 FAST = {
-    "xgboost": (XGBoostBaseline, {"n_estimators": 60, "max_depth": 4, "learning_rate": 0.2}),
+    "xgboost": (
+        XGBoostBaseline,
+        {"n_estimators": 60, "max_depth": 4, "learning_rate": 0.2, "n_jobs": 1},
+    ),
     "lightgbm": (
         LightGBMBaseline,
-        {"n_estimators": 60, "learning_rate": 0.2, "min_child_samples": 5},
+        {"n_estimators": 60, "learning_rate": 0.2, "min_child_samples": 5, "n_jobs": 1},
     ),
     "random_forest": (
         RandomForestBaseline,
-        {"n_estimators": 30, "max_depth": 10, "min_samples_leaf": 2},
+        {"n_estimators": 30, "max_depth": 10, "min_samples_leaf": 2, "n_jobs": 1},
     ),
 }
 

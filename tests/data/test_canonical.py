@@ -160,7 +160,17 @@ def test_static_unregistered_field_is_kept(tmp_path):
     assert schema.validate(ds) is ds
 
 
-def test_resample_is_a_placeholder(tmp_path):
-    path = station_file(tmp_path, {"dew": (1.0, {"units": "K"})})
-    with pytest.raises(ConfigError, match="resample"):
-        sources.open_dataset(path, resample="1h")
+def test_resample_puts_an_irregular_axis_on_a_regular_one(tmp_path):
+    times = pd.to_datetime(["2024-01-01 00:10", "2024-01-01 00:50", "2024-01-01 01:20",
+                            "2024-01-01 02:05", "2024-01-01 02:40"])  # fmt: skip
+    raw = xr.Dataset(
+        {"dew": (("time", "site"), np.array([[1.0, 2], [3, 4], [5, 6], [7, 8], [9, 10]]),
+                 {"units": "K"})},
+        coords={"time": times, "lat": ("site", [45.0, 46.0]), "lon": ("site", [-73.0, -74.0])},
+    )  # fmt: skip
+    raw.to_netcdf(tmp_path / "irregular.nc")
+    with pytest.raises(SchemaError, match="resample"):
+        sources.open_dataset(tmp_path / "irregular.nc")
+    ds = sources.open_dataset(tmp_path / "irregular.nc", resample="1h")
+    assert list(pd.DatetimeIndex(ds.time.values).hour) == [0, 1, 2]
+    np.testing.assert_array_equal(ds.dew.values[:, 0], [2.0, 5.0, 8.0])  # bin means

@@ -14,10 +14,13 @@ from geoclim.evaluation import leaderboard as lb
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = shutil.which("geoclim-train", path=str(Path(sys.executable).parent))
 
-pytestmark = pytest.mark.skipif(
-    TRAIN is None or not (ROOT / "conf" / "train.yaml").is_file(),
-    reason="geoclim-train or conf/train.yaml not installed yet",
-)
+pytestmark = [
+    pytest.mark.slow,  # a sweep: a two-job multirun in a subprocess
+    pytest.mark.skipif(
+        TRAIN is None or not (ROOT / "conf" / "train.yaml").is_file(),
+        reason="geoclim-train or conf/train.yaml not installed yet",
+    ),
+]
 
 
 def test_multirun_of_baselines_makes_a_leaderboard(tmp_path, capsys):

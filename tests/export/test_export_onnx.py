@@ -53,6 +53,7 @@ def test_lstm_export_has_a_dynamic_batch_axis_and_named_inputs(lstm_export):
     assert report.passed
 
 
+@pytest.mark.slow  # a second dynamic-grid CNN export (the serving tests keep one by default)
 def test_cnn_export_accepts_other_grid_sizes(tmp_path):
     torch.manual_seed(0)
     net = build_net("cnn", DIMS)

@@ -58,7 +58,7 @@ def served_vs_baseline(baseline, dm, path, max_missing=1.0):
     ],
 )
 def test_tree_exports_serve_the_baselines_own_predictions(dm, tmp_path, cls, kw):
-    baseline = cls(params={"n_estimators": 15}, max_train_samples=3000, **kw).fit(dm)
+    baseline = cls(params={"n_estimators": 15, "n_jobs": 1}, max_train_samples=3000, **kw).fit(dm)
     report, out, ref = served_vs_baseline(baseline, dm, tmp_path / "tree.onnx")
     assert report["parity"]["passed"] and report["nan_inputs"] == "pass"
     assert set(report["inputs"]) == {"past", "known_future", "static", "calendar", "coordinates"}
@@ -71,7 +71,7 @@ def test_tree_exports_serve_the_baselines_own_predictions(dm, tmp_path, cls, kw)
 
 def test_random_forest_export_refuses_missing_inputs(dm, tmp_path):
     baseline = RandomForestBaseline(
-        params={"n_estimators": 10, "max_depth": 6}, max_train_samples=3000
+        params={"n_estimators": 10, "max_depth": 6, "n_jobs": 1}, max_train_samples=3000
     ).fit(dm)
     report = export_tree(baseline, dm, tmp_path / "rf.onnx")
     assert report["nan_inputs"] == "refuse" and report["parity"]["passed"]

@@ -1,7 +1,11 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow  # three trainings, a leaderboard, an export and a served request
+@pytest.mark.timeout(900)
 def test_demo_trains_ranks_exports_and_serves(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(

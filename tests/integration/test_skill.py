@@ -6,6 +6,10 @@ from geoclim.training.train import train
 from tests.registry import models, params
 from tests.training.compose import compose_train
 
+# Minutes of real training per network (6-25 epochs on 40-60 days): `make test-all` only,
+# with more than the default 300 s timeout (12 minutes were seen on a loaded machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
 LEARNABLE = [
     "data=synthetic_grid",
     "task=synthetic_no2",

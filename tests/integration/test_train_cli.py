@@ -54,7 +54,9 @@ def test_cli_smoke_run_writes_a_complete_run_directory(tmp_path):
             id="geoclim-error",
         ),
         pytest.param(["data/source=netcdf"], "data.source.path", id="missing-mandatory-value"),
-        pytest.param(["task.targets=[pm2.5]"], "pm2.5", id="unknown-variable"),
+        pytest.param(  # the same GeoclimError path as geoclim-error, from another module
+            ["task.targets=[pm2.5]"], "pm2.5", id="unknown-variable", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_user_errors_exit_2_with_a_message_not_a_traceback(tmp_path, args, expected):
@@ -76,6 +78,7 @@ def test_unknown_group_option_lists_the_available_options(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # a sweep: two trainings in one subprocess
 def test_two_job_multirun_with_wandb_offline(tmp_path):
     sweep = tmp_path / "sweep"
     result = geoclim_train(
@@ -88,6 +91,7 @@ def test_two_job_multirun_with_wandb_offline(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == {"sweep"}  # no stray run directories
 
 
+@pytest.mark.slow  # a sweep: two Optuna trials
 def test_short_optuna_search_returns_the_best_trial(tmp_path):
     sweep = tmp_path / "optuna"
     result = geoclim_train(

@@ -32,6 +32,7 @@ def _task_variables(cfg) -> list[str]:
     return names + [n for n in task.future_inputs if n not in calendar.FEATURES]
 
 
+@pytest.mark.slow  # one training per experiment; their models are smoke-run in tests/training
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_smoke_runs_on_synthetic_data(tmp_path, name):
     common = [f"experiment={name}", "debug=smoke", "logger=none"]

@@ -2,7 +2,7 @@
 
 Operations are driven through hypothesis directly (schemathesis' pytest plugin does not
 support pytest 9 yet): every operation gets ``MAX_EXAMPLES`` generated cases, valid and
-invalid, sent with a valid API key.
+invalid, sent with a valid API key: a few in the default suite, many more in ``slow``.
 """
 
 import pytest
@@ -15,7 +15,6 @@ from geoclim.serving.app import ServedModel, ServeSettings, create_app
 from geoclim.serving.security import KeyStore, Principal
 
 KEY = "fuzz.key"
-MAX_EXAMPLES = 100
 
 
 @pytest.fixture(scope="module")
@@ -27,14 +26,18 @@ def api_schema(grid_export):
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
-def test_generated_requests_never_get_a_server_error(api_schema):
+@pytest.mark.parametrize(
+    "max_examples",
+    [pytest.param(20, id="20"), pytest.param(200, id="200", marks=pytest.mark.slow)],
+)
+def test_generated_requests_never_get_a_server_error(api_schema, max_examples):
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert {op.label for op in operations} >= {"POST /v1/forecast", "GET /v1/models"}
     for operation in operations:
 
         @given(case=operation.as_strategy())
         @settings(
-            max_examples=MAX_EXAMPLES,
+            max_examples=max_examples,
             deadline=None,
             derandomize=True,
             database=None,

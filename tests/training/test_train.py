@@ -115,6 +115,7 @@ def test_baseline_is_fitted_without_lightning(compose_cfg, entry):
         xr.testing.assert_allclose(again["no2"], saved["no2"], rtol=1e-6)
 
 
+@pytest.mark.slow  # trains pytorch-forecasting's own TFT, a reference beside geoclim's models
 def test_reference_pf_tft_predicts_the_same_samples(compose_cfg):
     cfg = compose_cfg(
         "model=pf_tft", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"

@@ -77,6 +77,7 @@ class LSTMNet(nn.Module):
             c_past, hidden_size, num_layers, batch_first=True, dropout=lstm_dropout
         )
         self.lead_embedding = nn.Parameter(torch.randn(horizon, hidden_size) * 0.1)
+        self.decoder: nn.Module  # LSTM (decoder="lstm") or MLP over [last, known, lead]
         if decoder == "lstm":
             self.decoder = nn.LSTM(
                 c_known + hidden_size,

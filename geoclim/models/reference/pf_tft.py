@@ -128,8 +128,8 @@ class PFTemporalFusionTransformer:
         )
         self.batch_size = batch_size
         self.trainer_kwargs = {k: v for k, v in (trainer or {}).items() if k in TRAINER_KEYS}
-        self.model = None
-        self.dataset = None
+        self.model: Any = None  # pytorch-forecasting's TemporalFusionTransformer, once fitted
+        self.dataset: Any = None  # its TimeSeriesDataSet over every row, built once
 
     def _base_dataset(self, dm: GeoDataModule, frame: pd.DataFrame):
         from pytorch_forecasting import TimeSeriesDataSet
@@ -173,6 +173,7 @@ class PFTemporalFusionTransformer:
         if self.dataset is None:
             self.dataset = self._base_dataset(dm, to_frame(dm))
         t, y, x = dm.index[split].decode()
+        assert dm.arrays is not None  # set up by to_frame
         w = dm.arrays.grid_shape[1]
         wanted = pd.MultiIndex.from_arrays([(y * w + x).astype(str), t + 1])
 
@@ -260,6 +261,7 @@ class PFTemporalFusionTransformer:
         prediction = np.stack(outputs, axis=2)  # (N, L, C[, Q])
         prediction = prediction[..., None, None]  # (N, L, C[, Q], 1, 1)
         series = result.index[SERIES].astype(int).to_numpy()
+        assert dm.arrays is not None
         w = dm.arrays.grid_shape[1]
         y, x = np.divmod(series, w)
         t = result.index[TIME_IDX].to_numpy().astype(np.int64) - 1  # init = last input step

@@ -10,6 +10,7 @@ checks the two agree). :func:`causal_mask` builds the decoder mask for fixed-len
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -80,8 +81,12 @@ class InterpretableMultiHeadAttention(nn.Module):
         out = self.dropout(self.w_h(heads.mean(dim=1)))  # (N, T_q, D)
         return out, attn.transpose(1, 2)  # (N, T_q, h, T_k)
 
-    def load_reference(self, reference: nn.Module) -> None:
-        """Copy the weights of pytorch-forecasting's ``InterpretableMultiHeadAttention``."""
+    def load_reference(self, reference: Any) -> None:
+        """Copy the weights of pytorch-forecasting's ``InterpretableMultiHeadAttention``.
+
+        ``reference`` is typed ``Any``: pytorch-forecasting ships no type information, and its
+        ``q_layers`` / ``k_layers`` (``nn.ModuleList`` of ``nn.Linear``) are read as such.
+        """
         with torch.no_grad():
             self.q_layer.weight.copy_(torch.cat([m.weight for m in reference.q_layers]))
             self.q_layer.bias.copy_(torch.cat([m.bias for m in reference.q_layers]))
