@@ -261,7 +261,7 @@ def gather(
     yy = y[:, None, None] + np.arange(ph)[:, None]  # (B, h, 1)
     xx = x[:, None, None] + np.arange(pw)  # (B, 1, w)
     static = arrays.static[yy, xx]  # (B, h, w, C_static)
-    if fill_missing:
+    if fill_missing and not np.isfinite(win).all():
         np.nan_to_num(win, copy=False, nan=0.0)  # in place: win is a fresh copy
         static = np.nan_to_num(static, copy=False, nan=0.0)
     return {
@@ -285,11 +285,10 @@ def window_rows(
     """
     h, w = grid_shape
     ph, pw = spec.patch_shape(grid_shape)
-    steps = np.arange(1 - spec.input_steps, spec.lead_steps + 1)  # (T_in + L,)
     cells = (y[:, None] + np.arange(ph))[:, :, None] * w + (x[:, None] + np.arange(pw))[:, None]
-    # cells (B, h, w); time rows (B, T_in + L, 1, 1)
-    time_rows = (t.astype(np.int64)[:, None] + steps)[:, :, None, None] * (h * w)
-    return time_rows + cells[:, None]
+    base = t.astype(np.int64)[:, None, None] * (h * w) + cells  # (B, h, w): the init step
+    steps = np.arange(1 - spec.input_steps, spec.lead_steps + 1) * (h * w)  # (T_in + L,)
+    return base[:, None] + steps[:, None, None]  # one broadcast add, one allocation
 
 
 def _known_future(
