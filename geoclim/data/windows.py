@@ -296,15 +296,23 @@ def _known_future(
 ) -> np.ndarray:
     """``(B, L, C_known, h, w)`` known-future channels from the dynamic window or the calendar."""
     b, _, ph, pw, _ = future.shape
-    out = np.empty((b, lead_steps, len(arrays.known_sources), ph, pw), np.float32)
-    if not arrays.known_sources:
-        return out
-    cal = arrays.calendar[t[:, None] + np.arange(1, lead_steps + 1)]  # (B, L, C_cal)
-    for k, (src, c) in enumerate(arrays.known_sources):
-        out[:, :, k] = future[..., c] if src == "dynamic" else cal[:, :, c, None, None]
-    return out
+    out = np.empty((b, lead_steps, ph, pw, len(arrays.known_sources)), np.float32)
+    cal = [(k, c) for k, (src, c) in enumerate(arrays.known_sources) if src == "calendar"]
+    dyn = [(k, c) for k, (src, c) in enumerate(arrays.known_sources) if src == "dynamic"]
+    if cal:
+        cols = arrays.calendar[:, [c for _, c in cal]]  # (T, K_cal), small
+        steps = t[:, None] + np.arange(1, lead_steps + 1)  # (B, L)
+        values = np.take(cols, steps, axis=0)  # (B, L, K_cal)
+        if not dyn and ph == pw == 1:  # the usual point case: already the layout
+            return values[:, :, :, None, None]
+        out[..., [k for k, _ in cal]] = values[:, :, None, None]
+    if dyn:
+        out[..., [k for k, _ in dyn]] = future[..., [c for _, c in dyn]]
+    return _channels_first(out)
 
 
 def _channels_first(a: np.ndarray) -> np.ndarray:
     """``(B, T, h, w, C)`` -> contiguous ``(B, T, C, h, w)``."""
+    if a.shape[2] == a.shape[3] == 1:  # point samples: the same memory order as (B, T, C)
+        return np.ascontiguousarray(a[:, :, 0, 0])[:, :, :, None, None]
     return np.ascontiguousarray(np.moveaxis(a, -1, 2))
