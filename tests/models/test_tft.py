@@ -184,11 +184,13 @@ class _OnnxWrapper(nn.Module):
         return out["prediction"], out["attention"]
 
 
-def test_tft_exports_to_onnx_with_dynamic_batch(tmp_path):
-    net = make_net("tft", n_quantiles=3, dropout=0.1).eval()
+@pytest.mark.parametrize("c_static", [2, 0], ids=["static", "no-static"])
+def test_tft_exports_to_onnx_with_dynamic_batch(tmp_path, c_static):
+    dims = {"c_static": c_static}
+    net = make_net("tft", n_quantiles=3, dropout=0.1, dims=dims).eval()
     wrapper = _OnnxWrapper(net).eval()
     names = ["past", "known_future", "static"]
-    batch = make_batch(b=3)
+    batch = make_batch(b=3, dims=dims)
     path = tmp_path / "tft.onnx"
     torch.onnx.export(
         wrapper,
@@ -200,8 +202,9 @@ def test_tft_exports_to_onnx_with_dynamic_batch(tmp_path):
         dynamic_axes={n: {0: "batch"} for n in [*names, "prediction", "attention"]},
     )
     session = ort.InferenceSession(str(path))
-    other = make_batch(b=5, seed=1)  # another batch size than at export
-    got = session.run(None, {n: other[n].numpy() for n in names})
+    other = make_batch(b=5, seed=1, dims=dims)  # another batch size than at export
+    fed = [i.name for i in session.get_inputs()]  # an unused static input is pruned
+    got = session.run(None, {n: other[n].numpy() for n in fed})
     with torch.no_grad():
         want = wrapper(*(other[n] for n in names))
     np.testing.assert_allclose(got[0], want[0].numpy(), rtol=1e-4, atol=1e-5)
