@@ -9,8 +9,8 @@ transport error (the target is none). Client and server share this machine's cor
 numbers are a lower bound for a dedicated server. Results go to
 ``experiments/bench_serving/http.json``.
 
-    python scripts/bench_http.py                        # 50 clients, 30 s
-    python scripts/bench_http.py --clients 10 --seconds 5
+    python -m scripts.bench_http                        # 50 clients, 30 s
+    python -m scripts.bench_http --clients 10 --seconds 5
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def free_port() -> int:
 def start_server(
     tmp: Path, threads: int, workers: int = 1
 ) -> tuple[subprocess.Popen, str, str, dict]:
-    from geoclim.export.demo import demo_export
     from geoclim.serving.adapter import Forecaster
     from geoclim.serving.security import KeyStore, Principal, generate_key
+    from tests.support.demo_export import demo_export
 
     demo = demo_export(tmp / "lstm.onnx", model="lstm", days=16)
     body = Forecaster.from_onnx(demo.path).example_request(1)

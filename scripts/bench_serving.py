@@ -2,7 +2,7 @@
 
 For each network (LSTM and TFT at their ``conf/model/*.yaml`` sizes, the CNN on a 32 x 32
 grid) the demo export path builds the network on synthetic data with the 24 h -> 24 h task
-of :data:`geoclim.export.demo.DEMO_TASK` (untrained weights: speed does not depend on them)
+of :data:`tests.support.demo_export.DEMO_TASK` (untrained weights: speed does not depend on them)
 and exports it. Then, on the same real batch gathered by the datamodule:
 
 * the bare network, ``torch.inference_mode()`` eager, vs ``onnxruntime`` ``session.run``
@@ -14,9 +14,9 @@ Both runtimes use the same thread count (``--threads``, default 1: the service r
 inference per request thread). Nothing is written unless ``--save`` is given; then the
 results, with the machine and its load average, go to ``experiments/bench_serving/serving.json``.
 
-    python scripts/bench_serving.py              # all models, prints only
-    python scripts/bench_serving.py --save       # ... and records them
-    python scripts/bench_serving.py --quick      # fewer repeats, LSTM only
+    python -m scripts.bench_serving              # all models, prints only
+    python -m scripts.bench_serving --save       # ... and records them
+    python -m scripts.bench_serving --quick      # fewer repeats, LSTM only
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ import onnxruntime as ort
 import torch
 from omegaconf import OmegaConf
 
-from geoclim.export.demo import DEMO_TASK, demo_export
 from geoclim.fileio import write_text
 from geoclim.serving.adapter import Forecaster
+from tests.support.demo_export import DEMO_TASK, demo_export
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "bench_serving"

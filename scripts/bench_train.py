@@ -33,7 +33,7 @@ from hydra.utils import instantiate
 from geoclim.fileio import write_text
 from geoclim.models.module import ForecastModule
 from geoclim.models.reference.pf_tft import PFTemporalFusionTransformer
-from geoclim.training.instantiate import build_datamodule
+from geoclim.training.instantiate import build_datamodule, net_dims
 from geoclim.training.loaders import WindowLoaders
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def timed(fn) -> tuple[float, float]:
 def geoclim_fit(dm, net_target: str, net_kwargs: dict):
     """A function training ``n`` batches of a geoclim network (after a warm-up)."""
     torch.manual_seed(0)
-    net = instantiate({"_target_": net_target, **net_kwargs, **dm.dims})
+    net = instantiate({"_target_": net_target, **net_kwargs, **net_dims(net_target, dm.dims)})
     module = ForecastModule(net=net, task=dm.task.to_dict(), normalizer=dm.normalizer.to_dict())
     loaders = WindowLoaders(dm)
     trainer(2).fit(module, datamodule=loaders)  # warm-up (allocator, first-call costs)

@@ -11,8 +11,13 @@ lead ``k = 1..L``. Columns, in order:
 * ``<var>_valid``: each known-future dataset variable of the task (e.g. forecast
   meteorology) at the valid time ``t + k``;
 * calendar encodings (:mod:`geoclim.data.calendar`) at the valid time ``t + k``, known from
-  the clock alone;
+  the clock alone (``calendar: auto``, the default, picks those that suit the data's step:
+  hour / day of week / day of year for hourly data, month of year for monthly data);
 * the task's static fields and, optionally, the cell's ``latitude`` / ``longitude``;
+
+Categorical (CF flag) inputs enter as their one-hot channels, one 0/1 column per category
+named ``<var>=<meaning>`` (``wd=N_lag0``, ``land_cover=urban``): trees split on them
+directly, and the rolling means become the share of each category in the window.
 * ``lead`` (in steps), when one model serves every lead.
 
 Source of values: the normalised arrays ``dm.arrays`` the networks are fed (same channels,
@@ -33,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from geoclim.data import calendar, schema
+from geoclim.data.timeaxis import TimeStep
 from geoclim.errors import ConfigError
 from geoclim.types import LATITUDE, LONGITUDE, TIME
 
@@ -41,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CALENDAR = ("hour_sin", "hour_cos", "dow_sin", "dow_cos", "doy_sin", "doy_cos")
+DEFAULT_CALENDAR = "auto"  # calendar.default_features of the data's step
 
 
 @dataclass(frozen=True)
@@ -51,7 +57,8 @@ class FeatureSpec:
     Attributes:
         lags: past steps before the init time; lags ``>= input_steps`` are dropped.
         rolling: window lengths of the rolling means; longer than ``input_steps`` dropped.
-        calendar: calendar encodings at the valid time (names from ``calendar.FEATURES``).
+        calendar: calendar encodings at the valid time (names from ``calendar.FEATURES``),
+            or ``"auto"`` for :func:`geoclim.data.calendar.default_features` of the step.
         static: include the task's static fields.
         coordinates: include the cell's latitude and longitude.
 
@@ -59,22 +66,30 @@ class FeatureSpec:
 
     lags: tuple[int, ...] = (0, 1, 2, 3, 5, 11, 23)
     rolling: tuple[int, ...] = (6, 24)
-    calendar: tuple[str, ...] = DEFAULT_CALENDAR
+    calendar: tuple[str, ...] | str = DEFAULT_CALENDAR
     static: bool = True
     coordinates: bool = True
 
     def __post_init__(self) -> None:
         for name in ("lags", "rolling", "calendar"):
-            object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+            value = getattr(self, name)
+            if not (name == "calendar" and value == "auto"):
+                object.__setattr__(self, name, tuple(value or ()))
         if any(int(lag) < 0 for lag in self.lags):
             raise ConfigError(f"features.lags {list(self.lags)} must be >= 0")
         if any(int(w) < 1 for w in self.rolling):
             raise ConfigError(f"features.rolling {list(self.rolling)} must be >= 1")
-        unknown = [c for c in self.calendar if c not in calendar.FEATURES]
+        unknown = [c for c in self.calendar_names() if c not in calendar.FEATURES]
         if unknown:
             raise ConfigError(
                 f"unknown calendar feature(s) {unknown}; valid are {list(calendar.FEATURES)}"
             )
+
+    def calendar_names(self, step: TimeStep | None = None) -> tuple[str, ...]:
+        """The calendar columns: as configured, or the defaults of ``step`` for ``auto``."""
+        if self.calendar != "auto":
+            return tuple(self.calendar)
+        return calendar.default_features(step) if step is not None else ()
 
     @classmethod
     def from_config(cls, config: FeatureSpec | Mapping[str, Any] | None) -> FeatureSpec:
@@ -116,18 +131,23 @@ class LagFeatures:
         dropped = sorted(set(map(int, spec.lags)) - set(self.lags))
         if dropped:
             log.info("lags %s reach past the input window (%d steps); dropped", dropped, n_in)
-        past = task.past_variables
-        self.future_channels = tuple(task.dynamic_variables.index(v) for v in task.future_variables)
-        self.calendar = calendar.calendar_features(dm.ds[TIME].values, spec.calendar)
+        past = task.past_channels
+        dynamic = task.dynamic_channels
+        self.future_channels = tuple(
+            dynamic.index(c) for v in task.future_variables for c in task.channel_names(v)
+        )
+        names = spec.calendar_names(dm.step)
+        self.calendar_names = names
+        self.calendar = calendar.calendar_features(dm.ds[TIME].values, names, step=dm.step)
         self.static = arrays.static if spec.static else arrays.static[..., :0]
         self.coords = _cell_coordinates(dm) if spec.coordinates else None
         self.with_lead = with_lead
         self.names: list[str] = (
             [f"{v}_lag{lag}" for lag in self.lags for v in past]
             + [f"{v}_mean{w}" for w in self.windows for v in past]
-            + [f"{v}_valid" for v in task.future_variables]
-            + list(spec.calendar)
-            + (list(task.static_inputs) if spec.static else [])
+            + [f"{c}_valid" for v in task.future_variables for c in task.channel_names(v)]
+            + list(names)
+            + (list(task.static_channels) if spec.static else [])
             + ([LATITUDE, LONGITUDE] if spec.coordinates else [])
             + (["lead"] if with_lead else [])
         )

@@ -6,11 +6,13 @@ Two variants, one class:
   time ``t`` (the last input step): ``f(t + k) = x(t)``. When ``x(t)`` is missing, the most
   recent observed value inside the input window (``t - input_steps + 1 .. t``) is used; with
   none, the forecast is NaN.
-* ``period: "24h"`` (any duration that is a whole number ``P`` of time steps) -- **diurnal
-  (periodic) persistence**: ``f(t + k) = x(t + k - P * ceil(k / P))``, the value one period
-  before the valid time, stepped back by further periods for leads beyond ``P`` so it is
-  always known at the init time. With hourly data and ``period: 24h`` this is "same hour
-  yesterday". Missing source values stay NaN (filling would shift the phase).
+* ``period: "24h"`` (any duration that is a whole number ``P`` of time steps, or a calendar
+  period such as ``"12 months"`` / ``"1 year"`` on monthly data) -- **periodic
+  persistence**: ``f(t + k) = x(t + k - P * ceil(k / P))``, the value one period before the
+  valid time, stepped back by further periods for leads beyond ``P`` so it is always known
+  at the init time. With hourly data and ``period: 24h`` this is "same hour yesterday"; with
+  monthly data and ``period: 1 year``, "same month last year". Missing source values stay
+  NaN (filling would shift the phase).
 
 Values are physical, from ``dm.ds`` after imputation (the same past the networks see).
 Nothing is fitted. Prediction is one fancy-indexing gather over the sample index.
@@ -25,7 +27,8 @@ import pandas as pd
 import xarray as xr
 
 from geoclim.baselines import base
-from geoclim.data import schema
+from geoclim.data import schema, timeaxis
+from geoclim.data.timeaxis import TimeStep
 from geoclim.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,19 +48,21 @@ class PersistenceBaseline:
 
     def __init__(self, period: str | pd.Timedelta | None = None, kind: str = "baseline"):
         base.check_kind(kind)
-        try:
-            self.period = None if period in (None, "", "null") else pd.Timedelta(period)
-        except ValueError:
-            raise ConfigError(
-                f"persistence period {period!r} is not a duration; use e.g. '24h', '1D' or null"
-            ) from None
-        if self.period is not None and self.period <= pd.Timedelta(0):
-            raise ConfigError(f"persistence period must be positive, got {period!r}")
+        if period in (None, "", "null"):
+            self.period: TimeStep | None = None
+        else:
+            try:
+                self.period = timeaxis.parse_step(period)
+            except ConfigError:
+                raise ConfigError(
+                    f"persistence period {period!r} is not a duration; use e.g. '24h', '1D', "
+                    "'1 year' or null"
+                ) from None
 
     @property
     def name(self) -> str:
-        """``persistence`` or ``persistence_<period>``."""
-        return "persistence" if self.period is None else f"persistence_{_duration(self.period)}"
+        """``persistence`` or ``persistence_<period>`` (``persistence_24h``)."""
+        return "persistence" if self.period is None else f"persistence_{_label(self.period)}"
 
     def fit(self, dm: GeoDataModule) -> PersistenceBaseline:
         """Nothing to learn; checks the period against the data's time step."""
@@ -70,15 +75,10 @@ class PersistenceBaseline:
         if self.period is None:
             return None
         assert dm.ds is not None
-        step = pd.Timedelta(schema.time_step(dm.ds))
-        steps = self.period / step
-        if steps != int(steps):
-            raise ConfigError(
-                f"persistence period {_duration(self.period)} is not a whole "
-                f"number of time steps ({_duration(step)}); use a multiple of "
-                f"{_duration(step)}"
-            )
-        return int(steps)
+        try:
+            return schema.time_step(dm.ds).steps_in(self.period)
+        except ConfigError as err:
+            raise ConfigError(f"persistence {err}") from None
 
     def source_positions(self, dm: GeoDataModule, t: np.ndarray) -> np.ndarray:
         """``(N, L)`` time positions each lead's forecast is read from."""
@@ -99,10 +99,12 @@ class PersistenceBaseline:
         return base.to_predictions(dm, pred, t, y, x, model=self.name)
 
 
-def _duration(td: pd.Timedelta) -> str:
-    """``24h``, ``90min``: a short spelling of a duration."""
-    hours = td / pd.Timedelta("1h")
-    return f"{hours:g}h" if hours == int(hours) else f"{td / pd.Timedelta('1min'):g}min"
+def _label(period: TimeStep) -> str:
+    """``24h``, ``90min``, ``12months``: a short spelling of a period for model names."""
+    if period.is_calendar:
+        return str(period).replace(" ", "")
+    hours = period.nominal / pd.Timedelta("1h")
+    return f"{hours:g}h" if hours == int(hours) else f"{period.nominal / pd.Timedelta('1min'):g}min"
 
 
 def last_observed(values: np.ndarray, window: int) -> np.ndarray:

@@ -32,6 +32,12 @@ conditional mean only (asking for quantiles explicitly is an error).
 Training rows are drawn at random (seeded) among the train rows with an observed target, at
 most ``max_train_samples`` per model, so CPU training stays fast. Estimators get
 ``n_jobs`` = the cores this process may use unless ``params`` says otherwise.
+
+**Saving.** :meth:`TreeBaseline.save` writes the fitted estimators in their library's own
+format (XGBoost ``.ubj``, LightGBM model text, scikit-learn through ``joblib``, its documented
+persistence) and ``tree.json`` (settings, per-lead scale, feature names); the run directory
+keeps them under ``model/`` so the export serves the trees that were scored
+(:meth:`TreeBaseline.load`).
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -55,11 +62,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STRATEGIES = ("shared", "per_lead")
-Predictor = Callable[[np.ndarray], np.ndarray]  # (R, F) -> (R, Q) physical
+Key = tuple[int, int | None]  # (target index, lead or None for the shared model)
 
 
 class TreeBaseline:
-    """Common fit/predict logic; subclasses supply :meth:`_fit_one`.
+    """Common fit/predict/save logic; subclasses supply the library's estimators.
+
+    Subclasses implement :meth:`_fit_one` (fitted estimators of one model),
+    :meth:`_predict_one` (their ``(R, Q)`` output) and :meth:`_dump_one` /
+    :meth:`_load_one` (one estimator in the library's format).
 
     Args:
         params: keyword arguments of the library's estimator (hyper-parameters).
@@ -115,12 +126,25 @@ class TreeBaseline:
         self.predict_chunk_rows = int(predict_chunk_rows)
         self.quantiles: tuple[float, ...] = ()
         self.features: LagFeatures | None = None
-        self.models: dict[tuple[int, int | None], Predictor] = {}
+        self.estimators: dict[Key, list[Any]] = {}  # fitted estimator(s) of each model
         self.lead_scale = np.ones((0, 0))  # (C, L) target scale per lead (shared strategy)
 
-    # -- library hook -------------------------------------------------------------------
-    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> Predictor:
-        """Fit one estimator on ``x (R, F)``, ``y (R,)``; return ``X -> (R, Q)``."""
+    # -- library hooks ------------------------------------------------------------------
+    suffix = ""  # file name ending of one saved estimator
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> list[Any]:
+        """Fit on ``x (R, F)``, ``y (R,)``; return the fitted estimator(s) of one model."""
+        raise NotImplementedError
+
+    def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
+        """``(R, Q)`` output of one model's estimators for ``x (R, F)``."""
+        raise NotImplementedError
+
+    def _dump_one(self, estimator: Any) -> bytes:
+        """One estimator in the library's own file format."""
+        raise NotImplementedError
+
+    def _load_one(self, path: Path) -> Any:
         raise NotImplementedError
 
     # -- fit ----------------------------------------------------------------------------
@@ -137,7 +161,7 @@ class TreeBaseline:
         leads: list[int | None] = (
             [None] if self.strategy == "shared" else list(range(1, n_leads + 1))
         )
-        self.models = {}
+        self.estimators = {}
         self.lead_scale = np.ones((len(dm.task.targets), n_leads))
         for c, target in enumerate(dm.task.targets):
             for lead in leads:
@@ -163,7 +187,7 @@ class TreeBaseline:
                 if lead is None:  # one model for all leads: every lead weighs the same
                     self.lead_scale[c] = _lead_scale(target_values, rows[3], n_leads)
                     target_values = target_values / self.lead_scale[c, rows[3] - 1]
-                self.models[(c, lead)] = self._fit_one(features, target_values)
+                self.estimators[(c, lead)] = self._fit_one(features, target_values)
                 log.info(
                     "%s: fitted %s%s on %d rows x %d features in %.1fs",
                     self.name,
@@ -202,7 +226,7 @@ class TreeBaseline:
     # -- predict ------------------------------------------------------------------------
     def predict(self, dm: GeoDataModule, split: str) -> xr.Dataset:
         """Forecasts of the samples ``dm.index[split]``: ``(N, L, C[, Q], h, w)`` -> Dataset."""
-        if not self.models or self.features is None:
+        if not self.estimators or self.features is None:
             raise DataError(f"{self.name} is not fitted; call fit(dm) first")
         t, y, x = base.split_samples(dm, split)
         (ph, pw), n_leads = base.patch_shape(dm), dm.spec.lead_steps
@@ -237,11 +261,28 @@ class TreeBaseline:
 
     def _predict_rows(self, c: int, feats: np.ndarray, n_leads: int) -> np.ndarray:
         if self.strategy == "shared":
-            return self.models[(c, None)](feats)
+            return self._predict_one(self.estimators[(c, None)], feats)
         per = feats.shape[0] // n_leads
         return np.concatenate(
-            [self.models[(c, k)](feats[(k - 1) * per : k * per]) for k in range(1, n_leads + 1)]
+            [
+                self._predict_one(self.estimators[(c, k)], feats[(k - 1) * per : k * per])
+                for k in range(1, n_leads + 1)
+            ]
         )
+
+    # -- save / load (geoclim.baselines.tree_store) ------------------------------------
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write the fitted model to ``folder`` (:func:`~geoclim.baselines.tree_store.save`)."""
+        from geoclim.baselines import tree_store
+
+        return tree_store.save(self, folder)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike, dm: GeoDataModule) -> TreeBaseline:
+        """The model :meth:`save` wrote (:func:`~geoclim.baselines.tree_store.load`)."""
+        from geoclim.baselines import tree_store
+
+        return tree_store.load(folder, dm, cls)
 
 
 def _lead_scale(values: np.ndarray, lead: np.ndarray, n_leads: int) -> np.ndarray:
@@ -323,7 +364,9 @@ class XGBoostBaseline(TreeBaseline):
         "tree_method": "hist",
     }
 
-    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> Predictor:
+    suffix = ".ubj"  # XGBoost's binary JSON model format
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> list[Any]:
         import xgboost as xgb
 
         params = {"random_state": self.seed, **self.params}
@@ -331,7 +374,20 @@ class XGBoostBaseline(TreeBaseline):
             params.update(objective="reg:quantileerror", quantile_alpha=np.asarray(self.quantiles))
         model = xgb.XGBRegressor(**params)
         model.fit(x, y)
-        return lambda feats: np.asarray(model.predict(feats)).reshape(feats.shape[0], -1)
+        return [model]
+
+    def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
+        return np.asarray(estimators[0].predict(x)).reshape(x.shape[0], -1)
+
+    def _dump_one(self, estimator: Any) -> bytes:
+        return bytes(estimator.get_booster().save_raw("ubj"))
+
+    def _load_one(self, path: Path) -> Any:
+        import xgboost as xgb
+
+        model = xgb.XGBRegressor()
+        model.load_model(bytearray(path.read_bytes()))
+        return model
 
 
 class LightGBMBaseline(TreeBaseline):
@@ -349,7 +405,9 @@ class LightGBMBaseline(TreeBaseline):
         "verbose": -1,
     }
 
-    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> Predictor:
+    suffix = ".txt"  # LightGBM's model text format
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> list[Any]:
         import lightgbm as lgb
 
         params = {"random_state": self.seed, **self.params}
@@ -357,8 +415,19 @@ class LightGBMBaseline(TreeBaseline):
         models = []
         for q in levels:
             extra = {} if q is None else {"objective": "quantile", "alpha": q}
-            models.append(lgb.LGBMRegressor(**params, **extra).fit(x, y))
-        return lambda feats: np.stack([m.predict(feats) for m in models], axis=-1)
+            models.append(lgb.LGBMRegressor(**params, **extra).fit(x, y).booster_)
+        return models
+
+    def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
+        return np.stack([m.predict(x) for m in estimators], axis=-1)
+
+    def _dump_one(self, estimator: Any) -> bytes:
+        return estimator.model_to_string().encode("utf-8")
+
+    def _load_one(self, path: Path) -> Any:
+        import lightgbm as lgb
+
+        return lgb.Booster(model_file=str(path))
 
 
 class RandomForestBaseline(TreeBaseline):
@@ -376,9 +445,28 @@ class RandomForestBaseline(TreeBaseline):
     def __init__(self, *args: Any, max_train_samples: int = 50_000, **kwargs: Any):
         super().__init__(*args, max_train_samples=max_train_samples, **kwargs)
 
-    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> Predictor:
+    suffix = ".joblib"  # scikit-learn's documented persistence
+
+    def _fit_one(self, x: np.ndarray, y: np.ndarray) -> list[Any]:
         from sklearn.ensemble import RandomForestRegressor
 
         model = RandomForestRegressor(**{"random_state": self.seed, **self.params})
         model.fit(x, y)
-        return lambda feats: model.predict(feats)[:, None]
+        return [model]
+
+    def _predict_one(self, estimators: list[Any], x: np.ndarray) -> np.ndarray:
+        return estimators[0].predict(x)[:, None]
+
+    def _dump_one(self, estimator: Any) -> bytes:
+        import io
+
+        import joblib
+
+        buffer = io.BytesIO()
+        joblib.dump(estimator, buffer)
+        return buffer.getvalue()
+
+    def _load_one(self, path: Path) -> Any:
+        import joblib
+
+        return joblib.load(path)

@@ -7,7 +7,8 @@ Examples::
     geoclim compare MULTIRUN --format markdown --out reports/no2
 
 Prints the ranked table (``--format table|markdown|csv``). With ``--out DIR`` it also writes
-``leaderboard.md``, ``leaderboard.csv`` (every per-lead column) and PNG figures: RMSE and
+``leaderboard.md``, ``leaderboard.csv`` (every per-lead column and interval bound),
+``folds.csv`` (cross-validation runs: mean, spread and each fold) and PNG figures: RMSE and
 skill vs lead time of every model (``lead_curves.png``), per-location RMSE maps
 (``error_map_<var>.png``) and forecast vs observation at one station / cell
 (``timeseries_<var>.png``). Maps and time series need the observations: the datamodule of
@@ -27,6 +28,7 @@ import xarray as xr
 
 from geoclim import fileio
 from geoclim.cli.errors import friendly_errors
+from geoclim.data import timeaxis
 from geoclim.errors import DataError
 from geoclim.evaluation import leaderboard as lb
 from geoclim.evaluation import plots
@@ -83,8 +85,10 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     runs = [lb.load_run(p) for p in lb.find_runs(args.paths)]
     root = _common_root(args.paths)
     df = lb.leaderboard(runs, sort_by=args.sort_by, lead=args.lead, split=args.split, root=root)
-    order = "higher" if df.attrs["higher_is_better"] else "lower"
-    header = f"{len(runs)} run(s) ranked by {df.attrs['sort_key']} ({order} is better)"
+    header = (
+        f"{len(runs)} run(s) ranked by {df.attrs['sort_key']} "
+        f"({lb.describe_direction(df.attrs['sort_key'])})"
+    )
     if df["data"].nunique() > 1:
         header += (
             f"; WARNING: {df['data'].nunique()} different data sets, compare runs "
@@ -92,6 +96,10 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
         )
     print(header if args.format != "csv" else "", end="\n" if args.format != "csv" else "")
     print(lb.render(df, args.format, lead=args.lead))
+    folds = lb.aggregate_folds(df, runs)
+    if folds is not None and args.format != "csv":
+        print(f"\ncross-validation folds ({df.attrs['sort_column']}):")
+        print(lb.to_table(folds) if args.format == "table" else lb.to_markdown(folds))
     if args.out is not None:
         write_report(
             runs,
@@ -114,14 +122,6 @@ def _common_root(paths: Sequence[Path]) -> Path | None:
     return common if not lb.is_run_dir(common) else common.parent
 
 
-def _labels(runs: Sequence[lb.RunRecord]) -> dict[Path, str]:
-    """Model names, made unique with the run directory's name where models repeat."""
-    counts: dict[str, int] = {}
-    for run in runs:
-        counts[run.model] = counts.get(run.model, 0) + 1
-    return {r.path: r.model if counts[r.model] == 1 else f"{r.model} ({r.path.name})" for r in runs}
-
-
 def write_report(
     runs: Sequence[lb.RunRecord],
     df,
@@ -136,9 +136,9 @@ def write_report(
     """Write the leaderboard files and figures into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     fileio.write_text(out / "leaderboard.csv", lb.render(df, "csv"))
-    labels = _labels(runs)
+    labels = lb.run_labels(runs)
     figures: list[Path] = []
-    scores = {labels[r.path]: s for r in runs if (s := r.scores()) is not None}
+    scores = {labels[r.path]: _whole_domain(s) for r in runs if (s := r.scores()) is not None}
     if scores:
         figures.append(
             plots.plot_lead_curves(
@@ -153,12 +153,21 @@ def write_report(
             except Exception as err:  # noqa: BLE001 -- figures must not lose the leaderboard
                 log.warning("no maps / time series for data %s: %s", data_id, err)
     lines = [f"# Leaderboard ({split})", "", header, "", lb.render(df, "markdown", lead=lead), ""]
+    folds = lb.aggregate_folds(df, runs)
+    if folds is not None:
+        fileio.write_text(out / "folds.csv", folds.to_csv(index=False, float_format="%.6g"))
+        lines += ["## Cross-validation folds", "", lb.to_markdown(folds), ""]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
     fileio.write_text(out / "leaderboard.md", "\n".join(lines) + "\n")
     log.info(
         "wrote %s",
         ", ".join(str(p) for p in [out / "leaderboard.md", out / "leaderboard.csv", *figures]),
     )
+
+
+def _whole_domain(scores: xr.Dataset) -> xr.Dataset:
+    """Scores of the whole domain (runs scored with ``regions`` have a ``region`` dim)."""
+    return scores.sel(region="all", drop=True) if "region" in scores.dims else scores
 
 
 def _by_data(runs: Sequence[lb.RunRecord]) -> dict[str, list[lb.RunRecord]]:
@@ -177,12 +186,12 @@ def _map_figures(
     lead: int | None,
     location: str | None,
 ) -> list[Path]:
-    from geoclim.cli.evaluate import run_datamodule
     from geoclim.data.assemble import truth_at_valid_time
     from geoclim.evaluation.metrics import point_forecast, rmse
     from geoclim.evaluation.score import observed
+    from geoclim.training.rundir import load_datamodule
 
-    dm = run_datamodule(runs[0].path)
+    dm = load_datamodule(runs[0].path)
     assert dm.ds is not None
     forecasts = {}
     for run in runs:
@@ -225,11 +234,9 @@ def _map_figures(
             )
         )
         where = ", ".join(f"{k}={_fmt(v)}" for k, v in site.items())
-        lead_label = str(
-            forecasts[next(iter(forecasts))][LEAD_TIME]
-            .values[(lead or 1) - 1]
-            .astype("timedelta64[h]")
-        )
+        lead_label = timeaxis.lead_labels(forecasts[next(iter(forecasts))][LEAD_TIME])[
+            (lead or 1) - 1
+        ]
         figures.append(
             plots.plot_timeseries(
                 series,

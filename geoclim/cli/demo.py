@@ -36,7 +36,6 @@ log = logging.getLogger("geoclim.demo")
 NETWORKS = ("lstm", "cnn", "tft")
 REFERENCE = ("pf_tft",)
 BASELINES = ("xgboost", "lightgbm", "random_forest", "persistence", "climatology")
-EXPORTABLE = NETWORKS
 TARGET = "no2"
 
 
@@ -135,11 +134,13 @@ def best_network(sweep: Path) -> Path:
     from geoclim.evaluation.leaderboard import find_runs, load_run
 
     key = f"test/rmse/{TARGET}"
-    runs = [
-        r for r in map(load_run, find_runs([sweep])) if r.model in EXPORTABLE and key in r.metrics
+    runs = [  # networks by their config (model.kind), whatever conf/model names them
+        r
+        for r in map(load_run, find_runs([sweep]))
+        if (r.config.get("model") or {}).get("kind") == "network" and key in r.metrics
     ]
     if not runs:
-        raise GeoclimError(f"no exportable network ({', '.join(EXPORTABLE)}) ran in {sweep}")
+        raise GeoclimError(f"no network (model.kind: network) ran in {sweep}")
     best = min(runs, key=lambda r: r.metrics[key])
     print(
         f"best network on the test split: {best.model} ({key} = {best.metrics[key]:.3f}) "

@@ -18,15 +18,16 @@ line and exit status 2.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
 import xarray as xr
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from geoclim.errors import ConfigError, DataError, GeoclimError
+from geoclim.cli.errors import friendly_errors
+from geoclim.errors import ConfigError, DataError
+from geoclim.training import rundir
 
 if TYPE_CHECKING:
     from geoclim.data.datamodule import GeoDataModule
@@ -34,72 +35,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
-RUN_CONFIG = Path(".hydra") / "config.yaml"
-
-
-def run_config(run_dir: str | Path) -> DictConfig:
-    """The composed config a run was trained with (``<run_dir>/.hydra/config.yaml``)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DataError(f"run_dir {str(run_dir)!r}: no such directory")
-    path = run_dir / RUN_CONFIG
-    if not path.is_file():
-        raise DataError(
-            f"run_dir {str(run_dir)!r} is not a run directory: it has no "
-            f"{RUN_CONFIG} (pass the directory of one geoclim-train job)"
-        )
-    cfg = OmegaConf.load(path)
-    if not isinstance(cfg, DictConfig) or "data" not in cfg or "task" not in cfg:
-        raise DataError(f"{path}: not a geoclim-train config (needs 'data' and 'task')")
-    return cfg
-
-
-def run_datamodule(run_dir: str | Path) -> GeoDataModule:
-    """Re-create and set up the datamodule of a run from its saved config."""
-    from geoclim.training.instantiate import build_datamodule
-
-    dm = build_datamodule(run_config(run_dir))
-    dm.setup()
-    return dm
-
-
-def find_run_dir(ckpt_path: Path) -> Path:
-    """The run directory above a checkpoint (the first parent with ``.hydra/config.yaml``)."""
-    for parent in ckpt_path.resolve().parents:
-        if (parent / RUN_CONFIG).is_file():
-            return parent
-    raise DataError(
-        f"ckpt_path {str(ckpt_path)!r}: no run directory (with {RUN_CONFIG}) "
-        "above it; pass run_dir=... too"
-    )
 
 
 def predict_checkpoint(ckpt_path: Path, dm: GeoDataModule, split: str) -> xr.Dataset:
     """Predictions of a network checkpoint on the samples of ``split`` (physical units)."""
-    import numpy as np
-    import torch
-
-    from geoclim.data.assemble import to_forecast_dataset
     from geoclim.models.module import ForecastModule
-    from geoclim.training.loaders import make_loader
+    from geoclim.training.predict import predict_split
 
-    module = ForecastModule.from_checkpoint(ckpt_path)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("p", "t", "y", "x")}
-    with torch.no_grad():
-        for batch in make_loader(dm, split, shuffle=False):
-            parts["p"].append(module(batch)["prediction"].float().numpy())
-            for key, name in (("t", "time_idx"), ("y", "lat_idx"), ("x", "lon_idx")):
-                parts[key].append(batch[name].numpy())
-    p, t, y, x = (np.concatenate(parts[k]) for k in ("p", "t", "y", "x"))
-    assert dm.ds is not None
-    return to_forecast_dataset(
-        p, t, y, x, dm.ds, dm.task.targets, normalizer=dm.normalizer, quantiles=module.quantiles
-    )
+    return predict_split(ForecastModule.from_checkpoint(ckpt_path), dm, split)
 
 
 def evaluate(cfg: DictConfig) -> Path:
     """Score what ``cfg`` points at; return the path of the scores file written."""
+    from geoclim.baselines.references import reference_forecasts
     from geoclim.data.sources import write_netcdf
+    from geoclim.evaluation.regions import parse_regions
     from geoclim.evaluation.score import metrics_summary, score_run
 
     ckpt = Path(cfg.ckpt_path) if cfg.get("ckpt_path") else None
@@ -108,7 +58,7 @@ def evaluate(cfg: DictConfig) -> Path:
     if cfg.get("run_dir"):
         run_dir = Path(cfg.run_dir)
     elif ckpt is not None:
-        run_dir = find_run_dir(ckpt)
+        run_dir = rundir.find_run_dir(ckpt.parent)
     else:
         raise ConfigError(
             "nothing to evaluate: give run_dir=<run directory> or ckpt_path=<checkpoint>"
@@ -116,7 +66,7 @@ def evaluate(cfg: DictConfig) -> Path:
     split = str(cfg.split)
     if split not in ("train", "val", "test"):
         raise ConfigError(f"unknown split {split!r}; valid splits are ['train', 'val', 'test']")
-    dm = run_datamodule(run_dir)
+    dm = rundir.load_datamodule(run_dir)
     if ckpt is not None:
         forecast = predict_checkpoint(ckpt, dm, split)
         write_netcdf(forecast, run_dir / f"predictions_{split}.nc")
@@ -130,7 +80,14 @@ def evaluate(cfg: DictConfig) -> Path:
         with xr.open_dataset(path) as ds:
             forecast = ds.load()
     scores = score_run(
-        forecast, dm, split, n_boot=int(cfg.n_boot), by_location=bool(cfg.by_location)
+        forecast,
+        dm,
+        split,
+        references=reference_forecasts(dm, split),
+        n_boot=int(cfg.n_boot),
+        by_location=bool(cfg.by_location),
+        regions=parse_regions(cfg.get("regions")),
+        pooled=bool(cfg.get("pooled", False)),
     )
     default = "scores.nc" if split == "test" else f"scores_{split}.nc"
     if cfg.by_location:
@@ -146,22 +103,9 @@ def evaluate(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+@friendly_errors
 def _hydra_main(cfg: DictConfig) -> None:
-    from geoclim.cli.train import user_error
-
-    try:
-        evaluate(cfg)
-    except Exception as err:
-        user = user_error(err)
-        if user is None:
-            raise
-        _exit_with(user)
-
-
-def _exit_with(err: GeoclimError) -> None:
-    sys.stdout.flush()
-    print(f"error: {err}", file=sys.stderr)
-    raise SystemExit(2)
+    evaluate(cfg)
 
 
 def main() -> None:

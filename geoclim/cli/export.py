@@ -8,8 +8,9 @@ Examples::
     geoclim-export RUN --checkpoint last --atol 1e-5 --out /models/no2.onnx
 
 Networks (LSTM, CNN, TFT) are exported from the checkpoint (``--checkpoint best`` by
-default); tree baselines (XGBoost, LightGBM, random forest) are refitted from the run's
-config (seeded) and exported with their feature flattening in the graph. Either way the
+default); tree baselines (XGBoost, LightGBM, random forest) are loaded from the run's
+``model/`` folder -- the trees that were scored -- and exported with their feature
+flattening in the graph. Either way the
 export is checked against the original on the run's test batches and the command fails
 (exit status 2) when the difference exceeds the tolerance. The report is printed as JSON
 and written as ``export.json`` next to the model.
@@ -25,6 +26,8 @@ from pathlib import Path
 
 from geoclim.cli.errors import friendly_errors
 from geoclim.errors import ConfigError
+from geoclim.export.parity import DEFAULT_ATOL, DEFAULT_RTOL
+from geoclim.training import rundir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,9 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="output .onnx (default RUN/export/model.onnx)")
     p.add_argument("--checkpoint", default="best", help="best, last or a .ckpt path")
     p.add_argument(
-        "--atol", type=float, default=1e-4, help="parity tolerance, absolute (normalised units)"
+        "--atol",
+        type=float,
+        default=DEFAULT_ATOL,
+        help="parity tolerance, absolute (normalised units; default %(default)g)",
     )
-    p.add_argument("--rtol", type=float, default=1e-3, help="parity tolerance, relative")
+    p.add_argument(
+        "--rtol", type=float, default=DEFAULT_RTOL, help="parity tolerance, relative (%(default)g)"
+    )
     p.add_argument(
         "--parity-batches",
         type=int,
@@ -81,12 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _kind(run_dir: Path) -> str:
-    from omegaconf import OmegaConf
-
-    config = run_dir / ".hydra" / "config.yaml"
-    if not config.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory: {config} is missing")
-    model = OmegaConf.load(config).get("model", {})
+    model = rundir.read_config(run_dir).model
     kind = model.get("kind")
     if kind == "network":
         return "network"

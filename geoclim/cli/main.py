@@ -15,14 +15,56 @@ from pathlib import Path
 from geoclim.cli.errors import friendly_errors
 
 
-def _summary(args: argparse.Namespace) -> int:
+def _open(item: str):
+    """A path's canonical Dataset, or an embedded sample's; "no such file" for neither."""
     from geoclim.data import samples, sources
+    from geoclim.errors import SchemaError
+
+    path = Path(item)
+    if path.exists():
+        return sources.open_dataset(path)
+    if item in samples.available():
+        return samples.load(item)
+    raise SchemaError(
+        f"{item}: no such file or store, and no embedded sample of that name "
+        f"(samples: {samples.available()})"
+    )
+
+
+def _summary(args: argparse.Namespace) -> int:
     from geoclim.data.summary import format_summary
 
     for item in args.datasets:
-        path = Path(item)
-        ds = sources.open_dataset(path) if path.exists() else samples.load(item)
-        print(format_summary(item, ds))
+        print(format_summary(item, _open(item)))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from geoclim.data import inspect, samples
+    from geoclim.errors import SchemaError
+
+    for item in args.datasets:
+        if not Path(item).exists() and item not in samples.available():
+            raise SchemaError(
+                f"{item}: no such file or store, and no embedded sample of that name "
+                f"(samples: {samples.available()})"
+            )
+        ins = inspect.inspect_dataset(item)
+        print(inspect.format_inspection(ins))
+        configs = inspect.suggest_configs(ins)
+        name = inspect.config_name(ins)
+        if args.write_config is None:
+            for group, text in configs.items():
+                print(f"\n--- suggested {group}/{name}.yaml\n{text.rstrip()}")
+        else:
+            for written in inspect.write_configs(ins, args.write_config):
+                print(f"wrote {written}")
+        where = args.write_config or "DIR"
+        print(
+            f"\ntrain: geoclim-train hydra.searchpath=[file://{Path(where).absolute()}] "
+            f"data={name} task={name}"
+            + ("" if args.write_config else f"  (after: geoclim inspect {item} --write-config DIR)")
+        )
     return 0
 
 
@@ -134,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="summarise datasets (files or embedded sample names)")
     p.add_argument("datasets", nargs="+", help="netCDF/zarr path or sample name")
     p.set_defaults(func=_summary)
+
+    p = sub.add_parser(
+        "inspect",
+        help="how geoclim reads a file (layout, time, units, what to declare) + configs",
+    )
+    p.add_argument("datasets", nargs="+", help="netCDF/zarr path or sample name")
+    p.add_argument(
+        "--write-config",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write DIR/data/NAME.yaml and DIR/task/NAME.yaml (Hydra search path layout)",
+    )
+    p.set_defaults(func=_inspect)
 
     p = sub.add_parser("samples", help="list the embedded real datasets")
     p.set_defaults(func=_samples)

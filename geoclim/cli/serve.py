@@ -10,7 +10,11 @@ Examples::
 
 A model is ``[name=]<path.onnx | registry name | name:<version> | name@<stage>>``; the
 first one is the default model of ``POST /v1/forecast``. Serving without ``--keys`` or a
-JWT secret requires ``--no-auth`` (local use only). Logs are JSON lines on stderr.
+JWT secret requires ``--no-auth`` (local use only). Logs are JSON lines on stdout, or on a
+size-rotated ``--log-file``. Every option also reads ``GEOCLIM_SERVE_<OPTION>`` from the
+environment (``--header-timeout`` <- ``GEOCLIM_SERVE_HEADER_TIMEOUT``), which is how a
+Kubernetes ConfigMap sets them; a command-line flag wins. Connection deadlines, the
+connection cap and the SIGTERM drain: :mod:`geoclim.serving.server`.
 Never imports torch, Lightning or Hydra.
 """
 
@@ -47,6 +51,9 @@ def _load_models(specs: list[str], registry: str | None, threads: int | None, ma
                 )
             mv = ModelRegistry(root).resolve(ref)
             path, version = Path(mv.path), str(mv.version)
+            copied = Path(root) / mv.name / f"v{mv.version}" / "model.onnx"
+            if not path.is_file() and copied.is_file():  # registry moved (image, volume)
+                path = copied
             name = name or mv.name
         name = name or path.stem
         forecaster = Forecaster.from_onnx(path, name=name, threads=threads, max_missing=max_missing)
@@ -57,6 +64,16 @@ def _load_models(specs: list[str], registry: str | None, threads: int | None, ma
     return served
 
 
+def _secret_env(var: str | None, option: str) -> str | None:
+    """The value of environment variable ``var`` (``None`` when ``var`` is not given)."""
+    if not var:
+        return None
+    value = os.environ.get(var)
+    if not value:
+        raise ConfigError(f"{option} {var}: that environment variable is empty or unset")
+    return value
+
+
 def _build_app(args: argparse.Namespace):
     """Settings, models and the app from parsed arguments (in each worker process)."""
     from geoclim.serving.app import ServeSettings, create_app
@@ -64,13 +81,8 @@ def _build_app(args: argparse.Namespace):
 
     keys = KeyStore.from_file(args.keys) if args.keys else None
     jwt = None
-    if args.jwt_secret_env:
-        secret = os.environ.get(args.jwt_secret_env)
-        if not secret:
-            raise ConfigError(
-                f"--jwt-secret-env {args.jwt_secret_env}: that environment "
-                "variable is empty or unset"
-            )
+    secret = _secret_env(args.jwt_secret_env, "--jwt-secret-env")
+    if secret is not None:
         jwt = JWTConfig(secret, audience=args.jwt_audience, issuer=args.jwt_issuer)
     if keys is None and jwt is None and not args.no_auth:
         raise ConfigError(
@@ -82,6 +94,7 @@ def _build_app(args: argparse.Namespace):
         jwt=jwt,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_missing=args.max_missing,
+        metrics_token=_secret_env(args.metrics_token_env, "--metrics-token-env"),
     )
     models = _load_models(args.models, args.registry, args.threads, args.max_missing)
     return create_app(models, settings)
@@ -92,29 +105,43 @@ def app_factory():
     from geoclim.serving.observability import configure_logging
 
     args = build_parser().parse_args(json.loads(os.environ["GEOCLIM_SERVE_ARGV"]))
-    configure_logging(args.log_level)
+    configure_logging(args.log_level)  # --log-file is refused with several workers
     return _build_app(args)
 
 
-def _serve(args: argparse.Namespace, argv: list[str]) -> int:
-    import uvicorn
+def _limits(args: argparse.Namespace):
+    from geoclim.serving.server import ServerLimits
 
+    return ServerLimits(
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        keep_alive_timeout=args.keep_alive_timeout,
+        max_connections=args.max_connections,
+        drain_seconds=args.drain_seconds,
+        graceful_timeout=args.graceful_timeout,
+    )
+
+
+def _serve(args: argparse.Namespace, argv: list[str]) -> int:
+    from geoclim.serving import server
     from geoclim.serving.observability import configure_logging
 
+    limits = _limits(args)
+    if args.log_file and args.workers > 1:
+        raise ConfigError(
+            "--log-file with --workers > 1: several processes cannot rotate one file "
+            "safely; log to stdout (the default) or run one worker"
+        )
     app = _build_app(args)  # validates everything before any worker starts
-    configure_logging(args.log_level)  # after argument errors, which print plainly
-    options = {
-        "host": args.host,
-        "port": args.port,
-        "log_config": None,
-        "access_log": False,
-        "timeout_keep_alive": 30,
-    }
+    log_bytes = int(args.log_max_mb * 1024 * 1024)
+    configure_logging(args.log_level, args.log_file, log_bytes, args.log_backups)  # after errors
+    options = {"host": args.host, "port": args.port, "log_config": None, "access_log": False}
     if args.workers > 1:
         os.environ["GEOCLIM_SERVE_ARGV"] = json.dumps(argv)
-        uvicorn.run("geoclim.cli.serve:app_factory", factory=True, workers=args.workers, **options)
+        factory = "geoclim.cli.serve:app_factory"
+        server.run(factory, limits, factory=True, workers=args.workers, **options)
     else:
-        uvicorn.run(app, **options)
+        server.run(app, limits, **options)
     return 0
 
 
@@ -136,43 +163,151 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _env_default(option: str, default, kind=str):
+    """``default``, or the value of ``GEOCLIM_SERVE_<OPTION>`` converted by ``kind``."""
+    var = "GEOCLIM_SERVE_" + option.upper().replace("-", "_")
+    raw = os.environ.get(var)
+    if raw is None or raw == "":
+        return default
+    if kind is bool:
+        if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ConfigError(f"{var}={raw!r}: expected true/false (1/0, yes/no)")
+        return raw.lower() in ("1", "true", "yes")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r}: expected {kind.__name__}") from None
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a value > 0")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a value >= 0")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Arguments of ``geoclim serve``."""
+    """Arguments of ``geoclim serve`` (defaults from ``GEOCLIM_SERVE_*`` when set)."""
     p = argparse.ArgumentParser(
         prog="geoclim serve",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Keys: geoclim serve keygen --help; registry: geoclim serve registry --help",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="Every option also reads GEOCLIM_SERVE_<OPTION> (e.g. GEOCLIM_SERVE_PORT). "
+        "Keys: geoclim serve keygen --help; registry: geoclim serve registry --help",
     )
+
+    def add(option: str, default=None, kind=str, **kw):
+        value = _env_default(option, default, kind)
+        if kind is bool:
+            p.add_argument(f"--{option}", action="store_true", default=value, **kw)
+        else:
+            p.add_argument(f"--{option}", type=kw.pop("type", kind), default=value, **kw)
+
     p.add_argument(
         "models",
         nargs="+",
         metavar="MODEL",
         help="[name=]path.onnx or registry reference (first = default)",
     )
-    p.add_argument("--registry", help="registry directory (default $GEOCLIM_REGISTRY)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (0.0.0.0 in containers)")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--keys", help="API key file (hashes only; see geoclim serve keygen)")
-    p.add_argument("--jwt-secret-env", help="environment variable holding the HS256 secret")
-    p.add_argument("--jwt-audience")
-    p.add_argument("--jwt-issuer")
-    p.add_argument("--no-auth", action="store_true", help="serve without authentication")
-    p.add_argument("--max-body-mb", type=float, default=8.0, help="request size limit (413)")
-    p.add_argument(
-        "--max-missing",
-        type=float,
-        default=0.0,
-        help="accepted fraction of missing inputs per variable (default 0)",
+    add(
+        "registry",
+        os.environ.get("GEOCLIM_REGISTRY"),
+        help="registry directory (or $GEOCLIM_REGISTRY)",
     )
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="uvicorn worker processes (rate limits then apply per worker)",
+    add("host", "127.0.0.1", help="bind address (0.0.0.0 in containers)")
+    add("port", 8000, int, type=_positive(int), help="TCP port")
+    add("keys", help="API key file (hashes only; see geoclim serve keygen)")
+    add("jwt-secret-env", help="environment variable holding the HS256 secret")
+    add("jwt-audience", help="required JWT audience")
+    add("jwt-issuer", help="required JWT issuer")
+    add("no-auth", False, bool, help="serve without authentication (local use only)")
+    add(
+        "metrics-token-env",
+        help="environment variable holding a bearer token that /metrics then requires",
     )
-    p.add_argument("--log-level", default="INFO")
+    add("max-body-mb", 8.0, float, type=_positive(float), help="request size limit (413)")
+    add(
+        "max-missing",
+        0.0,
+        float,
+        type=_non_negative,
+        help="accepted fraction of missing inputs per variable",
+    )
+    add(
+        "header-timeout",
+        10.0,
+        float,
+        type=_positive(float),
+        help="request line and headers must arrive within this (else 408)",
+    )
+    add(
+        "body-timeout",
+        30.0,
+        float,
+        type=_positive(float),
+        help="the whole body must arrive within this after the headers (else 408)",
+    )
+    add(
+        "keep-alive-timeout",
+        5.0,
+        float,
+        type=_positive(float),
+        help="idle time kept between requests on a connection",
+    )
+    add(
+        "max-connections",
+        1000,
+        int,
+        type=_positive(int),
+        help="open connections per worker above which new ones get 503",
+    )
+    add(
+        "drain-seconds",
+        5.0,
+        float,
+        type=_non_negative,
+        help="after SIGTERM: keep serving with /ready 503 and Connection: close for this long",
+    )
+    add(
+        "graceful-timeout",
+        30.0,
+        float,
+        type=_positive(float),
+        help="after the drain: wait this long for in-flight requests, then cancel them",
+    )
+    add("threads", 1, int, type=_positive(int), help="onnxruntime intra-op threads")
+    add(
+        "workers",
+        1,
+        int,
+        type=_positive(int),
+        help="uvicorn worker processes (rate limits and the connection cap then apply "
+        "per worker; no readiness drain)",
+    )
+    add("log-level", "INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
+    add("log-file", help="write JSON logs to this file, rotated by size, instead of stdout")
+    add(
+        "log-max-mb",
+        50.0,
+        float,
+        type=_positive(float),
+        help="with --log-file: rotate at this size",
+    )
+    add("log-backups", 5, int, type=_positive(int), help="with --log-file: rotated files kept")
     return p
 
 

@@ -21,41 +21,14 @@ import sys
 from pathlib import Path
 
 import hydra
-from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from geoclim.errors import ConfigError, GeoclimError
+from geoclim.cli.errors import exit_with, friendly_errors
+from geoclim.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-
-def user_error(err: BaseException) -> GeoclimError | None:
-    """The user-fixable error behind ``err`` (unwrapping Hydra's instantiation wrapper)."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, GeoclimError):
-            return seen
-        if isinstance(seen, OmegaConfBaseException) and not isinstance(
-            seen, InstantiationException
-        ):
-            message = str(seen).splitlines()[0] if str(seen) else type(seen).__name__
-            key = getattr(seen, "full_key", None)
-            if isinstance(seen, MissingMandatoryValue) and key:
-                message = f"no value for {key!r}; set it on the command line: {key}=..."
-            elif key:
-                message = f"{message} (config key {key!r})"
-            return ConfigError(message)
-        seen = seen.__cause__
-    return None
-
-
-def _exit_with(err: GeoclimError) -> None:
-    sys.stdout.flush()
-    print(f"error: {err}", file=sys.stderr)
-    raise SystemExit(2)
 
 
 def check_override_keys(argv: list[str], config_dir: Path = CONFIG_DIR) -> None:
@@ -115,7 +88,7 @@ def _check_key(cfg: DictConfig, key: str) -> None:
             return  # a list index or a value: Hydra decides
         if part not in node.keys():  # `in node` is False for a missing (???) value
             where = ".".join(path) or "the top level"
-            _exit_with(
+            exit_with(
                 ConfigError(
                     f"unknown config key {key!r}: {where} has no {part!r}; valid keys are "
                     f"{sorted(str(k) for k in node.keys())} (use +{key}=... to add a new key)"
@@ -126,33 +99,26 @@ def _check_key(cfg: DictConfig, key: str) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@friendly_errors
 def _hydra_main(cfg: DictConfig) -> float | None:
     from geoclim.training.train import train
 
     _single_log_handler()
-    try:
-        metrics = train(cfg)
-        metric = cfg.get("optimized_metric")
-        if not metric or not metrics:
-            return None
-        if metric not in metrics:  # e.g. val/loss of a baseline, which has no val loss
-            same_split = sorted(k for k in metrics if k.split("/")[0] == metric.split("/")[0])
-            log.info(
-                "optimized_metric %r is not among this run's metrics, so nothing is "
-                "returned to a sweeper; %d others are in metrics.json (e.g. %s)",
-                metric,
-                len(metrics),
-                ", ".join(same_split[:3] or sorted(metrics)[:3]),
-            )
-            return None
-        return metrics[metric]
-    except Exception as err:
-        user = user_error(err)
-        if user is None:
-            raise
-        log.debug("user error", exc_info=True)
-        _exit_with(user)
-    return None
+    metrics = train(cfg)
+    metric = cfg.get("optimized_metric")
+    if not metric or not metrics:
+        return None
+    if metric not in metrics:  # e.g. val/loss of a baseline, which has no val loss
+        same_split = sorted(k for k in metrics if k.split("/")[0] == metric.split("/")[0])
+        log.info(
+            "optimized_metric %r is not among this run's metrics, so nothing is "
+            "returned to a sweeper; %d others are in metrics.json (e.g. %s)",
+            metric,
+            len(metrics),
+            ", ".join(same_split[:3] or sorted(metrics)[:3]),
+        )
+        return None
+    return metrics[metric]
 
 
 def _single_log_handler() -> None:

@@ -7,17 +7,20 @@ scatters them into the predictions Dataset every consumer reads::
     coord valid_time = init_time + lead_time
     one data variable per target, physical units, CF attributes
 
-``init_time`` is the time of the last input step; lead ``k`` is ``k`` time steps later.
-Overlapping patches are averaged; positions with no prediction are NaN.
+``init_time`` is the time of the last input step; lead ``k`` is ``k`` time steps later and
+``valid_time`` is the template's own stamp ``k`` steps after the init (cftime and mid-month
+stamps alike). ``lead_time`` is ``k * step`` as ``timedelta64`` for a fixed step, or the
+integer number of months / years with ``units`` ``"months"`` / ``"years"`` for a calendar
+step (see :mod:`geoclim.data.timeaxis`). Overlapping patches are averaged; positions with no
+prediction are NaN.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
-from geoclim.data import schema, variables
+from geoclim.data import schema, timeaxis, variables
 from geoclim.data.normalize import Normalizer
 from geoclim.errors import DataError
 from geoclim.types import (
@@ -88,10 +91,9 @@ def to_forecast_dataset(
     with np.errstate(invalid="ignore"):
         values = (total / count).astype(np.float32)
 
-    step = times[1] - times[0]
+    step = schema.time_step(template)
     init_time = times[inits]
-    lead_time = (np.arange(1, lead + 1) * step).astype("timedelta64[ns]")
-    coords: dict = {INIT_TIME: init_time, LEAD_TIME: lead_time}
+    coords: dict = {INIT_TIME: init_time, LEAD_TIME: timeaxis.lead_coordinate(step, lead)}
     if layout == "station":
         values = values[:, :, :, :, 0]  # drop the unit column -> (I, L, C, S, Q)
         space = (STATION,)
@@ -112,12 +114,12 @@ def to_forecast_dataset(
         v = v if quantiles else v[..., 0]
         if normalizer is not None:
             v = normalizer.decode(v, name)
-        meta = variables.get(name)
+        meta = variables.describe(name, template[name].attrs if name in template else None)
         data_vars[name] = xr.DataArray(
             v, dims=dims, attrs={"units": meta.units, "long_name": f"forecast {meta.long_name}"}
         )
     ds = xr.Dataset(data_vars, coords=coords)
-    valid = pd.DatetimeIndex(init_time).values[:, None] + lead_time[None, :]
+    valid = timeaxis.valid_times(times, step, inits, lead)  # (I, L) the axis's own stamps
     return ds.assign_coords({VALID_TIME: ((INIT_TIME, LEAD_TIME), valid)})
 
 

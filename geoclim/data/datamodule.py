@@ -8,24 +8,73 @@ sampling (``patch: k`` tiles or ``null`` for the whole grid, CNN) share the one 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-from geoclim.data import calendar, schema, variables
+from geoclim.data import calendar, categorical, folds, schema, timeaxis, variables
 from geoclim.data.datasets import WindowDataset, batch_loader
 from geoclim.data.fingerprint import data_fingerprint
 from geoclim.data.normalize import Normalizer
 from geoclim.data.task import SPLIT_NAMES, ForecastTask, TimeSplits, make_splits
+from geoclim.data.timeaxis import TimeStep
 from geoclim.data.windows import SampleIndex, WindowArrays, WindowSpec, build_index
 from geoclim.errors import ConfigError
 from geoclim.types import STATION, TIME
 
 log = logging.getLogger(__name__)
+
+TARGET_SAMPLES = 16384
+"""Training samples per epoch a derived window stride aims at (point samples)."""
+TARGET_SPATIAL_SAMPLES = 1024
+"""The same for spatial samples (tiles, whole grids), which carry many cells each."""
+
+
+def cycle_length(times: np.ndarray) -> int:
+    """Steps in the data's natural cycle: a day (sub-daily), a week (daily), a year (monthly).
+
+    A derived stride is coprime with it, so init times rotate through the cycle. ``times``
+    is a regular axis (datetime64 or cftime).
+    """
+    if len(times) < 2:
+        return 1
+    step = timeaxis.check_axis(times)
+    if step.is_calendar:
+        return 12 if (step.unit, step.count) == ("month", 1) else 1
+    step_td, day = pd.Timedelta(step.timedelta), pd.Timedelta(days=1)
+    if step_td < day and day % step_td == pd.Timedelta(0):
+        return int(day // step_td)
+    return 7 if step_td == day else 1
+
+
+def derive_stride(n_inits: int, cycle: int = 1, target: int = TARGET_SAMPLES) -> int:
+    """The smallest stride, coprime with ``cycle``, that cuts ``n_inits`` samples to ``target``.
+
+    Args:
+        n_inits: training samples at stride 1 (init times x space positions).
+        cycle: steps of the data's natural cycle (:func:`cycle_length`).
+        target: wanted samples per epoch.
+
+    """
+    stride = max(1, math.ceil(n_inits / target))
+    while stride > 1 and math.gcd(stride, cycle) != 1:
+        stride += 1
+    return stride
+
+
+def derive_batch_size(n_samples: int) -> int:
+    """A power of two giving about 32 batches per epoch, within [8, 256]."""
+    if n_samples < 1:
+        return 8
+    return int(min(256, max(8, 2 ** math.floor(math.log2(max(n_samples / 32, 1))))))
 
 
 class GeoDataModule(L.LightningDataModule):
@@ -35,14 +84,20 @@ class GeoDataModule(L.LightningDataModule):
         source: the dataset, or a zero-argument callable returning it (Hydra partial).
         task: the task, or its dict form.
         window: ``stride``, ``patch``, ``patch_stride`` (input and lead steps come from task).
+            ``stride: None`` derives it from the data (:func:`derive_stride`).
         splits: ``fractions`` or ``boundaries`` for :func:`make_splits`.
-        batch_size: samples per batch.
+        batch_size: samples per batch; ``None`` derives it from the number of training
+            samples (:func:`derive_batch_size`).
         num_workers: DataLoader workers.
         imputer: fitted on train and applied before normalising (``None``: no imputation).
         exclude_imputed_targets: imputed target values do not count in loss or index.
         min_target_fraction: see :func:`build_index`.
         log_transform: variables to log-transform (default: registry choice).
         seed: shuffling seed.
+        cv: the ``cv`` config group (:mod:`geoclim.data.folds`): one cross-validation fold.
+        variables: ``data.variables`` declarations (``{name: {units, long_name}}``); the
+            file source reads them (its config interpolates them), they are kept here so
+            that they travel with the datamodule's config.
 
     """
 
@@ -52,13 +107,15 @@ class GeoDataModule(L.LightningDataModule):
         task: ForecastTask | dict[str, Any],
         window: dict[str, Any] | None = None,
         splits: dict[str, Any] | None = None,
-        batch_size: int = 256,
+        batch_size: int | None = 256,
         num_workers: int = 0,
         imputer: Any | None = None,
         exclude_imputed_targets: bool = True,
         min_target_fraction: float = 0.0,
         log_transform: list[str] | None = None,
         seed: int = 0,
+        cv: dict[str, Any] | None = None,
+        variables: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.source = source
@@ -70,6 +127,9 @@ class GeoDataModule(L.LightningDataModule):
                 f"unknown data.window key(s) {unknown}; valid are ['patch', 'patch_stride', "
                 "'stride'] (input and lead steps come from the task)"
             )
+        self.derive_stride = "stride" in window and window["stride"] is None
+        if self.derive_stride:
+            window["stride"] = 1  # replaced in setup, once the data is known
         self.spec = WindowSpec(self.task.input_steps, self.task.horizon, **window)
         self.split_args = dict(splits or {})
         self.batch_size = batch_size
@@ -79,15 +139,18 @@ class GeoDataModule(L.LightningDataModule):
         self.min_target_fraction = min_target_fraction
         self.log_transform = tuple(log_transform) if log_transform is not None else None
         self.seed = seed
+        self.cv = folds.parse_cv(cv)
+        self.variables = dict(variables or {})
         self.ds: xr.Dataset | None = None
         self.normalizer: Normalizer | None = None
         self.splits: TimeSplits | None = None
         self.arrays: WindowArrays | None = None
         self.index: dict[str, SampleIndex] = {}
+        self.step: TimeStep | None = None
 
     @property
     def dims(self) -> dict[str, int]:
-        """Channel counts and steps, from the task alone (no data opened)."""
+        """Channel counts and steps from the task (one-hot widths of CF flag inputs once set up)."""
         return self.task.dims
 
     def setup(self, stage: str | None = None) -> None:
@@ -96,10 +159,16 @@ class GeoDataModule(L.LightningDataModule):
             return
         ds = self.source() if callable(self.source) else self.source
         task = self.task
+        task.check_variables(ds)
         ds = schema.validate(
             ds, required=task.dynamic_variables + task.static_inputs, source="data.source"
         )
+        self.step = schema.time_step(ds)
+        self.task = task = self._with_categories(task, ds)
         self.splits = make_splits(ds[TIME].values, task, **self.split_args)
+        if self.cv is not None and self.cv.name == "blocked_time":
+            gap = task.input_steps + task.horizon
+            self.splits = folds.blocked_time_splits(ds.sizes[TIME], self.cv, gap)
         keep = [*task.dynamic_variables, *task.static_inputs]
         keep += [variables.mask_name(v) for v in task.targets if variables.mask_name(v) in ds]
         ds = ds[keep]
@@ -111,44 +180,97 @@ class GeoDataModule(L.LightningDataModule):
         self.ds = ds
         self.normalizer = Normalizer.fit(
             ds,
-            [*task.dynamic_variables, *task.static_inputs],
+            [v for v in (*task.dynamic_variables, *task.static_inputs) if v not in task.categories],
             time_range=self.splits.train,
             log=self.log_transform,
         )
         self.arrays = self._build_arrays(ds)
         valid = self.arrays.target_valid()
+        if self.derive_stride:
+            every = self._index(valid, ds.sizes[TIME], "train")
+            target = TARGET_SAMPLES if self.spec.patch == 1 else TARGET_SPATIAL_SAMPLES
+            stride = derive_stride(len(every), cycle_length(ds[TIME].values), target)
+            self.spec = dataclasses.replace(self.spec, stride=stride)
+            log.info(
+                "window.stride = %d, derived from the data: %d training samples at stride 1, "
+                "aiming at about %d per epoch (set data.window.stride to choose)",
+                stride,
+                len(every),
+                target,
+            )
         for name in SPLIT_NAMES:
-            self.index[name] = build_index(
-                valid,
-                self.arrays.grid_shape,
-                ds.sizes[TIME],
-                self.spec,
-                self.splits[name],
-                min_target_fraction=self.min_target_fraction,
+            self.index[name] = self._index(valid, ds.sizes[TIME], name)
+        if self.cv is not None and self.cv.name == "spatial_blocks":
+            cells = int(np.prod(self.spec.patch_shape(self.arrays.grid_shape)))
+            self.index = folds.leave_region_out(self.index, ds, self.cv, cells)
+        if self.batch_size is None:
+            self.batch_size = derive_batch_size(len(self.index["train"]))
+            log.info(
+                "data.batch_size = %d, derived from %d training samples (set it to choose)",
+                self.batch_size,
+                len(self.index["train"]),
             )
         log.info("samples per split: %s", {k: len(v) for k, v in self.index.items()})
 
+    def _index(self, valid: np.ndarray, n_time: int, split: str) -> SampleIndex:
+        assert self.arrays is not None and self.splits is not None
+        return build_index(
+            valid,
+            self.arrays.grid_shape,
+            n_time,
+            self.spec,
+            self.splits[split],
+            min_target_fraction=self.min_target_fraction,
+        )
+
+    @staticmethod
+    def _with_categories(task: ForecastTask, ds: xr.Dataset) -> ForecastTask:
+        """``task`` with the categories of its CF flag inputs, as the data describes them."""
+        found = categorical.categories_of(ds, (*task.dynamic_variables, *task.static_inputs))
+        declared = {k: v for k, v in task.categories.items() if k in found}
+        for name, cats in declared.items():
+            if cats != found[name]:
+                raise ConfigError(
+                    f"task.categories[{name!r}] = {cats} but the data's flags are {found[name]}"
+                )
+        return task if found == task.categories else replace(task, categories=found)
+
+    def _encode(self, da: xr.DataArray, name: str) -> np.ndarray:
+        """``(..., width)`` normalised values, or the one-hot of a categorical input."""
+        if name in self.task.categories:
+            return categorical.one_hot(da.values, self.task.categories[name])
+        assert self.normalizer is not None
+        return self.normalizer.encode(da.values, name)[..., None]
+
     def _build_arrays(self, ds: xr.Dataset) -> WindowArrays:
-        task, norm = self.task, self.normalizer
-        assert norm is not None
+        task = self.task
         grid = schema.layout_of(ds) == "grid"
         space = schema.space_dims(ds)
         h = ds.sizes[space[0]]
         w = ds.sizes[space[1]] if grid else 1
         n_time = ds.sizes[TIME]
-        dynamic = np.empty((n_time, h, w, len(task.dynamic_variables)), np.float32)
-        for c, name in enumerate(task.dynamic_variables):
-            da = ds[name].transpose(TIME, *space)
-            dynamic[..., c] = norm.encode(da.values, name).reshape(n_time, h, w)
-        static = np.empty((h, w, len(task.static_inputs)), np.float32)
-        for c, name in enumerate(task.static_inputs):
-            static[..., c] = norm.encode(ds[name].transpose(*space).values, name).reshape(h, w)
+        # channels: each variable's normalised value, or one 0/1 channel per category
+        first: dict[str, int] = {}  # first dynamic channel of each variable
+        dynamic = np.empty((n_time, h, w, len(task.dynamic_channels)), np.float32)
+        c = 0
+        for name in task.dynamic_variables:
+            first[name] = c
+            values = self._encode(ds[name].transpose(TIME, *space), name)
+            dynamic[..., c : c + values.shape[-1]] = values.reshape(n_time, h, w, -1)
+            c += values.shape[-1]
+        static = np.empty((h, w, len(task.static_channels)), np.float32)
+        c = 0
+        for name in task.static_inputs:
+            values = self._encode(ds[name].transpose(*space), name).reshape(h, w, -1)
+            static[..., c : c + values.shape[-1]] = values
+            c += values.shape[-1]
         cal_names = tuple(n for n in task.future_inputs if n in calendar.FEATURES)
         sources = tuple(
             ("calendar", cal_names.index(n))
             if n in calendar.FEATURES
-            else ("dynamic", task.dynamic_variables.index(n))
+            else ("dynamic", first[n] + j)
             for n in task.future_inputs
+            for j in range(len(task.channel_names(n)))
         )
         exclude = None
         masks = [variables.mask_name(v) for v in task.targets]
@@ -159,9 +281,9 @@ class GeoDataModule(L.LightningDataModule):
                     exclude[..., c] = ds[m].transpose(TIME, *space).values.reshape(n_time, h, w)
         return WindowArrays(
             dynamic=dynamic,
-            calendar=calendar.calendar_features(ds[TIME].values, cal_names),
+            calendar=calendar.calendar_features(ds[TIME].values, cal_names, step=self.step),
             static=static,
-            n_past=len(task.past_variables),
+            n_past=len(task.past_channels),
             n_targets=len(task.targets),
             known_sources=sources,
             exclude=exclude,
@@ -175,8 +297,10 @@ class GeoDataModule(L.LightningDataModule):
 
     def loader(self, split: str, *, shuffle: bool, rank: int = 0, world_size: int = 1):
         """Whole batches of ``split`` for one rank (epoch-seeded order when shuffled)."""
+        dataset = self.dataset(split)  # sets up, which derives a batch size left unset
+        assert self.batch_size is not None
         return batch_loader(
-            self.dataset(split),
+            dataset,
             self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

@@ -231,10 +231,9 @@ class Imputer:
     def _fit_estimator(self, train: xr.Dataset) -> None:
         self._calendar_names = ()
         if self.calendar:
-            sub_daily = schema.time_step(train) < np.timedelta64(1, "D")
-            self._calendar_names = (("hour_sin", "hour_cos") if sub_daily else ()) + (
-                "doy_sin",
-                "doy_cos",
+            step = schema.time_step(train)
+            self._calendar_names = (("hour_sin", "hour_cos") if step.is_sub_daily else ()) + (
+                ("month_sin", "month_cos") if step.is_calendar else ("doy_sin", "doy_cos")
             )
         x = self._features(train)
         observed = ~np.isnan(x[:, : len(self._columns)])

@@ -58,9 +58,8 @@ class Normalizer:
             log: variables to log-transform; default: those the registry marks skewed.
 
         """
-        log_set = (
-            set(log) if log is not None else {n for n in names if variables.get(n).log_transform}
-        )
+        default = {n for n in names if variables.describe(n).log_transform}
+        log_set = set(log) if log is not None else default
         stats = {}
         for name in names:
             if name not in ds.data_vars:

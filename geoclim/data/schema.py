@@ -2,12 +2,16 @@
 
 A canonical dataset is an ``xr.Dataset`` with
 
-* ``time``: datetime64, strictly increasing, unique, with one regular step;
+* ``time``: datetime64 or cftime dates, strictly increasing, unique, with one regular step,
+  fixed or a calendar step of months or years (:mod:`geoclim.data.timeaxis`);
 * space: ``(latitude, longitude)`` for grids (latitude ascending), or ``station`` with 1-D
   ``latitude`` / ``longitude`` coordinates for point networks;
-* data variables from the registry in :mod:`geoclim.data.variables`, float32, with CF
-  ``units`` (the canonical ones) and ``long_name``; static fields have no ``time`` dim;
-  ``<var>_imputed`` boolean masks travel beside the variable they describe. NaN marks missing.
+* data variables, float32, with CF ``units`` and ``long_name``: registered ones
+  (:mod:`geoclim.data.variables`) in their canonical units, any other in units that
+  :mod:`geoclim.data.units` parses; static fields have no ``time`` dim;
+  ``<var>_imputed`` boolean masks travel beside the variable they describe; integer CF flag
+  variables (``flag_values`` / ``flag_meanings``) are categorical inputs
+  (:mod:`geoclim.data.categorical`). NaN marks missing.
 
 Every entry point calls :func:`validate`; its errors name what is wrong and what was expected.
 """
@@ -20,7 +24,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from geoclim.data import variables
+from geoclim.data import categorical, timeaxis, units, variables
+from geoclim.data.timeaxis import TimeStep
 from geoclim.errors import SchemaError
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME, Layout
 
@@ -42,10 +47,9 @@ def space_dims(ds: xr.Dataset) -> tuple[str, ...]:
     return (STATION,) if layout_of(ds) == "station" else (LATITUDE, LONGITUDE)
 
 
-def time_step(ds: xr.Dataset) -> np.timedelta64:
-    """The regular time step of ``ds`` (validated)."""
-    _check_time(ds)
-    return np.timedelta64(ds[TIME].values[1] - ds[TIME].values[0], "ns")
+def time_step(ds: xr.Dataset) -> TimeStep:
+    """The regular time step of ``ds``, fixed or calendar (validated; see :mod:`timeaxis`)."""
+    return _check_time(ds)
 
 
 def validate(
@@ -74,30 +78,10 @@ def validate(
     return ds
 
 
-def _check_time(ds: xr.Dataset) -> None:
+def _check_time(ds: xr.Dataset) -> TimeStep:
     if TIME not in ds.dims:
         raise SchemaError(f"dataset has no {TIME!r} dim (dims are {list(ds.dims)})")
-    t = ds[TIME].values
-    if not np.issubdtype(t.dtype, np.datetime64):
-        raise SchemaError(f"coordinate {TIME!r} has dtype {t.dtype}; expected datetime64")
-    if t.size < 2:
-        raise SchemaError(f"coordinate {TIME!r} has {t.size} value(s); expected at least 2")
-    if np.isnat(t).any():
-        raise SchemaError(f"coordinate {TIME!r} contains NaT")
-    steps = np.diff(t)
-    if (steps <= np.timedelta64(0)).any():
-        i = int(np.argmax(steps <= np.timedelta64(0)))
-        raise SchemaError(
-            f"coordinate {TIME!r} is not strictly increasing and unique: "
-            f"{pd.Timestamp(t[i])} is followed by {pd.Timestamp(t[i + 1])}"
-        )
-    if (steps != steps[0]).any():
-        i = int(np.argmax(steps != steps[0]))
-        raise SchemaError(
-            f"coordinate {TIME!r} has an irregular step: {pd.Timedelta(steps[i])} after "
-            f"{pd.Timestamp(t[i])}, expected {pd.Timedelta(steps[0])} throughout "
-            "(reindex to a regular axis and mark the gaps with NaN)"
-        )
+    return timeaxis.check_axis(ds[TIME].values, TIME)
 
 
 def _check_coord_range(ds: xr.Dataset, name: str, lo: float, hi: float) -> None:
@@ -135,39 +119,85 @@ def _check_variables(ds: xr.Dataset, required: Iterable[str]) -> None:
     spatial = set(space_dims(ds))
     for name, da in ds.data_vars.items():
         name = str(name)
-        if variables.is_mask(name):
+        if variables.is_mask(name) and name[: -len(variables.MASK_SUFFIX)] in ds.data_vars:
             if da.dtype != bool:
                 raise SchemaError(f"mask {name!r} has dtype {da.dtype}; expected bool")
             continue
-        var = variables.get(name)
-        dims = set(da.dims)
-        expected = spatial if var.kind in ("static", "ancillary") else spatial | {TIME}
-        if var.kind == "ancillary" and TIME in dims:
-            expected = expected | {TIME}
-        if dims != expected:
-            raise SchemaError(f"variable {name!r} has dims {da.dims}; expected {sorted(expected)}")
-        if da.dtype != np.float32:
-            raise SchemaError(f"variable {name!r} has dtype {da.dtype}; expected float32")
-        if da.attrs.get("units") != var.units:
-            raise SchemaError(
-                f"variable {name!r} has units {da.attrs.get('units')!r}; expected {var.units!r}"
-            )
-        if not da.attrs.get("long_name"):
-            raise SchemaError(f"variable {name!r} has no 'long_name' attribute")
+        if categorical.is_categorical(da):
+            if set(da.dims) not in (spatial, spatial | {TIME}):
+                raise SchemaError(
+                    f"categorical variable {name!r} has dims {da.dims}; expected "
+                    f"{sorted(spatial | {TIME})} or {sorted(spatial)}"
+                )
+            categorical.check_values(da, name)
+            continue
+        if name in variables.REGISTRY:
+            _check_registered(name, da, spatial)
+        else:
+            _check_other(name, da, spatial)
+
+
+def _check_registered(name: str, da: xr.DataArray, spatial: set[str]) -> None:
+    var = variables.get(name)
+    dims = set(da.dims)
+    expected = spatial if var.kind in ("static", "ancillary") else spatial | {TIME}
+    if var.kind == "ancillary" and TIME in dims:
+        expected = expected | {TIME}
+    if dims != expected:
+        raise SchemaError(f"variable {name!r} has dims {da.dims}; expected {sorted(expected)}")
+    if da.dtype != np.float32:
+        raise SchemaError(f"variable {name!r} has dtype {da.dtype}; expected float32")
+    if da.attrs.get("units") != var.units:
+        raise SchemaError(
+            f"variable {name!r} has units {da.attrs.get('units')!r}; expected {var.units!r}"
+        )
+    if not da.attrs.get("long_name"):
+        raise SchemaError(f"variable {name!r} has no 'long_name' attribute")
+
+
+def _check_other(name: str, da: xr.DataArray, spatial: set[str]) -> None:
+    """A variable the registry does not know: float32 on the space dims, CF units, long_name."""
+    dims = set(da.dims)
+    if dims not in (spatial, spatial | {TIME}):
+        raise SchemaError(
+            f"variable {name!r} has dims {da.dims}; expected {sorted(spatial | {TIME})} "
+            f"or, for a static field, {sorted(spatial)}"
+        )
+    if da.dtype != np.float32:
+        raise SchemaError(f"variable {name!r} has dtype {da.dtype}; expected float32")
+    if not da.attrs.get("units"):
+        raise SchemaError(
+            f"variable {name!r} has no 'units' attribute; declare them with "
+            f"data.variables.{name}.units=..."
+        )
+    try:
+        units.parse(str(da.attrs["units"]))
+    except SchemaError as err:
+        raise SchemaError(f"variable {name!r}: {err}") from None
+    if not da.attrs.get("long_name"):
+        raise SchemaError(
+            f"variable {name!r} has no 'long_name' attribute (data.variables.{name}.long_name)"
+        )
 
 
 def annotate(ds: xr.Dataset) -> xr.Dataset:
-    """Cast registered variables to float32 and set their CF ``units``/``long_name`` attrs.
+    """Cast variables to float32 and set their CF ``units`` / ``long_name`` attributes.
 
-    Only use this on data already in canonical units (converters call it last).
+    Registered variables get the registry's; others keep their own (a ``long_name`` missing
+    there defaults to the name). Only use this on data already in canonical units
+    (converters call it last).
     """
     out = ds.copy()
     for name in out.data_vars:
-        if variables.is_mask(str(name)):
+        if variables.is_mask(str(name)) and out[name].dtype.kind in "bu":
             out[name] = out[name].astype(bool)
             continue
-        var = variables.get(str(name))
+        if categorical.is_categorical(out[name]):  # codes, not quantities: no units or cast
+            continue
+        var = variables.describe(str(name), out[name].attrs)
         da = out[name].astype(np.float32)
-        da.attrs.update(units=var.units, long_name=var.long_name)
+        da.attrs.update(long_name=var.long_name)
+        if var.units:
+            da.attrs["units"] = var.units
         out[name] = da
     return out

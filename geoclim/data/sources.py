@@ -1,24 +1,30 @@
 """Open gridded / station files as canonical Datasets, and write them safely.
 
-``open_dataset`` reads netCDF (netCDF4 engine) or zarr lazily, renames whatever names the
-file uses to the canonical ones (``lat`` -> ``latitude``, ``PM2.5`` -> ``pm25``, ...), converts
-known units to the canonical ones, sorts latitude ascending and validates the result.
+``open_dataset`` reads netCDF (netCDF4 engine) or zarr lazily, finds its coordinates by CF
+attributes (:mod:`geoclim.data.layout`), renames the registry's aliases (``PM2.5`` ->
+``pm25``) and the user's ``rename``, converts registered variables to their canonical units,
+keeps every other numeric variable in its own (declared or attributed) units, logs one table
+of what it did (:mod:`geoclim.data.canonical`) and validates the result.
 ``write_netcdf`` writes CF-compliant, compressed netCDF through a temp file and a rename, so
 a crash never leaves a half-written file where a good one was.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from geoclim import fileio
-from geoclim.data import schema, variables
-from geoclim.errors import SchemaError
+from geoclim.data import canonical, schema, timeaxis, units, variables
+from geoclim.errors import ConfigError, SchemaError
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
+
+log = logging.getLogger(__name__)
 
 DIM_ALIASES = {
     "lat": LATITUDE,
@@ -36,38 +42,8 @@ DIM_ALIASES = {
     "site_id": STATION,
 }
 
-VARIABLE_ALIASES = {
-    "pm2.5": "pm25",
-    "pm2_5": "pm25",
-    "pm25": "pm25",
-    "pm10": "pm10",
-    "o3": "o3",
-    "ozone": "o3",
-    "no2": "no2",
-    "nox": "nox",
-    "so2": "so2",
-    "co": "co",
-    "2t": "t2m",
-    "t2m": "t2m",
-    "temperature": "t2m",
-    "r2": "rh",
-    "rh": "rh",
-    "10u": "u10",
-    "u10": "u10",
-    "10v": "v10",
-    "v10": "v10",
-    "ws": "ws",
-    "wd": "wd",
-    "sp": "sp",
-    "blh": "blh",
-    "tp": "tp",
-    "ssrd": "ssrd",
-    "z": "elevation",
-    "orography": "elevation",
-    "elevation": "elevation",
-    "lsm": "land_sea_mask",
-    "land_sea_mask": "land_sea_mask",
-}
+VARIABLE_ALIASES = variables.ALIASES
+"""File names (lower case) -> registered names (the registry's aliases)."""
 
 
 def _engine_for(path: Path) -> str:
@@ -82,70 +58,119 @@ def _engine_for(path: Path) -> str:
     raise SchemaError(f"{path}: unknown file type {path.suffix!r}; expected .nc or .zarr")
 
 
-def to_canonical(ds: xr.Dataset, *, reference_temperature_c: float = 25.0) -> xr.Dataset:
-    """Rename dims/variables to canonical names, convert units, sort latitude, cast float32.
+def to_canonical(
+    ds: xr.Dataset, *, source: str = "dataset", log_table: bool = True, **kwargs: Any
+) -> xr.Dataset:
+    """The canonical form of ``ds`` (see :func:`geoclim.data.canonical.canonicalise`).
 
-    Variables that are not in the registry under any alias are dropped.
+    Logs the load table once and raises one error listing every problem (no units, ...).
     """
-    rename = {k: v for k, v in DIM_ALIASES.items() if k in ds.variables or k in ds.dims}
-    ds = ds.rename(rename)
-    keep = {}
-    for name in ds.data_vars:
-        canon = (
-            str(name) if variables.is_mask(str(name)) else VARIABLE_ALIASES.get(str(name).lower())
-        )
-        if canon is None:
-            continue
-        da = ds[name]
-        if not variables.is_mask(canon):
-            units = da.attrs.get("units", variables.get(canon).units)
-            if variables.normalise_units(units) != variables.get(canon).units:
-                da = xr.apply_ufunc(
-                    variables.convert,
-                    da,
-                    kwargs=dict(
-                        name=canon,
-                        from_units=units,
-                        reference_temperature_c=reference_temperature_c,
-                    ),
-                    dask="parallelized",
-                    output_dtypes=[np.float64],
-                ).assign_attrs(da.attrs)
-        keep[canon] = da
-    out = xr.Dataset(keep, coords=ds.coords, attrs=ds.attrs)
-    if LATITUDE in out.dims and out.sizes[LATITUDE] > 1 and out[LATITUDE][0] > out[LATITUDE][-1]:
-        out = out.sortby(LATITUDE)
-    return schema.annotate(out)
+    out, report = canonical.canonicalise(ds, source=source, **kwargs)
+    if log_table:
+        log.info("%s", report.table())
+    report.raise_problems()
+    return out
+
+
+def read(
+    path: str | os.PathLike,
+    *,
+    rename: dict[str, str] | None = None,
+    variables: dict[str, Any] | None = None,
+    drop: list[str] | tuple[str, ...] = (),
+    chunks: dict | str | None = None,
+    reference_temperature_c: float | None = None,
+    reference_pressure_hpa: float | None = None,
+) -> tuple[xr.Dataset, canonical.LoadReport]:
+    """Open ``path`` and canonicalise it without raising its problems: ``(ds, report)``."""
+    path = Path(path)
+    raw = _open_raw(path, chunks)
+    reference = _reference(reference_temperature_c, reference_pressure_hpa)
+    return canonical.canonicalise(
+        raw,
+        source=str(path),
+        rename=rename,
+        declared=variables,
+        drop=tuple(drop or ()),
+        reference=reference,
+        default_station=path.stem,
+    )
 
 
 def open_dataset(
-    path: str | os.PathLike, *, chunks: dict | str | None = None, required: tuple[str, ...] = ()
+    path: str | os.PathLike,
+    *,
+    rename: dict[str, str] | None = None,
+    variables: dict[str, Any] | None = None,
+    drop: list[str] | tuple[str, ...] = (),
+    chunks: dict | str | None = None,
+    resample: str | None = None,
+    reference_temperature_c: float | None = None,
+    reference_pressure_hpa: float | None = None,
+    required: tuple[str, ...] = (),
 ) -> xr.Dataset:
     """Open a netCDF file or zarr store as a validated canonical Dataset (lazily).
 
     Args:
         path: ``.nc`` file or ``.zarr`` store.
+        rename: the file's names -> wanted names (variables, coordinates or dims).
+        variables: ``{name: {units, long_name}}`` declarations for what the file lacks.
+        drop: file variables to leave out.
         chunks: dask chunks for data larger than memory (``None`` loads lazily with no dask).
+        resample: a pandas offset rule (``1h``, ``1D``, ``MS``, ...) that puts an irregular
+            time axis on a regular one (bin means; see :func:`geoclim.data.timeaxis.resample`).
+        reference_temperature_c: stated reference temperature for gas mass concentration
+            <-> mixing ratio conversions (with ``reference_pressure_hpa``).
+        reference_pressure_hpa: stated reference pressure for those conversions.
         required: variables that must be present.
 
+    Raises:
+        SchemaError: naming the file and every problem (no units, unknown names, layout).
+
     """
-    path = Path(path)
+    ds, report = read(
+        path,
+        rename=rename,
+        variables=variables,
+        drop=drop,
+        chunks=chunks,
+        reference_temperature_c=reference_temperature_c,
+        reference_pressure_hpa=reference_pressure_hpa,
+    )
+    log.info("%s", report.table())
+    report.raise_problems()
+    if resample:
+        ds = timeaxis.resample(ds, resample)
+    return schema.validate(ds, required, source=str(path))
+
+
+def _reference(temperature_c: float | None, pressure_hpa: float | None) -> units.Reference | None:
+    if temperature_c is None and pressure_hpa is None:
+        return None
+    if temperature_c is None or pressure_hpa is None:
+        raise ConfigError(
+            "state both data.source.reference_temperature_c and "
+            "data.source.reference_pressure_hpa (or neither)"
+        )
+    return units.Reference(float(temperature_c), float(pressure_hpa))
+
+
+def _open_raw(path: Path, chunks: dict | str | None) -> xr.Dataset:
     from geoclim.data.ingest.generation import verify_stations  # ingest imports this module
 
     verify_stations(path)  # an ingest store's stations.nc must match its manifest
     if not path.exists():
         raise SchemaError(f"{path}: no such file or store")
     engine = _engine_for(path)
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if engine == "zarr":  # consolidated metadata only where the store has it (no fallback noise)
         kwargs["consolidated"] = (path / ".zmetadata").exists() or None
         if kwargs["consolidated"] is None and (path / ".zgroup").exists():
             kwargs["consolidated"] = False
     try:
-        raw = xr.open_dataset(path, engine=engine, chunks=chunks, **kwargs)
+        return xr.open_dataset(path, engine=engine, chunks=chunks, **kwargs)
     except (OSError, ValueError) as err:
         raise SchemaError(f"{path}: cannot be read as {engine}: {err}") from None
-    return schema.validate(to_canonical(raw), required, source=str(path))
 
 
 def _encoding(ds: xr.Dataset) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import xarray as xr
 
-from geoclim.data import schema, variables
+from geoclim.data import schema, timeaxis, variables
 from geoclim.types import TIME
 
 
@@ -40,7 +40,8 @@ def describe(ds: xr.Dataset) -> dict:
             "missing_pct": 100.0 * float(missing.sum()) / total,
             "imputed_pct": 100.0 * float(imputed.sum()) / total,
         }
-    times = pd.DatetimeIndex(ds[TIME].values)
+    times = timeaxis.to_index(ds[TIME].values)  # datetime64 or cftime
+    step = timeaxis.infer_step(times)
     if layout == "station":
         space = f"{ds.sizes[space_dims[0]]} stations"
     else:
@@ -51,7 +52,7 @@ def describe(ds: xr.Dataset) -> dict:
         "space": space,
         "start": str(times[0]),
         "end": str(times[-1]),
-        "step": _format_step(pd.Timedelta(times[1] - times[0])),
+        "step": str(step) if step.is_calendar else _format_step(pd.Timedelta(step.count, "ns")),
         "n_time": len(times),
         "variables": rows,
     }

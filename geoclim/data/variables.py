@@ -1,9 +1,13 @@
-"""The variable registry: canonical names, CF units and long names, unit conversion.
+"""The variable registry: canonical names, aliases, CF units and long names.
 
-One registry for the whole package. Canonical units are the ones air-quality networks report
-most: mixing ratios for gases (ppb, CO in ppm), mass concentrations for particles. Mass
-concentrations of gases are converted with the ideal-gas molar volume at a stated reference
-temperature and 1013.25 hPa (20 degC in Europe, 25 degC in the US).
+The registry knows the variables geoclim has opinions about: their aliases in files, their
+canonical units (the ones air-quality networks report most: mixing ratios for gases, ppb and
+CO in ppm, mass concentrations for particles), long names and defaults (log transform).
+Any other variable is welcome: :func:`describe` gives it the units and long name from its
+attributes or its ``data.variables.<name>`` declaration. Units are parsed and converted by
+:mod:`geoclim.data.units` (pint through cf-xarray); a gas's mass concentration becomes a
+mixing ratio only at a stated reference temperature (20 degC in Europe, 25 degC in the US)
+and pressure (1013.25 hPa unless stated otherwise).
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from typing import Literal
 
 import numpy as np
 
+from geoclim.data import units
 from geoclim.errors import SchemaError
 
-Kind = Literal["pollutant", "meteorology", "static", "ancillary"]
+Kind = Literal["pollutant", "meteorology", "static", "ancillary", "other"]
 
 MASK_SUFFIX = "_imputed"
 """``<var>_imputed`` (bool) marks values filled by imputation; it travels with ``<var>``."""
@@ -29,7 +34,8 @@ class Variable:
         name: canonical short name (data variable name).
         units: canonical units string (CF / UDUNITS spelling where one exists).
         long_name: CF ``long_name``.
-        kind: pollutant, meteorology, static (no time dim) or ancillary.
+        kind: pollutant, meteorology, static (no time dim), ancillary, or other (a variable
+            the registry does not know; static or not by its dims).
         molar_mass: g/mol for gases, enables ug m-3 <-> ppb conversion.
         log_transform: whether the Normalizer log-transforms it by default (skewed, >= 0).
         nonnegative: physically bounded below by zero.
@@ -83,9 +89,24 @@ def get(name: str) -> Variable:
         ) from None
 
 
+def describe(name: str, attrs: dict | None = None) -> Variable:
+    """The registered variable ``name``, or one described by a variable's ``attrs``.
+
+    Args:
+        name: canonical (dataset) name.
+        attrs: the variable's attributes (``units``, ``long_name``); used for a name the
+            registry does not know. Without them such a variable has empty units.
+
+    """
+    if name in REGISTRY:
+        return REGISTRY[name]
+    attrs = attrs or {}
+    return Variable(name, str(attrs.get("units", "")), str(attrs.get("long_name") or name), "other")
+
+
 def is_mask(name: str) -> bool:
-    """Whether ``name`` is an imputation mask ``<registered var>_imputed``."""
-    return name.endswith(MASK_SUFFIX) and name[: -len(MASK_SUFFIX)] in REGISTRY
+    """Whether ``name`` is an imputation mask ``<var>_imputed``."""
+    return name.endswith(MASK_SUFFIX) and len(name) > len(MASK_SUFFIX)
 
 
 def mask_name(name: str) -> str:
@@ -93,55 +114,50 @@ def mask_name(name: str) -> str:
     return f"{name}{MASK_SUFFIX}"
 
 
-# Spellings seen in data sources -> canonical units.
-_UNIT_ALIASES = {
-    "ug/m3": "ug m-3",
-    "µg/m3": "ug m-3",
-    "ug m-3": "ug m-3",
-    "ug/m^3": "ug m-3",
-    "micrograms/cubic meter (lc)": "ug m-3",
-    "micrograms/cubic meter (25 c)": "ug m-3",
-    "micrograms/cubic meter": "ug m-3",
-    "ug/m3 lc": "ug m-3",
-    "ug/m3 sc": "ug m-3",
-    "mg/m3": "mg m-3",
-    "mg m-3": "mg m-3",
-    "ppb": "ppb",
-    "parts per billion": "ppb",
-    "ppm": "ppm",
-    "parts per million": "ppm",
-    "k": "K",
-    "degc": "degC",
-    "c": "degC",
-    "degrees c": "degC",
-    "m/s": "m s-1",
-    "m s-1": "m s-1",
-    "%": "%",
-    "pa": "Pa",
-    "hpa": "hPa",
-    "m": "m",
-    "mm": "mm",
-    "degree": "degree",
-    "degrees": "degree",
-    "1": "1",
-    "w m-2": "W m-2",
+ALIASES = {
+    "pm2.5": "pm25",
+    "pm2_5": "pm25",
+    "ozone": "o3",
+    "2t": "t2m",
+    "temperature": "t2m",
+    "r2": "rh",
+    "10u": "u10",
+    "10v": "v10",
+    "z": "elevation",
+    "orography": "elevation",
+    "lsm": "land_sea_mask",
+    **{name: name for name in REGISTRY},
 }
+"""Names files use (lower case) -> registered names."""
 
-# Exact integer ratios: mixing ratios in ppb, mass concentrations in ug m-3.
-_MIXING = {"ppb": 1.0, "ppm": 1000.0}
-_MASS = {"ug m-3": 1.0, "mg m-3": 1000.0}
-MIXING_UNITS = frozenset(_MIXING)
+MIXING_UNITS = frozenset({"ppb", "ppm"})
 """Canonical spellings of mixing-ratio units (gases)."""
-MASS_UNITS = frozenset(_MASS)
+MASS_UNITS = frozenset({"ug m-3", "mg m-3"})
 """Canonical spellings of mass-concentration units (particles, or gases by mass)."""
 
+_PREFERRED = tuple(dict.fromkeys([v.units for v in _VARIABLES] + [*MASS_UNITS, *MIXING_UNITS]))
+_PREFERRED += ("degC", "hPa", "degF", "knot", "mbar")
 
-def normalise_units(units: str) -> str:
-    """Map a source's spelling of a unit (e.g. ``Micrograms/cubic meter (LC)``) to ours."""
-    key = units.strip().lower()
-    if key not in _UNIT_ALIASES:
-        raise SchemaError(f"unknown units {units!r}; known spellings are {sorted(_UNIT_ALIASES)}")
-    return _UNIT_ALIASES[key]
+
+def canonical_name(name: str) -> str | None:
+    """The registered name a file's variable ``name`` stands for, if any."""
+    return ALIASES.get(name.lower())
+
+
+def normalise_units(text: str) -> str:
+    """One spelling per unit: ``Micrograms/cubic meter (LC)`` -> ``ug m-3``, ``C`` -> ``degC``.
+
+    Units geoclim uses get the registry's spelling; others pint's CF spelling.
+
+    Raises:
+        SchemaError: if the string is not a unit (see :func:`geoclim.data.units.parse`).
+
+    """
+    parsed = units.parse(text)
+    for spelling in _PREFERRED:
+        if units.equivalent(spelling, text):
+            return spelling
+    return format(parsed, "~cf") or "1"
 
 
 def molar_volume(temperature_c: float = 25.0, pressure_hpa: float = 1013.25) -> float:
@@ -149,8 +165,35 @@ def molar_volume(temperature_c: float = 25.0, pressure_hpa: float = 1013.25) -> 
     return 8.314462618 * (temperature_c + 273.15) / (pressure_hpa * 100.0)
 
 
+def conversion(
+    name: str,
+    from_units: str,
+    *,
+    reference_temperature_c: float | None = None,
+    reference_pressure_hpa: float = 1013.25,
+) -> units.Conversion:
+    """The conversion of registered variable ``name`` from ``from_units`` to its canonical units.
+
+    A gas in mass units (or the reverse) needs ``reference_temperature_c``; the pressure is
+    the standard atmosphere unless stated.
+
+    Raises:
+        SchemaError: if the units are unknown or cannot be converted for this variable.
+
+    """
+    var = get(name)
+    reference = (
+        units.Reference(reference_temperature_c, reference_pressure_hpa)
+        if reference_temperature_c is not None
+        else None
+    )
+    return units.conversion(
+        from_units, var.units, molar_mass=var.molar_mass, reference=reference, name=name
+    )
+
+
 def conversion_factor(
-    name: str, from_units: str, *, reference_temperature_c: float = 25.0
+    name: str, from_units: str, *, reference_temperature_c: float | None = None
 ) -> float:
     """Factor that converts ``name`` from ``from_units`` into its canonical units.
 
@@ -158,32 +201,23 @@ def conversion_factor(
     molar volume (m3/mol) at ``reference_temperature_c`` and 1013.25 hPa and ``M`` in g/mol.
 
     Raises:
-        SchemaError: if the units are unknown or cannot be converted for this variable.
+        SchemaError: if the units are unknown, cannot be converted for this variable, need an
+            offset (use :func:`convert`), or need an unstated reference temperature.
 
     """
-    var = get(name)
-    src, dst = normalise_units(from_units), var.units
-    if src == dst:
-        return 1.0
-    if src in _MIXING and dst in _MIXING:
-        return _MIXING[src] / _MIXING[dst]
-    if src in _MASS and dst in _MASS:
-        return _MASS[src] / _MASS[dst]
-    if var.molar_mass is not None and {src, dst} <= set(_MASS) | set(_MIXING):
-        ppb_per_ug_m3 = molar_volume(reference_temperature_c) * 1e3 / var.molar_mass
-        if src in _MASS:
-            return _MASS[src] * ppb_per_ug_m3 / _MIXING[dst]
-        return _MIXING[src] / ppb_per_ug_m3 / _MASS[dst]
-    raise SchemaError(f"cannot convert variable {name!r} from {from_units!r} to {dst!r}")
+    c = conversion(name, from_units, reference_temperature_c=reference_temperature_c)
+    if c.offset:
+        raise SchemaError(f"variable {name!r}: {c} has an offset; use variables.convert")
+    return c.factor
 
 
 def convert(
-    values: np.ndarray, name: str, from_units: str, *, reference_temperature_c: float = 25.0
+    values: np.ndarray,
+    name: str,
+    from_units: str,
+    *,
+    reference_temperature_c: float | None = None,
 ) -> np.ndarray:
     """Convert ``values`` of ``name`` into canonical units (offset units such as degC too)."""
-    if normalise_units(from_units) == "degC" and get(name).units == "K":
-        return np.asarray(values, dtype=np.float64) + 273.15
-    if normalise_units(from_units) == "hPa" and get(name).units == "Pa":
-        return np.asarray(values, dtype=np.float64) * 100.0
-    factor = conversion_factor(name, from_units, reference_temperature_c=reference_temperature_c)
-    return np.asarray(values, dtype=np.float64) * factor
+    c = conversion(name, from_units, reference_temperature_c=reference_temperature_c)
+    return c.apply(values)

@@ -1,11 +1,25 @@
 """Leaderboards of run directories: find runs, load their records, rank them.
 
 A run directory (one Hydra job of ``geoclim-train``) is recognised by ``metrics.json`` and
-``.hydra/config.yaml``; ``predictions.nc`` and ``scores.nc`` are used when present. A
+``.hydra/config.yaml`` and read by :mod:`geoclim.training.rundir`; ``predictions.nc`` and
+``scores.nc`` are used when present. A
 multirun directory is searched recursively. Every run contributes one row::
 
-    rank  run  model  params  data  <sort key>  rmse/<var>  mae/<var>  skill_persistence/<var>
-    skill_climatology/<var>  [crps/<var>]  skill_persistence/<var>/lead_<k> ...
+    rank  run  model  params  data  <sort key>  rmse/<var> [+ CI]  mae/<var>
+    skill_persistence/<var>  skill_climatology/<var>  [crps/<var>]
+    vs/<var>  rmse_diff_best/<var> [+ CI]                         (paired, vs the best baseline)
+    rmse/<var>/lead_<k> [+ CI]  skill_<ref>/<var>/lead_<k> [+ CI]
+    rmse_diff_best/<var>/lead_<k> [+ CI]  dm_pvalue_best/<var>/lead_<k>  ...
+
+Runs are ranked by the direction the metric table (:mod:`geoclim.evaluation.table`) gives
+the sort metric: lower, higher, closest to nominal (coverage) or smallest magnitude (bias).
+``vs/<var>`` names the best baseline of the run's references (lowest lead-mean
+``rmse_<ref>``); ``rmse_diff_best`` is the paired RMSE difference to it (negative: the run
+is better) with its paired bootstrap interval, ``dm_pvalue_best`` the Diebold-Mariano
+p-value. Interval bounds are ``<column>`` with ``_ci_lower`` / ``_ci_upper`` after the
+metric name (``rmse_ci_lower/no2/lead_3``); the CSV has them all, the table and markdown
+show ``value [lower, upper]``. Cross-validation folds are summarised by
+:func:`aggregate_folds` (mean, spread and each fold).
 
 ``data`` identifies the data a run was scored on: ``data_fingerprint`` from ``scores.nc``
 attributes or ``metrics.json`` when the run recorded one, else ``cfg:<hash>``, a hash of the
@@ -27,15 +41,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
-import yaml
+from omegaconf import OmegaConf
 
 from geoclim.errors import DataError
+from geoclim.evaluation import table
+from geoclim.training import rundir
+from geoclim.types import LEAD_TIME
 
 log = logging.getLogger(__name__)
 
-CONFIG = Path(".hydra") / "config.yaml"
+CONFIG = rundir.CONFIG
 HEADLINE = ("rmse", "mae", "skill_persistence", "skill_climatology", "crps")
-HIGHER_IS_BETTER = ("skill", "corr", "acc", "coverage")
+PER_LEAD = ("rmse", "skill_persistence", "skill_climatology")
+BOUNDS = ("ci_lower", "ci_upper")
 _SKIP_PARAMS = ("_target_", "_partial_", "kind", "window", "calendar")
 _LOADER_KEYS = ("batch_size", "num_workers", "seed")
 
@@ -76,7 +94,7 @@ class RunRecord:
 
 def is_run_dir(path: Path) -> bool:
     """Whether ``path`` holds ``metrics.json`` and ``.hydra/config.yaml``."""
-    return (path / "metrics.json").is_file() and (path / CONFIG).is_file()
+    return rundir.is_scored_run(path)
 
 
 def find_runs(paths: Iterable[str | Path]) -> list[Path]:
@@ -112,39 +130,23 @@ def load_run(path: str | Path) -> RunRecord:
     path = Path(path)
     if not is_run_dir(path):
         raise DataError(f"{path}: not a run directory (needs metrics.json and {CONFIG})")
-    try:
-        config = yaml.safe_load((path / CONFIG).read_text()) or {}
-        raw = json.loads((path / "metrics.json").read_text())
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise DataError(f"{path}: unreadable run files ({err})") from None
+    cfg = rundir.read_config(path)
+    config = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(config, dict)
+    raw = rundir.read_metrics(path, required=True)
     metrics = {
         k: (math.nan if v is None else float(v))
         for k, v in raw.items()
         if isinstance(v, (int, float)) or v is None
     }
-    overrides_file = path / ".hydra" / "overrides.yaml"
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    record = RunRecord(
+    return RunRecord(
         path=path,
-        model=_model_name(path, config),
+        model=rundir.model_name(path, config),
         config=config,
         metrics=metrics,
         data_id=_data_id(path, config, raw),
-        overrides=list(overrides or []),
+        overrides=rundir.read_overrides(path),
     )
-    return record
-
-
-def _model_name(path: Path, config: dict[str, Any]) -> str:
-    hydra_file = path / ".hydra" / "hydra.yaml"
-    if hydra_file.is_file():
-        hydra_cfg = yaml.safe_load(hydra_file.read_text()) or {}
-        choice = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("choices", {})
-        if choice.get("model"):
-            return str(choice["model"])
-    model = config.get("model") or {}
-    target = (model.get("net") or {}).get("_target_") or model.get("_target_") or "model"
-    return str(target).rsplit(".", 1)[-1]
 
 
 def _short(fingerprint: str) -> str:
@@ -185,10 +187,21 @@ def flatten_params(model: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def higher_is_better(key: str) -> bool:
-    """Orientation of a metric name (skill, correlation, coverage: higher is better)."""
-    metric = key.split("/")[1] if key.count("/") >= 2 else key.split("/")[0]
-    return metric.startswith(HIGHER_IS_BETTER)
+def direction(key: str) -> str:
+    """The metric table's direction of a full key ``split/metric/var[/lead_k]``."""
+    return table.direction(key.split("/")[1])
+
+
+def describe_direction(key: str) -> str:
+    """Words for the header: ``lower is better``, ``closest to 0.8 is best``, ..."""
+    row, nominal = table.lookup(key.split("/")[1])
+    if row.direction == "nominal":
+        return f"closest to {nominal:g} is best"
+    return {
+        "lower": "lower is better",
+        "higher": "higher is better",
+        "magnitude": "smallest magnitude is best",
+    }[row.direction]
 
 
 def targets_of(runs: Sequence[RunRecord], split: str = "test") -> list[str]:
@@ -243,7 +256,7 @@ def leaderboard(
     split: str = "test",
     root: Path | None = None,
 ) -> pd.DataFrame:
-    """One row per run, ranked by ``sort_by`` (best first).
+    """One row per run, ranked by ``sort_by`` (best first, in the metric table's direction).
 
     Args:
         runs: run records (:func:`load_run`).
@@ -254,51 +267,198 @@ def leaderboard(
         root: paths are shown relative to it.
 
     Returns:
-        DataFrame with ``rank``, ``run``, ``model``, ``params``, ``data``, the sort
-        column (the key without its split prefix), headline lead-mean scores per target
-        (``rmse/<var>``...) and ``skill_persistence/<var>/lead_<k>`` columns ordered by
-        lead. ``df.attrs`` holds ``sort_key``, ``sort_column`` and ``higher_is_better``.
+        DataFrame with ``rank``, ``run``, ``label``, ``model``, ``params``, ``data``, the
+        sort column (the key without its split prefix), the columns of the module
+        docstring, per-lead columns ordered by lead. ``df.attrs`` holds ``sort_key``,
+        ``sort_column``, ``direction`` and ``higher_is_better``.
 
     """
     if not runs:
         raise DataError("no runs to rank")
     key = resolve_key(sort_by, runs, split, lead)
     column = key.split("/", 1)[1]  # columns drop the split prefix
+    targets = targets_of(runs, split)
+    labels = run_labels(runs)
     rows = []
     for run in runs:
         shown = run.path.relative_to(root) if root and run.path.is_relative_to(root) else run.path
         row: dict[str, Any] = {
             "run": str(shown),
+            "label": labels[run.path],
             "model": run.model,
             "params": " ".join(f"{k}={v}" for k, v in run.params.items()),
             "data": run.data_id,
             column: run.metrics.get(key, math.nan),
         }
-        for var in targets_of(runs, split):
-            for metric in HEADLINE:
-                name = f"{split}/{metric}/{var}"
-                if any(name in r.metrics for r in runs):
-                    row[f"{metric}/{var}"] = run.metrics.get(name, math.nan)
-            row.update(_per_lead(run.metrics, f"{split}/skill_persistence/{var}"))
+        for var in targets:
+            row.update(_headline(run.metrics, runs, split, var))
+            row.update(_versus_best(run.metrics, split, var))
+            for metric in PER_LEAD:
+                for name in (metric, *(f"{metric}_{b}" for b in BOUNDS)):
+                    row.update(_per_lead(run.metrics, f"{split}/{name}/{var}"))
         rows.append(row)
     df = pd.DataFrame(rows)
     lead_cols = sorted(
         (c for c in df.columns if "/lead_" in c and c != column),
-        key=lambda c: (c.rsplit("/lead_", 1)[0], int(c.rsplit("_", 1)[1])),
+        key=lambda c: (c.split("/")[1], _base(c), int(c.rsplit("_", 1)[1]), c),
     )
     fixed = [c for c in df.columns if c not in lead_cols]
     df = df[fixed + lead_cols]
-    values = df[column].to_numpy(dtype=float)
     order = np.argsort(
-        np.where(np.isnan(values), np.inf, -values if higher_is_better(key) else values),
-        kind="stable",
+        table.sort_value(key.split("/")[1], df[column].to_numpy(float)), kind="stable"
     )
     df = df.iloc[order].reset_index(drop=True)
     df.insert(0, "rank", np.arange(1, len(df) + 1))
     df.attrs.update(
-        sort_key=key, sort_column=column, split=split, higher_is_better=higher_is_better(key)
+        sort_key=key,
+        sort_column=column,
+        split=split,
+        direction=direction(key),
+        higher_is_better=direction(key) == "higher",
+        lead_step=lead_step(runs),
     )
     return df
+
+
+def fold_of(run: RunRecord) -> tuple[str, int] | None:
+    """``(cv name, fold)`` of a cross-validation run, ``None`` for other runs."""
+    cv = run.config.get("cv") or {}
+    if str(cv.get("name", "none")) == "none" or cv.get("fold") is None:
+        return None
+    return str(cv["name"]), int(cv["fold"])
+
+
+def aggregate_folds(df: pd.DataFrame, runs: Sequence[RunRecord]) -> pd.DataFrame | None:
+    """Cross-validation summary: one row per configuration, over its folds.
+
+    Runs are grouped by directory parent, model, params and Hydra overrides other than
+    ``cv.fold``. For the sort column and each lead-mean headline column: the mean and the
+    standard deviation (``ddof=1``) over folds, and the sort column of every fold.
+
+    Returns:
+        The summary, best mean first (metric table direction), or ``None`` without folds.
+
+    """
+    by_path = {str(r.path): r for r in runs}
+    column = df.attrs["sort_column"]
+    groups: dict[tuple, list[tuple[int, pd.Series]]] = {}
+    for _, row in df.iterrows():
+        run = next((r for p, r in by_path.items() if p.endswith(str(row["run"]))), None)
+        fold = fold_of(run) if run is not None else None
+        if run is None or fold is None:
+            continue
+        others = tuple(sorted(o for o in run.overrides if not o.startswith("cv.fold=")))
+        key = (str(run.path.parent), run.model, row["params"], fold[0], others)
+        groups.setdefault(key, []).append((fold[1], row))
+    if not groups:
+        return None
+    headline = [c for c in df.columns if c.split("/")[0] in HEADLINE and c.count("/") == 1]
+    out = []
+    for (parent, model, params, cv, _), members in groups.items():
+        members.sort(key=lambda m: m[0])
+        entry: dict[str, Any] = {"model": model, "params": params, "cv": cv, "folds": len(members)}
+        for col in dict.fromkeys([column, *headline]):
+            values = np.array([float(r[col]) for _, r in members])
+            entry[f"{col} mean"] = float(np.nanmean(values))
+            entry[f"{col} std"] = float(np.nanstd(values, ddof=1)) if len(values) > 1 else math.nan
+        entry[f"{column} per fold"] = " ".join(f"{k}:{float(r[column]):.4g}" for k, r in members)
+        entry["runs"] = parent
+        out.append(entry)
+    summary = pd.DataFrame(out)
+    order = np.argsort(
+        table.sort_value(df.attrs["sort_key"].split("/")[1], summary[f"{column} mean"].to_numpy()),
+        kind="stable",
+    )
+    return summary.iloc[order].reset_index(drop=True)
+
+
+def _base(column: str) -> str:
+    """``rmse_ci_lower/no2/lead_3`` -> ``rmse`` (orders a value before its bounds)."""
+    name = column.split("/")[0]
+    for bound in BOUNDS:
+        name = name.removesuffix(f"_{bound}")
+    return name
+
+
+def _headline(metrics: dict[str, float], runs, split: str, var: str) -> dict[str, float]:
+    out = {}
+    for metric in HEADLINE:
+        for name in (metric, *(f"{metric}_{b}" for b in BOUNDS)):
+            full = f"{split}/{name}/{var}"
+            if any(full in r.metrics for r in runs):
+                out[f"{name}/{var}"] = metrics.get(full, math.nan)
+    return out
+
+
+def best_reference(metrics: dict[str, float], split: str, var: str) -> str | None:
+    """The reference with the lowest lead-mean RMSE among ``rmse_<ref>`` keys."""
+    refs = {}
+    for k, v in metrics.items():
+        parts = k.split("/")
+        if len(parts) == 3 and parts[0] == split and parts[2] == var:
+            name = parts[1]
+            if name.startswith("rmse_") and not name.startswith(("rmse_diff", "rmse_ci")):
+                refs[name.removeprefix("rmse_")] = v
+    refs = {k: v for k, v in refs.items() if np.isfinite(v)}
+    return min(refs, key=refs.__getitem__) if refs else None
+
+
+def _versus_best(metrics: dict[str, float], split: str, var: str) -> dict[str, Any]:
+    """Paired comparison with the best baseline: lead mean, CI and per-lead columns."""
+    ref = best_reference(metrics, split, var)
+    if ref is None:
+        return {}
+    out: dict[str, Any] = {f"vs/{var}": ref}
+    for suffix in ("", *(f"_{b}" for b in BOUNDS)):
+        out[f"rmse_diff_best{suffix}/{var}"] = metrics.get(
+            f"{split}/rmse_diff_{ref}{suffix}/{var}", math.nan
+        )
+        lead = _per_lead(metrics, f"{split}/rmse_diff_{ref}{suffix}/{var}")
+        out.update({k.replace(f"rmse_diff_{ref}", "rmse_diff_best"): v for k, v in lead.items()})
+    lead = _per_lead(metrics, f"{split}/dm_pvalue_{ref}/{var}")
+    out.update({k.replace(f"dm_pvalue_{ref}", "dm_pvalue_best"): v for k, v in lead.items()})
+    return out
+
+
+def run_labels(runs: Sequence[RunRecord]) -> dict[Path, str]:
+    """Unique short labels: the model name, plus as much of the path as tells runs apart.
+
+    Two runs of one model get their directory names (``lstm (0)``); if those repeat too
+    (jobs of different sweeps), more of the path (``lstm (sweep_a/0)``), up to the full
+    path.
+    """
+    labels: dict[Path, str] = {}
+    by_model: dict[str, list[RunRecord]] = {}
+    for run in runs:
+        by_model.setdefault(run.model, []).append(run)
+    for model, group in by_model.items():
+        if len(group) == 1:
+            labels[group[0].path] = model
+            continue
+        depth = max(len(r.path.parts) for r in group)
+        for n in range(1, depth + 1):
+            tails = ["/".join(r.path.parts[-n:]) for r in group]
+            if len(set(tails)) == len(tails):
+                break
+        else:
+            tails = [str(r.path) for r in group]
+        labels.update({r.path: f"{model} ({t})" for r, t in zip(group, tails, strict=True)})
+    return labels
+
+
+def lead_step(runs: Sequence[RunRecord]) -> str:
+    """The time step leads are counted in (``"1h"``, ``"1 month"``), from the runs' scores.
+
+    ``lead_<k>`` columns count steps of the data; this names the step (``"mixed"`` when the
+    runs differ, ``""`` when no run has a ``scores.nc`` recording it).
+    """
+    steps = set()
+    for run in runs:
+        if run.scores_path.is_file():
+            with xr.open_dataset(run.scores_path) as ds:
+                steps.add(str(ds[LEAD_TIME].attrs.get("time_step", "")))
+    steps.discard("")
+    return steps.pop() if len(steps) == 1 else ("mixed" if steps else "")
 
 
 def _per_lead(metrics: dict[str, float], base: str) -> dict[str, float]:
@@ -313,12 +473,14 @@ FORMATS = ("table", "markdown", "csv")
 _ABBREV = (
     ("skill_persistence", "skill_pers"),
     ("skill_climatology", "skill_clim"),
+    ("rmse_diff_best", "rmse_diff"),
+    ("dm_pvalue_best", "dm_p"),
     ("/lead_", "@"),
 )
 
 
 def compact(
-    df: pd.DataFrame, *, max_leads: int = 6, lead: int | None = None, params_width: int = 48
+    df: pd.DataFrame, *, max_leads: int = 4, lead: int | None = None, params_width: int = 48
 ) -> pd.DataFrame:
     """A narrower copy for reading: a few per-lead columns, short names and params.
 
@@ -338,6 +500,7 @@ def compact(
     out["params"] = [
         p if len(p) <= params_width else p[: params_width - 3] + "..." for p in out["params"]
     ]
+    out = with_intervals(out)
     renamed = {}
     for col in out.columns:
         short = col
@@ -347,13 +510,35 @@ def compact(
     return out.rename(columns=renamed)
 
 
-def _cells(df: pd.DataFrame) -> list[list[str]]:
-    def fmt(value: Any) -> str:
-        if isinstance(value, float | np.floating):
-            return "nan" if math.isnan(value) else f"{value:.4g}"
-        return str(value)
+def bound_column(column: str, bound: str) -> str:
+    """``rmse/no2/lead_3`` -> ``rmse_ci_lower/no2/lead_3`` (``bound`` in :data:`BOUNDS`)."""
+    head, sep, tail = column.partition("/")
+    return f"{head}_{bound}{sep}{tail}"
 
-    return [[fmt(v) for v in row] for row in df.itertuples(index=False)]
+
+def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns with bounds become ``value [lower, upper]`` strings; bound columns go."""
+    out = df.copy()
+    for col in list(out.columns):
+        lo, hi = bound_column(col, BOUNDS[0]), bound_column(col, BOUNDS[1])
+        if lo not in out.columns or hi not in out.columns:
+            continue
+        out[col] = [
+            _fmt(v) if math.isnan(a) or math.isnan(b) else f"{_fmt(v)} [{a:.3g}, {b:.3g}]"
+            for v, a, b in zip(out[col], out[lo].astype(float), out[hi].astype(float), strict=True)
+        ]
+        out = out.drop(columns=[lo, hi])
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float | np.floating):
+        return "nan" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _cells(df: pd.DataFrame) -> list[list[str]]:
+    return [[_fmt(v) for v in row] for row in df.itertuples(index=False)]
 
 
 def to_table(df: pd.DataFrame) -> str:
@@ -394,4 +579,9 @@ def render(df: pd.DataFrame, fmt: str = "table", *, lead: int | None = None) -> 
     if fmt == "csv":
         return df.to_csv(index=False, float_format="%.6g")
     small = compact(df, lead=lead)
-    return to_table(small) if fmt == "table" else to_markdown(small)
+    text = to_table(small) if fmt == "table" else to_markdown(small)
+    step = df.attrs.get("lead_step")
+    if step and any("@" in str(c) for c in small.columns):
+        sep = "\n" if fmt == "table" else "\n\n"
+        text += f"{sep}@k: lead k, in steps of {step}"
+    return text

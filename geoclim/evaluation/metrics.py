@@ -1,65 +1,102 @@
-"""Verification metrics: each one a function of Datasets, returning a Dataset.
+"""Deterministic verification metrics, WeatherBench 2 conventions by default.
 
 Every metric takes a ``forecast`` and a ``truth`` Dataset on the same coordinates (the
-predictions layout ``(init_time, lead_time, <space>[, quantile])``), reduces over
-``reduce_dims`` and keeps every other dim: reduce ``(init_time, latitude, longitude)`` for
-scores per lead time, ``(init_time,)`` for maps per cell, and so on. Data variables are
-scored one by one (only those in both Datasets). Values are computed in float64.
+predictions layout ``(init_time, lead_time, <space>)``), reduces over ``reduce_dims`` and
+keeps every other dim. Data variables are scored one by one (those in both Datasets), in
+float64. NaN in forecast or truth drops the point and its weight, so masking the truth is
+all a caller does to exclude values.
 
-Weights ``w`` (e.g. :func:`latitude_weights`) enter every mean as
-``mean_w(z) = sum_i w_i z_i / sum_i w_i`` over the points where ``z`` is defined: missing
-truth or forecast (NaN) drops the point and its weight, so masking the truth (NaN where it
-is missing or imputed) is all a caller does to exclude values. Weights may only vary along
-reduced dims (weights along kept dims cannot change a mean and are ignored).
+Two stages, as WeatherBench 2 (Rasp et al. 2024) computes its headline scores. With
+``init_time`` among ``reduce_dims``, a point statistic ``z`` (``(f - o)^2``, ``|f - o|``,
+``f - o``) is first averaged over the other reduced (spatial) dims of each init ``i``,
+``Z_i = sum_s w_s z_is / sum_s w_s`` over the defined points, then over the inits that have
+one, ``Z = (1 / N) sum_i Z_i``, and finished (``RMSE = sqrt(Z)`` of ``z = (f - o)^2``). With
+``pooled=True`` both stages are one weighted mean over every reduced dim (inits with more
+verified points weigh more); both agree when nothing is missing.
 
-Deterministic scores use xskillscore (``xs.mse``, ``xs.rmse``, ``xs.mae``, ``xs.me``,
-``xs.pearson_r`` with ``skipna=True``, which drops missing pairs and their weights); the
-quantile CRPS uses scoringrules.
+``init_counts`` (dims ``(sample, init_time)``) replaces ``(1 / N) sum_i`` by
+``sum_i c_i Z_i / sum_i c_i``: a bootstrap replicate is the same function called with the
+replicate's draw counts, so point estimates and intervals share one code path.
+
+Weights are cell areas (:func:`cell_area_weights`) and may only vary along reduced dims.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cf_xarray  # noqa: F401 -- registers the .cf accessor (bounds from cell centres)
 import numpy as np
-import scoringrules as sr
 import xarray as xr
-import xskillscore as xs
 
-from geoclim.types import LATITUDE, QUANTILE
+from geoclim.data.quantiles import median_weights
+from geoclim.errors import DataError
+from geoclim.types import INIT_TIME, LATITUDE, QUANTILE
 
 Dims = Sequence[str]
+BOUNDS_NAMES = ("lat_bnds", "latitude_bnds", "lat_bounds", "latitude_bounds")
 
 
-def latitude_weights(latitude: xr.DataArray) -> xr.DataArray:
-    """Area weights of a regular latitude/longitude grid, normalised to mean 1.
+def cell_area_weights(latitude: xr.DataArray, bounds: xr.DataArray | None = None) -> xr.DataArray:
+    """Area of each latitude band, normalised to mean 1 over the grid latitudes.
 
-    ``w_j = cos(phi_j) / ((1 / n) sum_k cos(phi_k))`` over the ``n`` grid latitudes, so
-    ``sum_j w_j = n`` and uniform weights are recovered on the equator.
+    ``a_j = sin(phi_{j+1/2}) - sin(phi_{j-1/2})`` between the band's edges, ``w_j = a_j /
+    mean_k a_k``. Without ``bounds`` the edges lie midway between neighbouring centres and
+    half a spacing beyond the outer ones, clipped to +-90 (cf_xarray's ``add_bounds``). On a
+    regular grid ``a_j = 2 sin(d / 2) cos(phi_j)``, so ``w`` equals ``cos(phi_j) / mean
+    cos``; on an uneven grid it is the true share of the area.
 
     Args:
         latitude: the ``latitude`` coordinate, degrees north, dim ``(latitude,)``.
+        bounds: optional ``(latitude, 2)`` cell edges in degrees (a ``lat_bnds`` variable).
 
     Returns:
-        ``(latitude,)`` float64 weights.
+        ``(latitude,)`` float64 weights with mean 1.
+
+    Raises:
+        DataError: bounds of the wrong shape, or a band of zero or negative area.
 
     """
-    w = np.cos(np.deg2rad(latitude.astype(np.float64)))
-    w = w / w.mean()
-    return w.rename("latitude_weights").assign_attrs(
-        long_name="cos(latitude) area weights, mean 1 over the grid latitudes"
+    lat = latitude.astype(np.float64)
+    if bounds is None:
+        ds = xr.Dataset(coords={LATITUDE: lat.values})
+        edges = ds.cf.add_bounds(LATITUDE)[f"{LATITUDE}_bounds"].values
+    else:
+        edges = np.asarray(bounds, dtype=np.float64)
+        if edges.shape != (lat.size, 2):
+            raise DataError(
+                f"latitude bounds have shape {edges.shape}; expected ({lat.size}, 2) "
+                "(one [south, north] pair per grid latitude)"
+            )
+    edges = np.clip(np.sort(edges, axis=1), -90.0, 90.0)
+    area = np.sin(np.deg2rad(edges[:, 1])) - np.sin(np.deg2rad(edges[:, 0]))
+    if np.any(area <= 0):
+        bad = lat.values[area <= 0].tolist()
+        raise DataError(f"latitude cells at {bad} have no area; check the latitude bounds")
+    w = xr.DataArray(area / area.mean(), dims=(LATITUDE,), coords={LATITUDE: lat.values})
+    return w.rename("area_weights").assign_attrs(
+        long_name="cell-area weights from latitude bounds, mean 1 over the grid latitudes"
     )
 
 
 def spatial_weights(ds: xr.Dataset) -> xr.DataArray | None:
-    """Latitude weights for a grid (``latitude`` is a dim), ``None`` for stations."""
-    return latitude_weights(ds[LATITUDE]) if LATITUDE in ds.dims else None
+    """Cell-area weights for a grid (``latitude`` is a dim), ``None`` for stations.
+
+    Uses the bounds variable named by the latitude's CF ``bounds`` attribute, or one of
+    :data:`BOUNDS_NAMES`, when ``ds`` holds it; else edges midway between centres.
+    """
+    if LATITUDE not in ds.dims:
+        return None
+    names = [ds[LATITUDE].attrs.get("bounds"), *BOUNDS_NAMES]
+    found = next((n for n in names if n and n in ds.variables), None)
+    return cell_area_weights(ds[LATITUDE], ds[found] if found else None)
 
 
-def _prepare(forecast: xr.Dataset, truth: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+def prepare(forecast: xr.Dataset, truth: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
+    """The variables in both, aligned, float64."""
     names = [n for n in forecast.data_vars if n in truth.data_vars]
     if not names:
-        raise ValueError(
+        raise DataError(
             f"forecast variables {list(forecast.data_vars)} and truth variables "
             f"{list(truth.data_vars)} have none in common"
         )
@@ -70,43 +107,64 @@ def _prepare(forecast: xr.Dataset, truth: xr.Dataset) -> tuple[xr.Dataset, xr.Da
 def _dims(ds: xr.Dataset, reduce_dims: Dims) -> list[str]:
     dims = [d for d in reduce_dims if d in ds.dims]
     if not dims:
-        raise ValueError(f"reduce_dims {list(reduce_dims)} name none of the dims {list(ds.dims)}")
+        raise DataError(f"reduce_dims {list(reduce_dims)} name none of the dims {list(ds.dims)}")
     return dims
 
 
-def _weights(ds: xr.Dataset, dims: list[str], weights: xr.DataArray | None) -> xr.DataArray | None:
-    """Weights broadcast over exactly ``dims`` (xskillscore's layout), or ``None``."""
-    if weights is None:
-        return None
-    own = set(map(str, weights.dims))
-    if not own & set(dims):
-        return None
-    if not own <= set(dims):
-        raise ValueError(f"weights dims {sorted(own)} mix reduced {dims} and kept dims")
-    template = xr.ones_like(
-        ds[list(ds.data_vars)[0]].isel({d: 0 for d in ds.dims if d not in dims}, drop=True),
-        dtype=np.float64,
-    )
-    return (weights.astype(np.float64) * template).transpose(*dims)
+def _point_weights(values: xr.Dataset, dims: list[str], weights: xr.DataArray | None):
+    """Weight of every point (0 where undefined), broadcast like ``values``."""
+    w = xr.ones_like(values, dtype=np.float64)
+    if weights is not None:
+        own = set(map(str, weights.dims))
+        if own - set(dims) and own & set(dims):
+            raise DataError(f"weights dims {sorted(own)} mix reduced {dims} and kept dims")
+        if own <= set(dims):
+            w = w * weights.astype(np.float64)
+    return w.where(values.notnull(), 0.0)
 
 
 def weighted_mean(
-    values: xr.Dataset, reduce_dims: Dims, weights: xr.DataArray | None = None
+    values: xr.Dataset,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+    *,
+    pooled: bool = False,
+    init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """``sum_i w_i z_i / sum_i w_i`` over the defined (non-NaN) points along ``reduce_dims``."""
+    """The two-stage (or pooled) weighted mean of the module docstring.
+
+    Args:
+        values: point values, NaN where undefined.
+        reduce_dims: dims averaged over.
+        weights: spatial weights or ``None``.
+        pooled: one weighted mean over all ``reduce_dims`` instead of per-init means.
+        init_counts: ``(sample, init_time)`` draw counts of bootstrap replicates.
+
+    Returns:
+        ``values`` reduced over ``reduce_dims`` (plus ``sample`` with ``init_counts``).
+
+    """
     dims = _dims(values, reduce_dims)
-    w = _weights(values, dims, weights)
-    if w is None:
-        return values.mean(dims, skipna=True)
-    return values.weighted(w).mean(dims, skipna=True)
+    space = [d for d in dims if d != INIT_TIME]
+    w = _point_weights(values, dims, weights)
+    num = (values.fillna(0.0) * w).sum(space) if space else values.fillna(0.0) * w
+    den = w.sum(space) if space else w
+    if INIT_TIME in dims and not pooled:  # per-init means, each init weighs 1
+        with np.errstate(invalid="ignore", divide="ignore"):
+            num = (num / den).fillna(0.0)
+        den = (den > 0).astype(np.float64)
+    if INIT_TIME in dims:
+        if init_counts is not None:
+            num = num.map(lambda da: xr.dot(init_counts, da, dim=INIT_TIME))
+            den = den.map(lambda da: xr.dot(init_counts, da, dim=INIT_TIME))
+        else:
+            num, den = num.sum(INIT_TIME), den.sum(INIT_TIME)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return num / den.where(den > 0)
 
 
-def _xs(
-    fn, forecast: xr.Dataset, truth: xr.Dataset, reduce_dims: Dims, weights: xr.DataArray | None
-) -> xr.Dataset:
-    f, o = _prepare(forecast, truth)
-    dims = _dims(o, reduce_dims)
-    return fn(f, o, dim=dims, weights=_weights(o, dims, weights), skipna=True)
+def _reduce(z: xr.Dataset, reduce_dims: Dims, weights, pooled, init_counts) -> xr.Dataset:
+    return weighted_mean(z, reduce_dims, weights, pooled=pooled, init_counts=init_counts)
 
 
 def mse(
@@ -115,9 +173,12 @@ def mse(
     *,
     reduce_dims: Dims,
     weights: xr.DataArray | None = None,
+    pooled: bool = False,
+    init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """Mean squared error ``mean_w((f - o)^2)``."""
-    return _xs(xs.mse, forecast, truth, reduce_dims, weights)
+    """Mean squared error: ``MSE = (1 / N) sum_i mean_w,s((f - o)^2)``."""
+    f, o = prepare(forecast, truth)
+    return _reduce((f - o) ** 2, reduce_dims, weights, pooled, init_counts)
 
 
 def rmse(
@@ -126,9 +187,15 @@ def rmse(
     *,
     reduce_dims: Dims,
     weights: xr.DataArray | None = None,
+    pooled: bool = False,
+    init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """Root mean squared error ``sqrt(mean_w((f - o)^2))``; ``f = o + c`` gives ``|c|``."""
-    return _xs(xs.rmse, forecast, truth, reduce_dims, weights)
+    """``RMSE = sqrt(MSE)``: square root of the time mean of the spatial MSE (WB2)."""
+    out = mse(
+        forecast, truth, reduce_dims=reduce_dims, weights=weights, pooled=pooled,
+        init_counts=init_counts,
+    )  # fmt: skip
+    return out**0.5
 
 
 def mae(
@@ -137,9 +204,12 @@ def mae(
     *,
     reduce_dims: Dims,
     weights: xr.DataArray | None = None,
+    pooled: bool = False,
+    init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """Mean absolute error ``mean_w(|f - o|)``."""
-    return _xs(xs.mae, forecast, truth, reduce_dims, weights)
+    """Mean absolute error ``(1 / N) sum_i mean_w,s(|f - o|)``."""
+    f, o = prepare(forecast, truth)
+    return _reduce(abs(f - o), reduce_dims, weights, pooled, init_counts)
 
 
 def bias(
@@ -148,9 +218,12 @@ def bias(
     *,
     reduce_dims: Dims,
     weights: xr.DataArray | None = None,
+    pooled: bool = False,
+    init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """Mean error ``mean_w(f - o)``: positive when the forecast is too high."""
-    return _xs(xs.me, forecast, truth, reduce_dims, weights)
+    """Mean error ``(1 / N) sum_i mean_w,s(f - o)``: positive when too high."""
+    f, o = prepare(forecast, truth)
+    return _reduce(f - o, reduce_dims, weights, pooled, init_counts)
 
 
 def correlation(
@@ -159,13 +232,27 @@ def correlation(
     *,
     reduce_dims: Dims,
     weights: xr.DataArray | None = None,
+    pooled: bool = True,
+    init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """Pearson correlation over ``reduce_dims`` (weighted).
+    """Pearson correlation of all verified pairs (pooled over every reduced dim).
 
-    ``r = cov_w(f, o) / sqrt(var_w(f) var_w(o))`` with ``cov_w(f, o) = mean_w((f - mean_w f)
-    (o - mean_w o))``.
+    ``r = cov_w(f, o) / sqrt(var_w(f) var_w(o))`` with weighted moments ``mean_w`` over the
+    pairs where both are defined. Always pooled (``pooled`` is accepted for a uniform
+    signature): it measures the joint time and space agreement, the anomaly correlation
+    :func:`anomaly_correlation` is the per-init spatial pattern score.
     """
-    return _xs(xs.pearson_r, forecast, truth, reduce_dims, weights)
+    f, o = prepare(forecast, truth)
+    valid = f.notnull() & o.notnull()
+    f, o = f.where(valid), o.where(valid)
+
+    def mean(z: xr.Dataset) -> xr.Dataset:
+        return _reduce(z, reduce_dims, weights, True, init_counts)
+
+    mf, mo = mean(f), mean(o)
+    cov = mean(f * o) - mf * mo
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return cov / np.sqrt((mean(f * f) - mf**2) * (mean(o * o) - mo**2))
 
 
 def anomaly_correlation(
@@ -175,121 +262,113 @@ def anomaly_correlation(
     *,
     reduce_dims: Dims,
     weights: xr.DataArray | None = None,
+    pooled: bool = False,
+    init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
-    """Anomaly correlation coefficient against a climatology (uncentred, as WeatherBench 2).
+    """Anomaly correlation against a climatology, the mean over inits of the spatial ACC.
 
-    ``ACC = mean_w(f' o') / sqrt(mean_w(f'^2) mean_w(o'^2))`` with anomalies ``f' = f - c``
-    and ``o' = o - c`` from the climatology ``c`` at the same valid time and place (the train
-    climatology). Points where any of ``f``, ``o``, ``c`` is missing are dropped.
+    ``ACC_i = sum_s w f'o' / sqrt(sum_s w f'^2 sum_s w o'^2)`` per init ``i`` (uncentred,
+    WeatherBench 2) with anomalies ``f' = f - c``, ``o' = o - c`` from the climatology ``c``
+    at the same valid time and place; ``ACC = (1 / N) sum_i ACC_i``. ``pooled=True`` sums
+    over inits and space at once, which is also what one location (a single station, or
+    scores by location) gets: there ``ACC_i`` would only be the sign of ``f'o'``. Points
+    missing any of ``f``, ``o``, ``c`` are dropped.
     """
-    f, o = _prepare(forecast, truth)
+    f, o = prepare(forecast, truth)
     c = climatology[list(f.data_vars)].astype(np.float64)
     fa, oa = f - c, o - c
     valid = fa.notnull() & oa.notnull()
     fa, oa = fa.where(valid), oa.where(valid)
-    num = weighted_mean(fa * oa, reduce_dims, weights)
-    den = np.sqrt(
-        weighted_mean(fa**2, reduce_dims, weights) * weighted_mean(oa**2, reduce_dims, weights)
-    )
-    return num / den
+    dims = _dims(o, reduce_dims)
+    stage = [d for d in dims if d != INIT_TIME]
+    if pooled or int(np.prod([o.sizes[d] for d in stage])) <= 1:
+        stage = dims  # one location (or by location): correlate over init times as well
+
+    def mean(z: xr.Dataset) -> xr.Dataset:
+        return weighted_mean(z, stage, weights, pooled=True, init_counts=init_counts)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = mean(fa * oa) / np.sqrt(mean(fa**2) * mean(oa**2))
+    if INIT_TIME in stage or INIT_TIME not in dims:
+        return acc
+    return weighted_mean(acc, [INIT_TIME], init_counts=init_counts)
 
 
 def skill_score(score: xr.Dataset, reference: xr.Dataset) -> xr.Dataset:
-    """Skill against a reference for a negatively oriented score: ``1 - score / reference``.
+    """``1 - score / reference`` for a negatively oriented score (MSE skill score).
 
-    With MSE this is the MSE skill score ``1 - MSE / MSE_ref``: 1 for a perfect forecast, 0
-    for the reference itself, negative when worse than the reference.
+    1 for a perfect forecast, 0 for the reference itself, negative when worse.
     """
-    return 1.0 - score / reference
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1.0 - score / reference
 
 
-def count(truth: xr.Dataset, *, reduce_dims: Dims) -> xr.Dataset:
+def mse_skill(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    reference: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+    pooled: bool = False,
+    init_counts: xr.DataArray | None = None,
+) -> xr.Dataset:
+    """MSE skill score against a reference forecast, ``1 - MSE / MSE_ref`` (same points)."""
+
+    def score(f: xr.Dataset) -> xr.Dataset:
+        return mse(
+            f, truth, reduce_dims=reduce_dims, weights=weights, pooled=pooled,
+            init_counts=init_counts,
+        )  # fmt: skip
+
+    return skill_score(score(forecast), score(reference))
+
+
+def reference_rmse(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    reference: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    weights: xr.DataArray | None = None,
+    pooled: bool = False,
+    init_counts: xr.DataArray | None = None,
+) -> xr.Dataset:
+    """RMSE of the reference forecast on the forecast's verified points."""
+    return rmse(
+        reference, truth, reduce_dims=reduce_dims, weights=weights, pooled=pooled,
+        init_counts=init_counts,
+    )  # fmt: skip
+
+
+def count(
+    forecast: xr.Dataset,
+    truth: xr.Dataset,
+    *,
+    reduce_dims: Dims,
+    init_counts: xr.DataArray | None = None,
+    **_: object,
+) -> xr.Dataset:
     """Number of verified (non-NaN) truth values."""
-    return truth.notnull().sum(_dims(truth, reduce_dims)).astype(np.float64)
+    f, o = prepare(forecast, truth)
+    n = o.notnull().astype(np.float64)
+    dims = _dims(o, reduce_dims)
+    if init_counts is not None and INIT_TIME in dims:
+        n = n.sum([d for d in dims if d != INIT_TIME])
+        return n.map(lambda da: xr.dot(init_counts, da, dim=INIT_TIME))
+    return n.sum(dims)
 
 
 def point_forecast(forecast: xr.Dataset) -> xr.Dataset:
-    """The point forecast of a (quantile) forecast: the median, else the mean of quantiles.
+    """The point forecast of a quantile forecast (:mod:`geoclim.data.quantiles` rule).
 
     Forecasts without a ``quantile`` dim are returned unchanged.
     """
     if QUANTILE not in forecast.dims:
         return forecast
-    q = forecast[QUANTILE].values
-    if np.isclose(q, 0.5).any():
-        return forecast.isel({QUANTILE: int(np.argmin(np.abs(q - 0.5)))}, drop=True)
-    return forecast.mean(QUANTILE)
-
-
-def pinball_loss(
-    forecast: xr.Dataset,
-    truth: xr.Dataset,
-    *,
-    reduce_dims: Dims,
-    weights: xr.DataArray | None = None,
-) -> xr.Dataset:
-    """Pinball (quantile) loss averaged over quantile levels and ``reduce_dims``.
-
-    ``rho_q(o - f_q) = max(q (o - f_q), (q - 1) (o - f_q))``, then
-    ``PL = mean_w( (1 / Q) sum_q rho_q )``. Keeps ``quantile`` if it is not reduced.
-    """
-    f, o = _prepare(forecast, truth)
-    u = o - f
-    q = f[QUANTILE]
-    loss = np.maximum(q * u, (q - 1.0) * u)
-    if QUANTILE in reduce_dims:
-        loss = loss.mean(QUANTILE)
-    return weighted_mean(loss, [d for d in reduce_dims if d != QUANTILE], weights)
-
-
-def crps_quantile(
-    forecast: xr.Dataset,
-    truth: xr.Dataset,
-    *,
-    reduce_dims: Dims,
-    weights: xr.DataArray | None = None,
-) -> xr.Dataset:
-    """CRPS of a quantile forecast, ``scoringrules.crps_quantile`` (Berrisch & Ziel 2023).
-
-    ``CRPS ~= (2 / Q) sum_q rho_q(o - f_q)`` per point (twice the mean pinball loss over the
-    ``Q`` levels), then ``mean_w`` over ``reduce_dims``.
-    """
-    f, o = _prepare(forecast, truth)
-    levels = f[QUANTILE].values
-
-    def _crps(obs: np.ndarray, fct: np.ndarray) -> np.ndarray:
-        # numpy backend: the numba gufunc scores a NaN observation as 0, not NaN
-        out = sr.crps_quantile(obs, fct, levels, m_axis=-1, backend="numpy")
-        return np.where(np.isnan(obs) | np.isnan(fct).any(-1), np.nan, out)
-
-    point = xr.apply_ufunc(_crps, o, f, input_core_dims=[[], [QUANTILE]])
-    return weighted_mean(point, [d for d in reduce_dims if d != QUANTILE], weights)
-
-
-def interval_coverage(
-    forecast: xr.Dataset,
-    truth: xr.Dataset,
-    lower: float,
-    upper: float,
-    *,
-    reduce_dims: Dims,
-    weights: xr.DataArray | None = None,
-) -> xr.Dataset:
-    """Fraction of observations inside the central interval ``[f_lower, f_upper]``.
-
-    ``coverage = mean_w( 1[f_lower <= o <= f_upper] )``; a calibrated interval between the
-    ``lower`` and ``upper`` quantile levels covers ``upper - lower`` of the observations.
-    """
-    f, o = _prepare(forecast, truth)
-    lo = f.sel({QUANTILE: lower}, method="nearest", drop=True)
-    hi = f.sel({QUANTILE: upper}, method="nearest", drop=True)
-    inside = ((o >= lo) & (o <= hi)).astype(np.float64)
-    inside = inside.where(o.notnull() & lo.notnull() & hi.notnull())
-    return weighted_mean(inside, reduce_dims, weights)
-
-
-def central_intervals(levels: Sequence[float]) -> list[tuple[float, float]]:
-    """Symmetric pairs ``(q, 1 - q)`` among the quantile levels, widest first."""
-    levels = [float(q) for q in levels]
-    pairs = [(q, p) for q in levels for p in levels if q < 0.5 and np.isclose(q + p, 1.0)]
-    return sorted(pairs, key=lambda qp: qp[0])
+    pairs = median_weights(forecast[QUANTILE].values)
+    parts = [forecast.isel({QUANTILE: i}, drop=True) * a for i, a in pairs]
+    out = parts[0] if len(parts) == 1 else parts[0] + parts[1]
+    for name in out.data_vars:
+        out[name].attrs = forecast[name].attrs
+    return out

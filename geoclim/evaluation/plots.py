@@ -24,9 +24,16 @@ PANELS = (
 )
 
 
-def lead_axis(lead_time: np.ndarray) -> tuple[np.ndarray, str]:
-    """Lead times as numbers for an axis: hours below 2 days of horizon, else days."""
-    lead = pd.to_timedelta(np.asarray(lead_time))
+def lead_axis(lead_time: np.ndarray | xr.DataArray) -> tuple[np.ndarray, str]:
+    """Lead times as numbers for an axis: hours below 2 days of horizon, else days.
+
+    Calendar leads (integer months / years, :mod:`geoclim.data.timeaxis`) keep their units.
+    """
+    values = np.asarray(getattr(lead_time, "values", lead_time))
+    if not np.issubdtype(values.dtype, np.timedelta64):
+        units = getattr(lead_time, "attrs", {}).get("units", "steps")
+        return values.astype(float), f"lead time ({units})"
+    lead = pd.to_timedelta(values)
     if lead.max() < pd.Timedelta("2D"):
         return (lead / pd.Timedelta("1h")).to_numpy(float), "lead time (h)"
     return (lead / pd.Timedelta("1D")).to_numpy(float), "lead time (days)"
@@ -67,7 +74,7 @@ def plot_lead_curves(
             for label, ds in scores.items():
                 if var not in ds or metric not in ds["metric"].values:
                     continue
-                x, xlabel = lead_axis(ds[LEAD_TIME].values)
+                x, xlabel = lead_axis(ds[LEAD_TIME])
                 y = ds[var].sel(metric=metric).values
                 lowest = min(lowest, float(np.nanmin(y)) if np.isfinite(y).any() else np.inf)
                 ax.plot(x, y, marker="o", ms=3, color=colors[label], label=label)

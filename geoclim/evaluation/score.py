@@ -1,29 +1,27 @@
-"""Score a predictions Dataset against observations and the two reference baselines.
+"""Score a predictions Dataset against observations and the reference forecasts it is given.
 
-:func:`score_run` is what every run calls: it takes the predictions of one split, fetches the
-truth at each valid time from ``dm.ds`` (imputed values masked out), builds persistence and
-climatology forecasts for the same samples, and returns the scores Dataset::
+:func:`score_run` is what every run calls: it takes the predictions of one split and the
+reference forecasts of the same samples (built by the caller, e.g. with
+:func:`geoclim.baselines.references.reference_forecasts`), fetches the truth at each valid
+time from ``dm.ds`` (imputed values masked out), and returns the scores Dataset::
 
     <xarray.Dataset>
-    Dimensions:    (metric: 14, lead_time: 24)
+    Dimensions:    (metric: 22, lead_time: 24)
     Coordinates:
-      * metric     (metric) <U22 'n' 'rmse' 'mse' 'mae' 'bias' 'corr' 'acc' ...
+      * metric     (metric) <U26 'n' 'rmse' 'mse' 'mae' 'bias' 'corr' 'acc' ...
       * lead_time  (lead_time) timedelta64[ns] 01:00:00 ... 1 days 00:00:00
     Data variables:
         no2        (metric, lead_time) float64 ...
-        o3         (metric, lead_time) float64 ...
 
-Metrics (see :mod:`geoclim.evaluation.metrics` for formulas): ``n`` (verified values),
-``rmse``, ``mse``, ``mae``, ``bias``, ``corr``, ``acc`` (anomaly correlation against the
-train climatology), ``rmse_<ref>`` and ``skill_<ref> = 1 - MSE / MSE_ref`` for
-``ref in (persistence, climatology)``, and, for quantile forecasts, ``pinball``, ``crps``
-and ``coverage_<nominal %>`` for each central interval. Deterministic scores use the median
-of a quantile forecast. With bootstrapping, ``<m>_ci_lower`` / ``<m>_ci_upper`` (95 %) are
-added for ``m in (rmse, mae, skill_<ref>)``.
+The metrics are the rows of :mod:`geoclim.evaluation.table` (formulas in
+:mod:`geoclim.evaluation.metrics`, :mod:`~geoclim.evaluation.probabilistic` and
+:mod:`~geoclim.evaluation.paired`; all in ``docs/evaluation.md``). With bootstrapping,
+``<m>_ci_lower`` / ``<m>_ci_upper`` (95 %) are added for the table's CI rows. With regions,
+the Dataset gains a ``region`` dim whose first entry ``all`` is the whole domain.
 
 All scores of a run use one **common mask**: a value counts where the truth is observed (not
-missing, not imputed) and the forecast and both references are defined, so the model and
-its references are verified on exactly the same points. Grids are latitude-weighted.
+missing, not imputed) and the point forecast and every reference are defined, so the model
+and its references are verified on exactly the same points. Grids are weighted by cell area.
 """
 
 from __future__ import annotations
@@ -39,8 +37,9 @@ import xarray as xr
 from geoclim.data import schema, variables
 from geoclim.data.assemble import truth_at_valid_time
 from geoclim.errors import DataError
-from geoclim.evaluation import bootstrap
+from geoclim.evaluation import bootstrap, table
 from geoclim.evaluation import metrics as m
+from geoclim.evaluation.regions import GLOBAL, Region
 from geoclim.types import INIT_TIME, LEAD_TIME, QUANTILE, STATION, TIME
 
 if TYPE_CHECKING:
@@ -48,9 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REFERENCES = ("persistence", "climatology")
-PER_LEAD_METRICS = ("rmse", "mae", "skill_persistence", "skill_climatology", "crps")
-CI_METRICS = ("rmse", "mae", "skill_persistence", "skill_climatology")
+REGION = "region"
 
 
 def observed(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
@@ -62,15 +59,31 @@ def observed(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
     return xr.Dataset(out)
 
 
-def reference_forecasts(dm: GeoDataModule, split: str) -> dict[str, xr.Dataset]:
-    """Persistence and climatology (default settings) on the samples of ``split``."""
-    from geoclim.baselines.climatology import ClimatologyBaseline
-    from geoclim.baselines.persistence import PersistenceBaseline
-
-    return {
-        "persistence": PersistenceBaseline().fit(dm).predict(dm, split),
-        "climatology": ClimatologyBaseline().fit(dm).predict(dm, split),
-    }
+def _inputs(forecast, truth, reduce_dims, references, climatology, weights, pooled) -> table.Inputs:
+    """Apply the common mask and gather what the metric rows need."""
+    names = [n for n in forecast.data_vars if n in truth.data_vars]
+    point = m.point_forecast(forecast[names])
+    refs = {k: v[names].reindex_like(point) for k, v in references.items()}
+    clim = climatology[names].reindex_like(point) if climatology is not None else None
+    valid = truth[names].notnull()
+    for ref in [*refs.values(), *([clim] if clim is not None else [])]:
+        valid = valid & ref.notnull()
+    unforecast = int(sum((valid & point.isnull())[n].sum() for n in names))
+    if unforecast:  # scored on fewer points than other models: flag it, do not hide it
+        log.warning(
+            "forecast is NaN at %d verifiable points; they are left out of its scores", unforecast
+        )
+    valid = valid & point.notnull()
+    return table.Inputs(
+        forecast=forecast[names],
+        point=point,
+        truth=truth[names].where(valid),
+        reduce_dims=list(reduce_dims),
+        weights=weights,
+        references=refs,
+        climatology=clim,
+        pooled=pooled,
+    )
 
 
 def compute_scores(
@@ -81,6 +94,7 @@ def compute_scores(
     references: Mapping[str, xr.Dataset] | None = None,
     climatology: xr.Dataset | None = None,
     weights: xr.DataArray | None = None,
+    pooled: bool = False,
     n_boot: int = 0,
     seed: int = 0,
 ) -> xr.Dataset:
@@ -89,10 +103,12 @@ def compute_scores(
     Args:
         forecast: ``(init_time, lead_time, <space>[, quantile])`` predictions.
         truth: observations on the forecast's coordinates (NaN where not to verify).
-        reduce_dims: dims pooled into each score (e.g. ``init_time`` plus space).
-        references: reference forecasts; each adds ``rmse_<name>`` and ``skill_<name>``.
+        reduce_dims: dims reduced into each score (e.g. ``init_time`` plus space).
+        references: reference forecasts; each adds ``rmse_<name>``, ``skill_<name>``,
+            ``rmse_diff_<name>``, ``dm_<name>`` and ``dm_pvalue_<name>``.
         climatology: climatology at the valid times, for ``acc``.
         weights: spatial weights (``latitude`` for grids) or ``None``.
+        pooled: pool init times and space into one mean (default: WB2 two-stage means).
         n_boot: bootstrap replicates over init times for CIs (0: none).
         seed: bootstrap seed.
 
@@ -100,91 +116,61 @@ def compute_scores(
         Dataset with a ``metric`` dim, one data variable per target.
 
     """
-    references = dict(references or {})
-    names = [n for n in forecast.data_vars if n in truth.data_vars]
-    point = m.point_forecast(forecast[names])
-    valid = truth[names].notnull()
-    for ref in [*references.values(), *([climatology] if climatology is not None else [])]:
-        valid = valid & ref[names].reindex_like(point).notnull()
-    unforecast = int(sum((valid & point.isnull())[n].sum() for n in names))
-    if unforecast:  # scored on fewer points than other models: flag it, do not hide it
-        log.warning(
-            "forecast is NaN at %d verifiable points; they are left out of its scores", unforecast
-        )
-    valid = valid & point.notnull()
-    o = truth[names].where(valid)
-    refs = {k: v[names].reindex_like(point) for k, v in references.items()}
-    kw = {"reduce_dims": reduce_dims, "weights": weights}
-    scores = {"n": m.count(o, reduce_dims=reduce_dims), "rmse": m.rmse(point, o, **kw)}
-    scores["mse"] = m.mse(point, o, **kw)
-    scores.update(
-        mae=m.mae(point, o, **kw), bias=m.bias(point, o, **kw), corr=m.correlation(point, o, **kw)
+    inputs = _inputs(
+        forecast, truth, reduce_dims, dict(references or {}), climatology, weights, pooled
     )
-    if climatology is not None:
-        clim = climatology[names].reindex_like(point)
-        scores["acc"] = m.anomaly_correlation(point, o, clim, **kw)
-    for ref, ds in refs.items():
-        ref_mse = m.mse(ds, o, **kw)
-        scores[f"rmse_{ref}"] = np.sqrt(ref_mse)
-        scores[f"skill_{ref}"] = m.skill_score(scores["mse"], ref_mse)
-    if QUANTILE in forecast.dims:
-        qkw = {"reduce_dims": [*reduce_dims, QUANTILE], "weights": weights}
-        scores["pinball"] = m.pinball_loss(forecast[names], o, **qkw)
-        scores["crps"] = m.crps_quantile(forecast[names], o, **kw)
-        for lo, hi in m.central_intervals(forecast[QUANTILE].values):
-            cov = m.interval_coverage(forecast[names], o, lo, hi, **kw)
-            scores[f"coverage_{round(100 * (hi - lo))}"] = cov
-    out = xr.concat(
-        [v.drop_vars(QUANTILE, errors="ignore") for v in scores.values()],
-        dim=_metric_index(list(scores)),
-        coords="minimal",
-        compat="override",
-    )
-    if n_boot > 0:
-        out = _add_intervals(out, point, o, refs, reduce_dims, weights, n_boot, seed)
-    for name in names:
+    scores: dict[str, xr.Dataset] = {}
+    for row in table.METRICS:
+        scores.update(table.evaluate(row, inputs))
+    out = _stack(scores)
+    if n_boot > 0 and INIT_TIME in reduce_dims:
+        out = _add_intervals(out, inputs, n_boot, seed)
+    for name in out.data_vars:
         out[name].attrs.pop("units", None)  # scores mix units (skill, counts): see target_units
         out[name].attrs.update(
             target_units=forecast[name].attrs.get("units", ""), long_name=f"scores of {name}"
         )
+    out.attrs["convention"] = "pooled" if pooled else "WeatherBench 2 (time mean of spatial means)"
     return out
 
 
-def _metric_index(names: Sequence[str]) -> xr.DataArray:
-    """The ``metric`` coordinate (numpy unicode: concatenates and writes to netCDF)."""
-    return xr.DataArray(np.array(names, dtype=str), dims="metric", name="metric")
-
-
-def _add_intervals(
-    scores: xr.Dataset,
-    point: xr.Dataset,
-    truth: xr.Dataset,
-    refs: Mapping[str, xr.Dataset],
-    reduce_dims: Sequence[str],
-    weights: xr.DataArray | None,
-    n_boot: int,
-    seed: int,
-) -> xr.Dataset:
-    """Append per-lead 95 % CIs as metrics; lead-mean CIs go to ``<m>_lead_mean`` attrs."""
-    space = [d for d in reduce_dims if d != INIT_TIME]
-    samples = bootstrap.bootstrap_scores(
-        point, truth, refs, space_dims=space, weights=weights, n_boot=n_boot, seed=seed
+def _stack(scores: Mapping[str, xr.Dataset]) -> xr.Dataset:
+    index = xr.DataArray(np.array(list(scores), dtype=str), dims="metric", name="metric")
+    return xr.concat(
+        [v.drop_vars(QUANTILE, errors="ignore") for v in scores.values()],
+        dim=index,
+        coords="minimal",
+        compat="override",
     )
-    ci = bootstrap.confidence_interval(samples)
-    ci_mean = bootstrap.confidence_interval(samples.mean(LEAD_TIME))
-    keep = [x for x in CI_METRICS if x in ci["metric"].values]
-    parts, labels = [], []
-    for metric in keep:
-        for bound in ("lower", "upper"):
-            parts.append(ci.sel(metric=metric, bound=bound, drop=True))
-            labels.append(f"{metric}_ci_{bound}")
-    out = xr.concat([scores, xr.concat(parts, dim=_metric_index(labels))], dim="metric")
+
+
+def _add_intervals(scores: xr.Dataset, inputs: table.Inputs, n_boot: int, seed: int) -> xr.Dataset:
+    """Append per-lead 95 % CIs as metrics; lead-mean CIs go to ``<m>_ci_*_lead_mean`` attrs."""
+    samples = bootstrap.bootstrap_scores(inputs, n_boot=n_boot, seed=seed)
+    keep = list(samples["metric"].values)
+    est = scores.sel(metric=keep)
+    ci = bootstrap.confidence_interval(samples, est)
+    ci_mean = bootstrap.confidence_interval(
+        samples.mean(LEAD_TIME, keep_attrs=True), est.mean(LEAD_TIME)
+    )
+    parts = {
+        f"{metric}_ci_{bound}": ci.sel(metric=metric, bound=bound, drop=True)
+        for metric in keep
+        for bound in ("lower", "upper")
+    }
+    out = xr.concat([scores, _stack(parts)], dim="metric")
     for name in out.data_vars:
         for metric in keep:
             for bound in ("lower", "upper"):
                 value = float(ci_mean[name].sel(metric=metric, bound=bound))
                 out[name].attrs[f"{metric}_ci_{bound}_lead_mean"] = value
-    out.attrs.update(n_boot=n_boot, block_length=samples.attrs["block_length"], ci_level=0.95)
+    out.attrs.update(
+        n_boot=n_boot,
+        block_length=samples.attrs["block_length"],
+        widening=samples.attrs["widening"],
+        bootstrap="stationary (Politis-White block length)",
+        ci_level=0.95,
+    )
     return out
 
 
@@ -193,20 +179,27 @@ def score_run(
     dm: GeoDataModule,
     split: str = "test",
     *,
+    references: Mapping[str, xr.Dataset],
     n_boot: int = 200,
     seed: int = 0,
     by_location: bool = False,
+    regions: Sequence[Region] = (),
+    pooled: bool = False,
 ) -> xr.Dataset:
-    """Score the predictions of ``split`` against observations and both references.
+    """Score the predictions of ``split`` against observations and the given references.
 
     Args:
         forecast: predictions Dataset (dims ``(init_time, lead_time, <space>[, quantile])``,
             physical units) for the samples ``dm.index[split]``.
         dm: the run's datamodule (set up on demand); truth comes from ``dm.ds``.
         split: ``train``, ``val`` or ``test``.
+        references: reference forecasts of the same samples by name (``persistence``,
+            ``climatology``...); ``climatology`` also serves the anomaly correlation.
         n_boot: bootstrap replicates for confidence intervals (0: none).
         seed: bootstrap seed.
         by_location: keep the spatial dims (per station / cell scores, no CIs).
+        regions: score each region too (adds a ``region`` dim, ``all`` first).
+        pooled: pooled means instead of WB2 two-stage means.
 
     Returns:
         The scores Dataset (see the module docstring).
@@ -217,26 +210,34 @@ def score_run(
     missing = [t for t in dm.task.targets if t not in forecast.data_vars]
     if missing:
         raise DataError(f"forecast lacks target(s) {missing}; it has {list(forecast.data_vars)}")
+    if not references:
+        raise DataError("score_run needs reference forecasts (e.g. reference_forecasts(dm, split))")
     forecast = forecast[list(dm.task.targets)]
-    refs = reference_forecasts(dm, split)
-    _check_overlap(forecast, refs["persistence"], split)
+    _check_overlap(forecast, next(iter(references.values())), split)
     truth = truth_at_valid_time(forecast, observed(dm.ds, dm.task.targets))
     space = list(schema.space_dims(dm.ds))
     reduce_dims = [INIT_TIME] if by_location else [INIT_TIME, *space]
-    scores = compute_scores(
-        forecast,
-        truth,
-        reduce_dims=reduce_dims,
-        references=refs,
-        climatology=refs["climatology"],
-        weights=m.spatial_weights(dm.ds),
-        n_boot=0 if by_location else n_boot,
-        seed=seed,
-    )
+    kw = {
+        "reduce_dims": reduce_dims,
+        "references": references,
+        "climatology": references.get("climatology"),
+        "weights": m.spatial_weights(dm.ds),
+        "pooled": pooled,
+        "n_boot": 0 if by_location else n_boot,
+        "seed": seed,
+    }
+    scores = compute_scores(forecast, truth, **kw)  # type: ignore[arg-type]
+    if regions:
+        parts = [scores] + [
+            compute_scores(forecast, truth.where(r.select(dm.ds)), **kw)  # type: ignore[arg-type]
+            for r in regions
+        ]
+        names = [GLOBAL, *(r.name for r in regions)]
+        scores = xr.concat(parts, dim=pd.Index(names, name=REGION), combine_attrs="override")
     scores.attrs.update(
         split=split,
         model=str(forecast.attrs.get("model", "")),
-        weighting="cos(latitude)" if STATION not in dm.ds.dims else "none",
+        weighting="cell area" if STATION not in dm.ds.dims else "none",
     )
     return scores
 
@@ -264,21 +265,28 @@ def _check_overlap(forecast: xr.Dataset, reference: xr.Dataset, split: str) -> N
 def metrics_summary(scores: xr.Dataset, prefix: str = "test") -> dict[str, float]:
     """Flat ``{"<prefix>/<metric>/<var>": value}`` for loggers, sweeps and leaderboards.
 
-    Values are means over lead times (interval bounds: the bound of the lead-mean score).
-    ``<prefix>/<metric>/<var>/lead_<k>`` (``k`` in time steps) is added for
-    :data:`PER_LEAD_METRICS`. Names are identical across models of the same task.
+    Values are means over lead times (``n``: the total; interval bounds: the bound of the
+    lead-mean score). ``<prefix>/<metric>/<var>/lead_<k>`` (``k`` in time steps) is added
+    for the table's per-lead metrics and their bounds. With a ``region`` dim, the whole
+    domain keeps ``<prefix>`` and region ``r`` uses ``<prefix>_<r>``.
     """
+    if REGION in scores.dims:
+        out: dict[str, float] = {}
+        for region in scores[REGION].values:
+            sub = scores.sel({REGION: region}, drop=True)
+            out.update(metrics_summary(sub, prefix if region == GLOBAL else f"{prefix}_{region}"))
+        return out
     extra = [d for d in scores.dims if d not in ("metric", LEAD_TIME)]
     if extra:
-        raise ValueError(
+        raise DataError(
             f"metrics_summary needs scores over (metric, lead_time); got extra "
             f"dims {extra} (score with by_location=False)"
         )
     lead = scores[LEAD_TIME].values
     steps = np.rint(lead / lead[0]).astype(int) if lead.size else np.array([], int)
-    out: dict[str, float] = {}
+    out = {}
     for name, da in scores.data_vars.items():
-        for metric in scores["metric"].values:
+        for metric in map(str, scores["metric"].values):
             series = da.sel(metric=metric).values.astype(float)
             key = f"{prefix}/{metric}/{name}"
             mean_attr = da.attrs.get(f"{metric}_lead_mean")
@@ -288,7 +296,7 @@ def metrics_summary(scores: xr.Dataset, prefix: str = "test") -> dict[str, float
                 out[key] = float(np.nansum(series))
             else:
                 out[key] = float(np.nanmean(series)) if np.isfinite(series).any() else np.nan
-            if metric in PER_LEAD_METRICS:
+            if table.is_per_lead(metric):
                 for k, value in zip(steps, series, strict=True):
                     out[f"{key}/lead_{k}"] = float(value)
     return out
@@ -325,11 +333,11 @@ def score_at_stations(
     """
     from geoclim.data.grid import grid_to_stations
 
-    names = [n for n in forecast_grid.data_vars if n in stations_ds.data_vars]
+    names = [str(n) for n in forecast_grid.data_vars if n in stations_ds.data_vars]
     if not names:
         raise DataError(
             f"no forecast variable {list(forecast_grid.data_vars)} is observed at "
-            f"the stations {sorted(stations_ds.data_vars)}"
+            f"the stations {sorted(map(str, stations_ds.data_vars))}"
         )
     fc = grid_to_stations(forecast_grid[names], stations_ds, method=method)  # type: ignore[arg-type]
     obs = observed(stations_ds, names)

@@ -273,14 +273,18 @@ class ExportMetadata:
         }
 
 
-def variable_table(task: ForecastTask) -> dict[str, dict[str, str]]:
-    """``{name: {"units", "long_name"}}`` for every variable the task reads or predicts."""
+def variable_table(task: ForecastTask, ds: Any = None) -> dict[str, dict[str, str]]:
+    """``{name: {"units", "long_name"}}`` for every variable the task reads or predicts.
+
+    Unregistered variables take theirs from ``ds`` (the training dataset) when given.
+    """
     table = {}
     for name in (*task.past_variables, *task.future_inputs, *task.static_inputs):
         if name in calendar.FEATURES:
             table[name] = {"units": "1", "long_name": f"calendar feature {name}"}
         else:
-            var = variables.get(name)
+            attrs = ds[name].attrs if ds is not None and name in ds else None
+            var = variables.describe(name, attrs)
             table[name] = {"units": var.units, "long_name": var.long_name}
     return table
 

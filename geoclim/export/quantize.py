@@ -26,6 +26,7 @@ from onnxruntime.quantization import QuantType, quantize_dynamic
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from geoclim.data.normalize import Normalizer
+from geoclim.data.quantiles import point_from_quantiles
 from geoclim.data.task import ForecastTask
 from geoclim.export.metadata import ExportMetadata
 from geoclim.export.onnx import read_metadata, write_metadata
@@ -38,11 +39,10 @@ def _session(path: str | os.PathLike) -> ort.InferenceSession:
 
 
 def point_forecast(prediction: np.ndarray, quantiles: Sequence[float]) -> np.ndarray:
-    """``(B, L, C[, Q], h, w)`` -> ``(B, L, C, h, w)``: the quantile nearest 0.5 if any."""
+    """``(B, L, C[, Q], h, w)`` -> ``(B, L, C, h, w)``: the median rule of ``data.quantiles``."""
     if not quantiles:
         return prediction
-    q = int(np.argmin(np.abs(np.asarray(quantiles) - 0.5)))
-    return prediction[:, :, :, q]
+    return point_from_quantiles(prediction, quantiles, axis=3)
 
 
 def score_batches(

@@ -40,9 +40,10 @@ from geoclim import fileio
 from geoclim.data import schema
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
-from geoclim.export.metadata import Domain, ExportMetadata, ModelIO
+from geoclim.export.metadata import Domain, ExportMetadata, ModelIO, variable_table
 from geoclim.export.onnx import ExportResult, export_net, write_metadata
 from geoclim.export.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityReport, check_parity
+from geoclim.training import rundir
 from geoclim.types import TIME
 
 log = logging.getLogger(__name__)
@@ -87,13 +88,10 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedRun:
 
     """
     from geoclim.models.module import ForecastModule
-    from geoclim.training.instantiate import build_datamodule, model_kind
+    from geoclim.training.instantiate import model_kind
 
     run_dir = Path(run_dir)
-    config = run_dir / ".hydra" / "config.yaml"
-    if not config.is_file():
-        raise ConfigError(f"{run_dir} is not a run directory: {config} is missing")
-    cfg = OmegaConf.load(config)
+    cfg = rundir.read_config(run_dir)
     if model_kind(cfg) != "network":
         raise ConfigError(
             f"{run_dir} trained a {cfg.model.kind!r} model; geoclim-export exports "
@@ -108,20 +106,17 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "best") -> LoadedRun:
         found = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
         raise ConfigError(f"checkpoint {ckpt} not found; the run has {found}")
     module = ForecastModule.from_checkpoint(ckpt).eval()
-    dm = build_datamodule(cfg)
-    dm.setup()
+    dm = rundir.load_datamodule(run_dir, cfg)
     if (
         module.normalizer
         and dm.normalizer is not None
         and dm.normalizer.to_dict() != module.normalizer
     ):
         raise ConfigError(
-            f"the data rebuilt from {config} is not the data the run was trained on: its "
-            "normaliser differs from the checkpoint's (source data changed?)"
+            f"the data rebuilt from {run_dir / rundir.CONFIG} is not the data the run was "
+            "trained on: its normaliser differs from the checkpoint's (source data changed?)"
         )
-    metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    return LoadedRun(run_dir, cfg, module, dm, ckpt, metrics)
+    return LoadedRun(run_dir, cfg, module, dm, ckpt, rundir.read_metrics(run_dir))
 
 
 def test_batches(dm: GeoDataModule, n: int | None, split: str = "test") -> list[dict]:
@@ -154,6 +149,25 @@ def git_commit(path: Path | None = None) -> str | None:
     return sha + ("-dirty" if dirty.strip() else "")
 
 
+def check_servable(dm: GeoDataModule) -> None:
+    """Refuse what the serving adapter cannot run yet: calendar steps, categorical inputs.
+
+    Raises:
+        ConfigError: naming the step or the categorical inputs.
+
+    """
+    assert dm.ds is not None
+    step, cats = schema.time_step(dm.ds), sorted(dm.task.categories)
+    problems = ([f"a calendar time step ({step})"] if step.is_calendar else []) + (
+        [f"categorical inputs {cats}"] if cats else []
+    )
+    if problems:
+        raise ConfigError(
+            "export supports fixed time steps and continuous inputs only; this model has "
+            + " and ".join(problems)
+        )
+
+
 def build_metadata(
     dm: GeoDataModule,
     net: torch.nn.Module,
@@ -181,13 +195,15 @@ def build_metadata(
     """
     task, ds = dm.task, dm.ds
     assert ds is not None and dm.splits is not None and dm.normalizer is not None
+    check_servable(dm)
     step = schema.time_step(ds)
     return ExportMetadata(
         task=task,
         window=dm.spec,
-        time_step_seconds=int(step / np.timedelta64(1, "s")),
+        time_step_seconds=int(step.timedelta / np.timedelta64(1, "s")),  # fixed steps only
         normalizer=dm.normalizer,
         domain=Domain.from_dataset(ds, task.static_inputs),
+        variables=variable_table(task, ds),
         io=ModelIO(
             inputs=result.inputs,
             dynamic_spatial=result.dynamic_spatial,
@@ -247,6 +263,7 @@ def export_run(
 
     """
     run = load_run(run_dir, checkpoint)
+    check_servable(run.datamodule)
     out = Path(out) if out is not None else run.run_dir / "export" / "model.onnx"
     batches = test_batches(run.datamodule, parity_batches)
     if not batches:

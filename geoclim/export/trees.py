@@ -23,13 +23,14 @@ missing-value routing is not converted, so random-forest exports refuse NaN inpu
 (``reg:quantileerror`` with several levels) are not converted faithfully, so their export
 fails loudly.
 
-The run directory of a baseline holds no fitted model, so :func:`export_tree_run` refits the
-baseline from the run's config (seeded: the same rows, the same trees).
+:func:`export_tree_run` exports the trees a run saved under ``<run dir>/model`` (see
+:meth:`geoclim.baselines.trees.TreeBaseline.save`): the model that was scored, not a refit.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -40,9 +41,12 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from geoclim import fileio
+from geoclim.data.tree_inputs import tree_inputs
 from geoclim.errors import ConfigError
 from geoclim.export.metadata import ExportMetadata, ModelIO
 from geoclim.export.parity import ParityError
+from geoclim.training import rundir
+from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
 
 OPSET = 15  # the highest default-domain opset onnxmltools' converters accept
 TREE_INPUTS = ("past", "known_future", "static", "calendar", "coordinates")
@@ -54,24 +58,14 @@ def estimators(baseline: Any) -> dict[tuple[int, int | None], list[Any]]:
     Returns:
         ``{(target index, lead or None): [estimator per output column group]}``.
 
+    Raises:
+        ConfigError: if the baseline holds no fitted estimators.
+
     """
     found = getattr(baseline, "estimators", None)
-    if isinstance(found, dict):
-        return {k: v if isinstance(v, list) else [v] for k, v in found.items()}
-    out = {}
-    for key, predictor in baseline.models.items():  # closures over the fitted estimator(s)
-        cells = dict(
-            zip(
-                predictor.__code__.co_freevars,
-                (c.cell_contents for c in predictor.__closure__ or ()),
-                strict=True,
-            )
-        )
-        est = cells.get("models", cells.get("model"))
-        if est is None:
-            raise ConfigError(f"cannot find the fitted estimator of {baseline.name} {key}")
-        out[key] = list(est) if isinstance(est, list) else [est]
-    return out
+    if not isinstance(found, dict) or not found:
+        raise ConfigError(f"{getattr(baseline, 'name', baseline)!r} holds no fitted trees")
+    return found
 
 
 def convert_estimator(est: Any, n_features: int) -> onnx.ModelProto:
@@ -157,7 +151,10 @@ def _features(g: _Graph, baseline: Any, task: Any) -> tuple[str, list[str]]:
         blocks.append(sample)
     if feats.future_channels:
         used.append("known_future")
-        channels = [task.future_inputs.index(v) for v in task.future_variables]
+        known_channels = task.known_channels
+        channels = [
+            known_channels.index(c) for v in task.future_variables for c in task.channel_names(v)
+        ]
         known = g.op("Reshape", ["known_future", g.const([0, horizon, -1])])
         blocks.append(g.op("Gather", [known, g.const(channels)], axis=2))  # (B, L, n_fut)
     if feats.calendar.shape[1]:
@@ -335,7 +332,7 @@ def tree_parity(
     max_samples: int = 2000,
     rtol: float = 1e-4,
 ) -> dict[str, Any]:
-    """Compare the graph, fed through the serving adapter's inputs, with the baseline.
+    """Compare the graph, fed the inputs the serving adapter builds, with the baseline.
 
     Rows with a NaN input are skipped when the graph refuses NaN (random forest).
 
@@ -344,22 +341,18 @@ def tree_parity(
             ``rtol * (1 + |expected|)`` (physical units).
 
     """
-    from geoclim.serving.batch import tree_inputs
-    from geoclim.serving.inputs import Inputs
-
     t, y, x = dm.index["test"].decode(slice(0, max_samples))
     ds = dm.ds
-    station = "station" in ds.dims
-    inputs = Inputs(
-        "station" if station else "grid",
-        ds["time"].values,
-        dm.arrays.dynamic,
-        dm.arrays.static,
-        t,
-        ds["latitude"].values,
-        ds["longitude"].values,
+    feed = tree_inputs(
+        dm.arrays,
+        meta.task,
+        meta.io.calendar,
+        ds[TIME].values,
+        ds[LATITUDE].values,
+        ds[LONGITUDE].values,
+        (t, y, x),
+        stations=STATION in ds.dims,
     )
-    feed = tree_inputs(dm.arrays, meta, inputs, t, y, x)
     feed = {k: np.ascontiguousarray(feed[k]) for k in meta.io.inputs}
     got = session.run(None, feed)[0].astype(np.float64)
     got = got[..., 0, 0] if got.ndim >= 5 else got
@@ -421,7 +414,7 @@ def export_tree(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     model, used = tree_model(baseline, dm.task, dm.normalizer)
-    onnx.save(model, str(out))
+    fileio.write_bytes(out, model.SerializeToString())
     sklearn = any(
         type(e).__module__.startswith("sklearn")
         for ests in estimators(baseline).values()
@@ -432,7 +425,7 @@ def export_tree(
         kind="tree",
         output_space="physical",
         nan_inputs="refuse" if sklearn else "pass",
-        calendar=tuple(baseline.spec.calendar),
+        calendar=tuple(baseline.features.calendar_names),
         model_class=f"{type(baseline).__module__}.{type(baseline).__qualname__}",
     )
     placeholder = ParityReport(0, 0, (), 0.0, 0.0, 0.0, 0.0, True, {})
@@ -465,7 +458,7 @@ def export_tree(
 def export_tree_run(
     run_dir: str | os.PathLike, out: str | os.PathLike | None = None
 ) -> dict[str, Any]:
-    """Refit a tree baseline run from its config (seeded) and export it.
+    """Export the fitted trees a tree-baseline run saved and scored (``<run dir>/model``).
 
     Args:
         run_dir: a ``geoclim-train model=xgboost|lightgbm|random_forest`` run directory.
@@ -474,31 +467,41 @@ def export_tree_run(
     Returns:
         The export report.
 
-    """
-    import json
+    Raises:
+        ConfigError: if the run did not train a tree baseline or saved no model (runs of
+            geoclim before models were saved: train again).
 
+    """
     from omegaconf import OmegaConf
 
-    from geoclim.training.instantiate import build_datamodule, build_estimator, model_kind
+    from geoclim.baselines.trees import TreeBaseline
+    from geoclim.training.instantiate import model_kind
 
     run_dir = Path(run_dir)
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    cfg = rundir.read_config(run_dir)
     if model_kind(cfg) != "baseline" or "trees" not in str(cfg.model.get("_target_", "")):
         raise ConfigError(
             f"{run_dir} did not train a tree baseline (model: {cfg.model.get('_target_')})"
         )
-    dm = build_datamodule(cfg)
-    dm.setup()
-    baseline = build_estimator(cfg).fit(dm)
-    metrics = run_dir / "metrics.json"
+    model_dir = run_dir / rundir.MODEL_DIR
+    if not model_dir.is_dir():
+        raise ConfigError(
+            f"{run_dir} has no saved tree model ({model_dir} is missing): the run predates "
+            "saved models or was interrupted; train it again to export what is scored"
+        )
+    dm = rundir.load_datamodule(run_dir, cfg)
+    baseline = TreeBaseline.load(model_dir, dm)
     out = Path(out) if out is not None else run_dir / "export" / "model.onnx"
     report = export_tree(
         baseline,
         dm,
         out,
-        scores=json.loads(metrics.read_text()) if metrics.is_file() else {},
+        scores=rundir.read_metrics(run_dir),
         config=OmegaConf.to_container(cfg, resolve=False),
-        provenance={"run_dir": str(run_dir.resolve()), "refit": "seeded refit from config"},
+        provenance={
+            "run_dir": str(run_dir.resolve()),
+            "model_dir": str(model_dir.resolve()),
+        },
     )
     fileio.write_text(out.parent / "export.json", json.dumps(report, indent=2) + "\n")
     return report

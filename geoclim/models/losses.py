@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from geoclim.data.quantiles import point_from_quantiles
 from geoclim.errors import ConfigError
 
 LOSSES = ("mse", "mae", "quantile")
@@ -66,17 +67,16 @@ class ForecastLoss(nn.Module):
 
 
 def point_forecast(prediction: Tensor, quantiles: tuple[float, ...] | list[float]) -> Tensor:
-    """The point forecast of a prediction: the quantile closest to the median, if any.
+    """The point forecast of a prediction (:func:`geoclim.data.quantiles.point_from_quantiles`).
 
     Args:
         prediction: ``(B, T_out, C_out, H, W)`` or ``(B, T_out, C_out, Q, H, W)``.
         quantiles: the ``Q`` levels (empty for point predictions).
 
     Returns:
-        ``(B, T_out, C_out, H, W)``.
+        ``(B, T_out, C_out, H, W)``: the median, interpolated between levels if needed.
 
     """
     if not quantiles:
         return prediction
-    median = min(range(len(quantiles)), key=lambda i: abs(quantiles[i] - 0.5))
-    return prediction[:, :, :, median]
+    return point_from_quantiles(prediction, quantiles, axis=3)

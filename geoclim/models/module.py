@@ -7,7 +7,8 @@ what is common to every architecture:
 * the masked loss (:class:`~geoclim.models.losses.ForecastLoss`), computed in normalised
   space so every target weighs the same;
 * torchmetrics per stage, ``val/rmse/<var>`` and ``val/mae/<var>`` (and ``test/...``), in
-  **physical units**: the point forecast and the target are de-normalised with the
+  **physical units**, and ``val/rmse`` (their mean over targets, which checkpoints and
+  early stopping watch by default): the point forecast and the target are de-normalised with the
   normaliser's statistics (``x * std + mean``, then ``expm1`` for log-transformed variables)
   and only entries with ``target_mask == 1`` count;
 * the optimiser and scheduler, given as Hydra partials (``_partial_: true``);
@@ -162,6 +163,25 @@ class ForecastModule(L.LightningModule):
                 metric = self.metrics[stage][f"{kind}_{name}"]
                 metric.update(p, t)
                 self.log(f"{stage}/{kind}/{name}", metric, on_step=False, on_epoch=True)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val/rmse``: the de-normalised RMSE, averaged over targets (checkpoint metric).
+
+        Checkpoints and early stopping watch what users read, the RMSE in physical units,
+        not the normalised (possibly log-space) loss. With several targets of different
+        units, monitor one of them (``monitor=val/rmse/<var>``) if the average is not wanted.
+        """
+        self._log_mean_rmse("val")
+
+    def on_test_epoch_end(self) -> None:
+        """Log ``test/rmse`` like ``val/rmse``."""
+        self._log_mean_rmse("test")
+
+    def _log_mean_rmse(self, stage: str) -> None:
+        metrics = [self.metrics[stage][f"rmse_{name}"] for name in self.targets]
+        values = [m.compute() for m in metrics if int(m.total) > 0]
+        if values:
+            self.log(f"{stage}/rmse", torch.stack(values).mean(), sync_dist=False)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         """One optimisation step."""

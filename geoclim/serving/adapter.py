@@ -32,11 +32,12 @@ import xarray as xr
 
 from geoclim.data import calendar
 from geoclim.data.assemble import to_forecast_dataset
+from geoclim.data.calendar import calendar_on_axis
+from geoclim.data.tree_inputs import tree_inputs
 from geoclim.data.windows import WindowArrays, gather, patch_origins
 from geoclim.errors import ConfigError, DataError, SchemaError
 from geoclim.export.metadata import ExportMetadata
 from geoclim.serving import inputs as request
-from geoclim.serving.batch import calendar_on_axis, tree_inputs
 from geoclim.serving.inputs import Inputs
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
 
@@ -212,7 +213,16 @@ class Forecaster:
             sl = slice(s, s + self.max_batch)
             batch = gather(arrays, meta.window, t[sl], y[sl], x[sl])
             if meta.io.kind == "tree":
-                batch |= tree_inputs(arrays, meta, inputs, t[sl], y[sl], x[sl])
+                batch |= tree_inputs(
+                    arrays,
+                    task,
+                    meta.io.calendar,
+                    inputs.times,
+                    inputs.latitude,
+                    inputs.longitude,
+                    (t[sl], y[sl], x[sl]),
+                    stations=inputs.layout == "station",
+                )
             if inputs.domain_rows is not None:
                 batch["lat_idx"] = inputs.domain_rows[y[sl], x[sl]].astype(np.int64)
                 batch["lon_idx"] = inputs.domain_cols[y[sl], x[sl]].astype(np.int64)

@@ -54,7 +54,14 @@ from geoclim.serving.schemas import (
     ForecastResponse,
     ModelInfo,
 )
-from geoclim.serving.security import JWTConfig, KeyStore, Principal, RateLimiter
+from geoclim.serving.security import (
+    JWTConfig,
+    KeyStore,
+    MetricsTokenMiddleware,
+    Principal,
+    RateLimiter,
+    check_metrics_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,7 @@ class ServeSettings:
         max_body_bytes: request size limit (413 above).
         max_missing: default accepted fraction of missing inputs (requests may lower or
             raise it).
+        metrics_token: when set, ``/metrics`` needs ``Authorization: Bearer <token>``.
 
     """
 
@@ -105,6 +113,11 @@ class ServeSettings:
     jwt: JWTConfig | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     max_missing: float = 0.0
+    metrics_token: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.metrics_token is not None:
+            check_metrics_token(self.metrics_token)
 
 
 class APIError(Exception):
@@ -154,9 +167,11 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         for m in models:
             m.forecaster.warmup()
         state["ready"] = True
+        metrics.ready.set(1)
         log.info("serving models %s", list(by_name))
         yield
         state["ready"] = False
+        metrics.ready.set(0)
 
     app = FastAPI(
         title="geoclim forecast service",
@@ -165,6 +180,8 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         description=__doc__.split("\n\n")[0],
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.metrics_token is not None:
+        app.add_middleware(MetricsTokenMiddleware, token=settings.metrics_token)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
     api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)

@@ -93,9 +93,7 @@ def to_units(values: np.ndarray, name: str, units: str | None) -> np.ndarray:
     try:
         return variables.convert(values, name, units).astype(np.float32)
     except SchemaError as err:
-        raise SchemaError(
-            f"variable {name!r}: {err} (send it in {variables.get(name).units!r})"
-        ) from None
+        raise SchemaError(f"{err} (send it in {variables.get(name).units!r})") from None
 
 
 def _check_times(times: np.ndarray, step: np.timedelta64, where: str) -> np.ndarray:

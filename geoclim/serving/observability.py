@@ -16,6 +16,11 @@ Prometheus series (one :class:`prometheus_client.CollectorRegistry` per app)::
     geoclim_http_errors_total{route, status}                   4xx and 5xx
     geoclim_inference_duration_seconds{model}                  histogram (adapter + ORT)
     geoclim_forecast_locations_total{model}                    locations / grid samples
+    geoclim_http_connections_cut_total{reason}                 slow clients, connection cap
+    geoclim_ready                                              1 ready, 0 loading / draining
+
+Logs are JSON lines on stdout (the container convention) or, with a log file, on a
+size-rotated file (:func:`configure_logging`).
 """
 
 from __future__ import annotations
@@ -23,16 +28,20 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import logging.handlers
 import re
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+CLIENT_CLOSED = 499
+"""Status logged for a request whose client left (or was cut) before the answer (nginx's)."""
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 Scope = MutableMapping[str, Any]
@@ -67,13 +76,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Send every log record to stderr as one JSON line (UTC times)."""
-    handler = logging.StreamHandler()
+def configure_logging(
+    level: str = "INFO",
+    file: str | None = None,
+    max_bytes: int = 50 * 1024 * 1024,
+    backups: int = 5,
+) -> None:
+    """Send every log record as one JSON line (UTC times) to stdout, or to a rotated file.
+
+    Args:
+        level: root log level.
+        file: log file; ``None`` logs to stdout (containers: the runtime collects it).
+        max_bytes: with ``file``, size at which the file is rotated.
+        backups: with ``file``, rotated files kept (``file.1`` ... ``file.<backups>``).
+
+    """
+    handler: logging.Handler
+    if file is None:
+        handler = logging.StreamHandler(sys.stdout)
+    else:
+        handler = logging.handlers.RotatingFileHandler(
+            file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
     formatter = JsonFormatter()
     formatter.converter = time.gmtime
     handler.setFormatter(formatter)
     root = logging.getLogger()
+    for old in root.handlers:
+        old.close()
     root.handlers[:] = [handler]
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
@@ -119,6 +149,17 @@ class Metrics:
             ["model"],
             registry=self.registry,
         )
+        self.ready = Gauge(
+            "geoclim_ready",
+            "1 while the models are loaded and the server takes traffic, else 0",
+            registry=self.registry,
+        )
+        self.connections_cut = Counter(
+            "geoclim_http_connections_cut_total",
+            "Connections closed by the server: header_timeout, body_timeout, connection_limit",
+            ["reason"],
+            registry=self.registry,
+        )
 
 
 def _route_label(scope: Scope) -> str:
@@ -145,6 +186,13 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         start = time.perf_counter()
         status = 500
+        disconnected = False
+
+        async def receive_watch() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            disconnected = disconnected or message["type"] == "http.disconnect"
+            return message
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -155,8 +203,10 @@ class RequestContextMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_watch, send_with_id)
         finally:
+            if disconnected and status == 500:
+                status = CLIENT_CLOSED  # gone before an answer: not a server error
             elapsed = time.perf_counter() - start
             route = _route_label(scope)
             method = scope.get("method", "")
@@ -204,7 +254,7 @@ class BodyLimitMiddleware:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                break
+                return  # client gone (or cut by the server's body deadline): nothing to answer
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             more = message.get("more_body", False)

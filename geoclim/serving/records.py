@@ -7,22 +7,54 @@ caller holding JSON records gets exactly what the service would answer.
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
 
+from geoclim.data.quantiles import point_from_quantiles
+from geoclim.data.task import ForecastTask
 from geoclim.errors import SchemaError
+from geoclim.export.metadata import ExportMetadata
 from geoclim.serving.schemas import ForecastRequest
 
-if TYPE_CHECKING:
-    from geoclim.serving.adapter import Forecaster
+
+class PointForecaster(Protocol):
+    """What answering records needs of a model (:class:`~geoclim.serving.adapter.Forecaster`).
+
+    A protocol, so that this module does not import the adapter that calls it.
+    """
+
+    name: str
+    metadata: ExportMetadata
+
+    @property
+    def task(self) -> ForecastTask:
+        """The embedded task."""
+        ...
+
+    def predict_arrays(
+        self,
+        init_time: np.datetime64 | str,
+        past: dict[str, np.ndarray],
+        *,
+        latitude: np.ndarray | list[float],
+        longitude: np.ndarray | list[float],
+        station: list[str] | None = None,
+        future: dict[str, np.ndarray] | None = None,
+        static: dict[str, np.ndarray] | None = None,
+        units: dict[str, str] | None = None,
+        max_missing: float | None = None,
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Forecast values per target ``(S, L[, Q])`` and the valid times ``(L,)``."""
+        ...
+
 
 _EARLIEST, _LATEST = np.datetime64("1900-01-01", "ns"), np.datetime64("2200-01-01", "ns")
 
 
 def forecast_records(
-    forecaster: Forecaster,
+    forecaster: PointForecaster,
     body: ForecastRequest | dict[str, Any],
     *,
     name: str | None = None,
@@ -94,16 +126,19 @@ def forecast_records(
         max_missing=max_missing,
     )
     quantiles = list(task.quantiles)
-    mid = int(np.argmin(np.abs(np.asarray(quantiles) - 0.5))) if quantiles else None
     lists = {var: _floats(v) for var, v in values.items()}  # nested (S, L[, Q]) lists
+    points = {  # (S, L): the median rule of geoclim.data.quantiles
+        var: _floats(point_from_quantiles(np.asarray(v), quantiles, axis=2))
+        if quantiles
+        else lists[var]
+        for var, v in values.items()
+    }
     forecasts = []
     for i, loc in enumerate(locs):
-        point = {
-            var: v[i] if mid is None else [row[mid] for row in v[i]] for var, v in lists.items()
-        }
+        point = {var: v[i] for var, v in points.items()}
         qs = (
             None
-            if mid is None
+            if not quantiles
             else {
                 var: {f"{q:g}": [row[j] for row in v[i]] for j, q in enumerate(quantiles)}
                 for var, v in lists.items()

@@ -255,3 +255,49 @@ class RateLimiter:
                 return 0.0
             self._buckets[principal.id] = (tokens, now)
         return (1.0 - tokens) / rate if rate > 0 else math.inf
+
+
+def check_metrics_token(token: str) -> None:
+    """Raise :class:`ConfigError` unless ``token`` is long enough to guard ``/metrics``."""
+    if len(token) < 16:
+        raise ConfigError(
+            f"metrics token of {len(token)} characters: expected at least 16 "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+
+
+class MetricsTokenMiddleware:
+    """Guard one path (``/metrics``) with a static bearer token; other paths pass through.
+
+    Prometheus sends it with ``authorization: {type: Bearer, credentials_file: ...}`` in the
+    scrape config. A missing or wrong token gets 401 with ``WWW-Authenticate: Bearer``; the
+    comparison takes constant time.
+    """
+
+    def __init__(self, app: Any, token: str, path: str = "/metrics"):
+        check_metrics_token(token)
+        self.app, self.path = app, path
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """ASGI entry point."""
+        if scope["type"] != "http" or scope.get("path") != self.path:
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if hmac.compare_digest(given, self._expected):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            {
+                "error": "unauthorized",
+                "message": f"{self.path} needs Authorization: Bearer <metrics token>",
+            }
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"www-authenticate", b"Bearer"),
+        ]
+        await send({"type": "http.response.start", "status": 401, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,16 +1,27 @@
 """Distributed training helpers: Hydra-aware DDP child processes and rank bookkeeping.
 
 Lightning's ``ddp`` strategy (subprocess launcher) starts ranks ``1..N-1`` by re-running the
-command line. Under a Hydra *multirun* its default command repeats ``-m`` and every sweep
-list, so each child would start the whole sweep again in a fresh (stray) run directory.
-:func:`patch_hydra_ddp_launcher` replaces that command by one that runs exactly the current
-job: its own overrides (``hydra.overrides.task``), in the job's output directory, without
-writing a second ``.hydra/`` folder. On SLURM (``srun`` starts every rank) and with
-``torchrun`` no child is launched by Lightning and nothing here is used.
+command line. For a single Hydra run its documented Hydra support does this right (the
+same overrides, in the job's ``hydra.run.dir``, with ``hydra.output_subdir=null``), and
+geoclim leaves it alone. Under a Hydra *multirun* it repeats ``-m`` and every sweep list, so
+each child would start the whole sweep again in a fresh (stray) run directory. Lightning has
+no supported hook for the child command: the fix is upstream work in progress
+(Lightning-AI/pytorch-lightning#18175, "Hydra + DDP improvements", open; the problem is
+tracked in facebookresearch/hydra#2070 and ashleve/lightning-hydra-template#393). Until it
+lands, :func:`hydra_job_launcher` is a guarded fallback: only during a multirun job's
+``fit``, and only if Lightning still has the function it calls for the command
+(``_hydra_subprocess_cmd(local_rank)``), that function is swapped for
+:func:`hydra_job_command`, which re-runs exactly the current job (its own overrides,
+``hydra.overrides.task``, in its output directory, without a second ``.hydra/`` folder), and
+restored afterwards. If a Lightning release renames it, a multirun with ``ddp`` fails with a
+:class:`~geoclim.errors.ConfigError` that names the alternatives instead of starting stray
+sweeps. On SLURM (``srun`` starts every rank) and with ``torchrun`` no child is launched by
+Lightning and nothing here is used.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -19,6 +30,8 @@ from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
+
+from geoclim.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -50,11 +63,49 @@ def hydra_job_command(local_rank: int) -> tuple[Sequence[str], str]:
     return command, get_original_cwd()
 
 
-def patch_hydra_ddp_launcher() -> None:
-    """Make Lightning's DDP subprocess launcher start children with :func:`hydra_job_command`."""
+@contextmanager
+def hydra_job_launcher() -> Iterator[None]:
+    """During a Hydra multirun job, make DDP children re-run this job only (module docstring).
+
+    Outside a multirun (a single run, no Hydra, SLURM, ``torchrun``) this does nothing.
+
+    Raises:
+        ConfigError: in a multirun, when the installed Lightning no longer has the command
+            function this fallback replaces (use ``trainer.strategy=ddp_spawn``, SLURM or
+            ``torchrun`` then).
+
+    """
+    if not _in_multirun():
+        yield
+        return
     from lightning.pytorch.strategies.launchers import subprocess_script
 
-    subprocess_script._hydra_subprocess_cmd = hydra_job_command
+    original = getattr(subprocess_script, "_hydra_subprocess_cmd", None)
+    if original is None or list(inspect.signature(original).parameters) != ["local_rank"]:
+        raise ConfigError(
+            "DDP under a Hydra multirun needs Lightning's _hydra_subprocess_cmd(local_rank), "
+            f"which lightning {_lightning_version()} does not have; use "
+            "trainer.strategy=ddp_spawn, SLURM (hydra/launcher=slurm) or torchrun, or a "
+            "single run per job"
+        )
+    subprocess_script._hydra_subprocess_cmd = hydra_job_command  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        subprocess_script._hydra_subprocess_cmd = original  # type: ignore[attr-defined]
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _lightning_version() -> str:
+    import lightning
+
+    return str(lightning.__version__)
 
 
 def release_process_group() -> None:

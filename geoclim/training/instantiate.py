@@ -6,6 +6,7 @@ the network's constructor here, once; configs never interpolate sizes across gro
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from typing import Any
@@ -22,7 +23,9 @@ from geoclim.models.module import ForecastModule
 log = logging.getLogger(__name__)
 
 MODEL_KINDS = ("network", "baseline", "reference")
-NETWORK_KEYS = ("kind", "window", "net", "loss", "optimizer", "scheduler")
+NETWORK_KEYS = ("kind", "window", "net", "loss", "optimizer", "scheduler", "budget")
+"""Keys of a network's model config; ``budget`` (``max_epochs``, ``patience``) is read by the
+trainer and early-stopping configs, so one multirun gives each model its own budget."""
 
 
 def model_kind(cfg: DictConfig) -> str:
@@ -48,7 +51,8 @@ def build_datamodule(cfg: DictConfig) -> GeoDataModule:
         window.update(OmegaConf.to_container(cfg.model.window, resolve=True, throw_on_missing=True))
     data_cfg["window"] = window
     task = OmegaConf.to_container(cfg.task, resolve=True, throw_on_missing=True)
-    return instantiate(data_cfg, task=task, _convert_="all")
+    cv = OmegaConf.to_container(cfg.cv, resolve=True) if cfg.get("cv") else None
+    return instantiate(data_cfg, task=task, cv=cv, _convert_="all")
 
 
 def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:
@@ -64,7 +68,7 @@ def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:
             f"{sorted(NETWORK_KEYS)} (network sizes go under model.net)"
         )
     net_config = OmegaConf.to_container(model.net, resolve=True, throw_on_missing=True)
-    net_config.update(dm.dims)
+    net_config.update(net_dims(net_config["_target_"], dm.dims))
     net = instantiate(net_config)
     return ForecastModule(
         net=net,
@@ -77,6 +81,28 @@ def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:
     )
 
 
+def net_dims(target: str, dims: dict[str, int]) -> dict[str, int]:
+    """The entries of ``dims`` (``task.dims``) the network class ``target`` takes.
+
+    Every network gets its sizes from the data, but only those it uses (the LSTM, for
+    instance, runs over any history length and takes no ``input_steps``).
+
+    Raises:
+        ConfigError: if ``target`` cannot be imported.
+
+    """
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(target)
+    except Exception as err:  # noqa: BLE001 -- Hydra wraps import errors of any kind
+        raise ConfigError(f"model.net._target_ {target!r} cannot be imported ({err})") from None
+    params = inspect.signature(cls).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(dims)
+    return {k: v for k, v in dims.items() if k in params}
+
+
 def build_estimator(cfg: DictConfig) -> Any:
     """A baseline or reference model (``fit(dm)`` / ``predict(dm, split)``).
 
@@ -85,6 +111,7 @@ def build_estimator(cfg: DictConfig) -> Any:
     """
     model_cfg = OmegaConf.to_container(cfg.model, resolve=True, throw_on_missing=True)
     model_cfg.pop("window", None)
+    model_cfg.pop("budget", None)  # read by the trainer config (conf/trainer/cpu.yaml)
     if model_kind(cfg) == "reference":
         trainer = OmegaConf.to_container(cfg.trainer, resolve=True, throw_on_missing=True)
         trainer.pop("_target_", None)

@@ -1,10 +1,11 @@
-"""Training and evaluation loaders over the datamodule's windows: epoch-seeded, rank-aware.
+"""The Lightning datamodule a network fits with, over the datamodule's windows.
 
 The batches come from the datamodule (:meth:`GeoDataModule.loader`, whose
 :class:`~geoclim.data.datasets.EpochBatchSampler` makes the order depend only on the seed and
 the epoch, so ``ckpt_path=...`` resumes exactly where an uninterrupted run would be, and
-shards each global batch across DDP ranks). This module only chooses which split each stage
-reads: over-fitting validates on the training batch.
+shards each global batch across DDP ranks). :class:`WindowLoaders` only chooses which split
+each stage reads (over-fitting validates on the training batch) and asks for the loaders
+after the DDP launch, when the rank is known.
 """
 
 from __future__ import annotations
@@ -13,13 +14,6 @@ import lightning as L
 from torch.utils.data import DataLoader
 
 from geoclim.data.datamodule import GeoDataModule
-
-
-def make_loader(
-    dm: GeoDataModule, split: str, *, shuffle: bool, rank: int = 0, world_size: int = 1
-) -> DataLoader:
-    """A loader of whole batches of ``split`` for this rank (see the module docstring)."""
-    return dm.loader(split, shuffle=shuffle, rank=rank, world_size=world_size)
 
 
 class WindowLoaders(L.LightningDataModule):
@@ -44,8 +38,8 @@ class WindowLoaders(L.LightningDataModule):
         """Shards of the shuffled training batches for this rank."""
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        return make_loader(self.dm, "train", shuffle=self.shuffle, rank=rank, world_size=world)
+        return self.dm.loader("train", shuffle=self.shuffle, rank=rank, world_size=world)
 
     def val_dataloader(self) -> DataLoader:
         """All validation batches, in index order."""
-        return make_loader(self.dm, self.val_split, shuffle=False)
+        return self.dm.loader(self.val_split, shuffle=False)

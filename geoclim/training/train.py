@@ -24,14 +24,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
-from geoclim.data.assemble import to_forecast_dataset
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
-from geoclim.models.module import ForecastModule
 from geoclim.training import rundir
 from geoclim.training.distributed import (
+    hydra_job_launcher,
     launch_environment,
-    patch_hydra_ddp_launcher,
     release_process_group,
 )
 from geoclim.training.instantiate import (
@@ -42,7 +40,8 @@ from geoclim.training.instantiate import (
     build_module,
     model_kind,
 )
-from geoclim.training.loaders import WindowLoaders, make_loader
+from geoclim.training.loaders import WindowLoaders
+from geoclim.training.predict import evaluation_trainer, predict_split
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +74,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         estimator.fit(dm)
         metrics = {"time/fit_s": time.perf_counter() - fit_start}
         predictions = estimator.predict(dm, "test")
+        rundir.write_model(run_dir, estimator)
         loggers = build_loggers(cfg)
     predictions.attrs.setdefault("model", _model_name(cfg))
-    metrics.update(_write_outputs(run_dir, dm, predictions))
+    metrics.update(_write_outputs(run_dir, dm, predictions, cfg.get("regions")))
     metrics["time/total_s"] = time.perf_counter() - start
     rundir.write_metrics(run_dir, metrics)
     _finish_loggers(loggers, metrics)
@@ -108,7 +108,6 @@ def _fit_network(cfg: DictConfig, dm: GeoDataModule):
     overfit = trainer_cfg.pop("overfit_batches", 0) or 0
     if overfit:  # Lightning's own overfit_batches would replace our batch sampler
         trainer_cfg.update(limit_train_batches=overfit, limit_val_batches=overfit)
-    patch_hydra_ddp_launcher()
     trainer: L.Trainer = instantiate(
         trainer_cfg,
         callbacks=callbacks,
@@ -121,7 +120,7 @@ def _fit_network(cfg: DictConfig, dm: GeoDataModule):
         raise ConfigError(f"ckpt_path {ckpt_path!r}: no such checkpoint file")
     loaders = WindowLoaders(dm, shuffle=not overfit, val_split="train" if overfit else "val")
     fit_start = time.perf_counter()
-    with launch_environment():
+    with launch_environment(), hydra_job_launcher():
         trainer.fit(module, datamodule=loaders, ckpt_path=ckpt_path)
         if trainer.world_size > 1:
             release_process_group()
@@ -139,22 +138,12 @@ def _fit_network(cfg: DictConfig, dm: GeoDataModule):
         state = torch.load(best, map_location="cpu", weights_only=False)
         module.load_state_dict(state["state_dict"])
         metrics["checkpoint/best_epoch"] = state["epoch"]
-    evaluator = L.Trainer(
-        accelerator=trainer_cfg.get("accelerator", "auto"),
-        devices=1,
-        precision=trainer_cfg.get("precision", "32-true"),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=trainer_cfg.get("deterministic", False),
-    )
+    evaluator = evaluation_trainer(trainer_cfg)
     for stage, split in (("validate", "val"), ("test", "test")):
-        loader = make_loader(dm, split, shuffle=False)
+        loader = dm.loader(split, shuffle=False)
         outputs = getattr(evaluator, stage)(module, dataloaders=loader, verbose=False)
         metrics.update(outputs[0] if outputs else {})
-    batches = evaluator.predict(module, dataloaders=make_loader(dm, "test", shuffle=False))
-    return metrics, _assemble(batches, dm, module), loggers
+    return metrics, predict_split(module, dm, "test", evaluator), loggers
 
 
 def _best_checkpoint(trainer: L.Trainer) -> str | None:
@@ -164,32 +153,13 @@ def _best_checkpoint(trainer: L.Trainer) -> str | None:
     return path if path and Path(path).is_file() else None
 
 
-def _assemble(
-    batches: list[dict[str, torch.Tensor]], dm: GeoDataModule, module: ForecastModule
-) -> xr.Dataset:
-    """Concatenate ``predict_step`` outputs and scatter them into the predictions Dataset."""
-
-    def cat(key: str) -> np.ndarray:
-        return torch.cat([b[key] for b in batches]).float().numpy()
-
-    assert dm.ds is not None
-    return to_forecast_dataset(
-        cat("prediction"),
-        cat("time_idx").astype(np.int64),
-        cat("lat_idx").astype(np.int64),
-        cat("lon_idx").astype(np.int64),
-        dm.ds,
-        dm.task.targets,
-        normalizer=dm.normalizer,
-        quantiles=module.quantiles,
-    )
-
-
-def _write_outputs(run_dir: Path, dm: GeoDataModule, predictions: xr.Dataset) -> dict[str, float]:
+def _write_outputs(
+    run_dir: Path, dm: GeoDataModule, predictions: xr.Dataset, regions: Any = None
+) -> dict[str, float]:
     """Write task, normaliser, predictions and scores; return the scores summary."""
     rundir.write_data_files(run_dir, dm)
     rundir.write_predictions(run_dir, predictions)
-    return rundir.score(run_dir, predictions, dm, "test")
+    return rundir.score(run_dir, predictions, dm, "test", regions=regions)
 
 
 def _model_name(cfg: DictConfig) -> str:

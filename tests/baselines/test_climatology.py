@@ -85,3 +85,41 @@ def test_stations_and_predict_layout():
 def test_bad_settings_name_the_value():
     with pytest.raises(ConfigError, match="smoothing_days"):
         ClimatologyBaseline(smoothing_days=-1)
+
+
+def test_monthly_data_month_of_year_means_exact():
+    # mid-month stamps; the table is the mean of each calendar month over the train years
+    times = pd.date_range("2000-01-01", periods=72, freq="MS") + pd.Timedelta("14D")
+    ds = make_stations(nt=72, n=2, nan_fraction=0.0).assign_coords(time=times)
+    dm = _dm(ds, target="no2", input_steps=3, horizon=2)
+    start, stop = dm.splits.train
+    month = times.month.to_numpy() - 1
+    x = ds["no2"].values.astype(np.float64)  # (T, S)
+    for kappa in (0.0, 2.0):
+        clim = ClimatologyBaseline(prior_weight=kappa).fit(dm)
+        assert clim.table.shape == (1, 12, 2, 1, 1)
+        train, m = x[start:stop], month[start:stop]
+        overall = train.mean(0)
+        want = np.stack(
+            [(train[m == k].sum(0) + kappa * overall) / ((m == k).sum() + kappa) for k in range(12)]
+        )
+        np.testing.assert_allclose(clim.table[0, :, :, 0, 0], want, rtol=1e-5)
+    pred = clim.predict(dm, "test")["no2"]
+    assert pred.lead_time.attrs["units"] == "months"
+    vt_month = pd.DatetimeIndex(pred.valid_time.values.ravel()).month.to_numpy() - 1
+    np.testing.assert_allclose(pred.values.reshape(-1, 2), want[vt_month], rtol=1e-5)
+
+
+def test_noleap_daily_uses_day_of_year():
+    times = xr.date_range(
+        "2001-01-01", periods=365 * 2, freq="D", calendar="noleap", use_cftime=True
+    )
+    doy = np.asarray(times.dayofyear) - 1
+    ds = make_stations(nt=times.size, n=1, nan_fraction=0.0).assign_coords(time=times)
+    ds["no2"] = ds["no2"].copy(data=(doy[:, None] * 1.0).astype(np.float32))
+    dm = _dm(ds, target="no2", input_steps=3, horizon=2)
+    clim = ClimatologyBaseline(smoothing_days=0, prior_weight=0).fit(dm)
+    assert clim.table.shape[:2] == (1, 366)
+    pred = clim.predict(dm, "test")["no2"]
+    vt = xr.CFTimeIndex(pred.valid_time.values.ravel())
+    np.testing.assert_allclose(pred.values.ravel(), np.asarray(vt.dayofyear) - 1)

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from geoclim.baselines.base import Baseline
 from geoclim.baselines.persistence import PersistenceBaseline, last_observed
+from geoclim.baselines.references import reference_forecasts
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
 from geoclim.evaluation.score import score_run
@@ -101,7 +102,12 @@ def test_last_observed_fills_within_window_only():
 
 def test_persistence_skill_against_itself_is_zero():
     dm, target = _dm(make_grid(nt=200), input_steps=6, horizon=4)
-    scores = score_run(PersistenceBaseline().fit(dm).predict(dm, "test"), dm, n_boot=20)
+    scores = score_run(
+        PersistenceBaseline().fit(dm).predict(dm, "test"),
+        dm,
+        references=reference_forecasts(dm, "test"),
+        n_boot=20,
+    )
     skill = scores[target].sel(metric="skill_persistence")
     np.testing.assert_array_equal(skill.values, 0.0)
     ci = scores[target].sel(metric=["skill_persistence_ci_lower", "skill_persistence_ci_upper"])
@@ -123,3 +129,18 @@ def test_config_errors_name_the_bad_value():
 def test_persistence_is_a_baseline():
     assert isinstance(PersistenceBaseline(), Baseline)
     assert PersistenceBaseline(pd.Timedelta("1D")).name == "persistence_24h"
+
+
+def test_same_month_last_year_on_monthly_data():
+    times = pd.date_range("1980-01-01", periods=300, freq="MS") + pd.Timedelta("14D")
+    ds = make_stations(nt=300, n=2, nan_fraction=0.0).assign_coords(time=times)
+    dm, target = _dm(ds, input_steps=3, horizon=14)
+    model = PersistenceBaseline(period="1 year").fit(dm)
+    assert model.name == "persistence_1year" and model.period_steps(dm) == 12
+    pred = model.predict(dm, "test")[target]
+    pos = np.searchsorted(ds.time.values, pred.init_time.values)
+    for k in (1, 12, 13, 14):
+        src = pos + k - 12 * int(np.ceil(k / 12))  # one (or two) years before the valid month
+        np.testing.assert_array_equal(pred.sel(lead_time=k).values, ds[target].values[src])
+    with pytest.raises(ConfigError, match="period 1D is not a whole number of time steps"):
+        PersistenceBaseline(period="24h").fit(dm)

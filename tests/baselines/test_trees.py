@@ -154,3 +154,42 @@ def test_config_errors_name_the_valid_choices():
         LightGBMBaseline(features={"lag": [1]})
     with pytest.raises(ConfigError, match="calendar"):
         FeatureSpec(calendar=("month",))
+
+
+def test_trees_learn_from_a_categorical_input():
+    # no2 jumps by 40 where the wind sector (a CF flag variable) at the init time is "S"
+    rng = np.random.default_rng(0)
+    nt = 600
+    codes = rng.integers(0, 4, (nt, 2))
+    no2 = np.full((nt, 2), 20.0)
+    no2[1:] += 40.0 * (codes[:-1] == 2)  # lead-1 value set by the init-time sector
+    ds = xr.Dataset(
+        {
+            "no2": (("time", "station"), no2.astype(np.float32)),
+            "wd": (
+                ("time", "station"),
+                codes.astype(np.int8),
+                {"flag_values": [0, 1, 2, 3], "flag_meanings": "N E S W"},
+            ),
+        },
+        coords={
+            "time": pd.date_range("2023-01-01", periods=nt, freq="h"),
+            "station": ["a", "b"],
+            "latitude": ("station", [40.0, 41.0]),
+            "longitude": ("station", [-80.0, -79.0]),
+        },
+    )
+    dm = GeoDataModule(
+        schema.annotate(ds), dict(targets=["no2"], past_inputs=["wd"], input_steps=3, horizon=1)
+    )
+    spec = FeatureSpec(lags=(0, 1), rolling=(), calendar=(), coordinates=False)
+    feats = LagFeatures(dm, spec, with_lead=False)
+    assert feats.names[:5] == ["no2_lag0", "wd=N_lag0", "wd=E_lag0", "wd=S_lag0", "wd=W_lag0"]
+    t, y, _ = dm.index["train"].decode()
+    table = feats.build(t, y, np.zeros_like(y), np.ones_like(t))
+    np.testing.assert_array_equal(table[:, 3], codes[t, y] == 2)
+    params = FAST["lightgbm"][1] | {"n_jobs": 1}
+    model = LightGBMBaseline(params=params, features=spec, residual=False).fit(dm)
+    pred = model.predict(dm, "test")["no2"]
+    truth = truth_at_valid_time(pred.to_dataset(), dm.ds)["no2"]
+    np.testing.assert_allclose(pred.values, truth.values, atol=1.0)

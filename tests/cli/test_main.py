@@ -24,7 +24,7 @@ def test_unknown_sample_is_a_clean_error(capsys):
         main(["summary", "nope"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "unknown sample 'nope'" in err and "Traceback" not in err
+    assert "nope: no such file or store, and no embedded sample" in err and "Traceback" not in err
 
 
 def test_cli_process_exits_2_without_traceback(tmp_path):

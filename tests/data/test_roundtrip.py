@@ -1,6 +1,7 @@
 # The data path's first property: windows -> batches -> assembly puts values back in place.
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from hypothesis import given, settings
@@ -28,14 +29,14 @@ def _loader(dm, split):
     ]()
 
 
-def _datamodule(ds, window, input_steps=5, horizon=3, **kw):
+def _datamodule(ds, window, input_steps=5, horizon=3, future=("hour_cos",), **kw):
     target = "pm25" if "pm25" in ds else "no2"
     return GeoDataModule(
         ds,
         dict(
             targets=[target],
             past_inputs=["t2m"],
-            future_inputs=["hour_cos"],
+            future_inputs=list(future),
             input_steps=input_steps,
             horizon=horizon,
         ),
@@ -103,6 +104,81 @@ def test_persistence_equals_source_at_init_time(make, window):
     # init times are the last input step: the first init of the test split
     first = dm.splits.test[0] + dm.task.input_steps - 1
     assert fc.init_time.values[0] == ds.time.values[first]
+
+
+def _mid_monthly_grid(seed):
+    times = pd.date_range("1990-01-01", periods=150, freq="MS") + pd.Timedelta("14D")
+    return make_grid(nt=150, seed=seed).assign_coords(time=times)
+
+
+def _noleap_stations(seed):
+    times = xr.date_range("2001-02-20", periods=120, freq="D", calendar="noleap", use_cftime=True)
+    return make_stations(nt=120, seed=seed).assign_coords(time=times)
+
+
+def _yearly_stations(seed):
+    times = xr.date_range(
+        "1850-07-01", periods=150, freq="12MS", calendar="360_day", use_cftime=True
+    )
+    return make_stations(nt=150, seed=seed).assign_coords(time=times)
+
+
+CALENDAR_CASES = [
+    pytest.param(_mid_monthly_grid, ("month_sin",), id="mid-monthly-grid"),
+    pytest.param(_noleap_stations, ("doy_cos", "dow_sin"), id="noleap-daily-stations"),
+    pytest.param(_yearly_stations, (), id="yearly-360day-stations"),
+]
+
+
+@pytest.mark.parametrize(("make", "future"), CALENDAR_CASES)
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 1000), split=st.sampled_from(["train", "val", "test"]))
+def test_calendar_steps_round_trip_to_the_axis_own_stamps(make, future, seed, split):
+    ds = make(seed)
+    dm = _datamodule(ds, {"patch": 1}, input_steps=4, horizon=3, future=future)
+    dm.setup()
+    target = dm.task.targets[0]
+    got = _collect(dm, split, lambda b: b["target"].numpy())
+    fc = to_forecast_dataset(
+        got["pred"], got["t"], got["y"], got["x"], dm.ds, dm.task.targets, normalizer=dm.normalizer
+    )
+    truth = truth_at_valid_time(fc, dm.ds)[target]
+    observed = truth.notnull()
+    assert int(observed.sum()) > 0
+    np.testing.assert_allclose(fc[target].where(observed).values, truth.values, rtol=2e-5)
+    # valid_time is the dataset's own stamp k steps after the init (mid-month stays mid-month)
+    pos = np.searchsorted(ds.time.values, fc.init_time.values)
+    want = ds.time.values[pos[:, None] + np.arange(1, 4)]
+    np.testing.assert_array_equal(fc.valid_time.values, want)
+    persistence = _collect(dm, split, _persistence)
+    fp = to_forecast_dataset(
+        persistence["pred"], persistence["t"], persistence["y"], persistence["x"],
+        dm.ds, dm.task.targets, normalizer=dm.normalizer,
+    )  # fmt: skip
+    at_init = ds[target].sel(time=fp.init_time.values).rename(time="init_time")
+    have = at_init.notnull().broadcast_like(fp[target]) & fp[target].notnull()
+    assert int(have.sum()) > 0
+    np.testing.assert_allclose(
+        fp[target].values[have.values],
+        at_init.broadcast_like(fp[target]).values[have.values],
+        rtol=2e-5,
+    )
+
+
+def test_calendar_lead_time_is_counted_in_months():
+    dm = _datamodule(_mid_monthly_grid(0), {"patch": 1}, horizon=3, future=("month_cos",))
+    dm.setup()
+    got = _collect(dm, "test", _persistence)
+    fc = to_forecast_dataset(
+        got["pred"], got["t"], got["y"], got["x"], dm.ds, dm.task.targets, normalizer=dm.normalizer
+    )
+    np.testing.assert_array_equal(fc.lead_time.values, [1, 2, 3])
+    assert fc.lead_time.attrs["units"] == "months"
+
+
+def test_hour_feature_on_monthly_data_is_refused():
+    with pytest.raises(ConfigError, match=r"\['hour_cos'\] do not vary .* 1 month"):
+        _datamodule(_mid_monthly_grid(0), {"patch": 1}).setup()
 
 
 def test_batch_layout_point_vs_spatial():

@@ -16,7 +16,7 @@ def test_valid_grid_and_station_pass(tiny_grid, tiny_stations):
 
 
 def test_time_step_is_regular_step(tiny_grid):
-    assert schema.time_step(tiny_grid) == np.timedelta64(1, "h")
+    assert schema.time_step(tiny_grid).timedelta == np.timedelta64(1, "h")
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,10 @@ def test_time_step_is_regular_step(tiny_grid):
             "units 'ppb'; expected 'ug m-3'",
         ),
         (lambda ds: ds.assign(pm25=ds.pm25.assign_attrs(long_name="")), "no 'long_name'"),
-        (lambda ds: ds.rename(pm25="pm2.5"), "unknown variable 'pm2.5'"),
+        (
+            lambda ds: ds.assign(sst=ds.pm25.copy(data=ds.pm25.values).drop_attrs()),
+            "'sst' has no 'units' attribute; declare them with data.variables.sst.units",
+        ),
         (lambda ds: ds.assign(elevation=ds.pm25), "variable 'elevation' has dims"),
         (
             lambda ds: ds.assign(pm25_imputed=ds.pm25 > 1).assign(
@@ -60,7 +63,7 @@ def test_time_step_is_regular_step(tiny_grid):
         "float64",
         "units",
         "long-name",
-        "unknown-var",
+        "unregistered-no-units",
         "static-dims",
         "mask",
     ],
@@ -90,17 +93,21 @@ def test_unit_conversion_closed_forms():
     assert variables.conversion_factor("o3", "ppm") == pytest.approx(1000.0)
     vm = variables.molar_volume(25.0)
     assert vm == pytest.approx(0.0244654, rel=1e-5)
-    assert variables.conversion_factor("no2", "ug/m3") == pytest.approx(vm / 46.01 * 1e3)
+    assert variables.conversion_factor("no2", "ug/m3", reference_temperature_c=25) == pytest.approx(
+        vm / 46.01 * 1e3, rel=1e-8
+    )
+    with pytest.raises(SchemaError, match="needs a stated reference temperature and pressure"):
+        variables.conversion_factor("no2", "ug/m3")
     assert variables.conversion_factor("co", "mg/m3", reference_temperature_c=20) == pytest.approx(
         variables.molar_volume(20.0) / 28.01 * 1e3
     )
     np.testing.assert_allclose(
         variables.convert(np.array([0.0, 15.0]), "t2m", "degC"), [273.15, 288.15]
     )
-    with pytest.raises(SchemaError, match="cannot convert variable 'pm25' from 'ppb'"):
+    with pytest.raises(SchemaError, match="'pm25': cannot convert 'ppb' to 'ug m-3'"):
         variables.conversion_factor("pm25", "ppb")
-    with pytest.raises(SchemaError, match="unknown units 'furlongs'"):
-        variables.normalise_units("furlongs")
+    with pytest.raises(SchemaError, match="unknown units 'bananas'"):
+        variables.normalise_units("bananas")
 
 
 def test_open_renames_converts_and_roundtrips(tmp_path):

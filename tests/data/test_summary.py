@@ -30,3 +30,12 @@ def test_grid_completeness_counts_covered_cells_only():
     assert d["variables"]["no2"]["missing_pct"] == 0.0
     text = format_summary("x", ds)
     assert "no2" in text and "0.00" in text
+
+
+def test_describe_reads_calendar_steps_and_cftime():
+    import xarray as xr
+
+    ds = make_stations(nt=24, n=2, variables=("no2",))
+    t = xr.date_range("2000-01-01", periods=24, freq="MS", calendar="360_day", use_cftime=True)
+    d = describe(ds.assign_coords(time=t))
+    assert d["step"] == "1 month" and d["start"].startswith("2000-01-01") and d["n_time"] == 24

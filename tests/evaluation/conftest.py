@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from geoclim.baselines.climatology import ClimatologyBaseline
 from geoclim.baselines.persistence import PersistenceBaseline
+from geoclim.baselines.references import reference_forecasts
 from geoclim.data.sources import write_netcdf
 from geoclim.evaluation.score import metrics_summary, score_run
 
@@ -45,7 +46,9 @@ MODELS = {
 
 def write_run_dir(path, model, estimator, dm, cfg):
     predictions = estimator.fit(dm).predict(dm, "test")
-    scores = score_run(predictions, dm, "test", n_boot=20)
+    scores = score_run(
+        predictions, dm, "test", references=reference_forecasts(dm, "test"), n_boot=20
+    )
     (path / ".hydra").mkdir(parents=True)
     (path / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
     (path / ".hydra" / "hydra.yaml").write_text(

@@ -1,9 +1,12 @@
 import numpy as np
 import pandas as pd
+import pytest
 import xarray as xr
 
-from geoclim.evaluation import bootstrap
+from geoclim.evaluation import bootstrap, table
 from geoclim.evaluation import metrics as m
+
+SPACE = ["latitude", "longitude"]
 
 
 def _data(n_init=40, seed=0):
@@ -23,52 +26,85 @@ def _data(n_init=40, seed=0):
     return forecast, truth, reference
 
 
-def test_counts_draw_every_init_total_and_whole_blocks():
+def _inputs(forecast, truth, reference):
+    return table.Inputs(
+        forecast=forecast,
+        point=forecast,
+        truth=truth,
+        reduce_dims=["init_time", *SPACE],
+        weights=m.cell_area_weights(truth.latitude),
+        references={"ref": reference},
+    )
+
+
+def _ar1(n, phi, seed):
+    rng = np.random.default_rng(seed)
+    x = np.zeros(n)
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + rng.normal()
+    return x
+
+
+def test_stationary_counts_draw_every_init_total_in_blocks():
     rng = np.random.default_rng(0)
-    counts = bootstrap.resample_counts(10, 50, 3, rng)
-    assert counts.shape == (50, 10)
-    np.testing.assert_array_equal(counts.sum(1), 10)
-    whole = bootstrap.resample_counts(10, 4, 10, rng)  # one block = the sample itself
-    np.testing.assert_array_equal(whole, 1)
+    counts = bootstrap.stationary_counts(50, 200, 5.0, rng)
+    assert counts.shape == (200, 50)
+    np.testing.assert_array_equal(counts.sum(1), 50)
+    iid = bootstrap.stationary_counts(50, 2000, 1.0, rng)
+    assert iid.mean() == pytest.approx(1.0) and iid.var() == pytest.approx(1 - 1 / 50, abs=0.05)
+
+    # blocks draw neighbours together: counts of adjacent inits are correlated
+    def neighbour_corr(c):
+        return np.corrcoef(c[:, :-1].ravel(), c[:, 1:].ravel())[0, 1]
+
+    assert neighbour_corr(counts) > 0.5 and abs(neighbour_corr(iid)) < 0.1
 
 
-def test_per_init_sums_reproduce_the_full_sample_scores():
+def test_block_length_follows_the_autocorrelation():
+    assert bootstrap.block_length(np.random.default_rng(0).normal(size=300)) < 3
+    assert bootstrap.block_length(_ar1(300, 0.8, 1)) > 8
+    assert bootstrap.block_length(np.ones(50)) == 1.0
+    s2, g = bootstrap.flat_top_moments(_ar1(2000, 0.5, 2))
+    # AR(1) 0.5, unit innovations: long-run variance 1 / (1 - 0.5)^2 = 4
+    assert s2 == pytest.approx(4.0, rel=0.25) and g > 0
+
+
+def test_replicates_with_all_counts_one_are_the_estimate():
     forecast, truth, reference = _data()
-    w = m.latitude_weights(truth.latitude)
-    sums = bootstrap.init_time_sums(
-        forecast, truth, {"ref": reference}, space_dims=["latitude", "longitude"], weights=w
-    )
-    rmse = np.sqrt(sums["se"].sum("init_time") / sums["w"].sum("init_time"))
-    want = m.rmse(forecast, truth, reduce_dims=["init_time", "latitude", "longitude"], weights=w)
-    xr.testing.assert_allclose(rmse, want)
-    skill = 1 - sums["se"].sum("init_time") / sums["se_ref"].sum("init_time")
-    dims = ["init_time", "latitude", "longitude"]
-    kw = {"reduce_dims": dims, "weights": w}
-    xr.testing.assert_allclose(
-        skill, m.skill_score(m.mse(forecast, truth, **kw), m.mse(reference, truth, **kw))
-    )
+    inputs = _inputs(forecast, truth, reference)
+    ones = xr.DataArray(np.ones((1, 40)), dims=("sample", "init_time"))
+    for row in table.ci_rows():
+        for name, rep in table.evaluate(row, inputs, ones).items():
+            xr.testing.assert_allclose(rep.isel(sample=0), table.evaluate(row, inputs)[name])
 
 
 def test_intervals_are_seeded_and_bracket_the_estimate():
     forecast, truth, reference = _data()
-    kw = {"space_dims": ["latitude", "longitude"], "n_boot": 300, "seed": 3}
-    a = bootstrap.bootstrap_scores(forecast, truth, {"ref": reference}, **kw)
-    b = bootstrap.bootstrap_scores(forecast, truth, {"ref": reference}, **kw)
+    inputs = _inputs(forecast, truth, reference)
+    a = bootstrap.bootstrap_scores(inputs, n_boot=300, seed=3)
+    b = bootstrap.bootstrap_scores(inputs, n_boot=300, seed=3)
     xr.testing.assert_identical(a, b)
-    assert a.attrs["block_length"] == 3  # 3 h of leads / 1 h between inits
-    assert list(a["metric"].values) == ["rmse", "mae", "skill_ref"]
-    ci = bootstrap.confidence_interval(a, 0.9)
-    est = m.rmse(forecast, truth, reduce_dims=["init_time", "latitude", "longitude"])["x"]
-    lower, upper = (
-        ci["x"].sel(metric="rmse", bound="lower"),
-        ci["x"].sel(metric="rmse", bound="upper"),
-    )
-    assert bool(((lower <= est) & (est <= upper)).all())
-    assert bool((upper - lower > 0).all())
+    assert list(a["metric"].values) == ["rmse", "mae", "skill_ref", "rmse_diff_ref"]
+    assert a.attrs["block_length"] >= 1 and a.attrs["widening"] > 1
+    est = m.rmse(forecast, truth, reduce_dims=["init_time", *SPACE], weights=inputs.weights)
+    ci = bootstrap.confidence_interval(a.sel(metric=["rmse"]), est.expand_dims(metric=["rmse"]))
+    lower, upper = ci["x"].sel(bound="lower"), ci["x"].sel(bound="upper")
+    assert bool(((lower <= est["x"]) & (est["x"] <= upper)).all())
+    narrow = bootstrap.confidence_interval(
+        a.sel(metric=["rmse"]), est.expand_dims(metric=["rmse"]), widen=1.0
+    )["x"]
+    assert bool((upper - lower > narrow.sel(bound="upper") - narrow.sel(bound="lower")).all())
 
 
-def test_default_block_length_follows_init_spacing():
-    inits = pd.date_range("2023-01-01", periods=5, freq="3h").values
-    leads = pd.to_timedelta([1, 2, 3, 4, 5, 6, 7], unit="h").values
-    assert bootstrap.default_block_length(inits, leads) == 3
-    assert bootstrap.default_block_length(inits[:1], leads) == 1
+@pytest.mark.slow
+def test_coverage_of_a_small_simulation():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "check_bootstrap.py"
+    spec = importlib.util.spec_from_file_location("check_bootstrap", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(0)
+    hits = [mod.one_run(rng, 60, 4, 0.8, 300, k)["hit"]["rmse"] for k in range(60)]
+    assert np.mean(hits) >= 0.8  # 0.91 at 400 simulations of 100 inits (experiments/)

@@ -4,8 +4,9 @@ import pytest
 import xarray as xr
 from omegaconf import OmegaConf
 
-from geoclim.cli.evaluate import evaluate, run_config
+from geoclim.cli.evaluate import evaluate
 from geoclim.errors import ConfigError, DataError
+from geoclim.training.rundir import read_config
 
 
 def _cfg(**kw):
@@ -48,7 +49,7 @@ def test_clear_errors_for_missing_or_invalid_run_dirs(run_dir, tmp_path):
     with pytest.raises(DataError, match="no such directory"):
         evaluate(_cfg(run_dir=str(tmp_path / "missing")))
     with pytest.raises(DataError, match="not a run directory"):
-        run_config(tmp_path)
+        read_config(tmp_path)
     with pytest.raises(ConfigError, match="nothing to evaluate"):
         evaluate(_cfg())
     with pytest.raises(ConfigError, match="valid splits"):
@@ -60,3 +61,17 @@ def test_clear_errors_for_missing_or_invalid_run_dirs(run_dir, tmp_path):
     (run_dir / "predictions.nc").unlink()
     with pytest.raises(DataError, match="no predictions.nc"):
         evaluate(_cfg(run_dir=str(run_dir)))
+
+
+def test_pooled_and_regions_options(run_dir, tmp_path):
+    regions = {"north": {"lat": [0, 90]}, "west": {"lon": [-180, 0]}}
+    out = evaluate(
+        _cfg(
+            run_dir=str(run_dir), n_boot=0, pooled=True, regions=regions, out=str(tmp_path / "s.nc")
+        )
+    )
+    scores = xr.open_dataset(out)
+    assert list(scores["region"].values) == ["all", "north", "west"]
+    assert scores.attrs["convention"] == "pooled"
+    with pytest.raises(ConfigError, match="valid keys"):
+        evaluate(_cfg(run_dir=str(run_dir), regions={"x": {"box": [0, 1]}}))

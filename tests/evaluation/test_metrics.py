@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from geoclim.errors import DataError
 from geoclim.evaluation import metrics as m
 
 GRID = ("init_time", "latitude", "longitude")
@@ -19,117 +20,133 @@ def _random(shape=(6, 2, 2, 3), seed=0):
     return np.random.default_rng(seed).normal(10, 3, shape)
 
 
-def test_latitude_weights_closed_form():
-    w = m.latitude_weights(xr.DataArray([0.0, 60.0], dims="latitude"))
+def test_area_weights_equal_cos_latitude_on_a_regular_grid():
+    w = m.cell_area_weights(xr.DataArray([0.0, 60.0], dims="latitude"))
     np.testing.assert_allclose(w.values, [4 / 3, 2 / 3])  # cos = 1, 1/2; mean 3/4
     lat = xr.DataArray(np.linspace(-80, 80, 17), dims="latitude")
-    w = m.latitude_weights(lat)
+    w = m.cell_area_weights(lat)
     assert w.mean().item() == pytest.approx(1.0)
-    assert w.sum().item() == pytest.approx(17.0)
-    np.testing.assert_allclose(
-        w.values, np.cos(np.deg2rad(lat.values)) * 17 / np.cos(np.deg2rad(lat.values)).sum()
-    )
+    cos = np.cos(np.deg2rad(lat.values))
+    np.testing.assert_allclose(w.values, cos / cos.mean(), rtol=1e-12)
+
+
+def test_area_weights_of_an_uneven_grid_come_from_cell_edges():
+    # centres 0, 10, 40: edges -5 | 5 | 25 | 55 (midway, and half a spacing beyond)
+    w = m.cell_area_weights(xr.DataArray([0.0, 10.0, 40.0], dims="latitude"))
+    s = np.sin(np.deg2rad([-5.0, 5.0, 25.0, 55.0]))
+    area = np.diff(s)
+    np.testing.assert_allclose(w.values, area / area.mean(), rtol=1e-12)
+    cos = np.cos(np.deg2rad([0.0, 10.0, 40.0]))
+    assert np.max(np.abs(w.values - cos / cos.mean())) > 0.3  # cos-lat is far off here
+
+
+def test_area_weights_use_lat_bnds_when_the_data_has_them():
+    lat = [0.0, 10.0, 40.0]
+    bnds = np.array([[-10.0, 5.0], [5.0, 20.0], [20.0, 90.0]])
+    ds = xr.Dataset({"lat_bnds": (("latitude", "nv"), bnds)}, coords={"latitude": lat})
+    area = np.diff(np.sin(np.deg2rad([-10.0, 5.0, 20.0, 90.0])))
+    np.testing.assert_allclose(m.spatial_weights(ds).values, area / area.mean(), rtol=1e-12)
+    with pytest.raises(DataError, match=r"expected \(3, 2\)"):
+        m.cell_area_weights(ds.latitude, xr.DataArray(np.zeros((3, 3))))
+    with pytest.raises(DataError, match="no area"):
+        m.cell_area_weights(ds.latitude, xr.DataArray(np.array([[0, 0], [0, 1], [1, 2]])))
+    assert m.spatial_weights(xr.Dataset(coords={"station": ["a"]})) is None
 
 
 @pytest.mark.parametrize("c", [2.5, -1.0])
 def test_rmse_of_a_constant_offset_is_its_magnitude(c):
     truth = _ds(_random())
     truth["x"][0, 0, 0, 0] = np.nan  # missing truth changes nothing
-    weights = m.latitude_weights(truth.latitude)
-    rmse = m.rmse(truth + c, truth, reduce_dims=GRID, weights=weights)
-    np.testing.assert_allclose(rmse["x"].values, abs(c))
-    np.testing.assert_allclose(m.bias(truth + c, truth, reduce_dims=GRID)["x"].values, c)
-    np.testing.assert_allclose(m.mae(truth + c, truth, reduce_dims=GRID)["x"].values, abs(c))
+    weights = m.cell_area_weights(truth.latitude)
+    for pooled in (False, True):
+        kw = {"reduce_dims": GRID, "weights": weights, "pooled": pooled}
+        np.testing.assert_allclose(m.rmse(truth + c, truth, **kw)["x"].values, abs(c))
+        np.testing.assert_allclose(m.bias(truth + c, truth, **kw)["x"].values, c)
+        np.testing.assert_allclose(m.mae(truth + c, truth, **kw)["x"].values, abs(c))
 
 
-def test_perfect_forecast_rmse_zero_skill_one_and_reference_skill_zero():
-    truth = _ds(_random())
-    ref = truth + _ds(_random(seed=1))
-    mse_ref = m.mse(ref, truth, reduce_dims=GRID)
-    perfect = m.mse(truth, truth, reduce_dims=GRID)
-    np.testing.assert_array_equal(m.rmse(truth, truth, reduce_dims=GRID)["x"].values, 0.0)
-    np.testing.assert_array_equal(m.skill_score(perfect, mse_ref)["x"].values, 1.0)
-    np.testing.assert_array_equal(m.skill_score(mse_ref, mse_ref)["x"].values, 0.0)
+def test_wb2_rmse_is_the_time_mean_of_spatial_mse_with_missing_values():
+    # one lead, one latitude, two cells; errors init 0: [1, missing], init 1: [-1, 3]
+    f = _ds(np.array([1.0, 5.0, 3.0, 5.0]).reshape(2, 1, 1, 2), lat=(0.0,))
+    o = _ds(np.array([0.0, np.nan, 4.0, 2.0]).reshape(2, 1, 1, 2), lat=(0.0,))
+    # WB2: MSE_0 = 1, MSE_1 = (1 + 9) / 2 = 5, MSE = 3; pooled: (1 + 1 + 9) / 3
+    assert m.mse(f, o, reduce_dims=GRID)["x"].item() == pytest.approx(3.0)
+    assert m.rmse(f, o, reduce_dims=GRID)["x"].item() == pytest.approx(np.sqrt(3.0))
+    assert m.rmse(f, o, reduce_dims=GRID, pooled=True)["x"].item() == pytest.approx(np.sqrt(11 / 3))
+    # MAE: (1 + 2) / 2; bias: (1 + 1) / 2 (init means 1 and 1)
+    assert m.mae(f, o, reduce_dims=GRID)["x"].item() == pytest.approx(1.5)
+    assert m.bias(f, o, reduce_dims=GRID)["x"].item() == pytest.approx(1.0)
+    assert m.count(f, o, reduce_dims=GRID)["x"].item() == 3
 
 
-def test_hand_computed_values_on_a_tiny_array():
-    # one lead, one latitude (weights 1), two longitudes, two inits
+def test_init_counts_turn_the_time_mean_into_a_weighted_one():
+    f = _ds(np.array([1.0, 5.0, 3.0, 5.0]).reshape(2, 1, 1, 2), lat=(0.0,))
+    o = _ds(np.array([0.0, np.nan, 4.0, 2.0]).reshape(2, 1, 1, 2), lat=(0.0,))
+    counts = xr.DataArray([[1.0, 1.0], [2.0, 0.0], [1.0, 3.0]], dims=("sample", "init_time"))
+    got = m.mse(f, o, reduce_dims=GRID, init_counts=counts)["x"].squeeze().values
+    np.testing.assert_allclose(got, [3.0, 1.0, (1 + 15) / 4])
+    n = m.count(f, o, reduce_dims=GRID, init_counts=counts)["x"].squeeze().values
+    np.testing.assert_allclose(n, [3.0, 2.0, 7.0])
+
+
+def test_acc_is_the_mean_over_inits_of_the_spatial_acc():
+    # climatology 0, so anomalies are the values; one lead, one latitude, two cells
+    f = _ds(np.array([0.0, 1.0, 2.0, 4.0]).reshape(2, 1, 1, 2), lat=(0.0,))
+    o = _ds(np.array([-1.0, 1.0, 3.0, -1.0]).reshape(2, 1, 1, 2), lat=(0.0,))
+    c = xr.zeros_like(o)
+    acc_0 = 1 / np.sqrt(1 * 2)  # (0 * -1 + 1 * 1) / sqrt((0 + 1) (1 + 1))
+    acc_1 = (6 - 4) / np.sqrt(20 * 10)
+    got = m.anomaly_correlation(f, o, c, reduce_dims=GRID)["x"].item()
+    assert got == pytest.approx((acc_0 + acc_1) / 2)
+    pooled = m.anomaly_correlation(f, o, c, reduce_dims=GRID, pooled=True)["x"].item()
+    assert pooled == pytest.approx(3 / np.sqrt(21 * 12))
+    # by location (only init_time reduced) correlates over init times
+    per_cell = m.anomaly_correlation(f, o, c, reduce_dims=["init_time"])["x"]
+    assert per_cell.sel(longitude=0).item() == pytest.approx((0 + 6) / np.sqrt(4 * 10))
+
+
+def test_hand_computed_correlation_and_skill():
     f = _ds(np.array([1.0, 2.0, 3.0, 5.0]).reshape(2, 1, 1, 2), lat=(0.0,))
     o = _ds(np.array([0.0, 2.0, 4.0, 2.0]).reshape(2, 1, 1, 2), lat=(0.0,))
-    # errors 1, 0, -1, 3
-    assert m.mse(f, o, reduce_dims=GRID)["x"].item() == pytest.approx(11 / 4)
-    assert m.rmse(f, o, reduce_dims=GRID)["x"].item() == pytest.approx(np.sqrt(11 / 4))
-    assert m.mae(f, o, reduce_dims=GRID)["x"].item() == pytest.approx(5 / 4)
-    assert m.bias(f, o, reduce_dims=GRID)["x"].item() == pytest.approx(3 / 4)
     r = np.corrcoef([1, 2, 3, 5], [0, 2, 4, 2])[0, 1]
     assert m.correlation(f, o, reduce_dims=GRID)["x"].item() == pytest.approx(r)
-    assert m.count(o, reduce_dims=GRID)["x"].item() == 4
-    # anomaly correlation against c = 1: f' = 0 1 2 4, o' = -1 1 3 1 (uncentred)
-    c = xr.full_like(o, 1.0)
-    acc = (0 * -1 + 1 + 6 + 4) / np.sqrt((0 + 1 + 4 + 16) * (1 + 1 + 9 + 1))
-    assert m.anomaly_correlation(f, o, c, reduce_dims=GRID)["x"].item() == pytest.approx(acc)
+    ref = o + 2.0
+    # MSE = (1 / 2 + 10 / 2) / 2 = 11 / 4; MSE_ref = 4
+    assert m.mse_skill(f, o, ref, reduce_dims=GRID)["x"].item() == pytest.approx(1 - 11 / 16)
+    assert m.reference_rmse(f, o, ref, reduce_dims=GRID)["x"].item() == pytest.approx(2.0)
 
 
-def test_weights_and_missing_values_match_a_manual_weighted_mean():
+def test_weights_and_missing_values_match_a_manual_two_stage_mean():
     f, o = _ds(_random(seed=2)), _ds(_random(seed=3))
     o["x"][1, :, 1, 2] = np.nan
     f["x"][2, 0, 0, 0] = np.nan
-    w = m.latitude_weights(o.latitude)
+    w = m.cell_area_weights(o.latitude)
     got = m.rmse(f, o, reduce_dims=GRID, weights=w)["x"].values
     err = (f - o)["x"]
     ww = w.broadcast_like(err).where(err.notnull())
-    want = np.sqrt((err**2 * ww).sum(GRID) / ww.sum(GRID)).values
-    np.testing.assert_allclose(got, want)
-    r = m.correlation(f, o, reduce_dims=GRID, weights=w)["x"].values
-    assert np.all(np.abs(r) <= 1)
+    space = ["latitude", "longitude"]
+    per_init = (err**2 * ww).sum(space) / ww.sum(space)
+    np.testing.assert_allclose(got, np.sqrt(per_init.mean("init_time")).values)
 
 
 def test_weights_along_kept_dims_are_ignored_and_mixed_dims_rejected():
     f, o = _ds(_random(seed=4)), _ds(_random(seed=5))
-    w = m.latitude_weights(o.latitude)
+    w = m.cell_area_weights(o.latitude)
     per_cell = m.rmse(f, o, reduce_dims=["init_time"], weights=w)
     xr.testing.assert_allclose(per_cell, m.rmse(f, o, reduce_dims=["init_time"]))
     both = w * xr.DataArray([1.0, 2.0, 3.0], dims="longitude")
-    with pytest.raises(ValueError, match="mix"):
+    with pytest.raises(DataError, match="mix"):
         m.rmse(f, o, reduce_dims=["init_time", "latitude"], weights=both)
+    with pytest.raises(DataError, match="name none"):
+        m.rmse(f, o, reduce_dims=["station"])
+    with pytest.raises(DataError, match="none in common"):
+        m.rmse(f.rename(x="y"), o, reduce_dims=GRID)
 
 
-def _quantile_forecast(o, offsets=(-1.0, 0.0, 1.0), levels=(0.1, 0.5, 0.9)):
-    fq = xr.concat([o + d for d in offsets], dim="quantile")
-    return fq.assign_coords(quantile=list(levels)).transpose(..., "quantile")
-
-
-def test_pinball_crps_and_coverage_hand_values():
-    o = _ds(_random(seed=6))
-    fq = _quantile_forecast(o)
-    # rho_0.1(1) = 0.1, rho_0.5(0) = 0, rho_0.9(-1) = 0.1 -> mean 0.2 / 3
-    pin = m.pinball_loss(fq, o, reduce_dims=[*GRID, "quantile"])
-    np.testing.assert_allclose(pin["x"].values, 0.2 / 3)
-    crps = m.crps_quantile(fq, o, reduce_dims=GRID)
-    np.testing.assert_allclose(crps["x"].values, 2 * 0.2 / 3)
-    np.testing.assert_allclose(m.interval_coverage(fq, o, 0.1, 0.9, reduce_dims=GRID)["x"], 1.0)
-    shifted = fq + 5  # every observation below the interval
-    np.testing.assert_allclose(
-        m.interval_coverage(shifted, o, 0.1, 0.9, reduce_dims=GRID)["x"], 0.0
-    )
-    per_q = m.pinball_loss(fq, o, reduce_dims=GRID)
-    assert set(per_q["x"].dims) == {"lead_time", "quantile"}
-
-
-def test_crps_ignores_missing_observations():
-    o = _ds(_random(seed=7))
-    fq = _quantile_forecast(o)
-    o_missing = o.copy(deep=True)
-    o_missing["x"][0] = 1e6  # would dominate if it counted...
-    o_missing["x"][0] = np.nan  # ...but it is missing
-    np.testing.assert_allclose(
-        m.crps_quantile(fq, o_missing, reduce_dims=GRID)["x"].values, 2 * 0.2 / 3
-    )
-
-
-def test_point_forecast_and_central_intervals():
+def test_point_forecast_of_quantiles_is_the_median_or_interpolated():
     o = _ds(_random(seed=8))
-    fq = _quantile_forecast(o)
-    xr.testing.assert_equal(m.point_forecast(fq), o)
+    fq = xr.concat([o - 1, o, o + 3], dim="quantile").assign_coords(quantile=[0.1, 0.5, 0.9])
+    xr.testing.assert_allclose(m.point_forecast(fq), o)
+    two = fq.isel(quantile=[0, 2])  # (0.1, 0.9): mid-point
+    xr.testing.assert_allclose(m.point_forecast(two), o + 1)
     assert m.point_forecast(o) is o
-    assert m.central_intervals([0.05, 0.1, 0.5, 0.9, 0.95]) == [(0.05, 0.95), (0.1, 0.9)]

@@ -3,6 +3,7 @@ import pytest
 import xarray as xr
 
 from geoclim.baselines.persistence import PersistenceBaseline
+from geoclim.baselines.references import reference_forecasts
 from geoclim.baselines.trees import LightGBMBaseline
 from geoclim.data.assemble import truth_at_valid_time
 from geoclim.data.datamodule import GeoDataModule
@@ -36,7 +37,7 @@ def test_perfect_forecast_scores(grid_dm):
     persistence = PersistenceBaseline().fit(dm).predict(dm, "test")
     perfect = truth_at_valid_time(persistence, observed(dm.ds, ["pm25"]))
     perfect["pm25"].attrs = persistence["pm25"].attrs
-    scores = score_run(perfect, dm, n_boot=0)["pm25"]
+    scores = score_run(perfect, dm, references=reference_forecasts(dm, "test"), n_boot=0)["pm25"]
     np.testing.assert_array_equal(scores.sel(metric="rmse").values, 0.0)
     np.testing.assert_array_equal(scores.sel(metric="skill_persistence").values, 1.0)
     np.testing.assert_array_equal(scores.sel(metric="skill_climatology").values, 1.0)
@@ -51,7 +52,9 @@ def test_imputed_truth_is_not_scored():
     ds = ds.assign(pm25_imputed=mask)
     dm = _dm(ds)
     fc = PersistenceBaseline().fit(dm).predict(dm, "test")
-    n = score_run(fc, dm, n_boot=0)["pm25"].sel(metric="n")
+    n = score_run(fc, dm, references=reference_forecasts(dm, "test"), n_boot=0)["pm25"].sel(
+        metric="n"
+    )
     verified = truth_at_valid_time(fc, ds[["pm25"]].where(~mask))["pm25"].notnull()
     expected = (verified & fc["pm25"].notnull()).sum(["init_time", "latitude", "longitude"])
     np.testing.assert_array_equal(n.values, expected.values)
@@ -67,7 +70,12 @@ def test_summary_names_are_identical_across_models(grid_dm):
         .fit(dm)
         .predict(dm, "test"),
     ]
-    summaries = [metrics_summary(score_run(fc, dm, n_boot=10), prefix="test") for fc in runs]
+    summaries = [
+        metrics_summary(
+            score_run(fc, dm, references=reference_forecasts(dm, "test"), n_boot=10), prefix="test"
+        )
+        for fc in runs
+    ]
     assert summaries[0].keys() == summaries[1].keys()
     keys = summaries[0]
     for name in (
@@ -94,21 +102,24 @@ def test_quantile_forecasts_get_probabilistic_scores():
         .fit(dm)
         .predict(dm, "test")
     )
-    scores = score_run(fc, dm, n_boot=0)["pm25"]
-    for metric in ("pinball", "crps", "coverage_80"):
+    scores = score_run(fc, dm, references=reference_forecasts(dm, "test"), n_boot=20)["pm25"]
+    for metric in ("quantile_score", "crps", "coverage_80", "crps_ci_lower"):
         assert np.isfinite(scores.sel(metric=metric).values).all()
-    np.testing.assert_allclose(scores.sel(metric="crps"), 2 * scores.sel(metric="pinball"))
+    # trapezoid weights (0.3, 0.4, 0.3) vs equal thirds: the two scores differ
+    assert not np.allclose(scores.sel(metric="crps"), scores.sel(metric="quantile_score"))
     assert ((scores.sel(metric="coverage_80") >= 0) & (scores.sel(metric="coverage_80") <= 1)).all()
 
 
 def test_by_location_keeps_space_and_scores_write_to_netcdf(grid_dm, tmp_path):
     dm = grid_dm
     fc = PersistenceBaseline().fit(dm).predict(dm, "test")
-    scores = score_run(fc, dm, by_location=True)
+    scores = score_run(fc, dm, references=reference_forecasts(dm, "test"), by_location=True)
     assert set(scores["pm25"].dims) == {"metric", "lead_time", "latitude", "longitude"}
     with pytest.raises(ValueError, match="by_location"):
         metrics_summary(scores)
-    score_run(fc, dm, n_boot=5).to_netcdf(tmp_path / "scores.nc")
+    score_run(fc, dm, references=reference_forecasts(dm, "test"), n_boot=5).to_netcdf(
+        tmp_path / "scores.nc"
+    )
     back = xr.open_dataset(tmp_path / "scores.nc")
     assert "rmse_ci_lower_lead_mean" in back["pm25"].attrs
 
@@ -117,9 +128,9 @@ def test_score_run_errors_name_the_problem(grid_dm):
     dm = grid_dm
     fc = PersistenceBaseline().fit(dm).predict(dm, "test")
     with pytest.raises(DataError, match="lacks target"):
-        score_run(fc.rename(pm25="o3"), dm)
+        score_run(fc.rename(pm25="o3"), dm, references=reference_forecasts(dm, "test"))
     with pytest.raises(DataError, match="do not overlap the 'val' split"):
-        score_run(fc, dm, "val")
+        score_run(fc, dm, "val", references=reference_forecasts(dm, "val"))
 
 
 def test_score_at_stations_of_a_perfect_grid_forecast():
@@ -142,3 +153,18 @@ def test_score_at_stations_of_a_perfect_grid_forecast():
         np.testing.assert_allclose(scores.sel(metric="skill_persistence").values, 1.0)
     per_station = score_at_stations(fc, stations, by_location=True)
     assert per_station["pm25"].sizes["station"] == 3
+
+
+def test_score_run_with_regions_adds_a_region_dim(grid_dm):
+    from geoclim.evaluation.regions import parse_regions
+
+    dm = grid_dm
+    refs = reference_forecasts(dm, "test")
+    lat = float(dm.ds.latitude.values[0])
+    regions = parse_regions({"south": {"lat": [lat - 0.5, lat + 0.5]}})
+    scores = score_run(refs["persistence"], dm, references=refs, n_boot=0, regions=regions)
+    assert list(scores["region"].values) == ["all", "south"]
+    n = scores["pm25"].sel(metric="n")
+    assert (n.sel(region="south") < n.sel(region="all")).all()
+    keys = metrics_summary(scores)
+    assert "test/rmse/pm25" in keys and "test_south/rmse/pm25" in keys

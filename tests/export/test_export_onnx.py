@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from geoclim.export.demo import build_net
 from geoclim.export.onnx import ExportError, batch_keys_read, export_net
 from geoclim.export.parity import ParityError, check_parity
+from tests.support.demo_export import build_net
 
 DIMS = {"c_past": 3, "c_known": 2, "c_static": 2, "c_out": 1, "input_steps": 12, "horizon": 6}
 

@@ -1,16 +1,12 @@
 import pytest
 import torch
+from hydra.utils import instantiate
 
-from geoclim.models.components.cnn import UNetNet
-from geoclim.models.components.lstm import LSTMNet
-from geoclim.models.components.tft.net import TemporalFusionTransformer
+from geoclim.training.instantiate import net_dims
+from tests.registry import models
 
-NETS = {"lstm": LSTMNet, "cnn": UNetNet, "tft": TemporalFusionTransformer}
-SMALL = {
-    "lstm": {"hidden_size": 16},
-    "cnn": {"base_channels": 8, "depth": 2},
-    "tft": {"hidden_size": 16, "attention_heads": 2, "dropout": 0.0},
-}
+NETS = {e.name: e for e in models(kind="network")}  # every conf/model/*.yaml network
+POINT_NETS = sorted(e.name for e in models(kind="network", spatial=False))
 DIMS = {"c_past": 3, "c_known": 2, "c_static": 2, "c_out": 2, "input_steps": 8, "horizon": 4}
 
 
@@ -34,10 +30,13 @@ def make_batch(b=4, h=1, w=1, dims=None, seed=0, requires_grad=False):
 
 
 def make_net(name, n_quantiles=0, dims=None, **kwargs):
+    """The network of ``conf/model/<name>.yaml`` (its sizes), on ``DIMS``, dropout off."""
     torch.manual_seed(0)
-    return NETS[name](
-        **{**DIMS, **(dims or {})}, n_quantiles=n_quantiles, **{**SMALL[name], **kwargs}
-    )
+    config = dict(NETS[name].config["net"])
+    if "dropout" in config:
+        config["dropout"] = 0.0
+    sizes = net_dims(config["_target_"], {**DIMS, **(dims or {}), "n_quantiles": n_quantiles})
+    return instantiate({**config, **sizes, **kwargs})
 
 
 @pytest.fixture

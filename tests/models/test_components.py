@@ -1,9 +1,10 @@
 import pytest
 import torch
 
+from geoclim.errors import ConfigError
 from geoclim.models.losses import ForecastLoss
 
-from .conftest import DIMS, NETS, make_batch, make_net
+from .conftest import DIMS, NETS, POINT_NETS, make_batch, make_net
 
 GRIDS = [
     pytest.param(1, 1, id="point"),
@@ -23,7 +24,7 @@ def test_prediction_shape_on_any_grid(name, h, w, n_quantiles):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ["lstm", "tft"])
+@pytest.mark.parametrize("name", POINT_NETS)
 def test_point_model_on_spatial_batch_equals_cell_by_cell(name):
     net = make_net(name).eval()
     spatial = make_batch(b=2, h=3, w=2)
@@ -40,7 +41,7 @@ def test_point_model_on_spatial_batch_equals_cell_by_cell(name):
 
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_gradients_reach_every_input_group(name):
-    net = make_net(name)
+    net = make_net(name, anchor="none")  # a gated net starts with a zero head: no gradient
     batch = make_batch(b=2, h=3, w=3, requires_grad=True)
     net(batch)["prediction"].square().sum().backward()
     for group in ("past", "known_future", "static"):
@@ -52,7 +53,7 @@ def test_gradients_reach_every_input_group(name):
 
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_overfits_one_small_batch(name):
-    net = make_net(name, persistence_residual=False)
+    net = make_net(name, anchor="none")
     batch = make_batch(b=8, h=2, w=2)
     loss_fn = ForecastLoss("mse")
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
@@ -69,14 +70,56 @@ def test_overfits_one_small_batch(name):
 
 
 @pytest.mark.parametrize("name", sorted(NETS))
-def test_persistence_residual_starts_near_last_observation(name):
-    net = make_net(name, persistence_residual=True)
+@pytest.mark.parametrize("n_quantiles", [0, 3], ids=["point", "quantiles"])
+def test_untrained_gated_network_forecasts_persistence_exactly(name, n_quantiles):
+    net = make_net(name, n_quantiles=n_quantiles, anchor="gated")
+    batch = make_batch(b=2, h=2, w=2)
+    prediction = net(batch)["prediction"]
+    last = batch["past"][:, -1:, : DIMS["c_out"]]  # (B, 1, C_out, H, W)
+    if n_quantiles:
+        last = last.unsqueeze(3)
+    torch.testing.assert_close(prediction, last.expand_as(prediction), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_anchored_network_learns_per_lead_how_much_persistence_to_keep(name):
+    # the target is the last observation at lead 1 and independent noise after it: trained,
+    # the forecast follows the last observation at lead 1 (slope ~1) and not at later leads
+    net = make_net(name, anchor="gated")
+    batch = make_batch(b=32, h=1, w=1)
+    last = batch["past"][:, -1:, : DIMS["c_out"]]  # (B, 1, C_out, 1, 1)
+    target = torch.randn_like(batch["target"])
+    target[:, :1] = last
+    batch["target"] = target
+    loss_fn = ForecastLoss("mse")
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(100):
+        optimizer.zero_grad()
+        loss_fn(net(batch)["prediction"], batch["target"], batch["target_mask"]).backward()
+        optimizer.step()
+    with torch.no_grad():
+        prediction = net(batch)["prediction"]  # (B, T_out, C_out, 1, 1)
+    x = last - last.mean(0)
+    y = prediction - prediction.mean(0)
+    slope = (x * y).sum(0) / (x * x).sum(0)  # (T_out, C_out, 1, 1): persistence weight
+    assert (slope[0] - 1).abs().max() < 0.15, slope.flatten()
+    assert slope[1:].abs().max() < 0.6, slope.flatten()
+
+
+@pytest.mark.parametrize("name", sorted(NETS))
+def test_residual_anchor_adds_the_last_observation(name):
+    net = make_net(name, anchor="residual")
     batch = make_batch(b=2, h=2, w=2)
     with_res = net(batch)["prediction"]
-    net.persistence_residual = False
+    net.anchor.mode = "none"
     without = net(batch)["prediction"]
     last = batch["past"][:, -1:, : DIMS["c_out"]]
     torch.testing.assert_close(with_res - without, last.expand_as(with_res))
+
+
+def test_unknown_anchor_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="unknown anchor 'last'.*gated"):
+        make_net("lstm", anchor="last")
 
 
 @pytest.mark.parametrize("name", sorted(NETS))

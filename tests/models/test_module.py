@@ -4,10 +4,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from geoclim.models.module import ForecastModule
+from geoclim.training.instantiate import net_dims
 
 from .conftest import DIMS, make_batch
 
-NET_CONFIG = {"_target_": "geoclim.models.components.lstm.LSTMNet", "hidden_size": 8, **DIMS}
+LSTM = "geoclim.models.components.lstm.LSTMNet"
+NET_CONFIG = {"_target_": LSTM, "hidden_size": 8, **net_dims(LSTM, DIMS)}
 TASK = {"targets": ["no2", "o3"], "quantiles": []}
 NORM = {
     "no2": {"mean": 2.0, "std": 0.5, "log": True},

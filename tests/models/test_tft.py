@@ -94,7 +94,7 @@ def test_attention_matches_pytorch_forecastings_with_the_same_weights():
 
 
 def test_tft_returns_interpretation_weights():
-    net = make_net("tft").eval()
+    net = make_net("tft", attention_heads=2).eval()
     out = net(make_batch(b=2, h=3, w=2))
     t = DIMS["input_steps"] + DIMS["horizon"]
     assert out["attention"].shape == (2, DIMS["horizon"], 2, t, 3, 2)

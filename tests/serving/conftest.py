@@ -25,7 +25,7 @@ POINT_TASK = ForecastTask(
 
 @pytest.fixture(scope="session")
 def grid_export(tmp_path_factory):
-    from geoclim.export.demo import demo_export
+    from tests.support.demo_export import demo_export
 
     return demo_export(
         tmp_path_factory.mktemp("grid") / "lstm.onnx",
@@ -38,7 +38,7 @@ def grid_export(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def station_export(tmp_path_factory):
-    from geoclim.export.demo import demo_export
+    from tests.support.demo_export import demo_export
 
     return demo_export(
         tmp_path_factory.mktemp("station") / "lstm_q.onnx",
@@ -52,8 +52,82 @@ def station_export(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def cnn_export(tmp_path_factory):
-    from geoclim.export.demo import demo_export
+    from tests.support.demo_export import demo_export
 
     return demo_export(
         tmp_path_factory.mktemp("cnn") / "cnn.onnx", model="cnn", task=TASK, grid=(6, 5)
     )
+
+
+class ServeProcess:
+    """``geoclim serve`` in a subprocess on a free loopback port; JSON logs on stdout."""
+
+    def __init__(self, args, env=None):
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "geoclim.cli.main", "serve", *map(str, args)]
+            + ["--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+
+    def wait_ready(self, timeout=60.0):
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.proc.communicate()[1]}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError("server not ready in time")
+
+    def stop(self, timeout=30.0):
+        """SIGTERM, wait; returns (returncode, stdout JSON records, stderr)."""
+        import json
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        records = [json.loads(line) for line in out.splitlines() if line.strip()]
+        return self.proc.returncode, records, err
+
+
+@pytest.fixture
+def serve_process():
+    started = []
+
+    def start(*args, env=None):
+        started.append(ServeProcess(args, env))
+        return started[-1].wait_ready()
+
+    yield start
+    for p in started:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.communicate()
+
+
+@pytest.fixture(scope="session")
+def serve_class():
+    return ServeProcess

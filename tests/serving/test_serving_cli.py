@@ -104,8 +104,8 @@ def test_uvicorn_serves_a_registered_model_on_loopback(grid_export, tmp_path):
         assert r.status_code == 200, r.text
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=20)
-    lines = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+        out, _ = proc.communicate(timeout=20)
+    lines = [json.loads(line) for line in out.splitlines()]  # JSON lines on stdout only
     access = [d for d in lines if d["logger"] == "geoclim.serving.access"]
     assert any(d["route"] == "/v1/forecast" and d["status"] == 200 for d in access)
 

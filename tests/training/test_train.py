@@ -8,6 +8,7 @@ import xarray as xr
 
 from geoclim.errors import ConfigError, GeoclimError
 from geoclim.training.train import train
+from tests.registry import models, names, params
 
 RUN_FILES = (
     "metrics.json",
@@ -21,7 +22,7 @@ RUN_FILES = (
 )
 
 
-@pytest.mark.parametrize("model", ["lstm", "cnn", "tft"])
+@pytest.mark.parametrize("model", names(models(kind="network")))
 def test_network_smoke_run_writes_the_run_directory(compose_cfg, model):
     cfg = compose_cfg(f"model={model}")
     metrics = train(cfg)
@@ -95,11 +96,23 @@ def test_spatial_model_on_station_data_is_a_config_error(compose_cfg):
         train(cfg)
 
 
-def test_baseline_is_fitted_without_lightning(compose_cfg):
-    cfg = compose_cfg("model=persistence")
+@pytest.mark.parametrize("entry", params(models(kind="baseline")))
+def test_baseline_is_fitted_without_lightning(compose_cfg, entry):
+    cfg = compose_cfg(f"model={entry.name}", *entry.fast_overrides())
     metrics = train(cfg)
+    out = Path(cfg.paths.output_dir)
     assert "test/rmse/no2" in metrics and "val/loss" not in metrics
-    assert (Path(cfg.paths.output_dir) / "scores.nc").exists()
+    assert (out / "scores.nc").exists()
+    assert (out / "model" / "tree.json").is_file() == entry.tree
+    if entry.tree:  # the saved trees are the scored ones: they predict predictions.nc
+        from geoclim.baselines.trees import TreeBaseline
+        from geoclim.training.instantiate import build_datamodule
+
+        dm = build_datamodule(cfg)
+        dm.setup()
+        again = TreeBaseline.load(out / "model", dm).predict(dm, "test")
+        saved = xr.open_dataset(out / "predictions.nc").load()
+        xr.testing.assert_allclose(again["no2"], saved["no2"], rtol=1e-6)
 
 
 def test_reference_pf_tft_predicts_the_same_samples(compose_cfg):

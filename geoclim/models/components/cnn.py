@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geoclim.models.components.common import add_persistence
+from geoclim.models.components.common import PersistenceAnchor
 from geoclim.types import Batch
 
 
@@ -60,7 +60,9 @@ class UNetNet(nn.Module):
         depth: number of down-sampling levels (grids are padded to a multiple of
             ``2 ** depth``).
         dropout: spatial dropout inside the residual blocks.
-        persistence_residual: predict the change from the last observed targets.
+        anchor: how the forecast is anchored on the last observed targets: ``"gated"``
+            (learned gate per lead and target, starts as persistence), ``"residual"`` or
+            ``"none"`` (see :class:`~geoclim.models.components.common.PersistenceAnchor`).
 
     """
 
@@ -76,12 +78,11 @@ class UNetNet(nn.Module):
         base_channels: int = 32,
         depth: int = 2,
         dropout: float = 0.0,
-        persistence_residual: bool = False,
+        anchor: str = "none",
     ):
         super().__init__()
         self.c_out, self.n_quantiles, self.horizon = c_out, n_quantiles, horizon
         self.depth = depth
-        self.persistence_residual = persistence_residual
         c_in = input_steps * c_past + horizon * c_known + c_static
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.stem = ResBlock(c_in, widths[0], dropout)
@@ -99,6 +100,8 @@ class UNetNet(nn.Module):
             ResBlock(2 * widths[i], widths[i], dropout) for i in range(depth)
         )
         self.head = nn.Conv2d(widths[0], horizon * c_out * max(n_quantiles, 1), 1)
+        self.anchor = PersistenceAnchor(anchor, horizon, c_out)
+        self.anchor.init_head(self.head)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         """Forecast all lead frames.
@@ -131,6 +134,5 @@ class UNetNet(nn.Module):
 
         shape = (b, self.horizon, self.c_out, *((self.n_quantiles,) if self.n_quantiles else ()))
         prediction = y.reshape(*shape, h, w)  # (B, T_out, C_out[, Q], H, W)
-        if self.persistence_residual:
-            prediction = add_persistence(prediction, past, self.c_out)
+        prediction = self.anchor(prediction, past)  # (B, T_out, C_out[, Q], H, W)
         return {"prediction": prediction}

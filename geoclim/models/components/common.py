@@ -7,7 +7,10 @@ batches (patches or whole grids) alike.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+
+from geoclim.errors import ConfigError
 
 
 def fold_space(x: Tensor) -> Tensor:
@@ -46,19 +49,67 @@ def split_outputs(y: Tensor, c_out: int, n_quantiles: int) -> Tensor:
     return y.reshape(n, t, c_out, n_quantiles) if n_quantiles else y.reshape(n, t, c_out)
 
 
-def add_persistence(prediction: Tensor, past: Tensor, c_out: int) -> Tensor:
-    """Add the last observed targets to a prediction, so the network learns the change.
+ANCHORS = ("gated", "residual", "none")
+"""How a network is anchored on the last observation (see :class:`PersistenceAnchor`)."""
+
+
+class PersistenceAnchor(nn.Module):
+    """Anchor a forecast on the last observed targets, with a learned gate per lead and target.
+
+    ``prediction[k, c] = gate[k, c] * last[c] + scale[k, c] * correction[k, c]`` in normalised
+    space, where ``last`` is the target's value at the init time (the last input step) and
+    ``correction`` is the network's output. With ``mode="gated"`` gate and scale start at 1
+    and the network's output head starts at zero (:meth:`init_head`), so an untrained network
+    forecasts persistence exactly; training then moves each lead's gate towards the weight
+    the last observation deserves there (near 1 at short leads, lower as the forecast
+    decorrelates from it) and each lead's scale towards the weight the network's correction
+    deserves (networks share one head across leads, so without it a correction that helps
+    long leads would be forced on the first ones). ``mode="residual"`` fixes the gate at 1 (the
+    plain residual on the last observation, which pins long leads to it); ``mode="none"``
+    leaves the network's output as it is.
 
     Args:
-        prediction: ``(B, T_out, C_out[, Q], H, W)``.
-        past: ``(B, T_in, C_in, H, W)`` with the targets as its first ``C_out`` channels.
-        c_out: number of targets ``C_out``.
-
-    Returns:
-        ``prediction`` plus ``past[:, -1, :C_out]`` broadcast over leads (and quantiles).
+        mode: one of :data:`ANCHORS`.
+        horizon: lead steps ``T_out``.
+        c_out: targets ``C_out``.
 
     """
-    last = past[:, -1:, :c_out]  # (B, 1, C_out, H, W)
-    if prediction.dim() == 6:
-        last = last.unsqueeze(3)  # (B, 1, C_out, 1, H, W)
-    return prediction + last
+
+    def __init__(self, mode: str, horizon: int, c_out: int):
+        super().__init__()
+        if mode not in ANCHORS:
+            raise ConfigError(f"unknown anchor {mode!r}; valid are {list(ANCHORS)}")
+        self.mode, self.c_out = mode, c_out
+        gated = mode == "gated"
+        self.gate = nn.Parameter(torch.ones(horizon, c_out)) if gated else None
+        self.scale = nn.Parameter(torch.ones(horizon, c_out)) if gated else None
+
+    def init_head(self, head: nn.Module) -> None:
+        """Zero the output head's weights and bias so the untrained forecast is persistence."""
+        if self.mode != "gated":
+            return
+        for param in head.parameters():
+            nn.init.zeros_(param)
+
+    def forward(self, correction: Tensor, past: Tensor) -> Tensor:
+        """Anchored prediction.
+
+        Args:
+            correction: network output ``(B, T_out, C_out[, Q], H, W)``.
+            past: ``(B, T_in, C_in, H, W)`` with the targets as its first ``C_out`` channels.
+
+        Returns:
+            The prediction, shaped like ``correction``.
+
+        """
+        if self.mode == "none":
+            return correction
+        last = past[:, -1:, : self.c_out]  # (B, 1, C_out, H, W)
+        quantiles = correction.dim() == 6
+        if self.gate is not None and self.scale is not None:
+            last = last * self.gate[None, :, :, None, None]  # (B, T_out, C_out, H, W)
+            scale = self.scale[None, :, :, None, None]  # (1, T_out, C_out, 1, 1)
+            correction = correction * (scale.unsqueeze(3) if quantiles else scale)
+        if quantiles:
+            last = last.unsqueeze(3)  # (B, T_out, C_out, 1, H, W): same for every quantile
+        return correction + last

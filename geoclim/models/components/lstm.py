@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from geoclim.errors import ConfigError
 from geoclim.models.components.common import (
-    add_persistence,
+    PersistenceAnchor,
     fold_space,
     fold_static,
     output_head,
@@ -38,14 +38,15 @@ class LSTMNet(nn.Module):
         c_known: known-future channels ``C_known``.
         c_static: static channels ``C_static``.
         c_out: target channels ``C_out``.
-        input_steps: ``T_in``.
         horizon: ``T_out``.
         n_quantiles: ``Q`` (0 for a point forecast).
         hidden_size: LSTM state size ``D``.
         num_layers: stacked LSTM layers.
         decoder: ``"lstm"`` or ``"mlp"``.
         dropout: dropout between LSTM layers and before the head.
-        persistence_residual: predict the change from the last observed targets.
+        anchor: how the forecast is anchored on the last observed targets: ``"gated"``
+            (learned gate per lead and target, starts as persistence), ``"residual"`` or
+            ``"none"`` (see :class:`~geoclim.models.components.common.PersistenceAnchor`).
 
     """
 
@@ -55,21 +56,19 @@ class LSTMNet(nn.Module):
         c_known: int,
         c_static: int,
         c_out: int,
-        input_steps: int,
         horizon: int,
         n_quantiles: int = 0,
         hidden_size: int = 64,
         num_layers: int = 1,
         decoder: str = "lstm",
         dropout: float = 0.0,
-        persistence_residual: bool = False,
+        anchor: str = "none",
     ):
         super().__init__()
         if decoder not in DECODERS:
             raise ConfigError(f"unknown LSTM decoder {decoder!r}; valid are {list(DECODERS)}")
         self.c_out, self.n_quantiles, self.horizon = c_out, n_quantiles, horizon
         self.hidden_size, self.num_layers, self.decoder_kind = hidden_size, num_layers, decoder
-        self.persistence_residual = persistence_residual
         self.static_to_state = (
             nn.Linear(c_static, 2 * num_layers * hidden_size) if c_static else None
         )
@@ -95,6 +94,8 @@ class LSTMNet(nn.Module):
             )
         self.dropout = nn.Dropout(dropout)
         self.head = output_head(hidden_size, c_out, n_quantiles)
+        self.anchor = PersistenceAnchor(anchor, horizon, c_out)
+        self.anchor.init_head(self.head)
 
     def _initial_state(self, x_static: Tensor) -> tuple[Tensor, Tensor] | None:
         """Static ``(N, C_static)`` -> encoder ``(h0, c0)``, each ``(layers, N, D)``."""
@@ -135,6 +136,5 @@ class LSTMNet(nn.Module):
         y = self.head(self.dropout(dec_out))  # (N, T_out, C_out * Q)
         y = split_outputs(y, self.c_out, self.n_quantiles)  # (N, T_out, C_out[, Q])
         prediction = unfold_space(y, b, h, w)  # (B, T_out, C_out[, Q], H, W)
-        if self.persistence_residual:
-            prediction = add_persistence(prediction, past, self.c_out)
+        prediction = self.anchor(prediction, past)  # (B, T_out, C_out[, Q], H, W)
         return {"prediction": prediction}

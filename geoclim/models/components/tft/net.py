@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from geoclim.models.components.common import (
-    add_persistence,
+    PersistenceAnchor,
     fold_space,
     fold_static,
     output_head,
@@ -46,7 +46,9 @@ class TemporalFusionTransformer(nn.Module):
         lstm_layers: layers of the LSTM encoder and decoder.
         hidden_continuous_size: per-variable embedding size in variable selection
             (pytorch-forecasting's name; default ``min(hidden_size, 16)``).
-        persistence_residual: predict the change from the last observed targets.
+        anchor: how the forecast is anchored on the last observed targets: ``"gated"``
+            (learned gate per lead and target, starts as persistence), ``"residual"`` or
+            ``"none"`` (see :class:`~geoclim.models.components.common.PersistenceAnchor`).
 
     """
 
@@ -64,13 +66,12 @@ class TemporalFusionTransformer(nn.Module):
         dropout: float = 0.1,
         lstm_layers: int = 1,
         hidden_continuous_size: int | None = None,
-        persistence_residual: bool = False,
+        anchor: str = "none",
     ):
         super().__init__()
         d = hidden_size
         self.c_out, self.n_quantiles = c_out, n_quantiles
         self.input_steps, self.horizon, self.lstm_layers = input_steps, horizon, lstm_layers
-        self.persistence_residual = persistence_residual
         # static covariate encoders (4.3): four contexts from the selected static embedding
         h = hidden_continuous_size
         self.static_selection = (
@@ -104,6 +105,8 @@ class TemporalFusionTransformer(nn.Module):
         self.pre_output_gate = GateAddNorm(d, dropout=None)
         # quantile outputs (4.6)
         self.head = output_head(d, c_out, n_quantiles)
+        self.anchor = PersistenceAnchor(anchor, horizon, c_out)
+        self.anchor.init_head(self.head)
         self.register_buffer("mask", causal_mask(input_steps, horizon), persistent=False)
         self.need_weights = False  # True: return attention weights in training mode too
 
@@ -191,8 +194,7 @@ class TemporalFusionTransformer(nn.Module):
         # 7. quantile outputs
         y = split_outputs(self.head(out), self.c_out, self.n_quantiles)  # (N, T_out, C_out[, Q])
         prediction = unfold_space(y, b, h, w)  # (B, T_out, C_out[, Q], H, W)
-        if self.persistence_residual:
-            prediction = add_persistence(prediction, past, self.c_out)
+        prediction = self.anchor(prediction, past)  # (B, T_out, C_out[, Q], H, W)
         outputs = {
             "prediction": prediction,
             "static_weights": unfold_static(w_static, b, h, w),

@@ -1,10 +1,12 @@
 """A complete export without a training run: seeded synthetic data, an untrained network.
 
-For tests, benchmarks and trying the service: :func:`demo_export` builds the datamodule on
-:func:`geoclim.data.synthetic.make_dataset` (or its station variant), sizes one of the
-networks of :mod:`geoclim.models.components` from it, exports the network, checks parity on
-test batches and embeds the same metadata a real export carries. The weights are random
-(seeded), so the forecasts mean nothing; everything around them is the real path.
+Test and benchmark support, not part of the package: :func:`demo_export` builds the
+datamodule on :func:`geoclim.data.synthetic.make_dataset` (or its station variant), sizes
+the network of ``conf/model/<model>.yaml`` from it (:mod:`tests.registry`, no second list of
+models), exports the network, checks parity on test batches and embeds the same metadata a
+real export carries. The weights are random (seeded), so the forecasts mean nothing;
+everything around them is the real path. Scripts use it as ``python -m scripts.<name>`` from
+the repository root.
 """
 
 from __future__ import annotations
@@ -57,21 +59,24 @@ class DemoExport:
     result: ExportResult
 
 
-def build_net(model: str, dims: dict[str, int], **sizes: Any) -> nn.Module:
-    """``"lstm"``, ``"tft"`` or ``"cnn"`` network sized by ``dims`` (``task.dims``)."""
-    from geoclim.models.components.cnn import UNetNet
-    from geoclim.models.components.lstm import LSTMNet
-    from geoclim.models.components.tft.net import TemporalFusionTransformer
+SMALL = {"base_channels": 8, "dropout": 0.0}
+"""Sizes that keep demo networks small, applied where the model's config has the key."""
 
-    classes = {"lstm": LSTMNet, "tft": TemporalFusionTransformer, "cnn": UNetNet}
-    if model not in classes:
-        raise ConfigError(f"unknown demo model {model!r}; valid are {sorted(classes)}")
-    defaults = {
-        "lstm": {"hidden_size": 32},
-        "tft": {"hidden_size": 16, "dropout": 0.0},
-        "cnn": {"base_channels": 8, "depth": 2},
-    }[model]
-    return classes[model](**dims, **(defaults | sizes)).eval()
+
+def build_net(model: str, dims: dict[str, int], **sizes: Any) -> nn.Module:
+    """The network of ``conf/model/<model>.yaml``, small, sized by ``dims`` (``task.dims``)."""
+    from hydra.utils import instantiate
+
+    from geoclim.training.instantiate import net_dims
+    from tests.registry import models
+
+    nets = {e.name: e for e in models(kind="network")}
+    if model not in nets:
+        raise ConfigError(f"unknown demo model {model!r}; valid are {sorted(nets)}")
+    config = dict(nets[model].config["net"])
+    config.update({k: v for k, v in SMALL.items() if k in config})
+    config.update(net_dims(config["_target_"], dims) | sizes)
+    return instantiate(config).eval()
 
 
 def demo_export(
@@ -91,7 +96,7 @@ def demo_export(
 
     Args:
         out: destination .onnx file.
-        model: ``"lstm"``, ``"tft"`` (point models) or ``"cnn"`` (whole grids).
+        model: a network of ``conf/model`` (``"lstm"``, ``"tft"``: points; ``"cnn"``: grids).
         task: the forecasting task.
         layout: ``"grid"`` or ``"station"`` (stations need a point model).
         grid: ``(nlat, nlon)`` of the synthetic grid (stations: ``nlat`` stations).
@@ -106,9 +111,12 @@ def demo_export(
 
     """
     variables = tuple(dict.fromkeys((*task.dynamic_variables,)))
+    from tests.registry import MODELS
+
+    spatial = MODELS[model].spatial if model in MODELS else False
     if layout == "station":
-        if model == "cnn":
-            raise ConfigError("the cnn demo needs gridded data; use layout='grid'")
+        if spatial:
+            raise ConfigError(f"the {model} demo needs gridded data; use layout='grid'")
         ds = make_station_dataset(
             grid[0], variables, days=days, seed=seed, static=task.static_inputs
         )
@@ -116,7 +124,7 @@ def demo_export(
         ds = make_dataset(
             variables, nlat=grid[0], nlon=grid[1], days=days, seed=seed, static=task.static_inputs
         )
-    window = {"patch": None} if model == "cnn" else {"patch": 1}
+    window = {"patch": None} if spatial else {"patch": 1}
     dm = GeoDataModule(
         ds,
         task,

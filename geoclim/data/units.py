@@ -1,0 +1,232 @@
+"""CF unit strings, parsed and converted by pint through cf-xarray's UDUNITS registry.
+
+Every unit in geoclim goes through :data:`ureg` (``cf_xarray.units.units``), so UDUNITS
+spellings (``degC``, ``m s-1``, ``kg m-2 s-1``, ``ug m-3``, ``1``) and pint's (``ug/m3``,
+``Celsius``) parse alike. The registry gains the air-quality mixing ratios ``ppb`` / ``ppbv``
+/ ``ppmv`` / ``pptv`` (volume fractions), and :data:`SPELLINGS` maps the long names monitoring
+networks write (``Parts per billion``, ``Micrograms/cubic meter (LC)``) to symbols. Trailing
+EPA condition qualifiers (``(LC)`` local conditions, ``(25 C)``, ``SC``) name the reference
+conditions of a mass concentration, not a different unit, and are stripped.
+
+Conversions are affine, ``y = factor * x + offset`` (offset only for temperatures). A gas's
+mass concentration and its mixing ratio are related by the ideal-gas law,
+``x [mol mol-1] = c [kg m-3] * R * T / (M [kg mol-1] * p [Pa])``, which needs the molar mass
+``M`` and a *stated* reference temperature ``T`` and pressure ``p``; without them such a
+conversion is an error, never a silent default.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pint
+
+from geoclim.errors import SchemaError
+
+# cf-xarray redefines pint's %, degrees_north, C, h, ... with their UDUNITS meaning on purpose;
+# pint logs each redefinition as a warning, which is noise to a user.
+_pint_log = logging.getLogger("pint.util")
+_level = _pint_log.level
+_pint_log.setLevel(logging.ERROR)
+try:
+    from cf_xarray.units import units as ureg
+finally:
+    _pint_log.setLevel(_level)
+
+for _definition in ("ppb = 1e-9 = ppbv", "ppmv = ppm", "pptv = 1e-12"):
+    _name = _definition.split("=")[0].strip()
+    if _name not in ureg:
+        ureg.define(_definition)
+
+SPELLINGS = {
+    "parts per billion": "ppb",
+    "parts per million": "ppm",
+    "parts per trillion": "pptv",
+    "parts per billion carbon": "ppb",
+    "degrees fahrenheit": "degF",
+    "degrees celsius": "degC",
+    "degrees c": "degC",
+    "deg c": "degC",
+    "degrees compass": "degree",
+    "degrees": "degree",
+    "knots": "knot",
+    "millibars": "mbar",
+    "percent relative humidity": "%",
+    "percent": "%",
+    "fraction": "1",
+    "unitless": "1",
+    "dimensionless": "1",
+    "none": "1",
+}
+"""Long spellings (lower case) seen in station networks -> a symbol the registry knows."""
+
+_QUALIFIER = re.compile(r"\s*(\((lc|sc|stp|\d+(\.\d+)?\s*(deg\s*)?c)\)|\s(lc|sc|stp))\s*$", re.I)
+_MASS_CONCENTRATION = ureg.Quantity(1, "kg m-3").dimensionality
+_DIMENSIONLESS = ureg.Quantity(1, "1").dimensionality
+
+
+def parse(text: str) -> pint.Unit:
+    """The pint unit of a CF / network unit string.
+
+    Raises:
+        SchemaError: naming the string when no spelling of it is known.
+
+    """
+    if not isinstance(text, str) or not text.strip():
+        raise SchemaError(f"units {text!r} are empty; expected a CF units string such as 'K'")
+    stripped = _QUALIFIER.sub("", text.strip())
+    for candidate in (stripped, SPELLINGS.get(stripped.lower()), stripped.lower()):
+        if candidate is None:
+            continue
+        try:
+            return ureg.parse_units(candidate)
+        except (pint.errors.PintError, AttributeError, TypeError, ValueError, AssertionError):
+            continue
+    raise SchemaError(
+        f"unknown units {text!r}; expected a CF / UDUNITS string (e.g. 'K', 'degC', 'ug m-3', "
+        "'ppb', 'm s-1', '1') or a long spelling of geoclim.data.units.SPELLINGS"
+    )
+
+
+def equivalent(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` are the same unit (``ug/m3`` and ``ug m-3``; not ``ppm``/``ppb``)."""
+    ua, ub = parse(a), parse(b)
+    if ua == ub:
+        return True
+    if ureg.Quantity(1, ua).dimensionality != ureg.Quantity(1, ub).dimensionality:
+        return False
+    try:
+        c = conversion(a, b)
+    except SchemaError:
+        return False
+    return bool(np.isclose(c.factor, 1.0, rtol=1e-12) and c.offset == 0.0)
+
+
+def is_mass_concentration(text: str) -> bool:
+    """Whether ``text`` is a mass per volume (``ug m-3``, ``mg/m3``)."""
+    return ureg.Quantity(1, parse(text)).dimensionality == _MASS_CONCENTRATION
+
+
+def is_mixing_ratio(text: str) -> bool:
+    """Whether ``text`` is a dimensionless fraction other than an angle or a percentage scale.
+
+    ``ppb``, ``ppm``, ``mol mol-1`` and ``1`` count; ``%`` is a fraction too (``percent``).
+    """
+    return ureg.Quantity(1, parse(text)).dimensionality == _DIMENSIONLESS and not _is_angle(text)
+
+
+def _is_angle(text: str) -> bool:
+    return str(parse(text)) in ("degree", "degrees", "radian", "arcminute", "arcsecond")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Stated reference conditions for mass concentration <-> mixing ratio conversions.
+
+    Attributes:
+        temperature_c: reference temperature in degC (20 in the EU, 25 in the US).
+        pressure_hpa: reference pressure in hPa (1013.25 for the standard atmosphere).
+
+    """
+
+    temperature_c: float
+    pressure_hpa: float
+
+    def __str__(self) -> str:
+        return f"{self.temperature_c:g} degC, {self.pressure_hpa:g} hPa"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """``y = factor * x + offset`` from ``source`` units to ``target`` units."""
+
+    source: str
+    target: str
+    factor: float
+    offset: float = 0.0
+    via: str = ""
+
+    @property
+    def identity(self) -> bool:
+        """Whether the conversion leaves values unchanged."""
+        return self.factor == 1.0 and self.offset == 0.0
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Convert ``values`` (float64 result)."""
+        out = np.asarray(values, dtype=np.float64) * self.factor
+        return out + self.offset if self.offset else out
+
+    def __str__(self) -> str:
+        text = f"{self.source!r} -> {self.target!r} (x {self.factor:.10g}"
+        text += f" + {self.offset:.10g})" if self.offset else ")"
+        return f"{text} at {self.via}" if self.via else text
+
+
+def conversion(
+    source: str,
+    target: str,
+    *,
+    molar_mass: float | None = None,
+    reference: Reference | None = None,
+    name: str = "",
+) -> Conversion:
+    """The affine conversion from ``source`` to ``target`` units.
+
+    Args:
+        source: units of the values as stored.
+        target: units wanted.
+        molar_mass: g/mol of the gas, for mass concentration <-> mixing ratio.
+        reference: stated temperature and pressure for that conversion.
+        name: the variable, for error messages.
+
+    Raises:
+        SchemaError: if the units are unknown, incompatible, or a mass <-> mixing conversion
+            lacks the molar mass or the reference conditions.
+
+    """
+    what = f"variable {name!r}: " if name else ""
+    try:
+        src, dst = parse(source), parse(target)
+    except SchemaError as err:
+        raise SchemaError(f"{what}{err}") from None
+    try:
+        zero = ureg.Quantity(0.0, src).to(dst).magnitude
+        one = ureg.Quantity(1.0, src).to(dst).magnitude
+        return Conversion(source, target, _exact(one - zero), _exact(zero))
+    except pint.errors.DimensionalityError:
+        pass
+    mass_to_mix = is_mass_concentration(source) and is_mixing_ratio(target)
+    mix_to_mass = is_mixing_ratio(source) and is_mass_concentration(target)
+    if not (mass_to_mix or mix_to_mass):
+        raise SchemaError(f"{what}cannot convert {source!r} to {target!r} (incompatible units)")
+    if molar_mass is None:
+        raise SchemaError(
+            f"{what}cannot convert {source!r} to {target!r}: mass concentration <-> mixing "
+            "ratio needs a gas's molar mass, and only registered gases have one"
+        )
+    if reference is None:
+        raise SchemaError(
+            f"{what}converting {source!r} to {target!r} needs a stated reference temperature "
+            "and pressure (e.g. data.source.reference_temperature_c=25 and "
+            "data.source.reference_pressure_hpa=1013.25)"
+        )
+    temperature = ureg.Quantity(reference.temperature_c, "degC").to("K")
+    pressure = ureg.Quantity(reference.pressure_hpa, "hPa")
+    gas = ureg.Quantity(molar_mass, "g mol-1")
+    rt_over_mp = ureg.Quantity(1.0, "molar_gas_constant") * temperature / (gas * pressure)
+    quantity = ureg.Quantity(1.0, src) * (rt_over_mp if mass_to_mix else 1.0 / rt_over_mp)
+    factor = _exact(quantity.to(dst).magnitude)
+    return Conversion(source, target, factor, 0.0, via=str(reference))
+
+
+def _exact(value: float) -> float:
+    """``value`` rounded to 15 significant digits: 1 ppm is 1000 ppb, not 999.9999999999999."""
+    return float(f"{float(value):.15g}")
+
+
+def convert(values: np.ndarray, source: str, target: str, **kwargs) -> np.ndarray:
+    """``values`` in ``source`` units converted to ``target`` (see :func:`conversion`)."""
+    return conversion(source, target, **kwargs).apply(values)

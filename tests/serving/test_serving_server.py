@@ -1,0 +1,162 @@
+import json
+import os
+import signal
+import socket
+import time
+
+import httpx
+import pytest
+
+from geoclim.serving.adapter import Forecaster
+
+TIMEOUT = 1.0  # the server's header and body deadlines in these tests (s)
+CAP = 30  # its connection cap
+
+
+@pytest.fixture(scope="module")
+def guarded(station_export, serve_class):
+    server = serve_class(
+        [
+            station_export.path,
+            "--no-auth",
+            "--header-timeout",
+            TIMEOUT,
+            "--body-timeout",
+            TIMEOUT,
+            "--max-connections",
+            CAP,
+            "--drain-seconds",
+            0,
+        ]
+    ).wait_ready()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def body(station_export):
+    return json.dumps(Forecaster.from_onnx(station_export.path).example_request(1)).encode()
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    return s
+
+
+def read_all(s):
+    chunks = []
+    while chunk := s.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def post_head(body_len):
+    return (
+        f"POST /v1/forecast HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n"
+        f"content-length: {body_len}\r\n\r\n"
+    ).encode()
+
+
+def cut_count(url, reason):
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(f'geoclim_http_connections_cut_total{{reason="{reason}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_headers_that_never_finish_are_cut_while_other_clients_are_served(guarded, body):
+    before = cut_count(guarded.url, "header_timeout")
+    slow = [connect(guarded.port) for _ in range(20)]
+    for s in slow:
+        s.sendall(b"POST /v1/forecast HTTP/1.1\r\nhost: test\r\ncontent-le")
+    start = time.monotonic()
+    served = 0
+    with httpx.Client(base_url=guarded.url) as client:
+        while time.monotonic() - start < TIMEOUT * 0.8:  # all within the slow clients' window
+            r = client.post(
+                "/v1/forecast", content=body, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 200, r.text
+            served += 1
+    assert served >= 3
+    answers = [read_all(s) for s in slow]  # each ends: 408 then the server closes
+    waited = time.monotonic() - start
+    assert all(a.startswith(b"HTTP/1.1 408 ") and b"connection: close" in a for a in answers)
+    assert b"request headers not received within 1 s" in answers[0]
+    assert TIMEOUT * 0.9 <= waited
+    assert cut_count(guarded.url, "header_timeout") - before == 20
+
+
+def test_a_silent_connection_is_cut_after_the_header_timeout(guarded):
+    s = connect(guarded.port)
+    assert read_all(s).startswith(b"HTTP/1.1 408 ")
+
+
+def test_a_stalled_body_is_cut_and_a_complete_one_is_served(guarded, body):
+    before = cut_count(guarded.url, "body_timeout")
+    stalled, slow_ok = connect(guarded.port), connect(guarded.port)
+    stalled.sendall(post_head(len(body)) + body[:10])
+    slow_ok.sendall(post_head(len(body)) + body[:10])
+    time.sleep(TIMEOUT / 2)
+    slow_ok.sendall(body[10:])  # the whole body within the deadline: answered
+    answer = slow_ok.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    cut = read_all(stalled)
+    assert cut.startswith(b"HTTP/1.1 408 ") and b"request body not received" in cut
+    assert cut_count(guarded.url, "body_timeout") - before == 1
+    access = httpx.get(f"{guarded.url}/metrics").text
+    assert (
+        'geoclim_http_requests_total{method="POST",route="/v1/forecast",status="500"}' not in access
+    )
+
+
+def test_connections_above_the_cap_get_503(guarded):
+    held = [connect(guarded.port) for _ in range(CAP)]
+    time.sleep(0.2)  # let the server accept them all
+    extra = connect(guarded.port)
+    answer = read_all(extra)
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer
+    assert b"too_many_connections" in answer
+    for s in held:
+        s.close()
+    time.sleep(0.2)
+    assert httpx.get(f"{guarded.url}/health").status_code == 200
+
+
+def response_status(raw):
+    return int(raw[9:12])
+
+
+def test_sigterm_drains_in_flight_requests_and_logs_json(station_export, serve_process, body):
+    server = serve_process(
+        station_export.path, "--no-auth", "--drain-seconds", "0.5", "--body-timeout", "10"
+    )
+    keep_alive = httpx.Client(base_url=server.url)
+    assert keep_alive.get("/ready").status_code == 200  # an idle keep-alive connection
+    in_flight = [connect(server.port) for _ in range(6)]
+    for s in in_flight:
+        s.sendall(post_head(len(body)) + body[:20])  # requests under way at SIGTERM
+    time.sleep(0.2)
+    os.kill(server.proc.pid, signal.SIGTERM)
+    time.sleep(0.1)
+    ready = keep_alive.get("/ready")  # draining: not ready, and the connection is closed
+    assert ready.status_code == 503 and ready.headers["connection"] == "close"
+    for s in in_flight[:3]:  # finished during the drain
+        s.sendall(body[20:])
+    time.sleep(0.6)  # the drain is over: the listener is closed
+    with pytest.raises(OSError):
+        connect(server.port)
+    for s in in_flight[3:]:  # finished after the drain
+        s.sendall(body[20:])
+    answers = [read_all(s) for s in in_flight]
+    assert [response_status(a) for a in answers] == [200] * 6
+    assert all(b"connection: close" in a.lower() for a in answers)
+    rc, records, _ = server.stop()
+    assert rc in (0, -signal.SIGTERM)
+    access = [r for r in records if r["logger"] == "geoclim.serving.access"]
+    forecasts = [r for r in access if r["route"] == "/v1/forecast"]
+    assert len(forecasts) == 6
+    for r in forecasts:
+        assert r["status"] == 200 and r["model"] == "lstm_q"
+        assert len(r["request_id"]) == 32 and r["duration_ms"] > 0
+    assert any("draining" in r["message"] for r in records)
