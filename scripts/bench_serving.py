@@ -11,9 +11,11 @@ and exports it. Then, on the same real batch gathered by the datamodule:
   normalisation, calendar, gather, onnxruntime, de-normalisation) -- median, p95.
 
 Both runtimes use the same thread count (``--threads``, default 1: the service runs one
-inference per request thread). Results go to ``experiments/bench_serving/serving.json``.
+inference per request thread). Nothing is written unless ``--save`` is given; then the
+results, with the machine and its load average, go to ``experiments/bench_serving/serving.json``.
 
-    python -m scripts.bench_serving              # all models
+    python -m scripts.bench_serving              # all models, prints only
+    python -m scripts.bench_serving --save       # ... and records them
     python -m scripts.bench_serving --quick      # fewer repeats, LSTM only
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -32,6 +35,7 @@ import onnxruntime as ort
 import torch
 from omegaconf import OmegaConf
 
+from geoclim.fileio import write_text
 from geoclim.serving.adapter import Forecaster
 from tests.support.demo_export import DEMO_TASK, demo_export
 
@@ -115,6 +119,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument(
+        "--save", action="store_true", help="write experiments/bench_serving/serving.json"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = ["lstm"] if args.quick else ["lstm", "tft", "cnn"]
@@ -125,6 +132,7 @@ def main() -> None:
         "repeats": repeats,
         "machine": {
             "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
             "python": platform.python_version(),
             "torch": torch.__version__,
             "onnxruntime": ort.__version__,
@@ -149,9 +157,11 @@ def main() -> None:
                         f"{model:5s} {case:21s} median {r['median_ms']:.3f} ms, "
                         f"p95 {r['p95_ms']:.3f} ms"
                     )
-    if not args.quick:
+    results["load_average_at_end"] = os.getloadavg()
+    print(f"load average (1, 5, 15 min): {results['load_average_at_end']}")
+    if args.save and not args.quick:
         OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "serving.json").write_text(json.dumps(results, indent=2) + "\n")
+        write_text(OUT / "serving.json", json.dumps(results, indent=2) + "\n")
         print(f"wrote {OUT / 'serving.json'}")
 
 

@@ -9,6 +9,9 @@ counts (other jobs on a shared machine only ever slow a round down). Reports sam
 wall time and of process CPU time and the ratios against pf_tft.
 
     .venv/bin/python scripts/bench_train.py [--data naps_no2] [--batches 40] [--repeats 3]
+    .venv/bin/python scripts/bench_train.py --save   # also record under experiments/bench_train/
+
+Nothing is written unless ``--save`` (or ``--json PATH``) is given.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import platform
 import time
 import warnings
 from pathlib import Path
@@ -26,12 +30,15 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from geoclim.fileio import write_text
 from geoclim.models.module import ForecastModule
 from geoclim.models.reference.pf_tft import PFTemporalFusionTransformer
 from geoclim.training.instantiate import build_datamodule, net_dims
 from geoclim.training.loaders import WindowLoaders
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+OUT = ROOT / "experiments" / "bench_train"
 log = logging.getLogger("bench_train")
 
 
@@ -109,6 +116,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--save",
+        action="store_true",
+        help="record the results as experiments/bench_train/<data>_b<batch>.json",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
@@ -197,12 +209,31 @@ def main() -> None:
             r["samples_per_s"] / ref["samples_per_s"],
             r["samples_per_cpu_s"] / ref["samples_per_cpu_s"],
         )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=2
-            )
-        )
+    record = {
+        "args": vars(args) | {"json": str(args.json)},
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "lightning": L.__version__,
+        },
+        "load_average_at_end": os.getloadavg(),
+        "ratios_vs_pf_tft": {
+            name: {
+                "wall": r["samples_per_s"] / ref["samples_per_s"],
+                "cpu": r["samples_per_cpu_s"] / ref["samples_per_cpu_s"],
+            }
+            for name, r in results.items()
+        },
+        "results": results,
+    }
+    paths = [args.json] if args.json else []
+    if args.save:
+        paths.append(OUT / f"{args.data}_b{args.batch_size}.json")
+    for path in paths:
+        write_text(path, json.dumps(record, indent=2) + "\n")
+        log.info("wrote %s", path)
 
 
 if __name__ == "__main__":

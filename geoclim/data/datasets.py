@@ -1,6 +1,6 @@
 """``WindowDataset``: a sample index and its arrays, served as batches of tensors.
 
-Batches are gathered whole: the DataLoader's sampler yields lists of sample rows
+Batches are gathered whole: the DataLoader's sampler yields arrays of sample rows
 (:class:`EpochBatchSampler`) and ``dataset[rows]`` returns the full
 :class:`geoclim.types.Batch`, so the cost per batch is a handful of vectorised gathers,
 not ``B`` Python calls.
@@ -36,14 +36,14 @@ class WindowDataset(Dataset):
         return len(self.index)
 
     def __getitem__(self, rows: int | Sequence[int] | np.ndarray) -> Batch:
-        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))
+        rows = np.atleast_1d(np.asarray(rows, dtype=np.int64))  # (B,), no copy for int64
         t, y, x = self.index.decode(rows)
         fields = gather(self.arrays, self.spec, t, y, x)
         return {k: torch.from_numpy(v) for k, v in fields.items()}  # type: ignore[return-value]
 
 
-class EpochBatchSampler(Sampler[list[int]]):
-    """Yields lists of sample rows: this rank's share of each global batch.
+class EpochBatchSampler(Sampler[np.ndarray]):
+    """Yields int64 arrays of sample rows: this rank's share of each global batch.
 
     * The permutation of epoch ``e`` depends only on ``(seed, e)`` (Lightning calls
       :meth:`set_epoch`), so a run resumed from a checkpoint sees the batches an
@@ -96,11 +96,17 @@ class EpochBatchSampler(Sampler[list[int]]):
         full, rest = divmod(self.n, self.batch_size)
         return full + int(rest >= self.world_size and not self.drop_last)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[np.ndarray]:
         order = self._order()
         for b in range(len(self)):
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield np.array_split(rows, self.world_size)[self.rank].tolist()
+            # arrays, not lists: the dataset indexes with them as they are
+            yield rows if self.world_size == 1 else np.array_split(rows, self.world_size)[self.rank]
+
+
+def _as_is(batch: Batch) -> Batch:
+    """The collate function of whole batches: they are tensors already."""
+    return batch
 
 
 def batch_loader(
@@ -121,6 +127,7 @@ def batch_loader(
         dataset,
         sampler=sampler,
         batch_size=None,
+        collate_fn=_as_is,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
     )

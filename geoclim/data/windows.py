@@ -227,6 +227,12 @@ def gather(
 ) -> dict[str, np.ndarray]:
     """Gather a batch of samples into the Batch layout (numpy).
 
+    The whole window (inputs and leads) of every sample is copied by one ``np.take`` of
+    ``C_dyn``-channel rows from the ``(T * H * W, C_dyn)`` view of the dynamic array, with one
+    flat row number per (sample, step, cell): no multi-array fancy indexing, so the gather
+    costs little more than copying the bytes (``scripts/bench_windows.py`` compares it with a
+    strided-view gather of the same windows).
+
     Args:
         arrays: source arrays.
         spec: window spec.
@@ -243,37 +249,26 @@ def gather(
 
     """
     ph, pw = spec.patch_shape(arrays.grid_shape)
-    t_in = t[:, None] + np.arange(1 - spec.input_steps, 1)  # (B, T_in)
-    t_out = t[:, None] + np.arange(1, spec.lead_steps + 1)  # (B, L)
-    yy = (y[:, None] + np.arange(ph))[:, None, :, None]  # (B, 1, h, 1)
-    xx = (x[:, None] + np.arange(pw))[:, None, None, :]  # (B, 1, 1, w)
+    t_in, n_targets = spec.input_steps, arrays.n_targets
+    rows = window_rows(arrays.grid_shape, spec, t, y, x)  # (B, T_in + L, h, w)
     dyn = arrays.dynamic
-    past = dyn[t_in[:, :, None, None], yy, xx, : arrays.n_past]  # (B, T_in, h, w, C_in)
-    future = dyn[t_out[:, :, None, None], yy, xx]  # (B, L, h, w, C_dyn)
-    target = future[..., : arrays.n_targets]
-    mask = np.isfinite(target)
+    win = np.take(dyn.reshape(-1, dyn.shape[-1]), rows, axis=0)  # (B, T_in + L, h, w, C_dyn)
+    future = win[:, t_in:]  # (B, L, h, w, C_dyn)
+    mask = np.isfinite(future[..., :n_targets])  # (B, L, h, w, C_out)
     if arrays.exclude is not None:
-        mask &= ~arrays.exclude[t_out[:, :, None, None], yy, xx]
-    cal = arrays.calendar[t_out]  # (B, L, C_cal)
-    known = [
-        future[..., c]
-        if src == "dynamic"
-        else np.broadcast_to(cal[:, :, None, None, c], future.shape[:4])
-        for src, c in arrays.known_sources
-    ]
-    known_future = (
-        np.stack(known, axis=-1) if known else np.zeros((*future.shape[:4], 0), np.float32)
-    )
-    static = arrays.static[yy[:, 0], xx[:, 0]]  # (B, h, w, C_static)
-    if fill_missing:
-        past, known_future, static = (
-            np.nan_to_num(a, nan=0.0) for a in (past, known_future, static)
-        )
+        mask &= ~np.take(arrays.exclude.reshape(-1, n_targets), rows[:, t_in:], axis=0)
+    target = np.where(mask, future[..., :n_targets], np.float32(0.0))
+    yy = y[:, None, None] + np.arange(ph)[:, None]  # (B, h, 1)
+    xx = x[:, None, None] + np.arange(pw)  # (B, 1, w)
+    static = arrays.static[yy, xx]  # (B, h, w, C_static)
+    if fill_missing and not np.isfinite(win).all():
+        np.nan_to_num(win, copy=False, nan=0.0)  # in place: win is a fresh copy
+        static = np.nan_to_num(static, copy=False, nan=0.0)
     return {
-        "past": _channels_first(past),
-        "known_future": _channels_first(known_future),
+        "past": _channels_first(win[:, :t_in, ..., : arrays.n_past]),
+        "known_future": _known_future(arrays, t, spec.lead_steps, future),
         "static": np.ascontiguousarray(np.moveaxis(static, -1, 1)),
-        "target": _channels_first(np.where(mask, target, 0.0).astype(np.float32)),
+        "target": _channels_first(target),
         "target_mask": _channels_first(mask.astype(np.float32)),
         "time_idx": t.astype(np.int64),
         "lat_idx": y.astype(np.int64),
@@ -281,6 +276,43 @@ def gather(
     }
 
 
+def window_rows(
+    grid_shape: tuple[int, int], spec: WindowSpec, t: np.ndarray, y: np.ndarray, x: np.ndarray
+) -> np.ndarray:
+    """``(B, T_in + L, h, w)`` flat positions ``(t * H + y) * W + x`` of each sample's window.
+
+    Steps run from the first input (``t - T_in + 1``) to the last lead (``t + L``).
+    """
+    h, w = grid_shape
+    ph, pw = spec.patch_shape(grid_shape)
+    cells = (y[:, None] + np.arange(ph))[:, :, None] * w + (x[:, None] + np.arange(pw))[:, None]
+    base = t.astype(np.int64)[:, None, None] * (h * w) + cells  # (B, h, w): the init step
+    steps = np.arange(1 - spec.input_steps, spec.lead_steps + 1) * (h * w)  # (T_in + L,)
+    return base[:, None] + steps[:, None, None]  # one broadcast add, one allocation
+
+
+def _known_future(
+    arrays: WindowArrays, t: np.ndarray, lead_steps: int, future: np.ndarray
+) -> np.ndarray:
+    """``(B, L, C_known, h, w)`` known-future channels from the dynamic window or the calendar."""
+    b, _, ph, pw, _ = future.shape
+    out = np.empty((b, lead_steps, ph, pw, len(arrays.known_sources)), np.float32)
+    cal = [(k, c) for k, (src, c) in enumerate(arrays.known_sources) if src == "calendar"]
+    dyn = [(k, c) for k, (src, c) in enumerate(arrays.known_sources) if src == "dynamic"]
+    if cal:
+        cols = arrays.calendar[:, [c for _, c in cal]]  # (T, K_cal), small
+        steps = t[:, None] + np.arange(1, lead_steps + 1)  # (B, L)
+        values = np.take(cols, steps, axis=0)  # (B, L, K_cal)
+        if not dyn and ph == pw == 1:  # the usual point case: already the layout
+            return values[:, :, :, None, None]
+        out[..., [k for k, _ in cal]] = values[:, :, None, None]
+    if dyn:
+        out[..., [k for k, _ in dyn]] = future[..., [c for _, c in dyn]]
+    return _channels_first(out)
+
+
 def _channels_first(a: np.ndarray) -> np.ndarray:
     """``(B, T, h, w, C)`` -> contiguous ``(B, T, C, h, w)``."""
+    if a.shape[2] == a.shape[3] == 1:  # point samples: the same memory order as (B, T, C)
+        return np.ascontiguousarray(a[:, :, 0, 0])[:, :, :, None, None]
     return np.ascontiguousarray(np.moveaxis(a, -1, 2))

@@ -122,3 +122,27 @@ def test_patch_larger_than_grid_and_short_split():
         WindowSpec(2, 2, patch=5).patch_shape((3, 4))
     with pytest.raises(DataError, match="no window fits in time positions \\[0, 3\\)"):
         build_index(None, (1, 1), 3, WindowSpec(2, 2), (0, 3))
+
+
+@pytest.mark.parametrize("nan", [0.0, 0.2], ids=["all-finite", "with-missing"])
+def test_gather_layout_exclusions_and_kept_missing_values(nan):
+    rng = np.random.default_rng(1)
+    arr = _arrays(rng, 30, 3, 4, nan=nan)
+    arr.exclude = rng.random((30, 3, 4, 1)) < 0.3
+    spec = WindowSpec(4, 3, patch=2)
+    t, y, x = np.array([5, 12, 20]), np.array([0, 1, 1]), np.array([2, 0, 1])
+    b = gather(arr, spec, t, y, x)
+    kept = gather(arr, spec, t, y, x, fill_missing=False)
+    for i in range(3):
+        cells = (slice(y[i], y[i] + 2), slice(x[i], x[i] + 2))
+        fut = arr.dynamic[t[i] + 1 : t[i] + 4, cells[0], cells[1], :1].transpose(0, 3, 1, 2)
+        excl = arr.exclude[t[i] + 1 : t[i] + 4, cells[0], cells[1]].transpose(0, 3, 1, 2)
+        want_mask = np.isfinite(fut) & ~excl
+        np.testing.assert_array_equal(b["target_mask"][i], want_mask)
+        np.testing.assert_array_equal(b["target"][i], np.where(want_mask, fut, 0.0))
+        past = arr.dynamic[t[i] - 3 : t[i] + 1, cells[0], cells[1], :2].transpose(0, 3, 1, 2)
+        np.testing.assert_array_equal(kept["past"][i], past)  # NaN kept for tree models
+    assert not np.isnan(b["past"]).any() and not np.isnan(b["known_future"]).any()
+    for key in ("past", "known_future", "static", "target", "target_mask"):
+        assert b[key].dtype == np.float32 and b[key].flags.c_contiguous, key
+    assert b["past"].shape == (3, 4, 2, 2, 2) and b["known_future"].shape == (3, 3, 3, 2, 2)

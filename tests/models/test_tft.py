@@ -5,7 +5,12 @@ import torch
 from torch import nn
 
 from geoclim.models.components.tft.attention import InterpretableMultiHeadAttention, causal_mask
-from geoclim.models.components.tft.blocks import GateAddNorm, GatedResidualNetwork, VariableGRN
+from geoclim.models.components.tft.blocks import (
+    GateAddNorm,
+    GatedResidualNetwork,
+    VariableGRN,
+    time_shared_dropout,
+)
 from geoclim.models.components.tft.selection import VariableSelectionNetwork
 
 from .conftest import DIMS, make_batch, make_net
@@ -89,7 +94,7 @@ def test_attention_matches_pytorch_forecastings_with_the_same_weights():
 
 
 def test_tft_returns_interpretation_weights():
-    net = make_net("tft", attention_heads=2)
+    net = make_net("tft", attention_heads=2).eval()
     out = net(make_batch(b=2, h=3, w=2))
     t = DIMS["input_steps"] + DIMS["horizon"]
     assert out["attention"].shape == (2, DIMS["horizon"], 2, t, 3, 2)
@@ -103,6 +108,72 @@ def test_tft_returns_interpretation_weights():
         )
 
 
+def test_tft_training_skips_attention_weights_unless_asked_and_matches_eval_without_dropout():
+    net = make_net("tft")  # dropout 0: train and eval compute the same function
+    batch = make_batch(b=3)
+    train_out = net.train()(batch)
+    assert "attention" not in train_out  # the fused kernel ran, no weights materialised
+    net.need_weights = True
+    asked = net(batch)
+    net.need_weights = False
+    eval_out = net.eval()(batch)
+    torch.testing.assert_close(train_out["prediction"], eval_out["prediction"])
+    torch.testing.assert_close(asked["prediction"], eval_out["prediction"])
+    torch.testing.assert_close(asked["attention"], eval_out["attention"])
+
+
+def test_fused_attention_matches_the_explicit_softmax():
+    torch.manual_seed(0)
+    attn = InterpretableMultiHeadAttention(n_head=4, d_model=16).eval()
+    x = torch.randn(3, 7, 16)
+    mask = causal_mask(4, 3)
+    fused, none = attn(x[:, 4:], x, x, mask=mask, need_weights=False)
+    explicit, weights = attn(x[:, 4:], x, x, mask=mask)
+    assert none is None and weights is not None
+    torch.testing.assert_close(fused, explicit, rtol=1e-5, atol=1e-6)
+
+
+def test_time_shared_dropout_draws_one_mask_per_sequence_and_feature():
+    torch.manual_seed(0)
+    x = torch.ones(64, 10, 8)  # (N, T, D)
+    y = time_shared_dropout(x, 0.5, training=True)
+    assert set(y.unique().tolist()) <= {0.0, 2.0}  # kept entries scaled by 1 / (1 - p)
+    torch.testing.assert_close(y, y[:, :1].expand_as(y))  # the same mask at every step
+    assert 0.3 < (y[:, 0] == 0).float().mean() < 0.7
+    assert not torch.equal(y[0, 0], y[1, 0]) or not torch.equal(y[1, 0], y[2, 0])
+    # variable-major rows (V, N * T, D): shared within each of the N sequences of T steps
+    rows = time_shared_dropout(torch.ones(3, 64 * 10, 8), 0.5, training=True, steps=10)
+    per_seq = rows.view(3, 64, 10, 8)
+    torch.testing.assert_close(per_seq, per_seq[:, :, :1].expand_as(per_seq))
+    rows2d = time_shared_dropout(torch.ones(500, 8), 0.5, training=True)  # (N, D): no time
+    assert 0.3 < (rows2d == 0).float().mean() < 0.7
+    assert time_shared_dropout(x, 0.5, training=False) is x
+
+
+def test_grn_and_gate_match_pytorch_forecastings_with_the_same_weights():
+    from pytorch_forecasting.models.temporal_fusion_transformer import sub_modules as pf
+
+    torch.manual_seed(0)
+    cases = [
+        (GatedResidualNetwork(8, 8, 8, 0.1), pf.GatedResidualNetwork(8, 8, 8, 0.1), False),
+        (
+            GatedResidualNetwork(12, 5, 4, 0.1, context_size=6),
+            pf.GatedResidualNetwork(12, 5, 4, 0.1, context_size=6),
+            True,
+        ),
+    ]
+    for ours, reference, with_context in cases:
+        ours.load_state_dict(reference.state_dict())  # same parameter names and shapes
+        ours.eval(), reference.eval()
+        x = torch.randn(3, 5, ours.input_size)
+        context = torch.randn(3, 1, 6) if with_context else None
+        torch.testing.assert_close(ours(x, context), reference(x, context))
+    gate, ref_gate = GateAddNorm(8, dropout=0.1), pf.GateAddNorm(8, dropout=0.1)
+    gate.load_state_dict(ref_gate.state_dict())
+    x, skip = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    torch.testing.assert_close(gate.eval()(x, skip), ref_gate.eval()(x, skip))
+
+
 class _OnnxWrapper(nn.Module):
     def __init__(self, net):
         super().__init__()
@@ -113,11 +184,13 @@ class _OnnxWrapper(nn.Module):
         return out["prediction"], out["attention"]
 
 
-def test_tft_exports_to_onnx_with_dynamic_batch(tmp_path):
-    net = make_net("tft", n_quantiles=3, dropout=0.1).eval()
+@pytest.mark.parametrize("c_static", [2, 0], ids=["static", "no-static"])
+def test_tft_exports_to_onnx_with_dynamic_batch(tmp_path, c_static):
+    dims = {"c_static": c_static}
+    net = make_net("tft", n_quantiles=3, dropout=0.1, dims=dims).eval()
     wrapper = _OnnxWrapper(net).eval()
     names = ["past", "known_future", "static"]
-    batch = make_batch(b=3)
+    batch = make_batch(b=3, dims=dims)
     path = tmp_path / "tft.onnx"
     torch.onnx.export(
         wrapper,
@@ -129,8 +202,9 @@ def test_tft_exports_to_onnx_with_dynamic_batch(tmp_path):
         dynamic_axes={n: {0: "batch"} for n in [*names, "prediction", "attention"]},
     )
     session = ort.InferenceSession(str(path))
-    other = make_batch(b=5, seed=1)  # another batch size than at export
-    got = session.run(None, {n: other[n].numpy() for n in names})
+    other = make_batch(b=5, seed=1, dims=dims)  # another batch size than at export
+    fed = [i.name for i in session.get_inputs()]  # an unused static input is pruned
+    got = session.run(None, {n: other[n].numpy() for n in fed})
     with torch.no_grad():
         want = wrapper(*(other[n] for n in names))
     np.testing.assert_allclose(got[0], want[0].numpy(), rtol=1e-4, atol=1e-5)

@@ -4,7 +4,9 @@ Heads have their own query and key projections but share one value projection, s
 head-averaged attention can be read as one importance pattern over time. The computation is
 pytorch-forecasting's ``InterpretableMultiHeadAttention`` with all heads batched in one
 matrix product instead of a Python loop over heads (same parameters and outputs; a test
-checks the two agree). :func:`causal_mask` builds the decoder mask for fixed-length windows.
+checks the two agree). When the weights are not needed (training) the heads run through
+the fused ``scaled_dot_product_attention`` kernel instead; dropout masks are shared over time.
+:func:`causal_mask` builds the decoder mask for fixed-length windows.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from geoclim.models.components.tft.blocks import time_shared_dropout
 
 MASK_BIAS = -1e9
 
@@ -47,7 +52,7 @@ class InterpretableMultiHeadAttention(nn.Module):
         self.k_layer = nn.Linear(d_model, n_head * self.d_k)
         self.v_layer = nn.Linear(d_model, self.d_k)  # shared W_V
         self.w_h = nn.Linear(self.d_k, d_model, bias=False)
-        self.dropout = nn.Dropout(dropout)
+        self.p = float(dropout or 0.0)  # on each head's output and on the output
         for name, p in self.named_parameters():
             if "bias" in name:
                 nn.init.zeros_(p)
@@ -55,8 +60,13 @@ class InterpretableMultiHeadAttention(nn.Module):
                 nn.init.xavier_uniform_(p)
 
     def forward(
-        self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
+        self,
+        q: Tensor,
+        k: Tensor,
+        v: Tensor,
+        mask: Tensor | None = None,
+        need_weights: bool = True,
+    ) -> tuple[Tensor, Tensor | None]:
         """Attend.
 
         Args:
@@ -64,22 +74,33 @@ class InterpretableMultiHeadAttention(nn.Module):
             k: ``(N, T_k, D)`` keys.
             v: ``(N, T_k, D)`` values.
             mask: ``(T_q, T_k)`` bool, True where attention is not allowed.
+            need_weights: also return the weights (explicit softmax); ``False`` runs the
+                fused ``scaled_dot_product_attention`` kernel and returns ``None`` for them
+                (training, where nobody reads them).
 
         Returns:
-            Output ``(N, T_q, D)`` and attention weights ``(N, T_q, h, T_k)``.
+            Output ``(N, T_q, D)`` and attention weights ``(N, T_q, h, T_k)`` (or ``None``).
         """
         n, t_q, _ = q.shape
         t_k = k.shape[1]
-        qh = self.q_layer(q) / math.sqrt(self.d_k)  # scaled here: fewer values than scores
-        qh = qh.view(n, t_q, self.n_head, self.d_k).transpose(1, 2)  # (N, h, T_q, d_k)
+        qh = self.q_layer(q).view(n, t_q, self.n_head, self.d_k).transpose(1, 2)  # (N,h,Tq,dk)
         kh = self.k_layer(k).view(n, t_k, self.n_head, self.d_k).transpose(1, 2)  # (N,h,Tk,dk)
-        scores = qh @ kh.transpose(-1, -2)  # (N, h, T_q, T_k)
-        if mask is not None:
-            scores = scores.masked_fill(mask, MASK_BIAS)
-        attn = torch.softmax(scores, dim=-1)  # (N, h, T_q, T_k)
-        heads = self.dropout(attn @ self.v_layer(v).unsqueeze(1))  # (N, h, T_q, d_k)
-        out = self.dropout(self.w_h(heads.mean(dim=1)))  # (N, T_q, D)
-        return out, attn.transpose(1, 2)  # (N, T_q, h, T_k)
+        vh = self.v_layer(v).unsqueeze(1)  # (N, 1, T_k, d_k), one value projection for all heads
+        attn = None
+        if need_weights:
+            scores = (qh / math.sqrt(self.d_k)) @ kh.transpose(-1, -2)  # (N, h, T_q, T_k)
+            if mask is not None:
+                scores = scores.masked_fill(mask, MASK_BIAS)
+            attn = torch.softmax(scores, dim=-1)  # (N, h, T_q, T_k)
+            heads = attn @ vh  # (N, h, T_q, d_k)
+        else:
+            allowed = None if mask is None else ~mask
+            heads = F.scaled_dot_product_attention(
+                qh, kh, vh.expand(-1, self.n_head, -1, -1), attn_mask=allowed
+            )  # (N, h, T_q, d_k)
+        heads = time_shared_dropout(heads, self.p, self.training)
+        out = time_shared_dropout(self.w_h(heads.mean(dim=1)), self.p, self.training)
+        return out, None if attn is None else attn.transpose(1, 2)  # (N, T_q, h, T_k)
 
     def load_reference(self, reference: Any) -> None:
         """Copy the weights of pytorch-forecasting's ``InterpretableMultiHeadAttention``.

@@ -3,8 +3,10 @@
 ``forward`` follows the paper's figure 2 from bottom to top. Every cell (or station) is a
 sequence of its own: space is folded into the batch. Windows have a fixed length, so the
 LSTMs run without packing and the decoder mask is a constant buffer, which keeps the network
-ONNX-exportable. The returned dict carries, besides the prediction, the attention weights and
-the static, encoder and decoder variable-selection weights (no hooks needed to interpret it).
+ONNX-exportable. The returned dict carries, besides the prediction, the static, encoder and
+decoder variable-selection weights and, in eval mode (or with ``need_weights`` set), the
+attention weights (no hooks needed to interpret it); training skips them and runs the fused
+attention kernel.
 """
 
 from __future__ import annotations
@@ -106,22 +108,27 @@ class TemporalFusionTransformer(nn.Module):
         self.anchor = PersistenceAnchor(anchor, horizon, c_out)
         self.anchor.init_head(self.head)
         self.register_buffer("mask", causal_mask(input_steps, horizon), persistent=False)
+        self.need_weights = False  # True: return attention weights in training mode too
 
     def _static_contexts(self, x_static: Tensor, n: int) -> tuple[Tensor, ...]:
         """Static ``(N, C_static)`` -> weights ``(N, C_static)`` and four contexts ``(N, D)``."""
         if self.static_selection is None:
+            # one learned embedding for every sample: its contexts are computed once
             assert self.static_default is not None
-            embedding = self.static_default.expand(n, -1)  # (N, D)
+            embedding = self.static_default.unsqueeze(0)  # (1, D)
             weights = x_static.new_zeros(n, 0)
         else:
             embedding, weights = self.static_selection(x_static)  # (N, D), (N, C_static)
-        return (
-            weights,
-            self.context_selection(embedding),
-            self.context_enrichment(embedding),
-            self.context_state_h(embedding),
-            self.context_state_c(embedding),
+        contexts = (
+            grn(embedding).expand(n, -1)  # (N, D)
+            for grn in (
+                self.context_selection,
+                self.context_enrichment,
+                self.context_state_h,
+                self.context_state_c,
+            )
         )
+        return (weights, *contexts)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         """Forecast all leads and return the interpretation weights.
@@ -132,7 +139,8 @@ class TemporalFusionTransformer(nn.Module):
 
         Returns:
             ``prediction (B, T_out, C_out[, Q], H, W)`` (normalised),
-            ``attention (B, T_out, heads, T_in + T_out, H, W)``,
+            ``attention (B, T_out, heads, T_in + T_out, H, W)`` (eval mode or
+            ``need_weights``),
             ``static_weights (B, C_static, H, W)``,
             ``encoder_weights (B, T_in, C_in, H, W)``,
             ``decoder_weights (B, T_out, C_known, H, W)``.
@@ -159,9 +167,9 @@ class TemporalFusionTransformer(nn.Module):
             future_emb = future_emb + lead  # (N, T_out, D)
 
         # 3. LSTM encoder-decoder, initial state from the static contexts, gated skip
-        state = (
-            c_h.unsqueeze(0).repeat(self.lstm_layers, 1, 1).contiguous(),
-            c_c.unsqueeze(0).repeat(self.lstm_layers, 1, 1).contiguous(),
+        state = (  # (layers, N, D) each
+            c_h.unsqueeze(0).expand(self.lstm_layers, -1, -1).contiguous(),
+            c_c.unsqueeze(0).expand(self.lstm_layers, -1, -1).contiguous(),
         )
         enc_out, state = self.lstm_encoder(past_emb, state)  # (N, T_in, D)
         dec_out, _ = self.lstm_decoder(future_emb, state)  # (N, T_out, D)
@@ -173,8 +181,10 @@ class TemporalFusionTransformer(nn.Module):
 
         # 5. interpretable multi-head self-attention, decoder queries, causal mask
         query = enriched[:, t_in:]  # (N, T_out, D)
-        attn_out, attention = self.attention(query, enriched, enriched, mask=self.mask)
-        # attn_out (N, T_out, D), attention (N, T_out, heads, T)
+        need_weights = self.need_weights or not self.training
+        attn_out, attention = self.attention(
+            query, enriched, enriched, mask=self.mask, need_weights=need_weights
+        )  # attn_out (N, T_out, D), attention (N, T_out, heads, T) or None
         attn_out = self.post_attention_gate(attn_out, query)
 
         # 6. position-wise feed-forward and the gated skip over the whole temporal block
@@ -185,10 +195,12 @@ class TemporalFusionTransformer(nn.Module):
         y = split_outputs(self.head(out), self.c_out, self.n_quantiles)  # (N, T_out, C_out[, Q])
         prediction = unfold_space(y, b, h, w)  # (B, T_out, C_out[, Q], H, W)
         prediction = self.anchor(prediction, past)  # (B, T_out, C_out[, Q], H, W)
-        return {
+        outputs = {
             "prediction": prediction,
-            "attention": unfold_space(attention, b, h, w),
             "static_weights": unfold_static(w_static, b, h, w),
             "encoder_weights": unfold_space(w_encoder, b, h, w),
             "decoder_weights": unfold_space(w_decoder, b, h, w),
         }
+        if attention is not None:
+            outputs["attention"] = unfold_space(attention, b, h, w)
+        return outputs

@@ -63,10 +63,11 @@ class VariableSelectionNetwork(nn.Module):
             Selected embedding ``(..., D)`` and selection weights ``(..., V)``.
         """
         lead, n_vars = x.shape[:-1], x.shape[-1]
+        steps = x.shape[1] if x.dim() == 3 else 1  # dropout masks are shared over time
         xv = x.reshape(-1, n_vars).T.unsqueeze(-1)  # (V, M, 1), M = prod(...)
-        emb = xv * self.embed_w.unsqueeze(1) + self.embed_b.unsqueeze(1)  # (V, M, H)
-        skip = xv * self.skip_w.unsqueeze(1) + self.skip_b.unsqueeze(1)  # (V, M, D)
-        processed = self.variable_grns(emb, skip)  # (V, M, D)
+        emb = torch.addcmul(self.embed_b.unsqueeze(1), xv, self.embed_w.unsqueeze(1))  # (V,M,H)
+        skip = torch.addcmul(self.skip_b.unsqueeze(1), xv, self.skip_w.unsqueeze(1))  # (V,M,D)
+        processed = self.variable_grns(emb, skip, steps)  # (V, M, D)
         if self.weight_grn is None:
             weights = torch.ones_like(x)  # (..., 1)
         else:
