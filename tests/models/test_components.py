@@ -118,8 +118,10 @@ def test_residual_anchor_adds_the_last_observation(name):
 
 
 def test_unknown_anchor_is_refused_with_the_choices():
+    from geoclim.models.components.common import PersistenceAnchor
+
     with pytest.raises(ConfigError, match="unknown anchor 'last'.*gated"):
-        make_net("lstm", anchor="last")
+        PersistenceAnchor("last", horizon=4, c_out=2)
 
 
 @pytest.mark.parametrize("name", sorted(NETS))
