@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 from geoclim.cli.errors import friendly_errors
-from geoclim.cli.main import HelpFormatter
+from geoclim.cli.help import HelpFormatter
 from geoclim.errors import GeoclimError
 
 log = logging.getLogger("geoclim.demo")

@@ -13,19 +13,7 @@ import sys
 from pathlib import Path
 
 from geoclim.cli.errors import friendly_errors
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Help that shows every option's default and keeps the examples' line breaks.
-
-    An option whose help already says its default in words (``(default: off)``) keeps it.
-    """
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if "(default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
+from geoclim.cli.help import HelpFormatter
 
 MAIN_EPILOG = """\
 commands with options of their own (each takes --help):
