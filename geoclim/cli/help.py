@@ -8,10 +8,12 @@ import argparse
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Help that shows every option's default and keeps the examples' line breaks.
 
-    An option whose help already says its default in words (``(default: off)``) keeps it.
+    An option whose help already says its default in words (``(default: off)``) keeps it;
+    options without a default (``None``) and the off-switch of a pair of flags say nothing.
     """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if "(default" in (action.help or ""):
+        text = action.help or ""
+        if "default" in text.lower() or action.default is None or action.const is False:
             return action.help
         return super()._get_help_string(action)

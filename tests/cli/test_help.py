@@ -30,7 +30,7 @@ def test_geoclim_help_lists_every_command_and_examples(capsys):
     ("command", "default", "example"),
     [
         ("summary", None, "geoclim summary naps_no2"),
-        ("inspect", "(default: None)", "--write-config conf_local"),
+        ("inspect", None, "--write-config conf_local"),
         ("samples", None, "geoclim samples"),
         ("ingest", "(default: reject)", "geoclim ingest ~/airdata"),
     ],
@@ -42,9 +42,21 @@ def test_subcommand_help_shows_defaults_and_an_example(capsys, command, default,
         assert default in out
 
 
-def test_worded_defaults_are_not_repeated(capsys):
+def test_worded_defaults_are_not_repeated_and_none_is_not_shown(capsys):
     out = _help(capsys, "ingest")
     assert "(default: off)" in out and "(default: False)" not in out
+    assert "(default: None)" not in _help(capsys, "inspect")
+
+
+def test_export_and_compare_help_show_defaults_and_examples():
+    from geoclim.cli.compare import build_parser as compare_parser
+    from geoclim.cli.export import build_parser as export_parser
+
+    export = export_parser().format_help()
+    assert "(default: best)" in export and "(default: 8)" in export
+    assert "geoclim-export RUN --register" in export and "(default: True)" not in export
+    compare = compare_parser().format_help()
+    assert "(default: table)" in compare and "geoclim compare RUN_A RUN_B" in compare
 
 
 def test_demo_help_shows_defaults(capsys):
