@@ -29,7 +29,7 @@ def targets(metrics: Mapping[str, float], split: str = "test") -> list[str]:
     return sorted(m.group(1) for key in metrics if (m := pattern.match(key)))
 
 
-def _number(value: float | None, fmt: str = ".4g") -> str:
+def _number(value: float | None, fmt: str = "#.4g") -> str:
     if value is None or not math.isfinite(value):
         return "-"
     return format(value, fmt)
@@ -37,7 +37,7 @@ def _number(value: float | None, fmt: str = ".4g") -> str:
 
 def _cell(metrics: Mapping[str, float], split: str, metric: str, var: str) -> str:
     """``value`` or ``value [lo, hi]`` when both interval bounds are present."""
-    fmt = ".3f" if metric.startswith("skill") else ".4g"  # skills are near [-1, 1]
+    fmt = ".3f" if metric.startswith("skill") else "#.4g"  # skills are near [-1, 1]
     value = metrics.get(f"{split}/{metric}/{var}")
     lo = metrics.get(f"{split}/{metric}_ci_lower/{var}")
     hi = metrics.get(f"{split}/{metric}_ci_upper/{var}")

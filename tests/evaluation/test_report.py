@@ -33,16 +33,16 @@ def test_table_rows_exact():
     # a skill interval of one run, not of another column; climatology has none
     assert lines[3].split() == [
         "no2",
-        "2.5",
-        "[2,",
-        "3]",
+        "2.500",
+        "[2.000,",
+        "3.000]",
         "0.250",
         "[0.100,",
         "0.400]",
         "-0.500",
-        "1",
+        "1.000",
         "->",
-        "4",
+        "4.000",
     ]
 
 
@@ -57,7 +57,7 @@ def test_columns_align_across_targets():
 def test_other_split_and_missing_scores_show_a_dash():
     table = score_table(_metrics(), "val")
     row = table.splitlines()[3].split()
-    assert row == ["no2", "9", "-", "-", "-"]
+    assert row == ["no2", "9.000", "-", "-", "-"]
     assert "bootstrap" not in table.splitlines()[0]
 
 
