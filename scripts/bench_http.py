@@ -6,11 +6,14 @@ to 127.0.0.1 only, serving the demo LSTM export (24 h -> 24 h), waits for ``/rea
 forecasts for ``--seconds`` seconds. Every request has a 10 s timeout and the run a hard
 wall-clock bound. Reports throughput, p50 / p95 / p99 latency and every non-200 answer or
 transport error (the target is none). Client and server share this machine's cores, so the
-numbers are a lower bound for a dedicated server. Results go to
-``experiments/bench_serving/http.json``.
+numbers are a lower bound for a dedicated server. Nothing is written unless ``--save``
+(then ``experiments/bench_serving/http.json``). ``--url`` loads a server that is already
+running instead (plain HTTP; the body is the example of its ``/openapi.json``, the key from
+``--key`` or ``$GEOCLIM_API_KEY``).
 
-    python -m scripts.bench_http                        # 50 clients, 30 s
-    python -m scripts.bench_http --clients 10 --seconds 5
+    python -m scripts.bench_http                        # 50 clients, 30 s, print only
+    python -m scripts.bench_http --clients 10 --seconds 5 --save
+    GEOCLIM_API_KEY=... python -m scripts.bench_http --url http://127.0.0.1:8000
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+
+from geoclim.fileio import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "bench_serving"
@@ -94,14 +100,14 @@ class Connection:
     """A minimal keep-alive HTTP/1.1 client: the load generator must cost little CPU, since
     it shares the machine with the server (httpx spends ~1 ms of CPU per request)."""
 
-    def __init__(self, port: int, request: bytes):
-        self.port, self.request = port, request
+    def __init__(self, port: int, request: bytes, host: str = HOST):
+        self.port, self.request, self.host = port, request, host
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self) -> int:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(HOST, self.port)
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
         self.writer.write(self.request)
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -118,20 +124,42 @@ class Connection:
             self.writer.close()
 
 
-def build_request(url: str, key: str, body: dict) -> tuple[int, bytes]:
+def split_url(url: str) -> tuple[str, int]:
+    parsed = urlsplit(url)
+    if parsed.scheme != "http" or not parsed.hostname:
+        raise SystemExit(f"--url {url!r}: expected http://HOST[:PORT] (plain HTTP)")
+    return parsed.hostname, parsed.port or 80
+
+
+def build_request(url: str, key: str, body: dict) -> tuple[str, int, bytes]:
     payload = json.dumps(body).encode()
-    port = int(url.rsplit(":", 1)[1])
+    host, port = split_url(url)
+    auth = f"X-API-Key: {key}\r\n" if key else ""
     head = (
-        f"POST /v1/forecast HTTP/1.1\r\nHost: {HOST}:{port}\r\nX-API-Key: {key}\r\n"
+        f"POST /v1/forecast HTTP/1.1\r\nHost: {host}:{port}\r\n{auth}"
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     )
-    return port, head.encode() + payload
+    return host, port, head.encode() + payload
+
+
+def remote_body(url: str) -> dict:
+    """The example request of a running server's OpenAPI document."""
+    try:
+        spec = httpx.get(f"{url}/openapi.json", timeout=10).raise_for_status().json()
+        content = spec["paths"]["/v1/forecast"]["post"]["requestBody"]["content"]
+        return content["application/json"]["examples"]["one_location"]["value"]
+    except (httpx.HTTPError, KeyError, ValueError) as err:
+        raise SystemExit(f"{url}: no forecast example in /openapi.json ({err})") from None
 
 
 async def client(
-    port: int, request: bytes, stop: float, latencies: list[float], errors: dict[str, int]
+    target: tuple[str, int, bytes],
+    stop: float,
+    latencies: list[float],
+    errors: dict[str, int],
 ) -> None:
-    conn = Connection(port, request)
+    host, port, request = target
+    conn = Connection(port, request, host)
     try:
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
@@ -140,7 +168,7 @@ async def client(
             except (TimeoutError, OSError, asyncio.IncompleteReadError) as err:
                 status = type(err).__name__
                 conn.close()
-                conn = Connection(port, request)
+                conn = Connection(port, request, host)
             if status == "200":
                 latencies.append((time.perf_counter() - t0) * 1e3)
             else:
@@ -154,8 +182,8 @@ async def load(url: str, key: str, body: dict, clients: int, seconds: float) -> 
     errors: dict[str, int] = {}
     start = time.perf_counter()
     stop = start + seconds
-    port, request = build_request(url, key, body)
-    tasks = [client(port, request, stop, latencies, errors) for _ in range(clients)]
+    target = build_request(url, key, body)
+    tasks = [client(target, stop, latencies, errors) for _ in range(clients)]
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 30)
     elapsed = time.perf_counter() - start
     lat = np.asarray(latencies)
@@ -178,16 +206,27 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=1, help="server onnxruntime threads")
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
-    parser.add_argument("--no-save", action="store_true")
+    parser.add_argument(
+        "--save", action="store_true", help=f"record the result in {OUT.relative_to(ROOT)}"
+    )
+    parser.add_argument("--url", help="load this running server instead of starting one")
+    parser.add_argument("--key", default=os.environ.get("GEOCLIM_API_KEY"), help="API key")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        proc, url, key, body = start_server(Path(tmp), args.threads, args.workers)
-        try:
-            asyncio.run(load(url, key, body, min(args.clients, 4), 2.0))  # warm-up
-            result = asyncio.run(load(url, key, body, args.clients, args.seconds))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=20)
+    if args.url:
+        url = args.url.rstrip("/")
+        body = remote_body(url)
+        asyncio.run(load(url, args.key, body, min(args.clients, 4), 2.0))  # warm-up
+        result = asyncio.run(load(url, args.key, body, args.clients, args.seconds))
+        result["url"] = url
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            proc, url, key, body = start_server(Path(tmp), args.threads, args.workers)
+            try:
+                asyncio.run(load(url, key, body, min(args.clients, 4), 2.0))  # warm-up
+                result = asyncio.run(load(url, key, body, args.clients, args.seconds))
+            finally:
+                proc.terminate()
+                proc.wait(timeout=20)
     result |= {
         "cpu_count": os.cpu_count(),
         "load_average_1m_after": os.getloadavg()[0],
@@ -201,9 +240,10 @@ def main() -> None:
         f"p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
         f"errors {result['errors'] or 'none'}"
     )
-    if not args.no_save:
+    if args.save:
         OUT.mkdir(parents=True, exist_ok=True)
-        (OUT / "http.json").write_text(json.dumps(result, indent=2) + "\n")
+        write_text(OUT / "http.json", json.dumps(result, indent=2) + "\n")
+        print(f"saved {OUT / 'http.json'}")
     if result["errors"]:
         raise SystemExit(1)
 

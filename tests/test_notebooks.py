@@ -5,9 +5,16 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+SLOW = {"02_quickstart", "03_serve"}  # a training run / an export: over 10 s each
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize(
+    "path",
+    [
+        pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in SLOW else [])
+        for p in NOTEBOOKS
+    ],
+)
 def test_notebook_executes(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     NotebookClient(

@@ -11,6 +11,9 @@
    saves its table and plots.
 4. serving: the best network is exported to ONNX (parity-checked), registered as
    ``production``, served over HTTP on loopback, and asked for a forecast with an API key.
+5. explanations: attribution datasets and plots (``geoclim-explain``) for the best network
+   and the best tree model, and one explanation from the served model (``/v1/explain`` for
+   point models; the exported grid model explained over onnxruntime otherwise).
 
 Everything is written under ``--out`` (default ``outputs/demo``).
 """
@@ -83,6 +86,7 @@ CONSOLE_SCRIPTS = {
     "geoclim.cli.train": "geoclim-train",
     "geoclim.cli.evaluate": "geoclim-eval",
     "geoclim.cli.export": "geoclim-export",
+    "geoclim.cli.explain": "geoclim-explain",
 }
 
 
@@ -172,6 +176,110 @@ def best_network(sweep: Path) -> Path:
     return best.path
 
 
+TREES = ("xgboost", "lightgbm", "random_forest")
+
+
+def explain_stage(sweep: Path, out: Path) -> None:
+    """Attribution datasets and plots for the best network and the best tree model."""
+    from geoclim.evaluation.leaderboard import find_runs, load_run
+
+    banner("Explanations: attributions of the best network and the best tree model")
+    key = f"test/rmse/{TARGET}"
+    records = [r for r in map(load_run, find_runs([sweep])) if key in r.metrics]
+    picks = [best_network(sweep)]
+    trees = [r for r in records if r.model in TREES]
+    if trees:
+        picks.append(min(trees, key=lambda r: r.metrics[key]).path)
+    for run_dir in picks:
+        target = out / "explain" / Path(run_dir).name
+        run(
+            [
+                sys.executable,
+                "-m",
+                "geoclim.cli.explain",
+                f"run_dir={run_dir}",
+                f"out={target}",
+                "max_samples=128",
+                "progress=false",
+            ]
+        )
+        files = sorted(p.name for p in target.glob("*"))
+        print(f"{Path(run_dir).name}: {len(files)} files in {target} ({', '.join(files[:4])}, ...)")
+
+
+def served_explanation(base: str, key: str, run_dir: Path, history: Path, out: Path) -> None:
+    """Ask the served model why it forecasts what it does (one explanation)."""
+    import json
+
+    from geoclim.serving.adapter import Forecaster
+
+    report = json.loads((Path(run_dir) / "export" / "export.json").read_text())
+    forecaster = Forecaster.from_onnx(report["model"], max_missing=1.0)
+    if forecaster.metadata.window.patch == 1:
+        body = json.dumps(_busiest_cell_request(forecaster, history)).encode()
+        req = urllib.request.Request(
+            f"{base}/v1/explain",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "X-API-Key": key},
+        )
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            answer = json.loads(resp.read())
+        attr = answer["explanations"][0]["attributions"][0]  # lead 1: [variable][lag]
+        totals = {
+            v: sum(abs(a) for a in row if a is not None)
+            for v, row in zip(answer["input_variables"], attr, strict=True)
+        }
+        print(f"POST {base}/v1/explain -> 200; lead 1, |attribution| by input ({answer['units']}):")
+    else:  # whole-grid model: explained over onnxruntime in-process, as the service would
+        import xarray as xr
+
+        with xr.open_dataset(history) as ds:
+            explained = forecaster.explain(ds.load(), method="ablation", max_missing=1.0)
+        from geoclim.data.sources import write_netcdf
+
+        write_netcdf(explained, out / "served_explanation.nc")
+        lead1 = abs(explained["attribution"]).isel(lead_time=0).mean("sample")
+        totals = lead1.sum("lag", skipna=True).to_series().to_dict()
+        print(
+            "grid model: explained over onnxruntime (Forecaster.explain), lead 1, mean "
+            f"|attribution| by input ({explained.attrs['units']}); "
+            f"saved {out / 'served_explanation.nc'}"
+        )
+    for name, value in sorted(totals.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:<14} {value:8.4f}")
+
+
+def _busiest_cell_request(forecaster, history: Path) -> dict:
+    """A ``/v1/explain`` body: the real history of the cell with the most NO2."""
+    import numpy as np
+    import xarray as xr
+
+    body = forecaster.example_request(1)
+    task = forecaster.task
+    with xr.open_dataset(history) as ds:
+        ds = ds.load()
+    if task.future_variables or any(v not in ds for v in task.past_variables):
+        return body  # forecast forcing is not in the history file: train means instead
+    mean = ds[TARGET].mean("time")
+    if "coverage" in ds:
+        coverage = ds["coverage"]
+        mean = mean.where((coverage.max("time") if "time" in coverage.dims else coverage) > 0)
+    complete = ds[TARGET].isel(time=slice(-task.input_steps, None)).notnull().all("time")
+    if bool(complete.any()):  # prefer a cell whose recent history is complete
+        mean = mean.where(complete)
+    cell = mean.where(mean == mean.max(), drop=True)
+    lat, lon = float(cell.latitude[0]), float(cell.longitude[0])
+    point = ds.sel(latitude=lat, longitude=lon).isel(time=slice(-task.input_steps, None))
+    past = {
+        v: [None if not np.isfinite(x) else round(float(x), 3) for x in point[v].values]
+        for v in task.past_variables
+    }
+    init = str(point.time.values[-1])[:19] + "Z"
+    loc = {"station": "busiest-cell", "latitude": lat, "longitude": lon, "past": past}
+    return {"init_time": init, "locations": [loc]}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -233,6 +341,7 @@ def serve_stage(sweep: Path, out: Path) -> None:
         history = _history_file(run_dir, out)
         forecast = _post_netcdf(f"{base}/v1/forecast/netcdf", history, key)
         _print_forecast(forecast, history)
+        served_explanation(base, key, run_dir, history, out)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -334,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         sweep = train_stage(args.out, tuple(args.models.split(",")), tuple(args.overrides))
         leaderboard_stage(sweep, args.out)
+        explain_stage(sweep, args.out)
         serve_stage(sweep, args.out)
     print(f"\ndemo finished in {time.monotonic() - start:.0f} s; outputs in {args.out}")
     return 0

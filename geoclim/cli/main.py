@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from geoclim.cli.check import add_check_parser
 from geoclim.cli.errors import friendly_errors
 from geoclim.cli.help import HelpFormatter
 
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_samples)
 
     _add_ingest(sub)
+    add_check_parser(sub)
 
     for name, helptext in [
         ("compare", "leaderboard of run directories"),

@@ -95,6 +95,7 @@ def _build_app(args: argparse.Namespace):
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         max_missing=args.max_missing,
         metrics_token=_secret_env(args.metrics_token_env, "--metrics-token-env"),
+        drift_block=args.drift_block,
     )
     models = _load_models(args.models, args.registry, args.threads, args.max_missing)
     return create_app(models, settings)
@@ -245,7 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
         0.0,
         float,
         type=_non_negative,
-        help="accepted fraction of missing inputs per variable",
+        help="accepted fraction of missing inputs per variable and location; locations "
+        "with more (or with no real past value) are masked: null forecast, valid false",
+    )
+    add(
+        "drift-block",
+        False,
+        bool,
+        help="refuse (422) requests whose inputs drift from the training data "
+        "(> 1%% of values outside the training range, or a running PSI > 0.25) instead of "
+        "answering with a warning",
     )
     add(
         "header-timeout",

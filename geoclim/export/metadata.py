@@ -17,6 +17,9 @@ carry one JSON document per key, all prefixed ``geoclim.``::
     geoclim.config           the composed Hydra config of the run
     geoclim.parity           the torch / onnxruntime parity report of this export
     geoclim.provenance       geoclim version, git commit, export time, run dir, extras
+    geoclim.reference        per dynamic variable, train-block statistics for drift checks:
+                             PSI quantile bins, min, max, missing rate
+                             (:func:`geoclim.data.drift.reference_summary`; optional)
 
 This module is torch-free and onnx-free: serving reads the same map back through
 ``onnxruntime.InferenceSession.get_modelmeta().custom_metadata_map``.
@@ -186,6 +189,7 @@ class ExportMetadata:
     config: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)
 
     @property
     def time_step(self) -> np.timedelta64:
@@ -208,6 +212,7 @@ class ExportMetadata:
             "config": self.config,
             "parity": self.parity,
             "provenance": self.provenance,
+            "reference": self.reference,
         }
         return {
             PREFIX + k: json.dumps(v, sort_keys=True, default=_json_default)
@@ -249,6 +254,7 @@ class ExportMetadata:
             config=docs.get("config", {}),
             parity=docs.get("parity", {}),
             provenance=docs.get("provenance", {}),
+            reference=docs.get("reference", {}),
         )
 
     def replace(self, **changes: Any) -> ExportMetadata:

@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import geoclim
 from geoclim import fileio
-from geoclim.data import schema
+from geoclim.data import drift, schema
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
 from geoclim.export.metadata import Domain, ExportMetadata, ModelIO, variable_table
@@ -197,6 +197,8 @@ def build_metadata(
     assert ds is not None and dm.splits is not None and dm.normalizer is not None
     check_servable(dm)
     step = schema.time_step(ds)
+    start, stop = dm.splits.train
+    reference = drift.reference_summary(ds.isel({TIME: slice(start, stop)}), task.dynamic_variables)
     return ExportMetadata(
         task=task,
         window=dm.spec,
@@ -227,6 +229,7 @@ def build_metadata(
             "splits": dm.splits.to_dict(),
         }
         | dict(provenance or {}),
+        reference=reference,
     )
 
 

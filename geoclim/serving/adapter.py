@@ -12,9 +12,11 @@ Normalisation lives here, not in the graph, on purpose: the graph stays exactly 
 whose torch/onnxruntime parity was checked, int8 quantisation never touches the statistics,
 and the batch is built by the same numpy code (``Normalizer.encode``,
 ``calendar.calendar_features``, ``windows.gather``) that built the training batches, so
-serving cannot drift from training. NaN inputs are refused beyond ``max_missing`` (a
-fraction per variable and sample); accepted gaps are filled with the train mean (0 in
-normalised space), exactly as training batches are.
+serving cannot drift from training. Accepted gaps (up to ``max_missing``, a fraction per
+variable and location / cell) are filled with the train mean (0 in normalised space), exactly
+as training batches are; forecasts of locations with more missing, or with no real past value,
+are masked (NaN, ``forecast_valid`` False) rather than presented as forecasts, and a request
+with nothing valid is an error.
 
 Imports numpy, pandas, xarray and onnxruntime only -- never torch, Lightning or Hydra.
 """
@@ -35,9 +37,11 @@ from geoclim.data.assemble import to_forecast_dataset
 from geoclim.data.calendar import calendar_on_axis
 from geoclim.data.tree_inputs import tree_inputs
 from geoclim.data.windows import WindowArrays, gather, patch_origins
-from geoclim.errors import ConfigError, DataError, SchemaError
+from geoclim.errors import ConfigError, SchemaError
 from geoclim.export.metadata import ExportMetadata
 from geoclim.serving import inputs as request
+from geoclim.serving import validity
+from geoclim.serving.drift import InputDrift
 from geoclim.serving.inputs import Inputs
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
 
@@ -50,6 +54,9 @@ class RawForecast:
         prediction: ``(N, L, C_out[, Q], h, w)``, normalised unless ``physical``.
         time_idx, lat_idx, lon_idx: ``(N,)`` init positions and patch origins on the request.
         physical: the graph predicts physical units (tree exports).
+        valid: ``(N_init, H, W)`` per init (in request order) and location / cell: the
+            inputs were complete enough (see ``max_missing``); forecasts elsewhere are masked.
+        filled: ``(N_init, H, W)`` number of missing input values filled with the train mean.
 
     """
 
@@ -58,6 +65,9 @@ class RawForecast:
     lat_idx: np.ndarray
     lon_idx: np.ndarray
     physical: bool = False
+    valid: np.ndarray | None = None
+    filled: np.ndarray | None = None
+    warnings: tuple[str, ...] = ()
 
     def values(self, normalizer, targets: tuple[str, ...]) -> np.ndarray:
         """``(N, L, C_out[, Q], h, w)`` in physical units."""
@@ -69,6 +79,28 @@ class RawForecast:
         return out
 
 
+@dataclass
+class PointForecast:
+    """Point forecasts of one init time, in request order.
+
+    Attributes:
+        values: ``{target: (S, L[, Q])}`` physical forecasts, NaN where masked.
+        valid_time: ``(L,)`` valid times.
+        valid: ``(S,)`` the location had enough real inputs (else masked).
+        filled: ``(S,)`` missing input values filled with the train mean.
+        inputs: the validated request.
+        warnings: input drift warnings (see :mod:`geoclim.serving.drift`).
+
+    """
+
+    values: dict[str, np.ndarray]
+    valid_time: np.ndarray
+    valid: np.ndarray
+    filled: np.ndarray
+    inputs: Inputs
+    warnings: tuple[str, ...] = ()
+
+
 class Forecaster:
     """Runs an exported geoclim model on raw histories.
 
@@ -76,8 +108,9 @@ class Forecaster:
         session: an onnxruntime session of the exported graph.
         metadata: the export metadata (see :mod:`geoclim.export.metadata`).
         name: a label for logs and the HTTP API.
-        max_missing: largest accepted fraction of NaN per variable in one sample's inputs
-            (``0``: any gap is an error; ``1``: fill everything like training does).
+        max_missing: largest fraction of NaN per variable in one location's (cell's) inputs
+            that is filled (``0``: any gap masks the location; ``1``: fill everything like
+            training does, except locations without a single real past value).
         max_batch: samples per onnxruntime call.
 
     """
@@ -95,6 +128,7 @@ class Forecaster:
             raise ConfigError(f"max_missing must be within [0, 1], got {max_missing}")
         self.session, self.metadata, self.name = session, metadata, name
         self.max_missing, self.max_batch = max_missing, max_batch
+        self.drift: InputDrift | None = None  # set by the app (geoclim.serving.drift)
         graph_inputs = [i.name for i in session.get_inputs()]
         if metadata.io.kind == "tree" and metadata.window.patch != 1:
             raise SchemaError(
@@ -191,7 +225,8 @@ class Forecaster:
             max_missing = self.max_missing
         if meta.io.nan_inputs == "refuse":  # the graph cannot route NaN (e.g. random forest)
             max_missing = 0.0
-        self._check_missing(inputs, max_missing)
+        valid, filled = validity.input_validity(self.task, inputs, max_missing)
+        warnings = tuple(self.drift.check(inputs)) if self.drift is not None else ()
         norm = meta.normalizer
         dynamic = np.empty_like(inputs.dynamic)
         for c, name in enumerate(task.dynamic_variables):
@@ -228,7 +263,14 @@ class Forecaster:
                 batch["lon_idx"] = inputs.domain_cols[y[sl], x[sl]].astype(np.int64)
             preds.append(self.run(batch))
         return RawForecast(
-            np.concatenate(preds), t, y, x, physical=meta.io.output_space == "physical"
+            np.concatenate(preds),
+            t,
+            y,
+            x,
+            physical=meta.io.output_space == "physical",
+            valid=valid,
+            filled=filled,
+            warnings=warnings,
         )
 
     def predict(
@@ -255,7 +297,7 @@ class Forecaster:
         """
         inputs = request.from_dataset(self.metadata, history, future, init_times)
         raw = self.forecast(inputs, max_missing=max_missing)
-        return to_forecast_dataset(
+        out = to_forecast_dataset(
             raw.prediction,
             raw.time_idx,
             raw.lat_idx,
@@ -265,6 +307,9 @@ class Forecaster:
             normalizer=None if raw.physical else self.metadata.normalizer,
             quantiles=self.task.quantiles,
         ).assign_attrs(model=self.name, data_fingerprint=self.metadata.data_fingerprint)
+        assert raw.valid is not None and raw.filled is not None
+        out = validity.mask_invalid(out, raw.valid, raw.filled, inputs, self.task.targets)
+        return out.assign_attrs(warnings="; ".join(raw.warnings)) if raw.warnings else out
 
     def predict_arrays(
         self,
@@ -293,8 +338,41 @@ class Forecaster:
             max_missing: overrides the forecaster's ``max_missing``.
 
         Returns:
-            ``{target: (S, L[, Q])}`` physical forecasts and ``(L,)`` valid times.
+            ``{target: (S, L[, Q])}`` physical forecasts (NaN where masked, see
+            :meth:`predict_points`) and ``(L,)`` valid times.
 
+        """
+        points = self.predict_points(
+            init_time,
+            past,
+            latitude=latitude,
+            longitude=longitude,
+            station=station,
+            future=future,
+            static=static,
+            units=units,
+            max_missing=max_missing,
+        )
+        return points.values, points.valid_time
+
+    def predict_points(
+        self,
+        init_time: np.datetime64 | str,
+        past: dict[str, np.ndarray],
+        *,
+        latitude: np.ndarray | list[float],
+        longitude: np.ndarray | list[float],
+        station: list[str] | None = None,
+        future: dict[str, np.ndarray] | None = None,
+        static: dict[str, np.ndarray] | None = None,
+        units: dict[str, str] | None = None,
+        max_missing: float | None = None,
+    ) -> PointForecast:
+        """:meth:`predict_arrays` with the per-location validity mask and filled counts.
+
+        Locations with more than ``max_missing`` of a variable's values missing, or no real
+        past value at all, are masked (NaN forecasts, ``valid`` False), never filled and
+        presented as forecasts; a request where every location is masked is an error.
         """
         if self.metadata.window.patch != 1:
             raise ConfigError(
@@ -316,10 +394,15 @@ class Forecaster:
         raw = self.forecast(inputs, max_missing=max_missing)
         # one init time and patch 1: samples are the locations, in request order
         pred = raw.values(self.metadata.normalizer, self.task.targets)[..., 0, 0]
+        assert raw.valid is not None
+        pred[~raw.valid[0, :, 0]] = np.nan  # masked: too few real inputs
         values = {name: pred[:, :, c] for c, name in enumerate(self.task.targets)}
         t0 = inputs.times[inputs.inits[0]]
-        valid = t0 + np.arange(1, self.task.horizon + 1) * self.metadata.time_step
-        return values, valid
+        valid_time = t0 + np.arange(1, self.task.horizon + 1) * self.metadata.time_step
+        assert raw.filled is not None
+        return PointForecast(
+            values, valid_time, raw.valid[0, :, 0], raw.filled[0, :, 0], inputs, raw.warnings
+        )
 
     def predict_records(self, body: dict, *, max_missing: float | None = None) -> dict:
         """Forecast from JSON records, answering exactly as ``POST /v1/forecast`` would.
@@ -337,6 +420,49 @@ class Forecaster:
         if max_missing is None and body.get("max_missing") is None:
             max_missing = self.max_missing
         return forecast_records(self, body, max_missing=max_missing)
+
+    def explain(
+        self,
+        history: xr.Dataset,
+        *,
+        future: xr.Dataset | None = None,
+        init_times: np.ndarray | list | None = None,
+        method: str = "ablation",
+        variable: str | None = None,
+        quantile: float | None = None,
+        max_missing: float | None = None,
+        **options,
+    ) -> xr.Dataset:
+        """Attribute the forecasts of an xarray history to its inputs, without torch.
+
+        Args:
+            history: as for :meth:`predict`.
+            future: as for :meth:`predict`.
+            init_times: as for :meth:`predict`.
+            method: ``"ablation"``, ``"occlusion"`` (grids) or ``"shap"`` (points); see
+                :mod:`geoclim.serving.explain`.
+            variable: explained target (default: the first).
+            quantile: explained quantile level (default: the point forecast).
+            max_missing: overrides the forecaster's ``max_missing``.
+            **options: ``block`` (occlusion), ``max_evals`` and ``seed`` (shap).
+
+        Returns:
+            Attribution Dataset, dims ``(sample, lead_time, input_variable, lag)``
+            (occlusion: ``(sample, lead_time, input_variable, latitude, longitude)``).
+
+        """
+        from geoclim.serving.explain import explain_inputs
+
+        inputs = request.from_dataset(self.metadata, history, future, init_times)
+        return explain_inputs(
+            self,
+            inputs,
+            method=method,
+            variable=variable,
+            quantile=quantile,
+            max_missing=max_missing,
+            **options,
+        )
 
     def example_request(self, n_locations: int = 1) -> dict:
         """A valid ``POST /v1/forecast`` body: train-mean values at training locations."""
@@ -424,43 +550,6 @@ class Forecaster:
                     f"model {self.name!r} was exported for the whole {expected[0]} x "
                     f"{expected[1]} training grid; the request grid is {inputs.grid_shape[0]} "
                     f"x {inputs.grid_shape[1]}"
-                )
-
-    def _check_missing(self, inputs: Inputs, max_missing: float) -> None:
-        task = self.task
-        t_in, lead, n_past = task.input_steps, task.horizon, len(task.past_variables)
-        miss = ~np.isfinite(inputs.dynamic)
-        csum = np.concatenate(
-            [np.zeros_like(miss[:1], np.int32), np.cumsum(miss, axis=0, dtype=np.int32)]
-        )
-        t = inputs.inits
-        checks = [(csum[t + 1] - csum[t + 1 - t_in])[..., :n_past] / t_in]  # (N, H, W, C_past)
-        names = [list(task.past_variables)]
-        fut = [task.dynamic_variables.index(v) for v in task.future_variables]
-        if fut:
-            checks.append((csum[t + 1 + lead] - csum[t + 1])[..., fut] / lead)
-            names.append(list(task.future_variables))
-        if task.static_inputs:
-            checks.append(
-                np.broadcast_to(~np.isfinite(inputs.static), (t.size, *inputs.static.shape)).astype(
-                    float
-                )
-            )
-            names.append(list(task.static_inputs))
-        for frac, labels in zip(checks, names, strict=True):
-            bad = np.argwhere(frac > max_missing)
-            if bad.size:
-                i, yy, xx, c = bad[0]
-                where = (
-                    f"station {inputs.station[yy]!r}"
-                    if inputs.layout == "station"
-                    else f"latitude {inputs.latitude[yy]:.4f}, longitude {inputs.longitude[xx]:.4f}"
-                )
-                raise DataError(
-                    f"variable {labels[c]!r} at {where}, init {pd.Timestamp(inputs.times[t[i]])}:"
-                    f" {frac[i, yy, xx, c]:.0%} of its values are missing (NaN); the model "
-                    f"accepts at most max_missing = {max_missing:.0%}: fill the gaps or raise "
-                    "max_missing"
                 )
 
 

@@ -4,6 +4,7 @@ Routes::
 
     POST /v1/forecast          JSON point forecasts (one location or a batch)   auth
     POST /v1/forecast/netcdf   netCDF history upload -> netCDF forecast (grids)  auth
+    POST /v1/explain           variable x lag attributions per lead (points)      auth
     GET  /v1/models            served models and their metadata                  auth
     GET  /v1/models/{name}     one model                                         auth
     GET  /health               liveness
@@ -41,6 +42,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 import geoclim
 from geoclim.errors import GeoclimError
 from geoclim.serving.adapter import Forecaster
+from geoclim.serving.docs import mount_docs
+from geoclim.serving.drift import install as install_drift
 from geoclim.serving.observability import (
     BodyLimitMiddleware,
     Metrics,
@@ -50,6 +53,8 @@ from geoclim.serving.observability import (
 from geoclim.serving.records import forecast_records
 from geoclim.serving.schemas import (
     ErrorResponse,
+    ExplainRequest,
+    ExplainResponse,
     ForecastRequest,
     ForecastResponse,
     ModelInfo,
@@ -106,6 +111,8 @@ class ServeSettings:
         max_missing: default accepted fraction of missing inputs (requests may lower or
             raise it).
         metrics_token: when set, ``/metrics`` needs ``Authorization: Bearer <token>``.
+        drift_block: refuse (422) requests whose inputs drift from the training data
+            (default: answer with a warning; see :mod:`geoclim.serving.drift`).
 
     """
 
@@ -114,6 +121,7 @@ class ServeSettings:
     max_body_bytes: int = 8 * 1024 * 1024
     max_missing: float = 0.0
     metrics_token: str | None = None
+    drift_block: bool = False
 
     def __post_init__(self) -> None:
         if self.metrics_token is not None:
@@ -178,7 +186,11 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         version=geoclim.__version__,
         lifespan=lifespan,
         description=__doc__.split("\n\n")[0],
+        docs_url=None,
+        redoc_url=None,
     )
+    mount_docs(app)  # Swagger UI / ReDoc from local assets (work offline)
+    install_drift(models, metrics.registry, block=settings.drift_block)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.metrics_token is not None:
         app.add_middleware(MetricsTokenMiddleware, token=settings.metrics_token)
@@ -299,6 +311,19 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         return await run_in_threadpool(_point_forecast, served, body, settings, metrics)
 
     @app.post(
+        "/v1/explain",
+        response_model=ExplainResponse,
+        responses=_ERRORS,
+        tags=["explain"],
+        summary="Attributions of point forecasts to each input variable and lag, per lead",
+    )
+    async def explain(
+        request: Request, body: ExplainRequest, principal: Principal = auth
+    ) -> Response:
+        served = resolve(body.model, principal, request)
+        return await run_in_threadpool(_explain, served, body, settings, metrics)
+
+    @app.post(
         "/v1/forecast/netcdf",
         responses=_ERRORS
         | {
@@ -325,7 +350,8 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         )
         metrics.inference.labels(served.name).observe(time.perf_counter() - start)
         metrics.locations.labels(served.name).inc(out.sizes.get("init_time", 1))
-        return Response(_to_netcdf(out), media_type="application/x-netcdf")
+        warning = {"X-Geoclim-Warning": out.attrs["warnings"]} if "warnings" in out.attrs else None
+        return Response(_to_netcdf(out), media_type="application/x-netcdf", headers=warning)
 
     @app.get(
         "/v1/models",
@@ -413,6 +439,24 @@ def _point_forecast(
     )
     metrics.inference.labels(served.name).observe(time.perf_counter() - start)
     metrics.locations.labels(served.name).inc(len(body.locations))
+    return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
+
+
+def _explain(
+    served: ServedModel, body: ExplainRequest, settings: ServeSettings, metrics: Metrics
+) -> Response:
+    """Run an explain request (many model runs: always in the thread pool)."""
+    from geoclim.serving.explain import explain_records
+
+    start = time.perf_counter()
+    payload = explain_records(
+        served.forecaster,
+        body,
+        name=served.name,
+        version=served.version,
+        max_missing=settings.max_missing if body.max_missing is None else body.max_missing,
+    )
+    metrics.inference.labels(served.name).observe(time.perf_counter() - start)
     return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
 
 

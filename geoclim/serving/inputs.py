@@ -32,6 +32,10 @@ from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME, Layout
 
 STATION_TOLERANCE_DEG = 1e-3
 """A request point this close (degrees) to a training station is that station."""
+DOMAIN_MARGIN_DEG = 1.0
+"""Station models serve points within the training stations' bounding box plus this margin."""
+IGNORED_VARIABLES = ("coverage",)
+"""Ancillary variables a canonical dataset may carry that no model reads (not refused)."""
 
 
 @dataclass
@@ -173,6 +177,24 @@ def from_dataset(
         )
     layout = schema.layout_of(ds)
     space = schema.space_dims(ds)
+    if layout == "station" and meta.window.patch != 1:
+        raise SchemaError(
+            f"the model forecasts whole grids or patches (window.patch = {meta.window.patch}) "
+            f"and needs a ({LATITUDE!r}, {LONGITUDE!r}) grid history; the request is a station "
+            f"dataset (dims {list(ds.dims)})"
+        )
+    known = {*task.dynamic_variables, *task.static_inputs, *IGNORED_VARIABLES}
+    extra = sorted(
+        str(v)
+        for v in ds.data_vars
+        if v not in known and not variables.is_mask(str(v)) and TIME in ds[v].dims
+    )
+    if extra:
+        raise SchemaError(
+            f"request has variable(s) {extra} the model does not read; it reads past inputs "
+            f"{list(task.past_variables)}, known-future inputs {list(task.future_variables)} "
+            f"and static inputs {list(task.static_inputs)}: drop the others"
+        )
     for name in (LATITUDE, LONGITUDE):
         if name not in ds.coords:
             raise SchemaError(f"request lacks coordinate {name!r}")
@@ -243,6 +265,7 @@ def from_arrays(
     stations = tuple(station) if station is not None else tuple(f"point-{i}" for i in range(n))
     if len(stations) != n:
         raise SchemaError(f"got {len(stations)} station ids for {n} locations")
+    _refuse_unknown(meta, past, future, units)
     missing = [v for v in task.past_variables if v not in past]
     missing += [v for v in task.future_variables if v not in future and v not in past]
     if missing:
@@ -348,9 +371,11 @@ def _finish(
         )
     h, w = dynamic.shape[1:3]
     rows = cols = None
+    lon_d = _wrap_longitude(lon, meta.domain.longitude)
+    check_domain(meta.domain, layout, lat, lon_d)
     need_lookup = [n for n in task.static_inputs if n not in given]
     if need_lookup or {"lat_idx", "lon_idx"} & set(meta.io.inputs):
-        rows, cols = locate(meta.domain, layout, lat, lon, stations)
+        rows, cols = locate(meta.domain, layout, lat, lon_d, stations)
     static = np.empty((h, w, len(task.static_inputs)), np.float32)
     for c, name in enumerate(task.static_inputs):
         if name in given:
@@ -363,6 +388,65 @@ def _finish(
                 f"static input {name!r} is missing from the request and from the export's domain"
             )
     return Inputs(layout, times, dynamic, static, inits, lat, lon, stations, rows, cols)
+
+
+def _refuse_unknown(meta: ExportMetadata, past: dict, future: dict, units: dict) -> None:
+    """Variables and units the model does not read are mistakes, not silently dropped."""
+    task = meta.task
+    for where, given, allowed in (
+        ("past", past, task.dynamic_variables),
+        ("future", future, task.future_variables),
+        ("units", units, (*task.dynamic_variables, *task.static_inputs)),
+    ):
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            raise SchemaError(
+                f"{where}: unknown variable(s) {unknown}; the model reads "
+                f"{where if where != 'units' else 'variables'} {list(allowed)}"
+            )
+
+
+def _wrap_longitude(lon: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """``lon`` shifted by multiples of 360 to lie within 180 degrees of ``reference``'s centre."""
+    if reference.size == 0:
+        return lon
+    centre = (float(np.min(reference)) + float(np.max(reference))) / 2
+    return (lon - centre + 180.0) % 360.0 - 180.0 + centre
+
+
+def check_domain(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarray) -> None:
+    """Refuse locations outside the model's domain.
+
+    Grid models serve the cells of their training grid; station models serve points within
+    the training stations' bounding box widened by :data:`DOMAIN_MARGIN_DEG`.
+
+    Raises:
+        DataError: naming the first location outside and the domain's extent.
+
+    """
+    if layout == "grid":
+        lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    else:
+        lat2, lon2 = lat[:, None], lon[:, None]
+    extent = (
+        f"latitude {domain.latitude.min():g}...{domain.latitude.max():g}, longitude "
+        f"{domain.longitude.min():g}...{domain.longitude.max():g}"
+    )
+    if domain.layout == "grid":
+        ok = _cell(domain.latitude, lat2)[1] & _cell(domain.longitude, lon2)[1]
+        why = f"outside the training grid ({extent})"
+    else:
+        m = DOMAIN_MARGIN_DEG
+        ok = (lat2 >= domain.latitude.min() - m) & (lat2 <= domain.latitude.max() + m)
+        ok &= (lon2 >= domain.longitude.min() - m) & (lon2 <= domain.longitude.max() + m)
+        why = f"more than {m:g} degree(s) outside the training stations' extent ({extent})"
+    if not ok.all():
+        i = tuple(np.argwhere(~ok)[0])
+        index = f"locations[{i[0]}] " if layout == "station" else ""
+        raise DataError(
+            f"{index}(latitude {lat2[i]:.4f}, longitude {lon2[i]:.4f}) is outside the "
+            f"model's domain: {why}"
+        )
 
 
 def locate(

@@ -114,7 +114,7 @@ def forecast_records(
     stations = [loc.station or f"point-{i}" for i, loc in enumerate(locs)]
     if max_missing is None:
         max_missing = body.max_missing
-    values, valid = f.predict_arrays(
+    result = f.predict_points(
         init,
         stack(lambda loc: loc.past),
         latitude=[loc.latitude for loc in locs],
@@ -125,6 +125,7 @@ def forecast_records(
         units=body.units or None,
         max_missing=max_missing,
     )
+    values, valid = result.values, result.valid_time
     quantiles = list(task.quantiles)
     lists = {var: _floats(v) for var, v in values.items()}  # nested (S, L[, Q]) lists
     points = {  # (S, L): the median rule of geoclim.data.quantiles
@@ -151,7 +152,17 @@ def forecast_records(
                 "longitude": loc.longitude,
                 "values": point,
                 "quantiles": qs,
+                "valid": bool(result.valid[i]),
+                "inputs_filled": int(result.filled[i]),
             }
+        )
+    masked = [stations[i] for i in np.flatnonzero(~result.valid)]
+    warnings = list(result.warnings)
+    if masked:
+        warnings.append(
+            f"{len(masked)} location(s) masked (forecast null, valid false): more than "
+            f"max_missing = {max_missing if max_missing is not None else f.max_missing:g} of "
+            f"their inputs missing, or no real past value: {masked[:5]}"
         )
     step_h = f.metadata.time_step_seconds / 3600.0
     return {
@@ -162,6 +173,9 @@ def forecast_records(
         "valid_time": [f"{t}Z" for t in np.datetime_as_string(valid, unit="s")],
         "units": {var: f.metadata.variables.get(var, {}).get("units", "") for var in task.targets},
         "forecasts": forecasts,
+        "inputs_filled": int(result.filled.sum()),
+        "masked_locations": len(masked),
+        "warnings": warnings,
     }
 
 

@@ -10,7 +10,7 @@ over the lead times when the model reads forecast forcing, and optionally static
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -69,6 +69,58 @@ class ForecastRequest(_Strict):
     )
 
 
+class ExplainRequest(ForecastRequest):
+    """``POST /v1/explain`` body: a forecast request plus what to explain."""
+
+    method: Literal["ablation", "shap"] = Field(
+        "ablation",
+        description="'ablation': each (variable, lag) input set to its train mean in turn; "
+        "'shap': SHAP permutation values against the same baseline (slower).",
+    )
+    variable: VarName | None = Field(None, description="Target explained (default: the first).")
+    quantile: float | None = Field(
+        None, gt=0.0, lt=1.0, description="Quantile explained (default: the point forecast)."
+    )
+    max_evals: int | None = Field(
+        None, ge=3, le=20000, description="Model evaluations per location for 'shap'."
+    )
+
+
+class LocationExplanation(BaseModel):
+    """One location's attributions."""
+
+    station: str
+    latitude: float
+    longitude: float
+    attributions: list[list[list[float | None]]] = Field(
+        description="[lead][input_variable][lag]: forecast change due to each input "
+        "(null where the model has no such input)."
+    )
+    prediction: list[float | None] = Field(description="The explained forecast per lead.")
+    baseline_prediction: list[float | None] | None = Field(
+        None, description="The forecast with every input at its train mean (ablation)."
+    )
+
+
+class ExplainResponse(BaseModel):
+    """``POST /v1/explain`` answer."""
+
+    model: str
+    version: str | None = None
+    method: str
+    baseline: str
+    target: str
+    quantile: float | None = None
+    units: str
+    init_time: datetime
+    lead_time_hours: list[float]
+    input_variables: list[str]
+    lags: list[int] = Field(
+        description="Steps before the init time (0 = init); -k is the valid time of lead k."
+    )
+    explanations: list[LocationExplanation]
+
+
 class LocationForecast(BaseModel):
     """One location's forecast."""
 
@@ -82,6 +134,14 @@ class LocationForecast(BaseModel):
     quantiles: dict[str, dict[str, list[float | None]]] | None = Field(
         None, description="Per target, per quantile level, the forecast over the lead times."
     )
+    valid: bool = Field(
+        True,
+        description="False when the location had more than max_missing of an input missing "
+        "(or no real past value): its values are null, never a forecast from filled inputs.",
+    )
+    inputs_filled: int = Field(
+        0, description="Missing input values filled with the training mean for this location."
+    )
 
 
 class ForecastResponse(BaseModel):
@@ -94,6 +154,11 @@ class ForecastResponse(BaseModel):
     valid_time: list[datetime]
     units: dict[str, str]
     forecasts: list[LocationForecast]
+    inputs_filled: int = Field(0, description="Missing input values filled, all locations.")
+    masked_locations: int = Field(0, description="Locations whose forecast is masked (null).")
+    warnings: list[str] = Field(
+        default_factory=list, description="Masked locations, input drift against training data."
+    )
 
 
 class ModelInfo(BaseModel):

@@ -96,6 +96,12 @@ def test_eval_help_is_the_apps_with_defaults():
     assert "geoclim-eval run_dir=logs/train/runs/" in out and "split=val" in out
 
 
+def test_explain_help_is_the_apps_with_defaults():
+    out = _hydra_help("geoclim.cli.explain")
+    assert out.startswith("geoclim-explain: attribute")
+    assert "integrated_gradients" in out and "[256]" in out and "geoclim-explain run_dir=" in out
+
+
 def test_demo_prints_commands_a_shell_can_run():
     cmd = [
         sys.executable,

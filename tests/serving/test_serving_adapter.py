@@ -181,13 +181,16 @@ def test_station_quantile_model(station_export):
     )
     np.testing.assert_allclose(values["no2"], out.no2.values[0].transpose(1, 0, 2), rtol=1e-5)
     point = {v: ds[v].values.T[:1] for v in ("no2", "t2m")}
-    with pytest.raises(DataError, match="no training station"):
+    with pytest.raises(DataError, match="outside the model's domain"):
         f.predict_arrays(ds.time.values[-1], point, latitude=[10.0], longitude=[10.0])
+    lat, lon = float(ds.latitude.mean()) + 0.01, float(ds.longitude.mean()) + 0.01
+    with pytest.raises(DataError, match="no training station"):  # inside, but statics unknown
+        f.predict_arrays(ds.time.values[-1], point, latitude=[lat], longitude=[lon])
     values, _ = f.predict_arrays(
         ds.time.values[-1],
         point,
-        latitude=[10.0],
-        longitude=[10.0],
+        latitude=[lat],
+        longitude=[lon],
         static={"elevation": np.array([100.0])},
     )
     assert values["no2"].shape == (1, 6, 3)

@@ -59,8 +59,10 @@ class DemoExport:
     result: ExportResult
 
 
-SMALL = {"base_channels": 8, "dropout": 0.0}
-"""Sizes that keep demo networks small, applied where the model's config has the key."""
+SMALL = {"base_channels": 8, "dropout": 0.0, "anchor": "none"}
+"""Sizes that keep demo networks small, applied where the model's config has the key. The
+demo networks are untrained: without an anchor their forecasts depend on every input (an
+untrained gated network forecasts persistence exactly, whatever its other inputs)."""
 
 
 def build_net(model: str, dims: dict[str, int], **sizes: Any) -> nn.Module:

@@ -1,0 +1,561 @@
+"""Captum attributions of the bare network -> ``xr.Dataset`` on ``(input_variable, lag)``.
+
+Methods (``method=``):
+
+* ``integrated_gradients`` -- path integral of gradients from a baseline to the input
+  (Sundararajan et al. 2017). Completeness: the attributions of a sample sum to
+  ``f(x) - f(baseline)``; the residual is kept as the ``delta`` variable.
+* ``feature_ablation`` -- replace a group of inputs by the baseline, record the output drop.
+  Groups (``ablation=``): ``"cell"`` (one ``(variable, lag)`` entry, over the whole patch),
+  ``"variable"`` (a variable at every lag) or ``"lag"`` (every variable at one lag).
+* ``occlusion`` -- for spatial models (CNN-spatial on whole grids): slide a ``block x block``
+  window over the input grid, one variable at a time over all its steps; the map says which
+  places drive the explained output (``(input_variable, latitude, longitude)``).
+* ``gradient_shap`` -- SmoothGrad-style expected gradients over a set of reference inputs
+  (Lundberg & Lee 2017), a second opinion on integrated gradients.
+
+Baselines (``baseline=``), all in normalised space:
+
+* ``"climatology"`` (default) -- the train-block mean of every variable, which is **0 in
+  normalised space** for dynamic and static channels (the normaliser is fitted on train);
+  calendar encodings also get 0, their mean over a full cycle. A per-variable mean, not a
+  seasonal cycle: the attribution answers "why does this forecast differ from the forecast
+  made from average conditions".
+* ``"zeros"`` -- zero in **physical** units (no pollution, 0 K is not meant: each variable's
+  physical 0 pushed through the normaliser); useful for concentrations, odd for temperature.
+* ``"blur"`` -- the input smoothed by a Gaussian in time (``sigma`` steps; also in space on
+  grid patches): attributes the fine structure (peaks, fronts), not the level.
+
+The explained scalar is an :class:`~geoclim.explain.target.ExplainTarget`. Attributions are
+reported in the target's physical units (normalised units times the train standard
+deviation) unless the target is log-transformed, where they stay in normalised units
+(``units`` attribute). Gradients through LSTMs on CUDA need cuDNN off in eval mode (cuDNN's
+RNN backward only runs in training mode): it is switched off around every gradient call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from scipy.ndimage import gaussian_filter
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from geoclim.errors import ConfigError
+from geoclim.explain.layout import FIELDS, INPUT_VARIABLE, LAG, InputLayout, attribution_dataset
+from geoclim.explain.target import ExplainTarget, ResolvedTarget, inside, is_spatial, select_samples
+
+log = logging.getLogger(__name__)
+
+METHODS = ("integrated_gradients", "feature_ablation", "occlusion", "gradient_shap")
+BASELINES = ("climatology", "zeros", "blur")
+ABLATIONS = ("cell", "variable", "lag")
+
+
+def gradient_context(net: nn.Module, device: torch.device) -> contextlib.AbstractContextManager:
+    """A context disabling cuDNN for recurrent nets on CUDA (its RNN backward needs train mode)."""
+    if device.type == "cuda" and any(isinstance(m, nn.RNNBase) for m in net.modules()):
+        return torch.backends.cudnn.flags(enabled=False)
+    return contextlib.nullcontext()
+
+
+def make_baseline(
+    batch: dict[str, Tensor],
+    kind: str,
+    layout: InputLayout,
+    normalizer: Any | None = None,
+    sigma: float = 2.0,
+) -> dict[str, Tensor]:
+    """Baseline fields ``past``, ``known_future``, ``static`` (shapes of ``batch``).
+
+    Args:
+        batch: the explained batch.
+        kind: one of :data:`BASELINES` (see the module docstring).
+        layout: channel names (for ``"zeros"``).
+        normalizer: the fitted normaliser (needed for ``"zeros"``).
+        sigma: Gaussian width in steps (and cells) for ``"blur"``.
+
+    """
+    if kind not in BASELINES:
+        raise ConfigError(f"unknown baseline {kind!r}; valid are {list(BASELINES)}")
+    if kind == "climatology":
+        return {f: torch.zeros_like(batch[f]) for f in FIELDS}
+    if kind == "zeros":
+        if normalizer is None:
+            raise ConfigError("baseline 'zeros' (physical zero) needs the fitted normaliser")
+        out = {}
+        for f, names in zip(FIELDS, (layout.past, layout.known, layout.static), strict=True):
+            zero = [
+                float(normalizer.encode(np.zeros(1, np.float32), n)[0])
+                if n in normalizer.stats
+                else 0.0
+                for n in names
+            ]
+            shape = [1] * batch[f].dim()
+            shape[2 if f != "static" else 1] = len(names)
+            out[f] = torch.tensor(zero, dtype=batch[f].dtype).view(shape).expand_as(batch[f])
+            out[f] = out[f].to(batch[f].device).contiguous()
+        return out
+    out = {}
+    for f in FIELDS:
+        x = batch[f].detach().cpu().numpy()
+        spatial = sigma if x.shape[-1] > 1 or x.shape[-2] > 1 else 0.0
+        s = (0, 0, spatial, spatial) if f == "static" else (0, sigma, 0, spatial, spatial)
+        out[f] = torch.from_numpy(gaussian_filter(x, s, mode="nearest")).to(batch[f].device)
+    return out
+
+
+class ScalarForward(nn.Module):
+    """The network as ``(past, known_future, static, *rest) -> (B, n_outputs)`` for Captum.
+
+    The batch fields Captum does not attribute (positions, empty channels) travel as
+    ``additional_forward_args`` (:attr:`rest`, in :attr:`rest_keys` order): Captum expands
+    them exactly as it expands the inputs (tiled for integrated-gradient steps and
+    ablation perturbations, interleaved for gradient-SHAP samples).
+
+    Args:
+        net: the bare network (``forward(batch)["prediction"]``).
+        target: the resolved explained scalar.
+        template: the explained batch.
+        fields: the batch fields passed as Captum inputs, in order.
+        cell_mask: ``(H, W)`` weights of the output cells aggregated.
+
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        target: ResolvedTarget,
+        template: dict[str, Tensor],
+        fields: tuple[str, ...],
+        cell_mask: Tensor | None = None,
+    ):
+        super().__init__()
+        self.net, self.target, self.fields = net, target, fields
+        self.rest_keys = tuple(k for k in template if k not in fields)
+        self.rest = tuple(template[k] for k in self.rest_keys)
+        self.cell_mask = cell_mask
+
+    def forward(self, *args: Tensor) -> Tensor:
+        """Scalars ``(B, n_outputs)`` of the batch with the inputs in place of its fields."""
+        inputs = args[: len(self.fields)]
+        batch = dict(zip(self.rest_keys, args[len(self.fields) :], strict=True))
+        batch |= dict(zip(self.fields, inputs, strict=True))
+        out = self.target.reduce(self.net(batch)["prediction"], self.cell_mask)
+        # keep every input in the graph: a net that ignores one (no static fields used,
+        # say) gets zero gradients there instead of an autograd error
+        return out + sum(0.0 * x.sum() for x in inputs)
+
+
+def _feature_mask(
+    batch: dict[str, Tensor], fields: tuple[str, ...], layout: InputLayout, mode: str
+) -> tuple[Tensor, ...]:
+    """Captum feature masks grouping ``(variable, lag)`` cells, variables or lags."""
+    names, lags = layout.variables, layout.lags
+    v_col = {n: i for i, n in enumerate(names)}
+    lag_pos = {int(lag): i for i, lag in enumerate(lags)}
+    masks = []
+    for f in fields:
+        channels = {"past": layout.past, "known_future": layout.known, "static": layout.static}[f]
+        if f == "static":
+            steps = [0]
+        elif f == "past":
+            steps = [layout.input_steps - 1 - i for i in range(layout.input_steps)]
+        else:
+            steps = [-(k + 1) for k in range(layout.horizon)]
+        ids = np.empty((len(steps), len(channels)), np.int64)
+        for i, lag in enumerate(steps):
+            for c, name in enumerate(channels):
+                if mode == "cell":
+                    ids[i, c] = v_col[name] * lags.size + lag_pos[lag]
+                elif mode == "variable":
+                    ids[i, c] = v_col[name]
+                else:
+                    ids[i, c] = lag_pos[lag]
+        mask = torch.from_numpy(ids).to(batch[f].device)
+        mask = mask[0][None, :, None, None] if f == "static" else mask[None, :, :, None, None]
+        masks.append(mask)
+    return tuple(masks)
+
+
+def attribute_batch(
+    net: nn.Module,
+    batch: dict[str, Tensor],
+    method: str,
+    target: ResolvedTarget,
+    layout: InputLayout,
+    *,
+    baseline: str = "climatology",
+    normalizer: Any | None = None,
+    cell_mask: Tensor | None = None,
+    sigma: float = 2.0,
+    n_steps: int = 32,
+    ablation: str = "cell",
+    block: int = 2,
+    stride: int | None = None,
+    n_samples: int = 16,
+    stdevs: float = 0.1,
+    reference: dict[str, Tensor] | None = None,
+) -> dict[str, np.ndarray]:
+    """Attributions of one batch, on the ``(variable, lag)`` cube.
+
+    Args:
+        net: the bare network, eval mode.
+        batch: a Batch (tensors on the network's device).
+        method: one of :data:`METHODS`.
+        target: the resolved explained scalar.
+        layout: the task's input layout.
+        baseline: one of :data:`BASELINES`.
+        normalizer: the fitted normaliser (``"zeros"`` baseline).
+        cell_mask: ``(H, W)`` output cells aggregated (spatial models).
+        sigma: blur width (``"blur"`` baseline).
+        n_steps: integration steps (integrated gradients).
+        ablation: feature-ablation groups, one of :data:`ABLATIONS`.
+        block: occlusion window edge in cells.
+        stride: occlusion window step (default ``block``).
+        n_samples: noisy samples per input (gradient SHAP).
+        stdevs: noise standard deviation in normalised units (gradient SHAP).
+        reference: reference batch whose fields are gradient SHAP's baselines (default:
+            the ``baseline`` alone).
+
+    Returns:
+        ``cube (B, n_out, V, lag[, H, W])`` (occlusion: ``(B, n_out, V, H, W)``, grouped
+        ablation: ``(B, n_out, V)`` or ``(B, n_out, lag)``), ``prediction (B, n_out)``,
+        ``baseline_prediction (B, n_out)`` and, for integrated gradients, ``delta``.
+
+    """
+    import captum.attr as ca
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown attribution method {method!r}; valid are {list(METHODS)}")
+    if ablation not in ABLATIONS:
+        raise ConfigError(f"unknown ablation grouping {ablation!r}; valid are {list(ABLATIONS)}")
+    fields = tuple(f for f in FIELDS if batch[f].shape[2 if f != "static" else 1] > 0)
+    forward = ScalarForward(net, target, batch, fields, cell_mask)
+    base = make_baseline(batch, baseline, layout, normalizer, sigma)
+    inputs = tuple(batch[f] for f in fields)
+    base_in = tuple(base[f] for f in fields)
+    spatial = batch["past"].shape[-1] * batch["past"].shape[-2] > 1
+    if method == "occlusion" and not spatial:
+        raise ConfigError(
+            "occlusion maps spatial blocks: it needs a spatial model on grids (cnn); "
+            "use feature_ablation for point models"
+        )
+    device = batch["past"].device
+    out: dict[str, list[np.ndarray]] = {"cube": [], "delta": []}
+    with torch.no_grad():
+        prediction = forward(*inputs, *forward.rest)  # (B, n_out)
+        base_prediction = forward(*base_in, *forward.rest)
+    for j in range(target.n_outputs):
+        if method == "integrated_gradients":
+            with gradient_context(net, device):
+                attr, delta = ca.IntegratedGradients(forward).attribute(
+                    inputs,
+                    base_in,
+                    target=j,
+                    additional_forward_args=forward.rest,
+                    n_steps=n_steps,
+                    internal_batch_size=max(1, inputs[0].shape[0]) * 8,
+                    return_convergence_delta=True,
+                )
+            out["delta"].append(delta.detach().cpu().numpy())
+        elif method == "gradient_shap":
+            refs = base_in if reference is None else tuple(reference[f] for f in fields)
+            with gradient_context(net, device):
+                attr = ca.GradientShap(forward).attribute(
+                    inputs,
+                    refs,
+                    n_samples=n_samples,
+                    stdevs=stdevs,
+                    target=j,
+                    additional_forward_args=forward.rest,
+                )
+        elif method == "feature_ablation":
+            if j == 0:  # one pass per group gives every lead (see _ablate_all_outputs)
+                every = _ablate_all_outputs(
+                    ca, forward, inputs, base_in, batch, fields, layout, ablation
+                )
+            attr = tuple(a[:, j] for a in every)
+        else:
+            attr = _occlude(ca, forward, inputs, base_in, fields, batch, j, block, stride)
+        out["cube"].append(_cube(attr, fields, batch, layout, method, ablation))
+    result = {
+        "cube": np.stack(out["cube"], 1),
+        "prediction": prediction.detach().cpu().numpy(),
+        "baseline_prediction": base_prediction.detach().cpu().numpy(),
+    }
+    if out["delta"]:
+        result["delta"] = np.stack(out["delta"], 1)
+    return result
+
+
+def _ablate_all_outputs(ca, forward, inputs, base_in, batch, fields, layout, ablation):
+    """Feature ablation of every output at once: ``(B, n_out, *field)`` per field.
+
+    The forward is flattened to ``(B * n_out,)``; Captum then attributes each output
+    element separately from one perturbed pass per group (an output ``(b, k)`` depends on
+    sample ``b`` only, so this is the per-sample, per-lead ablation), instead of one pass
+    per group and lead.
+    """
+    n = inputs[0].shape[0]
+
+    def flat(*args: Tensor) -> Tensor:
+        return forward(*args).reshape(-1)  # (B * n_out,)
+
+    with torch.no_grad():
+        attr = ca.FeatureAblation(flat).attribute(
+            inputs,
+            base_in,
+            additional_forward_args=forward.rest,
+            feature_mask=_feature_mask(batch, fields, layout, ablation),
+            perturbations_per_eval=1,
+        )
+    return tuple(a.reshape(n, -1, *a.shape[1:]) for a in attr)
+
+
+def _occlude(ca, forward, inputs, base_in, fields, batch, j, block, stride):
+    stride = stride or block
+    windows, strides = [], []
+    for f in fields:
+        lead = () if f == "static" else (batch[f].shape[1],)
+        windows.append((*lead, 1, block, block))
+        strides.append((*lead, 1, stride, stride))
+    with torch.no_grad():
+        return ca.Occlusion(forward).attribute(
+            inputs,
+            sliding_window_shapes=tuple(windows),
+            strides=tuple(strides),
+            baselines=base_in,
+            target=j,
+            additional_forward_args=forward.rest,
+            perturbations_per_eval=_per_eval(inputs[0].shape[0]),
+        )
+
+
+def _cube(attr, fields, batch, layout, method, ablation) -> np.ndarray:
+    """Captum's per-field attributions -> ``(B, V, lag[, H, W])`` (reduced for groups)."""
+    parts = dict(zip(fields, (a.detach().cpu().numpy() for a in attr), strict=True))
+    for f in FIELDS:
+        parts.setdefault(f, batch[f].new_zeros(batch[f].shape).cpu().numpy())
+    spatial = method == "occlusion"
+    if not spatial:  # point outputs or grid-wide groups: sum the patch's cells
+        parts = {f: v.sum((-2, -1)) for f, v in parts.items()}
+        if method == "feature_ablation":  # each cell of a group holds the group's value
+            h, w = batch["past"].shape[-2:]
+            parts = {f: v / (h * w) for f, v in parts.items()}
+    cube = layout.to_cube(
+        parts["past"], parts["known_future"], parts["static"], space_ndim=2 if spatial else 0
+    )
+    with np.errstate(all="ignore"):
+        if spatial:  # a window covers every step of a variable: one value per variable
+            return np.nanmean(cube, axis=2)
+        if method == "feature_ablation" and ablation == "variable":
+            return np.nanmean(cube, axis=2)
+        if method == "feature_ablation" and ablation == "lag":
+            return np.nanmean(cube, axis=1)
+    return cube
+
+
+def explain_network(
+    net: nn.Module,
+    dm: Any,
+    *,
+    method: str = "integrated_gradients",
+    target: ExplainTarget | dict | None = None,
+    split: str = "test",
+    baseline: str = "climatology",
+    max_samples: int | None = 256,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = True,
+    **kwargs: Any,
+) -> xr.Dataset:
+    """Attributions of a network on (a sub-sample of) a split's samples.
+
+    Args:
+        net: the bare network (``module.net``); moved to no device, put in eval mode.
+        dm: the set-up :class:`~geoclim.data.datamodule.GeoDataModule` it was trained on.
+        method: one of :data:`METHODS`.
+        target: the explained scalar (:class:`ExplainTarget` or its dict).
+        split: ``train``, ``val`` or ``test``.
+        baseline: one of :data:`BASELINES`.
+        max_samples: explain at most this many samples, drawn at random (seeded) among the
+            split's samples at the selected places; ``None``: all.
+        batch_size: samples per attribution call.
+        seed: sub-sampling seed.
+        progress: show a progress bar.
+        **kwargs: method options of :func:`attribute_batch` (``n_steps``, ``ablation``,
+            ``block``, ``n_samples``, ``stdevs``, ``sigma``).
+
+    Returns:
+        The attribution Dataset (see :func:`geoclim.explain.layout.attribution_dataset`),
+        plus ``prediction`` and ``baseline_prediction`` ``(sample, lead_time)`` of the
+        explained scalar and, for integrated gradients, the completeness residual ``delta``.
+
+    """
+    dm.setup()
+    net.eval()
+    task, layout = dm.task, InputLayout.from_task(dm.task)
+    resolved = ExplainTarget.from_config(target).resolve(task)
+    rows = select_samples(dm, split, resolved.spec, max_samples, seed)
+    spatial = is_spatial(dm)
+    cell_mask = _cell_mask(dm, resolved.spec) if spatial else None
+    device = next(net.parameters()).device
+    if cell_mask is not None:
+        cell_mask = cell_mask.to(device)
+    dataset = dm.dataset(split)
+    reference = None
+    if method == "gradient_shap" and kwargs.pop("reference", None) == "train":
+        ref_rows = select_samples(dm, "train", ExplainTarget(), 64, seed)
+        reference = _to(dm.dataset("train")[ref_rows], device)
+    parts: list[dict[str, np.ndarray]] = []
+    chunks = range(0, rows.size, batch_size)
+    for s in tqdm(chunks, desc=f"explain {method}", disable=not progress, leave=False):
+        batch = _to(dataset[rows[s : s + batch_size]], device)
+        ref = None if reference is None else _match(reference, batch["past"].shape[0])
+        parts.append(
+            attribute_batch(
+                net,
+                batch,
+                method,
+                resolved,
+                layout,
+                baseline=baseline,
+                normalizer=dm.normalizer,
+                cell_mask=cell_mask,
+                reference=ref,
+                **kwargs,
+            )
+        )
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return _to_dataset(merged, dm, rows, dataset, resolved, layout, method, baseline, kwargs)
+
+
+def _to(batch: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _match(reference: dict[str, Tensor], n: int) -> dict[str, Tensor]:
+    """Reference fields, cut or tiled to ``n`` rows (Captum draws among them per sample)."""
+    return {k: v[torch.arange(n) % v.shape[0]] for k, v in reference.items()}
+
+
+def _cell_mask(dm: Any, spec: ExplainTarget) -> Tensor | None:
+    """``(H, W)`` 0/1 output cells of a whole-grid model inside ``spec.region``."""
+    from geoclim.types import LATITUDE, LONGITUDE
+
+    if dm.spec.patch is not None:
+        raise ConfigError(
+            "spatial attributions need whole-grid samples (window.patch: null, the cnn "
+            f"default); this run cuts {dm.spec.patch} x {dm.spec.patch} tiles"
+        )
+    if not spec.region:
+        return None
+    lat, lon = np.meshgrid(dm.ds[LATITUDE].values, dm.ds[LONGITUDE].values, indexing="ij")
+    mask = inside(lat, lon, spec.region)
+    if not mask.any():
+        raise ConfigError(f"target.region {dict(spec.region)} contains no grid cell")
+    return torch.from_numpy(mask.astype(np.float32))
+
+
+def _to_dataset(merged, dm, rows, dataset, resolved, layout, method, baseline, kwargs):
+    from geoclim.data import schema
+    from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, STATION, TIME
+
+    ds = dm.ds
+    t, y, x = dataset.index.decode(rows)
+    times = ds[TIME].values
+    sample_coords: dict[str, np.ndarray] = {"init_time": times[t]}
+    space: dict[str, np.ndarray] = {}
+    if is_spatial(dm):  # whole grids: only occlusion keeps the input cells
+        if method == "occlusion":
+            space = {LATITUDE: ds[LATITUDE].values, LONGITUDE: ds[LONGITUDE].values}
+    elif schema.layout_of(ds) == "station":
+        sample_coords[STATION] = ds[STATION].values[y].astype(str)
+        sample_coords[LATITUDE] = ds[LATITUDE].values[y]
+        sample_coords[LONGITUDE] = ds[LONGITUDE].values[y]
+    else:
+        sample_coords[LATITUDE] = ds[LATITUDE].values[y]
+        sample_coords[LONGITUDE] = ds[LONGITUDE].values[x]
+    step = times[1] - times[0]
+    leads = np.asarray(resolved.leads) if resolved.spec.per_lead else np.asarray([0])
+    lead_time = (leads * step).astype("timedelta64[ns]")
+    scale, units = _scale(dm, resolved.variable)
+    cube = merged["cube"] * scale
+    extra = {
+        k: (("sample", LEAD_TIME), merged[k] * scale)
+        for k in ("prediction", "baseline_prediction", "delta")
+        if k in merged
+    }
+    attrs = {
+        "method": method,
+        "baseline": baseline,
+        "units": units,
+        **resolved.describe(),
+        **{f"option_{k}": v for k, v in kwargs.items() if isinstance(v, (int, float, str))},
+    }
+    if method == "feature_ablation" and kwargs.get("ablation", "cell") != "cell":
+        attrs["ablation"] = kwargs["ablation"]
+    if cube.ndim == 4 + len(space):  # (sample, lead, variable, lag[, lat, lon])
+        out = attribution_dataset(
+            cube,
+            layout,
+            lead_time,
+            sample_coords=sample_coords,
+            space_coords=space,
+            extra=extra,
+            attrs=attrs,
+        )
+    else:
+        out = _reduced_dataset(
+            cube, layout, lead_time, sample_coords, space, extra, attrs, method, kwargs
+        )
+    out["prediction"].attrs["long_name"] = "explained scalar f(x)"
+    out["baseline_prediction"].attrs["long_name"] = "explained scalar at the baseline"
+    return out
+
+
+def _reduced_dataset(cube, layout, lead_time, sample_coords, space, extra, attrs, method, kw):
+    """Occlusion maps ``(V, H, W)`` or grouped ablations ``(V,)`` / ``(lag,)``."""
+    from geoclim.types import LEAD_TIME
+
+    if method == "occlusion" or kw.get("ablation") == "variable":
+        last = (INPUT_VARIABLE, *space)
+    else:
+        last = (LAG,)
+    coords: dict[str, Any] = {
+        "sample": np.arange(cube.shape[0]),
+        LEAD_TIME: lead_time,
+        **{k: ("sample", v) for k, v in sample_coords.items()},
+        **space,
+    }
+    if INPUT_VARIABLE in last:
+        coords[INPUT_VARIABLE] = list(layout.variables)
+        coords["input_kind"] = (INPUT_VARIABLE, layout.kinds())
+    else:
+        coords[LAG] = layout.lags
+    data = {"attribution": (("sample", LEAD_TIME, *last), cube.astype(np.float32))}
+    data |= {k: (d, np.asarray(v)) for k, (d, v) in extra.items()}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _scale(dm: Any, variable: str) -> tuple[float, str]:
+    """Factor to physical units of the target and the units label."""
+    from geoclim.data import variables
+
+    stats = dm.normalizer.stats.get(variable) if dm.normalizer is not None else None
+    if stats is None:
+        return 1.0, "normalised"
+    if stats.log:
+        return 1.0, f"normalised log1p({variable})"
+    return float(stats.std), variables.get(variable).units
+
+
+def _per_eval(batch_size: int) -> int:
+    """Perturbed copies per forward pass: about 4096 samples per call, at most 64 copies."""
+    return max(1, min(64, 4096 // max(batch_size, 1)))

@@ -1,0 +1,63 @@
+"""Swagger UI and ReDoc from local assets, so ``/docs`` and ``/redoc`` work offline.
+
+The JavaScript / CSS come from the ``fastapi-offline`` package (the ``serve`` extra), served
+under :data:`ASSETS`; FastAPI's own pages would load them from a CDN.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+ASSETS = "/docs-assets"
+"""URL prefix of the local Swagger UI / ReDoc files."""
+
+
+def asset_dir() -> Path:
+    """The folder holding ``swagger-ui-bundle.js``, ``swagger-ui.css``, ``redoc.standalone.js``."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+def mount_docs(app: FastAPI) -> None:
+    """Add ``/docs``, ``/docs/oauth2-redirect`` and ``/redoc`` using local assets.
+
+    The app must be created with ``docs_url=None, redoc_url=None``.
+    """
+    app.mount(ASSETS, StaticFiles(directory=asset_dir()), name="docs-assets")
+    title = app.title
+    openapi_url = app.openapi_url or "/openapi.json"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=openapi_url,
+            title=f"{title} - Swagger UI",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{ASSETS}/favicon.png",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=openapi_url,
+            title=f"{title} - ReDoc",
+            redoc_js_url=f"{ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )

@@ -1,0 +1,500 @@
+"""Model-agnostic attributions of an exported model over onnxruntime (no torch).
+
+What :meth:`Forecaster.explain <geoclim.serving.adapter.Forecaster.explain>` and
+``POST /v1/explain`` run. The graph is a black box ``batch -> forecast``; the baseline is the
+train mean of every input, **0 in normalised space** (what the adapter fills gaps with, and
+the ``climatology`` baseline of :mod:`geoclim.explain.captum`). Methods:
+
+* ``ablation`` -- every ``(input_variable, lag)`` entry set to the baseline in turn (over the
+  whole patch); attribution = forecast minus the ablated forecast, per lead. On the same
+  network this equals Captum's feature ablation with ``ablation="cell"`` (tested).
+* ``occlusion`` -- grids only: one variable at all its steps, over a ``block x block`` window
+  of cells, set to the baseline; a map per variable (``(input_variable, latitude,
+  longitude)``) of the drop of the domain-mean forecast.
+* ``shap`` -- point models: SHAP's permutation explainer on the ORT function, with the
+  baseline as the background: the Shapley values of the same game ablation probes one
+  player at a time, interactions shared fairly. SHAP is imported on first use only.
+
+Attributions are in the target's physical units (the normalised difference times the train
+standard deviation; trees predict physical values already), log-transformed targets stay in
+normalised units. The result is the attribution Dataset of
+:func:`geoclim.explain.layout.attribution_dataset` (``sample`` = forecast location and init).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from geoclim.data.calendar import calendar_on_axis
+from geoclim.data.tree_inputs import tree_inputs
+from geoclim.data.windows import WindowArrays, gather
+from geoclim.errors import ConfigError
+from geoclim.explain.layout import FIELDS, InputLayout, attribution_dataset
+from geoclim.serving.inputs import Inputs
+from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, STATION
+
+Forecaster = Any  # geoclim.serving.adapter.Forecaster (not imported: no import circle)
+METHODS = ("ablation", "occlusion", "shap")
+
+
+def request_batch(
+    forecaster: Forecaster, inputs: Inputs, max_missing: float | None = None
+) -> tuple[dict[str, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The normalised graph inputs of every sample of a request, as the forecast builds them.
+
+    Returns:
+        The batch arrays (Batch layout, plus the tree inputs for tree exports) and the
+        sample positions ``(t, y, x)``.
+
+    """
+    f, meta, task = forecaster, forecaster.metadata, forecaster.task
+    f._check_grid(inputs)
+    if max_missing is None:
+        max_missing = f.max_missing
+    if meta.io.nan_inputs == "refuse":
+        max_missing = 0.0
+    f._check_missing(inputs, max_missing)
+    norm = meta.normalizer
+    dynamic = np.empty_like(inputs.dynamic)
+    for c, name in enumerate(task.dynamic_variables):
+        dynamic[..., c] = norm.encode(inputs.dynamic[..., c], name)
+    static = np.empty_like(inputs.static)
+    for c, name in enumerate(task.static_inputs):
+        static[..., c] = norm.encode(inputs.static[..., c], name)
+    arrays = WindowArrays(
+        dynamic=dynamic,
+        calendar=calendar_on_axis(inputs.times, f._cal_names),
+        static=static,
+        n_past=len(task.past_variables),
+        n_targets=len(task.targets),
+        known_sources=f._known_sources,
+    )
+    t, y, x = f._samples(inputs)
+    batch = gather(arrays, meta.window, t, y, x)
+    if meta.io.kind == "tree":
+        batch |= tree_inputs(
+            arrays,
+            task,
+            meta.io.calendar,
+            inputs.times,
+            inputs.latitude,
+            inputs.longitude,
+            (t, y, x),
+            stations=inputs.layout == "station",
+        )
+    if inputs.domain_rows is not None and inputs.domain_cols is not None:
+        batch["lat_idx"] = inputs.domain_rows[y, x].astype(np.int64)
+        batch["lon_idx"] = inputs.domain_cols[y, x].astype(np.int64)
+    return batch, (t, y, x)
+
+
+def _reduce(forecaster: Forecaster, out: np.ndarray, channel: int, q: int | None) -> np.ndarray:
+    """``(N, L, C[, Q], h, w)`` graph output -> ``(N, L)`` mean over the output cells."""
+    p = out[:, :, channel]
+    if q is not None:
+        p = p[:, :, q]
+    return p.mean((-2, -1))
+
+
+def _resolve(forecaster: Forecaster, variable: str | None, quantile: float | None):
+    targets, quantiles = forecaster.task.targets, tuple(forecaster.task.quantiles)
+    variable = variable or targets[0]
+    if variable not in targets:
+        raise ConfigError(f"explain variable {variable!r} is not a target; valid: {targets}")
+    if not quantiles:
+        if quantile is not None:
+            raise ConfigError(f"quantile {quantile} given but the model forecasts points")
+        return variable, targets.index(variable), None
+    level = 0.5 if quantile is None else float(quantile)
+    close = np.isclose(quantiles, level)
+    if quantile is not None and not close.any():
+        raise ConfigError(f"quantile {quantile} is not a model quantile; valid: {list(quantiles)}")
+    q = (
+        int(np.flatnonzero(close)[0])
+        if close.any()
+        else int(np.argmin(np.abs(np.subtract(quantiles, level))))
+    )
+    return variable, targets.index(variable), q
+
+
+def _cells(layout: InputLayout) -> list[tuple[str, int, Any]]:
+    """``(field, channel, step)`` groups: one per ``(variable, lag)`` entry."""
+    groups: list[tuple[str, int, Any]] = []
+    for c in range(len(layout.past)):
+        groups += [("past", c, i) for i in range(layout.input_steps)]
+    for c in range(len(layout.known)):
+        groups += [("known_future", c, i) for i in range(layout.horizon)]
+    groups += [("static", c, None) for c in range(len(layout.static))]
+    return groups
+
+
+def ablation(
+    forecaster: Forecaster, batch: dict[str, np.ndarray], channel: int, q: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-entry ablation of a request batch.
+
+    Returns:
+        ``cube (N, L, V, lag)`` (normalised or physical output units), ``prediction (N, L)``
+        and ``baseline_prediction (N, L)`` (every input at the baseline).
+
+    """
+    layout = InputLayout.from_task(forecaster.task)
+    base = _reduce(forecaster, forecaster.run(batch), channel, q)  # (N, L)
+    fields = {f: np.zeros((base.shape[0], base.shape[1], *batch[f].shape[1:3])) for f in FIELDS}
+    fields["static"] = np.zeros((base.shape[0], base.shape[1], batch["static"].shape[1]))
+    for field, c, i in _cells(layout):
+        perturbed = dict(batch)
+        v = batch[field].copy()
+        target: tuple[Any, ...]
+        if i is None:
+            v[:, c] = 0.0
+            target = (slice(None), slice(None), c)
+        else:
+            v[:, i, c] = 0.0
+            target = (slice(None), slice(None), i, c)
+        perturbed[field] = v
+        fields[field][target] = base - _reduce(forecaster, forecaster.run(perturbed), channel, q)
+    zero = {**batch, **{f: np.zeros_like(batch[f]) for f in FIELDS}}
+    baseline = _reduce(forecaster, forecaster.run(zero), channel, q)
+    # fields are (N, L, T, C) / (N, L, C): fold the lead into the sample axis for to_cube
+    n, n_leads = base.shape
+    cube = layout.to_cube(
+        _fold(fields["past"]), _fold(fields["known_future"]), _fold(fields["static"])
+    )
+    return cube.reshape(n, n_leads, *cube.shape[1:]), base, baseline
+
+
+def _fold(a: np.ndarray) -> np.ndarray:
+    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
+
+
+def occlusion(
+    forecaster: Forecaster,
+    batch: dict[str, np.ndarray],
+    channel: int,
+    q: int | None,
+    block: int = 2,
+) -> np.ndarray:
+    """Block occlusion of every variable (all its steps) on grid samples.
+
+    Returns:
+        ``(N, L, V, H, W)``: drop of the domain-mean forecast when the block holding each
+        cell is set to the baseline (each cell belongs to exactly one block).
+
+    """
+    layout = InputLayout.from_task(forecaster.task)
+    base = _reduce(forecaster, forecaster.run(batch), channel, q)  # (N, L)
+    h, w = batch["past"].shape[-2:]
+    names = layout.variables
+    out = np.zeros((*base.shape, len(names), h, w), np.float32)
+    sources = [("past", layout.past), ("known_future", layout.known), ("static", layout.static)]
+    for r0 in range(0, h, block):
+        for c0 in range(0, w, block):
+            window = (slice(r0, r0 + block), slice(c0, c0 + block))
+            for v, name in enumerate(names):
+                perturbed = dict(batch)
+                for field, channels in sources:
+                    if name in channels:
+                        a = batch[field].copy()
+                        c = channels.index(name)
+                        if field == "static":
+                            a[:, c, window[0], window[1]] = 0.0
+                        else:
+                            a[:, :, c, window[0], window[1]] = 0.0
+                        perturbed[field] = a
+                drop = base - _reduce(forecaster, forecaster.run(perturbed), channel, q)
+                out[:, :, v, window[0], window[1]] = drop[:, :, None, None]
+    return out
+
+
+def shap_values(
+    forecaster: Forecaster,
+    batch: dict[str, np.ndarray],
+    channel: int,
+    q: int | None,
+    max_evals: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """SHAP permutation values of each ``(variable, lag)`` entry of point samples.
+
+    Returns:
+        ``(N, L, V, lag)`` Shapley values against the baseline (a zero background).
+
+    """
+    import shap
+
+    layout = InputLayout.from_task(forecaster.task)
+    if batch["past"].shape[-1] * batch["past"].shape[-2] != 1:
+        raise ConfigError("method 'shap' explains point models; use ablation or occlusion")
+    n = batch["past"].shape[0]
+    shapes = {f: batch[f].shape[1:-2] for f in FIELDS}
+    sizes = [int(np.prod(shapes[f])) for f in FIELDS]
+    flat = np.concatenate([batch[f].reshape(n, -1) for f in FIELDS], 1)  # (N, F)
+    rest = {k: v for k, v in batch.items() if k not in FIELDS}
+
+    def model(x: np.ndarray, row: int) -> np.ndarray:
+        m = x.shape[0]
+        parts = np.split(x.astype(np.float32), np.cumsum(sizes)[:-1], axis=1)
+        feed = {f: p.reshape(m, *shapes[f], 1, 1) for f, p in zip(FIELDS, parts, strict=True)}
+        feed |= {k: np.repeat(v[row : row + 1], m, 0) for k, v in rest.items()}
+        return _reduce(forecaster, forecaster.run(feed), channel, q)  # (m, L)
+
+    masker = shap.maskers.Independent(np.zeros((1, flat.shape[1]), np.float32))
+    budget = max_evals or 2 * flat.shape[1] + 1
+    values = np.empty((n, forecaster.task.horizon, flat.shape[1]), np.float32)
+    for i in range(n):
+        explainer = shap.PermutationExplainer(lambda x, i=i: model(x, i), masker, seed=seed + i)
+        values[i] = explainer(flat[i : i + 1], max_evals=budget, silent=True).values[0].T
+    parts = np.split(values.reshape(n * values.shape[1], -1), np.cumsum(sizes)[:-1], axis=1)
+    fields = {f: p.reshape(-1, *shapes[f]) for f, p in zip(FIELDS, parts, strict=True)}
+    cube = layout.to_cube(fields["past"], fields["known_future"], fields["static"])
+    return cube.reshape(n, values.shape[1], *cube.shape[1:])
+
+
+def explain_inputs(
+    forecaster: Forecaster,
+    inputs: Inputs,
+    *,
+    method: str = "ablation",
+    variable: str | None = None,
+    quantile: float | None = None,
+    max_missing: float | None = None,
+    block: int = 2,
+    max_evals: int | None = None,
+    seed: int = 0,
+) -> xr.Dataset:
+    """Attributions of every forecast of a validated request.
+
+    Args:
+        forecaster: the exported model.
+        inputs: the validated request.
+        method: one of :data:`METHODS`.
+        variable: explained target (default the first).
+        quantile: explained quantile level (default the point forecast).
+        max_missing: accepted missing fraction (default the forecaster's).
+        block: occlusion window edge in cells.
+        max_evals: model evaluations per sample for ``shap`` (default ``2 F + 1``).
+        seed: permutation seed for ``shap``.
+
+    Returns:
+        The attribution Dataset (``sample`` = forecast; ``prediction`` and, for ablation,
+        ``baseline_prediction`` of the explained scalar per lead).
+
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown explain method {method!r}; valid are {list(METHODS)}")
+    variable, channel, q = _resolve(forecaster, variable, quantile)
+    batch, (t, y, x) = request_batch(forecaster, inputs, max_missing)
+    layout = InputLayout.from_task(forecaster.task)
+    scale, units = _scale(forecaster, variable)
+    prediction = _reduce(forecaster, forecaster.run(batch), channel, q)
+    extra: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
+    space: dict[str, np.ndarray] = {}
+    if method == "ablation":
+        cube, prediction, baseline = ablation(forecaster, batch, channel, q)
+        extra["baseline_prediction"] = (("sample", LEAD_TIME), baseline * scale)
+    elif method == "shap":
+        cube = shap_values(forecaster, batch, channel, q, max_evals, seed)
+    else:
+        if inputs.layout != "grid" or batch["past"].shape[-1] == 1:
+            raise ConfigError("method 'occlusion' needs a spatial model on a grid request")
+        cube = occlusion(forecaster, batch, channel, q, block)
+        space = {LATITUDE: inputs.latitude, LONGITUDE: inputs.longitude}
+    extra["prediction"] = (("sample", LEAD_TIME), prediction * scale)
+    attrs = {
+        "method": f"onnx_{method}",
+        "baseline": "climatology",
+        "units": units,
+        "model": forecaster.name,
+        "target_variable": variable,
+        "target_quantile": "point forecast" if quantile is None else float(quantile),
+        "target_aggregation": "mean",
+    }
+    step = forecaster.metadata.time_step
+    lead_time = (np.arange(1, forecaster.task.horizon + 1) * step).astype("timedelta64[ns]")
+    coords = _sample_coords(inputs, t, y, x, spatial=bool(space))
+    if space:
+        return _occlusion_dataset(cube * scale, layout, lead_time, coords, space, extra, attrs)
+    return attribution_dataset(
+        cube * scale, layout, lead_time, sample_coords=coords, extra=extra, attrs=attrs
+    )
+
+
+def _scale(forecaster: Forecaster, variable: str) -> tuple[float, str]:
+    meta = forecaster.metadata
+    units = meta.variables.get(variable, {}).get("units", "")
+    if meta.io.output_space == "physical":
+        return 1.0, units
+    stats = meta.normalizer.stats[variable]
+    if stats.log:
+        return 1.0, f"normalised log1p({variable})"
+    return float(stats.std), units
+
+
+def _sample_coords(inputs: Inputs, t, y, x, *, spatial: bool) -> dict[str, np.ndarray]:
+    coords: dict[str, np.ndarray] = {"init_time": inputs.times[t]}
+    if spatial:
+        return coords
+    if inputs.layout == "station":
+        coords[STATION] = np.asarray(inputs.station)[y]
+        coords[LATITUDE], coords[LONGITUDE] = inputs.latitude[y], inputs.longitude[y]
+    else:
+        coords[LATITUDE], coords[LONGITUDE] = inputs.latitude[y], inputs.longitude[x]
+    return coords
+
+
+def _occlusion_dataset(cube, layout, lead_time, coords, space, extra, attrs) -> xr.Dataset:
+    dims = ("sample", LEAD_TIME, "input_variable", *space)
+    data = {"attribution": (dims, cube.astype(np.float32))}
+    data |= {k: (d, np.asarray(v)) for k, (d, v) in extra.items()}
+    return xr.Dataset(
+        data,
+        coords={
+            "sample": np.arange(cube.shape[0]),
+            LEAD_TIME: lead_time,
+            "input_variable": list(layout.variables),
+            "input_kind": ("input_variable", layout.kinds()),
+            **{k: ("sample", v) for k, v in coords.items()},
+            **space,
+        },
+        attrs=attrs,
+    )
+
+
+def explain_records(
+    forecaster: Forecaster,
+    body: Any,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    max_missing: float | None = None,
+) -> dict[str, Any]:
+    """Explain the forecasts of a ``POST /v1/explain`` body (JSON in, JSON out).
+
+    Args:
+        forecaster: the model.
+        body: an :class:`~geoclim.serving.schemas.ExplainRequest` or its JSON dict.
+        name: model name to report.
+        version: model version to report.
+        max_missing: accepted missing fraction (default: the request's, else the server's).
+
+    Returns:
+        A dict in the :class:`~geoclim.serving.schemas.ExplainResponse` schema: per location,
+        ``attributions[lead][input_variable][lag]`` (``None`` where the model has no such
+        input), the explained forecast and its value at the baseline.
+
+    """
+    from pydantic import ValidationError
+
+    from geoclim.errors import SchemaError
+    from geoclim.serving import inputs as request
+    from geoclim.serving.schemas import ExplainRequest
+
+    if not isinstance(body, ExplainRequest):
+        try:
+            body = ExplainRequest.model_validate(body, strict=False)
+        except ValidationError as err:
+            first = err.errors()[0]
+            raise SchemaError(
+                f"request {'.'.join(map(str, first['loc']))}: {first['msg']}"
+            ) from None
+    if body.method == "occlusion":
+        raise ConfigError("method 'occlusion' maps grids; POST a gridded netCDF history instead")
+    locs = body.locations
+    stations = [loc.station or f"point-{i}" for i, loc in enumerate(locs)]
+    inputs = request.from_arrays(
+        forecaster.metadata,
+        _utc(body.init_time),
+        _stack([loc.past for loc in locs]),
+        latitude=np.array([loc.latitude for loc in locs]),
+        longitude=np.array([loc.longitude for loc in locs]),
+        station=stations,
+        future=_stack([loc.future for loc in locs]) or None,
+        static={
+            k: np.array([loc.static.get(k, np.nan) for loc in locs])
+            for k in {k for loc in locs for k in loc.static}
+        }
+        or None,
+        units=body.units or None,
+    )
+    if max_missing is None:
+        max_missing = body.max_missing
+    ds = explain_inputs(
+        forecaster,
+        inputs,
+        method=body.method,
+        variable=body.variable,
+        quantile=body.quantile,
+        max_missing=max_missing,
+        max_evals=body.max_evals,
+    )
+    step_h = forecaster.metadata.time_step_seconds / 3600.0
+    out = []
+    for i, station in enumerate(stations):
+        row = ds.isel(sample=i)
+        entry = {
+            "station": station,
+            "latitude": locs[i].latitude,
+            "longitude": locs[i].longitude,
+            "attributions": _nullable(row["attribution"].values),
+            "prediction": _nullable(row["prediction"].values),
+        }
+        if "baseline_prediction" in row:
+            entry["baseline_prediction"] = _nullable(row["baseline_prediction"].values)
+        out.append(entry)
+    return {
+        "model": name or forecaster.name,
+        "version": version,
+        "method": body.method,
+        "baseline": "climatology (train mean of every input)",
+        "target": ds.attrs["target_variable"],
+        "quantile": body.quantile,
+        "units": ds.attrs["units"],
+        "init_time": f"{np.datetime_as_string(_utc(body.init_time), unit='s')}Z",
+        "lead_time_hours": [step_h * k for k in range(1, forecaster.task.horizon + 1)],
+        "input_variables": [str(v) for v in ds["input_variable"].values],
+        "lags": [int(v) for v in ds["lag"].values],
+        "explanations": out,
+    }
+
+
+def _utc(value: Any) -> np.datetime64:
+    """A request's ``init_time`` as naive UTC ``datetime64[ns]`` (1900-2200)."""
+    import pandas as pd
+
+    from geoclim.errors import SchemaError
+
+    try:
+        t = pd.Timestamp(value)
+        t = t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t
+    except (ValueError, OverflowError):
+        t = None
+    if t is None or not pd.Timestamp("1900-01-01") <= t <= pd.Timestamp("2200-01-01"):
+        raise SchemaError(f"init_time {value!s} must be a time between 1900-01-01 and 2200-01-01")
+    return t.to_datetime64().astype("datetime64[ns]")
+
+
+def _stack(series: list[dict[str, list]]) -> dict[str, np.ndarray]:
+    """Per-location ``{var: series}`` -> ``{var: (S, T)}`` (same variables everywhere)."""
+    from geoclim.errors import SchemaError
+
+    names = {k for s in series for k in s}
+    out = {}
+    for var in sorted(names):
+        rows = [s.get(var) for s in series]
+        if any(r is None for r in rows) or len({len(r or ()) for r in rows}) > 1:
+            raise SchemaError(
+                f"variable {var!r} must be sent for every location with the same length"
+            )
+        out[var] = np.array(rows, dtype=np.float64)
+    return out
+
+
+def _nullable(values: np.ndarray) -> list:
+    a = np.asarray(values, dtype=np.float64)
+    out = a.astype(object)
+    out[~np.isfinite(a)] = None  # JSON has no NaN
+    return out.tolist()

@@ -1,0 +1,125 @@
+"""Which forecasts rest on enough real inputs: the validity mask and filled-input counts.
+
+A location (station, or grid cell) of one init time is *valid* when at most ``max_missing``
+of every input variable's window values are missing (past and known-future windows, static
+fields) and at least one real past value exists. Missing values of valid locations are
+filled with the train mean (as in training); invalid locations are masked (NaN forecast,
+``forecast_valid`` False), never filled and presented as forecasts. A request with no valid
+location is an error naming the first variable and location at fault.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from geoclim.data.task import ForecastTask
+from geoclim.errors import DataError
+from geoclim.serving.inputs import Inputs
+from geoclim.types import INIT_TIME, LATITUDE, LONGITUDE, STATION
+
+
+def input_validity(
+    task: ForecastTask, inputs: Inputs, max_missing: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which forecasts have enough real inputs, and how many inputs were filled.
+
+    Args:
+        task: the model's task.
+        inputs: the validated request.
+        max_missing: largest filled fraction of a variable's window values.
+
+    Returns:
+        ``valid (N, H, W)`` bool per init and location / cell: at most ``max_missing`` of
+        every variable's window values missing and at least one real past value;
+        ``filled (N, H, W)`` the number of missing input values filled with the train
+        mean (past and known-future windows, static fields).
+
+    Raises:
+        DataError: when no forecast is valid, naming the first variable and location.
+
+    """
+    t_in, lead, n_past = task.input_steps, task.horizon, len(task.past_variables)
+    miss = ~np.isfinite(inputs.dynamic)
+    csum = np.concatenate(
+        [np.zeros_like(miss[:1], np.int32), np.cumsum(miss, axis=0, dtype=np.int32)]
+    )
+    t = inputs.inits
+    past = (csum[t + 1] - csum[t + 1 - t_in])[..., :n_past]  # (N, H, W, C_past) counts
+    counts, sizes, names = [past], [t_in], [list(task.past_variables)]
+    fut = [task.dynamic_variables.index(v) for v in task.future_variables]
+    if fut:
+        counts.append((csum[t + 1 + lead] - csum[t + 1])[..., fut])
+        sizes.append(lead)
+        names.append(list(task.future_variables))
+    if task.static_inputs:
+        static_miss = (~np.isfinite(inputs.static)).astype(np.int32)
+        counts.append(np.broadcast_to(static_miss, (t.size, *inputs.static.shape)))
+        sizes.append(1)
+        names.append(list(task.static_inputs))
+    fracs = [c / n for c, n in zip(counts, sizes, strict=True)]
+    valid = (past < t_in).any(axis=-1)  # some real past value
+    for frac in fracs:
+        valid &= (frac <= max_missing).all(axis=-1)
+    filled = sum(c.sum(axis=-1) for c in counts)
+    if not valid.any():
+        _raise_missing(inputs, fracs, names, max_missing)
+    return valid, np.asarray(filled, dtype=np.int64)
+
+
+def _raise_missing(inputs: Inputs, fracs: list, names: list, max_missing: float) -> None:
+    t = inputs.inits
+    for frac, labels in zip(fracs, names, strict=True):
+        bad = np.argwhere(frac > min(max_missing, 1 - 1e-9))
+        if bad.size:
+            i, yy, xx, c = bad[0]
+            where = (
+                f"station {inputs.station[yy]!r}"
+                if inputs.layout == "station"
+                else f"latitude {inputs.latitude[yy]:.4f}, longitude {inputs.longitude[xx]:.4f}"
+            )
+            raise DataError(
+                f"no forecast can be made: e.g. variable {labels[c]!r} at {where}, init "
+                f"{pd.Timestamp(inputs.times[t[i]])}: {frac[i, yy, xx, c]:.0%} of its values "
+                f"are missing (NaN); the model accepts at most max_missing = "
+                f"{max_missing:.0%} per location: fill the gaps or raise max_missing"
+            )
+    raise DataError("no forecast can be made: every location's inputs are missing (NaN)")
+
+
+def mask_invalid(
+    out: xr.Dataset,
+    valid: np.ndarray,
+    filled: np.ndarray,
+    inputs: Inputs,
+    targets: tuple[str, ...],
+) -> xr.Dataset:
+    """NaN the forecasts made from too few inputs; add ``forecast_valid`` / ``inputs_filled``.
+
+    Args:
+        out: assembled forecast, dims ``(init_time, lead_time, <space>[, quantile])``.
+        valid: ``(N_init, H, W)`` from :func:`input_validity` (inits in request order).
+        filled: ``(N_init, H, W)`` filled input counts.
+        inputs: the validated request.
+        targets: the forecast variables to mask.
+
+    Returns:
+        ``out`` masked, with ``forecast_valid`` and ``inputs_filled`` (``init_time, <space>``).
+
+    """
+    space = [STATION] if inputs.layout == "station" else [LATITUDE, LONGITUDE]
+    if inputs.layout == "station":
+        valid, filled = valid[..., 0], filled[..., 0]
+    coords = {INIT_TIME: inputs.times[inputs.inits]} | {d: out[d].values for d in space}
+    dims = (INIT_TIME, *space)
+    ok = xr.DataArray(valid, coords, dims).reindex({INIT_TIME: out[INIT_TIME]})
+    n = xr.DataArray(filled, coords, dims).reindex({INIT_TIME: out[INIT_TIME]})
+    out = out.assign({name: out[name].where(ok) for name in targets})
+    out["forecast_valid"] = ok.astype(bool).assign_attrs(
+        long_name="forecast made from enough real inputs (see max_missing); NaN elsewhere"
+    )
+    out["inputs_filled"] = n.astype(np.int64).assign_attrs(
+        long_name="missing input values filled with the training mean"
+    )
+    return out.assign_attrs(inputs_filled=int(filled.sum()), masked=int((~valid).sum()))

@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+import torch
+
+from geoclim.errors import ConfigError
+from geoclim.explain.tft import attention_lags, explain_tft
+from tests.support.demo_export import build_net
+
+
+def test_tft_weights_are_averaged_per_step_and_lead(grid_dm, one_thread):
+    torch.manual_seed(0)
+    net = build_net("tft", grid_dm.dims, hidden_size=8, attention_heads=2)
+    ds = explain_tft(net, grid_dm, max_samples=20, progress=False)
+    assert ds["selection_weight"].dims == ("input_variable", "lag")
+    past = ds["selection_weight"].sel(lag=slice(0, None), input_variable=["no2", "t2m", "u10"])
+    np.testing.assert_allclose(past.sum("input_variable"), 1.0, rtol=1e-5)  # per input step
+    future = ds["decoder_weight"].sel(input_variable=["hour_sin", "u10"])
+    np.testing.assert_allclose(future.sum("input_variable"), 1.0, rtol=1e-5)  # per lead
+    np.testing.assert_allclose(ds["selection_weight"].sel(input_variable="elevation", lag=0), 1.0)
+    np.testing.assert_allclose(ds["attention"].sum("lag"), 1.0, rtol=1e-5)
+    # causal: lead 1 never attends to later leads (lags -2, -3)
+    assert float(ds["attention"].isel(lead_time=0).sel(lag=[-3, -2]).max()) == 0.0
+    assert ds.sizes["head"] == 2 and ds.attrs["n_samples"] == 20
+
+
+def test_attention_positions_map_to_lags():
+    np.testing.assert_array_equal(attention_lags(3, 2), [2, 1, 0, -1, -2])
+
+
+def test_explain_tft_refuses_other_networks(grid_dm):
+    with pytest.raises(ConfigError, match="model=tft"):
+        explain_tft(build_net("lstm", grid_dm.dims, hidden_size=4), grid_dm, progress=False)
