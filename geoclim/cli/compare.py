@@ -39,8 +39,14 @@ log = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``geoclim compare``."""
+    from geoclim.cli.help import HelpFormatter
+
     p = argparse.ArgumentParser(
-        prog="geoclim compare", description="Leaderboard of run directories (single or multirun)."
+        prog="geoclim compare",
+        description="Leaderboard of run directories (single or multirun).",
+        formatter_class=HelpFormatter,
+        epilog="examples:\n  geoclim compare logs/train/multiruns/2024-05-01_12-00-00_000000\n"
+        "  geoclim compare RUN_A RUN_B --sort-by skill_persistence --lead 6 --out board",
     )
     p.add_argument("paths", nargs="+", type=Path, help="run directories or multirun directories")
     p.add_argument(

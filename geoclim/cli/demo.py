@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import urllib.request
 from pathlib import Path
 
 from geoclim.cli.errors import friendly_errors
+from geoclim.cli.help import HelpFormatter
 from geoclim.errors import GeoclimError
 
 log = logging.getLogger("geoclim.demo")
@@ -78,12 +80,34 @@ def data_stage() -> None:
     print(format_summary("london (Marylebone Road)", london))
 
 
+#: console scripts (pyproject.toml [project.scripts]) of the modules the demo runs
+CONSOLE_SCRIPTS = {
+    "geoclim.cli.main": "geoclim",
+    "geoclim.cli.train": "geoclim-train",
+    "geoclim.cli.evaluate": "geoclim-eval",
+    "geoclim.cli.export": "geoclim-export",
+    "geoclim.cli.explain": "geoclim-explain",
+}
+
+
+def shell_command(cmd: list[str]) -> str:
+    """``cmd`` as a user would type it: ``python -m geoclim.cli.train`` -> ``geoclim-train``.
+
+    Arguments are quoted for a POSIX shell (:func:`shlex.join`), so the line can be pasted.
+    """
+    if cmd[:2] == [sys.executable, "-m"] and len(cmd) > 2:
+        cmd = [CONSOLE_SCRIPTS.get(cmd[2], f"python -m {cmd[2]}"), *cmd[3:]]
+        head, rest = cmd[0], cmd[1:]
+        return " ".join([head, shlex.join(rest)]) if rest else head
+    return shlex.join(cmd)
+
+
 def run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     """Run a geoclim command, echoing it; a failure stops the demo with its message."""
-    print("$ " + " ".join(cmd[2:] if cmd[:2] == [sys.executable, "-m"] else cmd), flush=True)
+    print(shell_command(cmd), flush=True)
     proc = subprocess.run(cmd, **kwargs)
     if proc.returncode != 0:
-        raise GeoclimError(f"command failed with status {proc.returncode}: {' '.join(cmd)}")
+        raise GeoclimError(f"command failed with status {proc.returncode}: {shell_command(cmd)}")
     return proc
 
 
@@ -390,12 +414,18 @@ def _print_forecast(path: Path, history: Path) -> None:
 @friendly_errors
 def main(argv: list[str] | None = None) -> int:
     """Run the demo stages."""
-    parser = argparse.ArgumentParser(prog="geoclim demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="geoclim demo",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=HelpFormatter,
+        epilog="examples:\n  geoclim demo debug=smoke        # minutes on a laptop\n"
+        "  geoclim demo --models lstm,persistence,climatology\n  geoclim demo --data-only",
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"), help="output folder")
     parser.add_argument(
         "--models",
         default=",".join(NETWORKS + REFERENCE + BASELINES),
-        help="comma-separated model configs to train (default: all)",
+        help="comma-separated model configs to train",
     )
     parser.add_argument("--data-only", action="store_true", help="stop after stage 1")
     parser.add_argument(

@@ -24,8 +24,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from geoclim.cli.config import CONFIG_PATH
 from geoclim.cli.errors import friendly_errors
-from geoclim.cli.evaluate import CONFIG_DIR
 from geoclim.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def explain_export(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="explain")
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="explain")
 @friendly_errors
 def _hydra_main(cfg: DictConfig) -> None:
     out = explain(cfg)

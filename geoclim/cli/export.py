@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 
 from geoclim.cli.errors import friendly_errors
+from geoclim.cli.help import HelpFormatter
 from geoclim.errors import ConfigError
 from geoclim.export.parity import DEFAULT_ATOL, DEFAULT_RTOL
 from geoclim.training import rundir
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="geoclim-export",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument("run_dir", type=Path, help="run directory written by geoclim-train")

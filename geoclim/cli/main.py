@@ -14,6 +14,36 @@ from pathlib import Path
 
 from geoclim.cli.check import add_check_parser
 from geoclim.cli.errors import friendly_errors
+from geoclim.cli.help import HelpFormatter
+
+MAIN_EPILOG = """\
+commands with options of their own (each takes --help):
+  geoclim compare RUN_DIR...   leaderboard of run directories
+  geoclim serve MODEL          serve an exported model over HTTP
+  geoclim demo                 the main job on the embedded real data
+
+training, scoring and export are separate commands (each takes --help):
+  geoclim-train, geoclim-eval, geoclim-export
+
+examples:
+  geoclim samples
+  geoclim summary naps_no2 my_file.nc
+  geoclim inspect my_file.nc --write-config conf_local
+  geoclim compare logs/train/multiruns/2024-05-01_12-00-00_000000
+"""
+
+SUMMARY_EPILOG = """\
+examples:
+  geoclim summary naps_no2                 an embedded sample (list: geoclim samples)
+  geoclim summary data/obs.nc store.zarr   files: variables, units, coverage, time step
+"""
+
+INSPECT_EPILOG = """\
+examples:
+  geoclim inspect my_file.nc                       how it reads + suggested configs
+  geoclim inspect my_file.nc --write-config conf_local
+  geoclim-train hydra.searchpath=[file://$PWD/conf_local] data=my_file task=my_file
+"""
 
 
 def _open(item: str):
@@ -116,7 +146,7 @@ def _add_ingest(sub: argparse._SubParsersAction) -> None:
         description="Ingest new and changed EPA AirData daily CSVs of RAW_DIR into STORE_DIR\n"
         "(stations.nc + manifest.json + tables/). A bad file never blocks the good ones.",
         epilog=INGEST_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("raw_dir", metavar="RAW_DIR", type=Path, help="folder of EPA daily CSVs")
     p.add_argument("store_dir", metavar="STORE_DIR", type=Path, help="store (created if needed)")
@@ -167,20 +197,31 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``geoclim``."""
     parser = argparse.ArgumentParser(
         prog="geoclim",
-        description=__doc__.split("\n\n")[0],
-        epilog="Also: geoclim compare RUN_DIR... (leaderboard), geoclim serve MODEL (HTTP), "
-        "geoclim demo (the main job on the embedded data); each takes --help.",
+        description="geoclim: data summaries and inspection, EPA ingestion, embedded samples,\n"
+        "leaderboards, serving and the demo.",
+        epilog=MAIN_EPILOG,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("summary", help="summarise datasets (files or embedded sample names)")
+    p = sub.add_parser(
+        "summary",
+        help="summarise datasets (files or embedded sample names)",
+        description="Summarise each dataset: dims, variables with units, coverage, time step.",
+        epilog=SUMMARY_EPILOG,
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("datasets", nargs="+", help="netCDF/zarr path or sample name")
     p.set_defaults(func=_summary)
 
     p = sub.add_parser(
         "inspect",
         help="how geoclim reads a file (layout, time, units, what to declare) + configs",
+        description="How geoclim reads each file (layout, time axis, units, what to declare)\n"
+        "and the data and task configs that train on it.",
+        epilog=INSPECT_EPILOG,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("datasets", nargs="+", help="netCDF/zarr path or sample name")
     p.add_argument(
@@ -192,7 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_inspect)
 
-    p = sub.add_parser("samples", help="list the embedded real datasets")
+    p = sub.add_parser(
+        "samples",
+        help="list the embedded real datasets",
+        description="List the embedded real datasets (usable as data=<name> and by summary).",
+        epilog="example:\n  geoclim samples\n  geoclim summary naps_no2_grid",
+        formatter_class=HelpFormatter,
+    )
     p.set_defaults(func=_samples)
 
     _add_ingest(sub)

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
+from geoclim.evaluation.report import score_table
 from geoclim.training import rundir
 from geoclim.training.distributed import (
     hydra_job_launcher,
@@ -82,7 +83,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     rundir.write_metrics(run_dir, metrics)
     _finish_loggers(loggers, metrics)
     log.info("run directory %s", run_dir)
-    return rundir.to_floats(metrics)
+    floats = rundir.to_floats(metrics)
+    log.info("%s", score_table(floats, "test", title=f"{_model_name(cfg)} ({run_dir})"))
+    return floats
 
 
 def _fit_network(cfg: DictConfig, dm: GeoDataModule):

@@ -54,8 +54,6 @@ def test_clear_errors_for_missing_or_invalid_run_dirs(run_dir, tmp_path):
         evaluate(_cfg())
     with pytest.raises(ConfigError, match="valid splits"):
         evaluate(_cfg(run_dir=str(run_dir), split="dev"))
-    with pytest.raises(DataError, match="do not overlap the 'val' split"):
-        evaluate(_cfg(run_dir=str(run_dir), split="val"))
     with pytest.raises(DataError, match="no such checkpoint"):
         evaluate(_cfg(ckpt_path=str(tmp_path / "best.ckpt")))
     (run_dir / "predictions.nc").unlink()

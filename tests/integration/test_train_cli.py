@@ -151,3 +151,53 @@ def test_multirun_with_ddp_leaves_no_stray_run_directories(tmp_path):
         assert (sweep / job / "metrics.json").exists()
         assert (sweep / job / "train_ddp_rank1.log").exists()  # rank 1 ran this job only
     assert {p.name for p in tmp_path.iterdir()} == {"sweep"}
+
+
+def test_a_job_ends_with_its_score_table(tmp_path):
+    run = tmp_path / "run"
+    result = geoclim_train(*TINY, "model=persistence", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert f"test scores of persistence ({run})" in log
+    header = next(line for line in log.splitlines() if line.startswith("target  RMSE"))
+    assert "skill vs persistence" in header and "skill vs climatology" in header
+    row = log.splitlines()[log.splitlines().index(header) + 2].split()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert row[0] == "no2" and float(row[1]) == pytest.approx(metrics["test/rmse/no2"], rel=1e-3)
+    assert "skill vs persistence" in (run / "train.log").read_text()
+
+
+def test_data_file_with_unparsable_units_names_variable_file_and_key(tmp_path):
+    from tests.cli.test_units_errors import write_station_file
+
+    path = write_station_file(tmp_path / "obs.nc", "blorps per fortnight squared")
+    result = geoclim_train(
+        "data=file",
+        f"data.source.path={path}",
+        "task.targets=[no2]",
+        "task.past_inputs=[no2,wobble]",
+        "debug=smoke",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"error: {path}: variable 'wobble': unknown units" in result.stderr
+    assert "data.variables.wobble.units" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_eval_val_of_a_network_run_as_the_readme_shows_it(tmp_path):
+    run = tmp_path / "run"
+    assert geoclim_train(*TINY, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-m", "geoclim.cli.evaluate", f"run_dir={run}", "split=val"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "predictions.nc holds the test split; predicting the 'val' split with" in log
+    assert "checkpoints/best.ckpt" in log and "val scores of" in log
+    assert (run / "predictions_val.nc").is_file() and (run / "scores_val.nc").is_file()
