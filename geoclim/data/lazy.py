@@ -137,6 +137,12 @@ class BlockReader:
         self.space = schema.space_dims(ds)
         h = ds.sizes[self.space[0]]
         self.grid_shape = (h, ds.sizes[self.space[1]] if len(self.space) > 1 else 1)
+        log.info(
+            "lazy backend: blocks of %d init times (%d blocks), %d cached per process",
+            self.block_steps,
+            self.n_blocks,
+            blocks_in_memory,
+        )
         self._cache: OrderedDict[int, tuple[int, WindowArrays]] = OrderedDict()
         self._pid = os.getpid()
 
