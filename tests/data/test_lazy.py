@@ -201,3 +201,8 @@ def test_derived_block_holds_several_halos():
     spec = WindowSpec(6, 4)
     assert lazy.derive_block_steps(24, spec) == 48  # 4 halos of 9 steps = 36 -> 2 chunks
     assert lazy.derive_block_steps(100, spec) == 100
+
+
+def test_fingerprint_is_the_same_read_lazily(pair):
+    memory, lazy_dm = pair
+    assert memory.fingerprint == lazy_dm.fingerprint
