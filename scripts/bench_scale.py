@@ -69,7 +69,7 @@ TASK = dict(
 
 
 class PeakRSS:
-    """Samples the resident memory of this process plus its children (DataLoader workers)."""
+    """Peak memory of this process plus its children (DataLoader workers), summed as PSS."""
 
     def __init__(self, every: float = 0.1):
         self.every, self.peak, self._stop = every, 0, threading.Event()
@@ -77,11 +77,14 @@ class PeakRSS:
 
     @staticmethod
     def _rss(pid: int) -> int:
+        """Proportional set size: pages shared with forked workers are counted once overall."""
         try:
-            with open(f"/proc/{pid}/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
         except OSError:
-            return 0
+            pass
+        return 0
 
     @staticmethod
     def _children(pid: int) -> list[int]:
@@ -185,11 +188,12 @@ def run(source, model: str, window: dict, args, backend: str, *, train: bool = T
         t0 = time.perf_counter()
         dm.setup()
         setup_s = time.perf_counter() - t0
-        n = min(args.batches, len(dm.loader("train", shuffle=True)))
+        n_all = len(dm.loader("train", shuffle=True))
+        n, n_loader = min(args.batches, n_all), min(args.loader_batches, n_all)
         samples = n * dm.batch_size
         t0 = time.perf_counter()
         for i, _ in enumerate(dm.loader("train", shuffle=True)):
-            if i + 1 == n:
+            if i + 1 == n_loader:
                 break
         loader_s = time.perf_counter() - t0
         train_s = float("nan")
@@ -206,9 +210,10 @@ def run(source, model: str, window: dict, args, backend: str, *, train: bool = T
         "train_samples_in_index": len(dm.index["train"]),
         "batches": n,
         "batch_size": dm.batch_size,
-        "loader_samples_per_s": samples / loader_s,
+        "loader_batches": n_loader,
+        "loader_samples_per_s": n_loader * dm.batch_size / loader_s,
         "train_samples_per_s": samples / train_s,
-        "peak_rss_gb": peak.peak / 1e9,
+        "peak_rss_gb": peak.peak / 1e9,  # PSS of the process and its workers
         "block_steps": dm.reader.block_steps if dm.reader is not None else None,
     }
     log.info("%s", json.dumps(out))
@@ -223,7 +228,11 @@ def main() -> None:
     parser.add_argument("--nlon", type=int, default=128)
     parser.add_argument("--chunk", type=int, default=24, help="time steps per zarr chunk")
     parser.add_argument("--subset-gb", type=float, default=0.5, help="in-memory comparison size")
-    parser.add_argument("--batches", type=int, default=150, help="batches per measurement")
+    parser.add_argument("--batches", type=int, default=30, help="batches trained per model")
+    parser.add_argument(
+        "--loader-batches", type=int, default=300, help="batches drawn by the loader alone"
+    )
+    parser.add_argument("--models", default="cnn,lstm", help="comma-separated: cnn, lstm")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (lazy)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--accelerator", default="cpu")
@@ -266,13 +275,14 @@ def main() -> None:
         def subset_lazy():
             return open_dataset(store, chunks={}).isel(time=slice(0, n_sub))
 
-        subset_memory = open_dataset(store).isel(time=slice(0, n_sub)).load()
         windows = {  # model -> window (and batch size)
             "cnn": {"patch": 32, "stride": 1, "batch_size": 32},
             "lstm": {"patch": 1, "stride": 23, "batch_size": 256},
         }
+        windows = {m: windows[m] for m in args.models.split(",")}
         results["full"] = [run(full, m, w, args, "lazy") for m, w in windows.items()]
         results["subset"] = []
+        subset_memory = open_dataset(store).isel(time=slice(0, n_sub)).load()
         for m, w in windows.items():
             results["subset"].append(run(subset_memory, m, w, args, "memory"))
             results["subset"].append(run(subset_lazy, m, w, args, "lazy"))
@@ -293,7 +303,8 @@ def main() -> None:
     )
     report(results)
     if args.save:
-        out = ROOT / "experiments" / "bench_scale" / f"results_{round(results['gb'])}gb.json"
+        name = f"results_{results['gb']:.0f}gb_{args.models.replace(',', '_')}.json"
+        out = ROOT / "experiments" / "bench_scale" / name
         fileio.write_text(out, json.dumps(results, indent=2) + "\n")
         log.info("saved %s", out)
 
@@ -321,7 +332,7 @@ def report(results: dict) -> None:
                 r["train_samples_per_s"],
                 r["peak_rss_gb"],
             )
-    for model in ("cnn", "lstm"):
+    for model in {r["model"] for r in results["full"]}:
         mem, lz = (
             next(r for r in results["subset"] if r["model"] == model and r["backend"] == b)
             for b in ("memory", "lazy")

@@ -27,9 +27,9 @@ def store(tmp_path_factory):
     return path
 
 
-def _dm(source, backend=None, window=None, **kw):
+def _dm(source, backend=None, window=None, batch_size=16, **kw):
     dm = GeoDataModule(
-        source, TASK, window=window or {"stride": 1}, batch_size=16, backend=backend, **kw
+        source, TASK, window=window or {"stride": 1}, batch_size=batch_size, backend=backend, **kw
     )
     dm.setup()
     return dm
@@ -146,7 +146,9 @@ def test_lanes_give_each_worker_a_contiguous_run(pair):
 
 
 def test_workers_serve_the_same_epoch_as_the_main_process(store):
-    dm = _dm(open_dataset(store, chunks={}), lazy={"block_steps": 48}, num_workers=2)
+    dm = _dm(
+        open_dataset(store, chunks={}), lazy={"block_steps": 48}, num_workers=2, batch_size=256
+    )
     loader = dm.loader("train", shuffle=True)
     loader.sampler.set_epoch(1)
     with_workers = [b["time_idx"].numpy() for b in loader]
