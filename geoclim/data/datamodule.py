@@ -23,6 +23,7 @@ import xarray as xr
 from geoclim.data import calendar, categorical, folds, lazy, schema, timeaxis, variables
 from geoclim.data.datasets import WindowDataset, batch_loader
 from geoclim.data.fingerprint import data_fingerprint
+from geoclim.data.lazy import BlockReader
 from geoclim.data.normalize import Normalizer
 from geoclim.data.task import SPLIT_NAMES, ForecastTask, TimeSplits, make_splits
 from geoclim.data.timeaxis import TimeStep
@@ -147,7 +148,7 @@ class GeoDataModule(L.LightningDataModule):
         self.cv = folds.parse_cv(cv)
         self.variables = dict(variables or {})
         self.backend, self.lazy_args = backend, dict(lazy or {})
-        self.reader: lazy.BlockReader | None = None  # the lazy backend's blocks
+        self.reader: BlockReader | None = None  # the lazy backend's blocks
         self.ds: xr.Dataset | None = None
         self.normalizer: Normalizer | None = None
         self.splits: TimeSplits | None = None
@@ -197,8 +198,9 @@ class GeoDataModule(L.LightningDataModule):
             time_range=self.splits.train,
             log=self.log_transform,
         )
+        valid: Any  # (T, H, W) bool, bit-packed in the lazy backend
         if self.backend == "lazy":
-            self.reader = lazy.BlockReader(ds, self._build_arrays, self.spec, **self.lazy_args)
+            self.reader = BlockReader(ds, self._build_arrays, self.spec, **self.lazy_args)
             valid = self.reader.target_valid(task.targets, self._exclude_masks(ds))
         else:
             self.arrays = self._build_arrays(ds)
