@@ -61,8 +61,7 @@ def split_samples(dm: GeoDataModule, split: str) -> tuple[IntArray, IntArray, In
 
 def patch_shape(dm: GeoDataModule) -> tuple[int, int]:
     """``(h, w)`` of one sample's spatial patch (``(1, 1)`` for point samples)."""
-    assert dm.arrays is not None
-    return dm.spec.patch_shape(dm.arrays.grid_shape)
+    return dm.spec.patch_shape(dm.grid_shape)
 
 
 def physical_targets(dm: GeoDataModule, *, observed_only: bool = False) -> np.ndarray:
@@ -78,9 +77,9 @@ def physical_targets(dm: GeoDataModule, *, observed_only: bool = False) -> np.nd
     """
     dm.setup()
     ds = dm.ds
-    assert ds is not None and dm.arrays is not None
+    assert ds is not None
     space = schema.space_dims(ds)
-    n_time, (h, w) = ds.sizes[TIME], dm.arrays.grid_shape
+    n_time, (h, w) = ds.sizes[TIME], dm.grid_shape
     out = np.empty((n_time, h, w, len(dm.task.targets)), np.float32)
     for c, name in enumerate(dm.task.targets):
         values = ds[name].transpose(TIME, *space).values.reshape(n_time, h, w)

@@ -20,9 +20,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from geoclim.data import calendar, categorical, folds, schema, timeaxis, variables
+from geoclim.data import calendar, categorical, folds, lazy, schema, timeaxis, variables
 from geoclim.data.datasets import WindowDataset, batch_loader
 from geoclim.data.fingerprint import data_fingerprint
+from geoclim.data.lazy import BlockReader
 from geoclim.data.normalize import Normalizer
 from geoclim.data.task import SPLIT_NAMES, ForecastTask, TimeSplits, make_splits
 from geoclim.data.timeaxis import TimeStep
@@ -98,6 +99,9 @@ class GeoDataModule(L.LightningDataModule):
         variables: ``data.variables`` declarations (``{name: {units, long_name}}``); the
             file source reads them (its config interpolates them), they are kept here so
             that they travel with the datamodule's config.
+        backend: ``memory`` (arrays held once), ``lazy`` (time blocks read on demand,
+            :mod:`geoclim.data.lazy`) or ``None``: lazy when the data is dask-backed.
+        lazy: ``block_steps`` and ``blocks_in_memory`` of the lazy backend.
 
     """
 
@@ -116,6 +120,8 @@ class GeoDataModule(L.LightningDataModule):
         seed: int = 0,
         cv: dict[str, Any] | None = None,
         variables: dict[str, Any] | None = None,
+        backend: str | None = None,
+        lazy: dict[str, Any] | None = None,
     ):
         super().__init__()
         self.source = source
@@ -141,6 +147,8 @@ class GeoDataModule(L.LightningDataModule):
         self.seed = seed
         self.cv = folds.parse_cv(cv)
         self.variables = dict(variables or {})
+        self.backend, self.lazy_args = backend, dict(lazy or {})
+        self.reader: BlockReader | None = None  # the lazy backend's blocks
         self.ds: xr.Dataset | None = None
         self.normalizer: Normalizer | None = None
         self.splits: TimeSplits | None = None
@@ -155,7 +163,7 @@ class GeoDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         """Run the data path once (idempotent)."""
-        if self.arrays is not None:
+        if self.arrays is not None or self.reader is not None:
             return
         ds = self.source() if callable(self.source) else self.source
         task = self.task
@@ -172,6 +180,12 @@ class GeoDataModule(L.LightningDataModule):
         keep = [*task.dynamic_variables, *task.static_inputs]
         keep += [variables.mask_name(v) for v in task.targets if variables.mask_name(v) in ds]
         ds = ds[keep]
+        self.backend = lazy.choose_backend(self.backend, ds)
+        if self.backend == "lazy" and self.imputer is not None:
+            raise ConfigError(
+                "data.imputer needs the data in memory; with data.backend = 'lazy' impute "
+                "the store beforehand or set data.imputer=null"
+            )
         if self.imputer is not None:
             start, stop = self.splits.train
             train_period = slice(ds[TIME].values[start], ds[TIME].values[stop - 1])
@@ -184,8 +198,13 @@ class GeoDataModule(L.LightningDataModule):
             time_range=self.splits.train,
             log=self.log_transform,
         )
-        self.arrays = self._build_arrays(ds)
-        valid = self.arrays.target_valid()
+        valid: Any  # (T, H, W) bool, bit-packed in the lazy backend
+        if self.backend == "lazy":
+            self.reader = BlockReader(ds, self._build_arrays, self.spec, **self.lazy_args)
+            valid = self.reader.target_valid(task.targets, self._exclude_masks(ds))
+        else:
+            self.arrays = self._build_arrays(ds)
+            valid = self.arrays.target_valid()
         if self.derive_stride:
             every = self._index(valid, ds.sizes[TIME], "train")
             target = TARGET_SAMPLES if self.spec.patch == 1 else TARGET_SPATIAL_SAMPLES
@@ -201,7 +220,7 @@ class GeoDataModule(L.LightningDataModule):
         for name in SPLIT_NAMES:
             self.index[name] = self._index(valid, ds.sizes[TIME], name)
         if self.cv is not None and self.cv.name == "spatial_blocks":
-            cells = int(np.prod(self.spec.patch_shape(self.arrays.grid_shape)))
+            cells = int(np.prod(self.spec.patch_shape(self.grid_shape)))
             self.index = folds.leave_region_out(self.index, ds, self.cv, cells)
         if self.batch_size is None:
             self.batch_size = derive_batch_size(len(self.index["train"]))
@@ -212,11 +231,23 @@ class GeoDataModule(L.LightningDataModule):
             )
         log.info("samples per split: %s", {k: len(v) for k, v in self.index.items()})
 
-    def _index(self, valid: np.ndarray, n_time: int, split: str) -> SampleIndex:
-        assert self.arrays is not None and self.splits is not None
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the arrays (``(S, 1)`` for stations)."""
+        if self.reader is not None:
+            return self.reader.grid_shape
+        assert self.arrays is not None
+        return self.arrays.grid_shape
+
+    def _exclude_masks(self, ds: xr.Dataset) -> list[str]:
+        masks = [variables.mask_name(v) for v in self.task.targets]
+        return [m for m in masks if m in ds] if self.exclude_imputed_targets else []
+
+    def _index(self, valid: Any, n_time: int, split: str) -> SampleIndex:
+        assert self.splits is not None
         return build_index(
             valid,
-            self.arrays.grid_shape,
+            self.grid_shape,
             n_time,
             self.spec,
             self.splits[split],
@@ -289,9 +320,11 @@ class GeoDataModule(L.LightningDataModule):
             exclude=exclude,
         )
 
-    def dataset(self, split: str) -> WindowDataset:
-        """The :class:`WindowDataset` of ``split``."""
+    def dataset(self, split: str) -> WindowDataset | lazy.LazyWindowDataset:
+        """The :class:`WindowDataset` of ``split`` (lazy backend: its block dataset)."""
         self.setup()
+        if self.reader is not None:
+            return lazy.LazyWindowDataset(self.reader, self.index[split], self.spec)
         assert self.arrays is not None
         return WindowDataset(self.arrays, self.index[split], self.spec)
 
@@ -299,8 +332,9 @@ class GeoDataModule(L.LightningDataModule):
         """Whole batches of ``split`` for one rank (epoch-seeded order when shuffled)."""
         dataset = self.dataset(split)  # sets up, which derives a batch size left unset
         assert self.batch_size is not None
-        return batch_loader(
-            dataset,
+        make = lazy.lazy_loader if isinstance(dataset, lazy.LazyWindowDataset) else batch_loader
+        return make(
+            dataset,  # type: ignore[arg-type]
             self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

@@ -3,15 +3,19 @@
 ``z = (f(x) - mean) / std`` with ``f`` the identity or, for skewed non-negative
 concentrations, ``f(x) = log1p(max(x, 0))`` (small negative readings, instrument noise, are
 clipped to zero before the log). Statistics are pooled over time and space of the train
-block. The Normalizer round-trips through JSON and travels in checkpoints and ONNX metadata.
+block; for dask-backed data (opened with ``chunks``) they are computed chunk by chunk and
+merged (Chan et al.'s pairwise update), so the data is never loaded whole. The Normalizer
+round-trips through JSON and travels in checkpoints and ONNX metadata.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import dask
 import numpy as np
 import xarray as xr
 
@@ -69,14 +73,11 @@ class Normalizer:
             da = ds[name]
             if time_range is not None and TIME in da.dims:
                 da = da.isel({TIME: slice(*time_range)})
-            values = _forward(np.asarray(da.values, dtype=np.float64), name in log_set)
-            finite = values[np.isfinite(values)]
-            if finite.size == 0:
+            n, mean, m2 = _moments(da, name in log_set)
+            if n == 0:
                 raise DataError(f"cannot normalise {name!r}: no observed value in the train block")
-            std = float(finite.std())
-            stats[name] = VariableStats(
-                float(finite.mean()), std if std > 0 else 1.0, name in log_set
-            )
+            std = math.sqrt(m2 / n)
+            stats[name] = VariableStats(mean, std if std > 0 else 1.0, name in log_set)
         return cls(stats)
 
     def _get(self, name: str) -> VariableStats:
@@ -165,3 +166,42 @@ def _forward(values: np.ndarray, log: bool) -> np.ndarray:
         np.maximum(values, 0.0, out=values)
         np.log1p(values, out=values)
     return values
+
+
+def _moments(da: xr.DataArray, log: bool) -> tuple[int, float, float]:
+    """``(n, mean, M2)`` of the finite values of ``f(da)``, chunk by chunk.
+
+    Dask-backed data is reduced over its own chunks (never loaded whole); in-memory data over
+    slices of its first axis, which keeps the float64 temporaries small.
+    """
+    if da.chunks is not None:
+        blocks = da.data.to_delayed().ravel()
+        parts = dask.compute(*(dask.delayed(_chunk_moments)(b, log) for b in blocks))
+    else:
+        values = da.values.reshape(da.shape[0] if da.ndim else 1, -1)
+        rows = max(1, _SLICE // max(1, values.shape[1]))
+        parts = [_chunk_moments(values[i : i + rows], log) for i in range(0, len(values), rows)]
+    n, mean, m2 = 0, 0.0, 0.0
+    for nb, mb, m2b in parts:  # merge (n, mean, M2) pairwise (Chan et al.): any chunking
+        if nb == 0:
+            continue
+        total = n + nb
+        delta = mb - mean
+        mean += delta * nb / total
+        m2 += m2b + delta * delta * n * nb / total
+        n = total
+    return n, mean, m2
+
+
+_SLICE = 1 << 22
+"""Values per in-memory slice in :func:`_moments`."""
+
+
+def _chunk_moments(values: np.ndarray, log: bool) -> tuple[int, float, float]:
+    """``(n, mean, M2)`` of the finite values of one array (float64 sums of float32 values)."""
+    out = _forward(values, log)
+    finite = out[np.isfinite(out)]
+    if finite.size == 0:
+        return 0, 0.0, 0.0
+    mean = float(finite.mean(dtype=np.float64))
+    return int(finite.size), mean, float(np.square(finite - mean, dtype=np.float64).sum())

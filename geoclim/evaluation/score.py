@@ -214,7 +214,8 @@ def score_run(
         raise DataError("score_run needs reference forecasts (e.g. reference_forecasts(dm, split))")
     forecast = forecast[list(dm.task.targets)]
     _check_overlap(forecast, next(iter(references.values())), split)
-    truth = truth_at_valid_time(forecast, observed(dm.ds, dm.task.targets))
+    # computed: truth is the forecast's size, and lazy (dask-backed) data must not reach metrics
+    truth = truth_at_valid_time(forecast, observed(dm.ds, dm.task.targets)).compute()
     space = list(schema.space_dims(dm.ds))
     reduce_dims = [INIT_TIME] if by_location else [INIT_TIME, *space]
     kw = {
