@@ -5,7 +5,8 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
-SLOW = {"02_quickstart", "03_serve"}  # a training run / an export: over 10 s each
+# training runs (a multirun for 05), an export: over 10 s each
+SLOW = {"02_quickstart", "03_serve", "04_your_own_data", "05_compare_runs"}
 
 
 @pytest.mark.timeout(900)
