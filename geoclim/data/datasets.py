@@ -9,6 +9,7 @@ not ``B`` Python calls.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,8 +105,8 @@ class EpochBatchSampler(Sampler[np.ndarray]):
             yield rows if self.world_size == 1 else np.array_split(rows, self.world_size)[self.rank]
 
 
-def _as_is(batch: Batch) -> Batch:
-    """The collate function of whole batches: they are tensors already."""
+def _as_is(batch: Any) -> Any:
+    """The collate function of whole batches (a :class:`Batch`): they are tensors already."""
     return batch
 
 

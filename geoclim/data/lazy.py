@@ -290,11 +290,11 @@ class BlockBatchSampler(EpochBatchSampler):
         lanes = np.array_split(np.arange(len(self)), self.lanes)  # longer lanes first
         return [int(lane[i]) for i in range(len(lanes[0])) for lane in lanes if i < len(lane)]
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[np.ndarray]:
         order = self._order()
         for b in self.batch_order():
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield np.array_split(rows, self.world_size)[self.rank].tolist()
+            yield np.array_split(rows, self.world_size)[self.rank]  # int64, as the base
 
 
 def lazy_loader(

@@ -36,7 +36,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -131,8 +131,7 @@ def load_run(path: str | Path) -> RunRecord:
     if not is_run_dir(path):
         raise DataError(f"{path}: not a run directory (needs metrics.json and {CONFIG})")
     cfg = rundir.read_config(path)
-    config = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(config, dict)
+    config = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))  # a DictConfig
     raw = rundir.read_metrics(path, required=True)
     metrics = {
         k: (math.nan if v is None else float(v))

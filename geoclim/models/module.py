@@ -183,8 +183,8 @@ class ForecastModule(L.LightningModule):
         self._log_mean_rmse("test")
 
     def _log_mean_rmse(self, stage: str) -> None:
-        metrics = [self.metrics[stage][f"rmse_{name}"] for name in self.targets]
-        values = [m.compute() for m in metrics if int(m.total) > 0]
+        metrics = [self._metric(stage, f"rmse_{name}") for name in self.targets]
+        values = [m.compute() for m in metrics if m.update_count > 0]
         if values:
             self.log(f"{stage}/rmse", torch.stack(values).mean(), sync_dist=False)
 

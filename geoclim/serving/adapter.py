@@ -258,7 +258,7 @@ class Forecaster:
                     (t[sl], y[sl], x[sl]),
                     stations=inputs.layout == "station",
                 )
-            if inputs.domain_rows is not None:
+            if inputs.domain_rows is not None and inputs.domain_cols is not None:
                 batch["lat_idx"] = inputs.domain_rows[y[sl], x[sl]].astype(np.int64)
                 batch["lon_idx"] = inputs.domain_cols[y[sl], x[sl]].astype(np.int64)
             preds.append(self.run(batch))

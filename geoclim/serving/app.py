@@ -275,7 +275,8 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         return _error_response(422, "invalid_request", str(exc))
 
     @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)  # registered for HTTPException only
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error_response(
             exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None)
@@ -304,7 +305,7 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         request: Request,
         body: Annotated[ForecastRequest, _body_example(example)],
         principal: Principal = auth,
-    ) -> ForecastResponse:
+    ) -> Response:  # JSON in the ForecastResponse schema (response_model documents it)
         served = resolve(body.model, principal, request)
         if len(body.locations) <= INLINE_LOCATIONS:  # < 1 ms: cheaper than a thread hop
             return _point_forecast(served, body, settings, metrics)

@@ -173,7 +173,8 @@ def from_dataset(
         raise SchemaError(
             f"request lacks variable(s) {missing}; the model reads past inputs "
             f"{list(task.past_variables)}, known-future inputs {list(task.future_variables)} "
-            f"and static inputs {list(task.static_inputs)} (request has {sorted(ds.data_vars)})"
+            f"and static inputs {list(task.static_inputs)} "
+            f"(request has {sorted(map(str, ds.data_vars))})"
         )
     layout = schema.layout_of(ds)
     space = schema.space_dims(ds)

@@ -27,13 +27,14 @@ class PointForecaster(Protocol):
 
     name: str
     metadata: ExportMetadata
+    max_missing: float
 
     @property
     def task(self) -> ForecastTask:
         """The embedded task."""
         ...
 
-    def predict_arrays(
+    def predict_points(
         self,
         init_time: np.datetime64 | str,
         past: dict[str, np.ndarray],
@@ -45,8 +46,8 @@ class PointForecaster(Protocol):
         static: dict[str, np.ndarray] | None = None,
         units: dict[str, str] | None = None,
         max_missing: float | None = None,
-    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Forecast values per target ``(S, L[, Q])`` and the valid times ``(L,)``."""
+    ) -> Any:
+        """A :class:`~geoclim.serving.adapter.PointForecast` (values, validity, fills)."""
         ...
 
 
@@ -196,4 +197,6 @@ def _floats(values: np.ndarray) -> list:
     """Nested lists of floats, ``None`` where not finite (JSON has no NaN)."""
     a = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(a)
-    return a.tolist() if finite.all() else np.where(finite, a, None).tolist()
+    if finite.all():
+        return a.tolist()
+    return np.where(finite, a.astype(object), np.array(None, dtype=object)).tolist()

@@ -88,11 +88,11 @@ def hydra_job_launcher() -> Iterator[None]:
             "trainer.strategy=ddp_spawn, SLURM (hydra/launcher=slurm) or torchrun, or a "
             "single run per job"
         )
-    subprocess_script._hydra_subprocess_cmd = hydra_job_command  # type: ignore[attr-defined]
+    subprocess_script._hydra_subprocess_cmd = hydra_job_command
     try:
         yield
     finally:
-        subprocess_script._hydra_subprocess_cmd = original  # type: ignore[attr-defined]
+        subprocess_script._hydra_subprocess_cmd = original
 
 
 def _in_multirun() -> bool:

@@ -22,7 +22,7 @@ import torch
 import xarray as xr
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
@@ -39,6 +39,7 @@ from geoclim.training.instantiate import (
     build_estimator,
     build_loggers,
     build_module,
+    config_dict,
     model_kind,
 )
 from geoclim.training.loaders import WindowLoaders
@@ -105,7 +106,7 @@ def _fit_network(cfg: DictConfig, dm: GeoDataModule):
     loggers = build_loggers(cfg)
     if not loggers:  # nothing to monitor the learning rate into
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True, throw_on_missing=True)
+    trainer_cfg = config_dict(cfg.trainer)
     if not trainer_cfg.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     overfit = trainer_cfg.pop("overfit_batches", 0) or 0

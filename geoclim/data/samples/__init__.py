@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import xarray as xr
 
@@ -33,7 +34,7 @@ CATALOG_NAME = "catalog.json"
 
 NAPS_GRID_BOX = dict(lat_min=42.0, lat_max=47.0, lon_min=-84.0, lon_max=-71.0, resolution=0.5)
 """The Windsor-Quebec corridor box of ``naps_no2_grid`` (arguments of ``grid.regular_grid``)."""
-NAPS_GRID_OPTIONS = dict(method="idw", power=2.0, max_distance_km=75.0, k=8)
+NAPS_GRID_OPTIONS: dict[str, Any] = dict(method="idw", power=2.0, max_distance_km=75.0, k=8)
 """How ``naps_no2_grid`` was gridded (keyword arguments of ``grid.stations_to_grid``)."""
 
 
