@@ -155,6 +155,22 @@ class Normalizer:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Normalizer) and self.stats == other.stats
 
+    def matches(self, other: Normalizer, rtol: float = 1e-5) -> bool:
+        """Same variables and transforms, statistics equal to ``rtol`` (summation order).
+
+        Statistics of the same data differ in the last digits when they are accumulated in
+        another order (chunk sizes, float64 vs float32 partial sums); changed data moves
+        them far more.
+        """
+        if self.stats.keys() != other.stats.keys():
+            return False
+        return all(
+            a.log == b.log
+            and np.isclose(a.mean, b.mean, rtol=rtol, atol=rtol * b.std)
+            and np.isclose(a.std, b.std, rtol=rtol)
+            for a, b in ((self.stats[k], other.stats[k]) for k in self.stats)
+        )
+
     def __repr__(self) -> str:
         return f"Normalizer({', '.join(self.stats)})"
 

@@ -237,8 +237,8 @@ def model_name(run_dir: str | Path, cfg: DictConfig | Mapping[str, Any]) -> str:
 def load_datamodule(run_dir: str | Path, cfg: DictConfig | None = None) -> GeoDataModule:
     """Re-create and set up the datamodule of a run from its composed config.
 
-    When the run saved its normaliser, the rebuilt one must equal it: otherwise the source
-    data changed since the run and nothing computed from it would be the run's.
+    When the run saved its normaliser, the rebuilt one must match it (to 1e-5): otherwise the
+    source data changed since the run and nothing computed from it would be the run's.
 
     Raises:
         DataError: naming the run when the rebuilt data is not the data the run saw.
@@ -250,7 +250,7 @@ def load_datamodule(run_dir: str | Path, cfg: DictConfig | None = None) -> GeoDa
     dm = build_datamodule(cfg)
     dm.setup()
     saved = read_normalizer(run_dir)
-    if saved is not None and dm.normalizer is not None and saved != dm.normalizer:
+    if saved is not None and dm.normalizer is not None and not saved.matches(dm.normalizer):
         raise DataError(
             f"the data rebuilt from {Path(run_dir) / CONFIG} is not the data the run was "
             f"trained on: its normaliser differs from {NORMALIZER} (source data changed?)"

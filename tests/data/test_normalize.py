@@ -59,3 +59,13 @@ def test_errors():
         norm.encode(np.zeros(2), "t2m")
     with pytest.raises(SchemaError, match="malformed"):
         Normalizer.from_json('{"pm25": {"mean": 1}}')
+
+
+def test_matches_allows_summation_order_but_not_changed_data():
+    from geoclim.data.normalize import Normalizer, VariableStats
+
+    a = Normalizer({"no2": VariableStats(10.0, 2.0, True)})
+    assert a.matches(Normalizer({"no2": VariableStats(10.0 + 1e-7, 2.0 * (1 + 1e-7), True)}))
+    assert not a.matches(Normalizer({"no2": VariableStats(10.01, 2.0, True)}))
+    assert not a.matches(Normalizer({"no2": VariableStats(10.0, 2.0, False)}))
+    assert not a.matches(Normalizer({"o3": VariableStats(10.0, 2.0, True)}))
