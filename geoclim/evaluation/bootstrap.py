@@ -210,6 +210,10 @@ def confidence_interval(
     ci = samples.quantile([alpha, 1.0 - alpha], dim=SAMPLE, skipna=True)
     scale = float(samples.attrs.get("widening", 1.0) if widen is None else widen)
     ci = estimate + (ci - estimate) * scale
-    # a score whose replicates are all >= 0 (RMSE, MAE, CRPS) keeps a non-negative interval
-    ci = ci.where(~((samples.min(SAMPLE) >= 0) & (ci < 0)), 0.0)
+    # the widened interval stays within the score's possible range (RMSE >= 0, skill <= 1)
+    lo, hi = zip(*(table.lookup(str(name))[0].bounds for name in ci["metric"].values), strict=True)
+    ci = ci.clip(
+        xr.DataArray(np.array(lo), dims="metric", coords={"metric": ci["metric"]}),
+        xr.DataArray(np.array(hi), dims="metric", coords={"metric": ci["metric"]}),
+    )
     return ci.rename(quantile=BOUND).assign_coords({BOUND: ["lower", "upper"]})

@@ -50,15 +50,39 @@ class Metric:
     per_lead: bool = False
     ci: bool = False
     long_name: str = ""
+    bounds: tuple[float, float] = (-np.inf, np.inf)
+    """The score's possible range; confidence intervals are clipped to it."""
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("n", m.count, "higher", long_name="verified values"),
-    Metric("rmse", m.rmse, "lower", per_lead=True, ci=True, long_name="root mean squared error"),
-    Metric("mse", m.mse, "lower", long_name="mean squared error"),
-    Metric("mae", m.mae, "lower", per_lead=True, ci=True, long_name="mean absolute error"),
+    Metric("n", m.count, "higher", bounds=(0.0, np.inf), long_name="verified values"),
+    Metric(
+        "rmse",
+        m.rmse,
+        "lower",
+        per_lead=True,
+        ci=True,
+        bounds=(0.0, np.inf),
+        long_name="root mean squared error",
+    ),
+    Metric("mse", m.mse, "lower", bounds=(0.0, np.inf), long_name="mean squared error"),
+    Metric(
+        "mae",
+        m.mae,
+        "lower",
+        per_lead=True,
+        ci=True,
+        bounds=(0.0, np.inf),
+        long_name="mean absolute error",
+    ),
     Metric("bias", m.bias, "magnitude", long_name="mean error (forecast - observed)"),
-    Metric("corr", m.correlation, "higher", long_name="Pearson correlation (pooled)"),
+    Metric(
+        "corr",
+        m.correlation,
+        "higher",
+        bounds=(-1.0, 1.0),
+        long_name="Pearson correlation (pooled)",
+    ),
     Metric(
         "acc",
         m.anomaly_correlation,
@@ -66,6 +90,7 @@ METRICS: tuple[Metric, ...] = (
         "climatology",
         per_lead=True,
         long_name="anomaly correlation coefficient",
+        bounds=(-1.0, 1.0),
     ),
     Metric(
         "rmse",
@@ -74,6 +99,7 @@ METRICS: tuple[Metric, ...] = (
         "reference",
         per_lead=True,
         long_name="RMSE of the reference",
+        bounds=(0.0, np.inf),
     ),
     Metric(
         "skill",
@@ -83,6 +109,7 @@ METRICS: tuple[Metric, ...] = (
         per_lead=True,
         ci=True,
         long_name="MSE skill score 1 - MSE / MSE_ref",
+        bounds=(-np.inf, 1.0),
     ),
     Metric(
         "rmse_diff",
@@ -108,6 +135,7 @@ METRICS: tuple[Metric, ...] = (
         "reference",
         per_lead=True,
         long_name="two-sided p-value of the Diebold-Mariano test (HLN, t_{N-1})",
+        bounds=(0.0, 1.0),
     ),
     Metric(
         "crps",
@@ -117,6 +145,7 @@ METRICS: tuple[Metric, ...] = (
         per_lead=True,
         ci=True,
         long_name="CRPS (trapezoidal integral of the quantile score)",
+        bounds=(0.0, np.inf),
     ),
     Metric(
         "quantile_score",
@@ -124,6 +153,7 @@ METRICS: tuple[Metric, ...] = (
         "lower",
         "quantiles",
         long_name="2 x mean pinball loss over the levels",
+        bounds=(0.0, np.inf),
     ),
     Metric(
         "coverage",
@@ -131,6 +161,7 @@ METRICS: tuple[Metric, ...] = (
         "nominal",
         "interval",
         long_name="central interval coverage",
+        bounds=(0.0, 1.0),
     ),
 )
 

@@ -108,3 +108,21 @@ def test_coverage_of_a_small_simulation():
     rng = np.random.default_rng(0)
     hits = [mod.one_run(rng, 60, 4, 0.8, 300, k)["hit"]["rmse"] for k in range(60)]
     assert np.mean(hits) >= 0.8  # 0.91 at 400 simulations of 100 inits (experiments/)
+
+
+def test_widened_intervals_stay_within_each_scores_range():
+    import xarray as xr
+
+    metric = ["rmse", "skill_persistence", "rmse_diff_persistence"]
+    samples = xr.Dataset(
+        {"no2": (("sample", "metric"), np.array([[0.1, 0.9, -0.5], [0.3, 0.99, 0.5]]))},
+        coords={"metric": metric},
+    )
+    estimate = xr.Dataset(
+        {"no2": ("metric", np.array([0.2, 0.95, 0.0]))}, coords={"metric": metric}
+    )
+    ci = bootstrap.confidence_interval(samples, estimate, widen=10.0).no2
+    assert float(ci.sel(metric="rmse", bound="lower")) == 0.0  # RMSE >= 0
+    assert float(ci.sel(metric="skill_persistence", bound="upper")) == 1.0  # skill <= 1
+    assert float(ci.sel(metric="skill_persistence", bound="lower")) < 0.5  # not clipped at 0
+    assert float(ci.sel(metric="rmse_diff_persistence", bound="lower")) < -4  # unbounded
