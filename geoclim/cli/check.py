@@ -51,6 +51,7 @@ def open_any(item: str) -> xr.Dataset:
 def run_check(args: argparse.Namespace) -> int:
     """Run ``geoclim check`` on parsed arguments; return the exit status."""
     from geoclim.data import drift
+    from geoclim.evaluation import plots
     from geoclim.fileio import atomic_path
 
     if not 0 < args.psi:
@@ -65,7 +66,7 @@ def run_check(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         with atomic_path(args.out / "drift.nc") as tmp:
             report.to_netcdf(tmp)
-        drift.plot_drift(report, args.out / "drift.png", title=f"{args.new} vs {args.reference}")
+        plots.plot_drift(report, args.out / "drift.png", title=f"{args.new} vs {args.reference}")
         print(f"wrote {args.out / 'drift.nc'} and {args.out / 'drift.png'}")
     drifting = [str(v) for v in report["variable"].values[report["drift_pooled"].values]]
     if drifting:

@@ -255,3 +255,49 @@ def _save(fig: Figure, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot_drift(report: xr.Dataset, path: str | Path, *, title: str = "") -> Path:
+    """Pooled PSI per variable (bars, threshold line) and a map of the most shifted one.
+
+    Args:
+        report: a :func:`geoclim.data.drift.compare` report.
+        path: PNG to write (atomically).
+        title: figure title.
+
+    Returns:
+        ``path``.
+
+    """
+    from geoclim.data.drift import VARIABLE, Thresholds
+    from geoclim.fileio import atomic_path
+
+    names = [str(v) for v in report[VARIABLE].values]
+    psi_pooled = np.nan_to_num(report["psi_pooled"].values, nan=0.0)
+    threshold = float(report.attrs.get("threshold_psi", Thresholds.psi))
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    bars, where = fig.subplots(1, 2)
+    colors = ["tab:red" if d else "tab:blue" for d in report["drift_pooled"].values]
+    bars.bar(names, psi_pooled, color=colors)
+    bars.axhline(threshold, color="k", ls="--", lw=1, label=f"PSI threshold {threshold:g}")
+    bars.set_ylabel("PSI (reference deciles)")
+    bars.set_title("distribution shift per variable (red: drift)")
+    bars.legend(loc="upper right")
+    bars.tick_params(axis="x", rotation=45)
+    worst = names[int(np.argmax(psi_pooled))]
+    da = report["psi"].sel({VARIABLE: worst})
+    lat, lon = report[LATITUDE].values, report[LONGITUDE].values
+    if STATION in report.dims:
+        art = where.scatter(lon, lat, c=da.values, cmap="viridis", s=40, edgecolors="k")
+    else:
+        art = where.pcolormesh(lon, lat, da.transpose(LATITUDE, LONGITUDE).values, shading="auto")
+    fig.colorbar(art, ax=where, label=f"PSI of {worst}")
+    where.set_xlabel("longitude (degrees east)")
+    where.set_ylabel("latitude (degrees north)")
+    where.set_title(f"{worst}: PSI per location")
+    if title:
+        fig.suptitle(title)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    return path

@@ -33,6 +33,7 @@ from geoclim.data.tree_inputs import tree_inputs
 from geoclim.data.windows import WindowArrays, gather
 from geoclim.errors import ConfigError
 from geoclim.explain.layout import FIELDS, InputLayout, attribution_dataset
+from geoclim.serving import validity
 from geoclim.serving.inputs import Inputs
 from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, STATION
 
@@ -56,7 +57,7 @@ def request_batch(
         max_missing = f.max_missing
     if meta.io.nan_inputs == "refuse":
         max_missing = 0.0
-    f._check_missing(inputs, max_missing)
+    validity.input_validity(task, inputs, max_missing)  # refuses a request with no valid input
     norm = meta.normalizer
     dynamic = np.empty_like(inputs.dynamic)
     for c, name in enumerate(task.dynamic_variables):

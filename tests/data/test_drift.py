@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from geoclim.data import drift
 from geoclim.data.synthetic import make_dataset, make_station_dataset
 from geoclim.errors import ConfigError, SchemaError
+from geoclim.evaluation import plots
 
 
 def _stations(values: dict[str, np.ndarray]) -> xr.Dataset:
@@ -90,7 +91,7 @@ def test_compare_grid_report_has_cell_dims_and_plot(tmp_path):
     assert report["psi"].dims == ("variable", "latitude", "longitude")
     assert not report["drift_pooled"].sel(variable="no2").item()
     assert report["drift"].sel(variable="t2m").values.all()
-    png = drift.plot_drift(report, tmp_path / "drift.png")
+    png = plots.plot_drift(report, tmp_path / "drift.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
 
 
