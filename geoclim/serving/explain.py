@@ -28,9 +28,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from geoclim.data.calendar import calendar_on_axis
 from geoclim.data.tree_inputs import tree_inputs
-from geoclim.data.windows import WindowArrays, gather
+from geoclim.data.windows import gather
 from geoclim.errors import ConfigError
 from geoclim.explain.layout import FIELDS, InputLayout, attribution_dataset
 from geoclim.serving.inputs import Inputs
@@ -57,21 +56,7 @@ def request_batch(
     if meta.io.nan_inputs == "refuse":
         max_missing = 0.0
     f._check_missing(inputs, max_missing)
-    norm = meta.normalizer
-    dynamic = np.empty_like(inputs.dynamic)
-    for c, name in enumerate(task.dynamic_variables):
-        dynamic[..., c] = norm.encode(inputs.dynamic[..., c], name)
-    static = np.empty_like(inputs.static)
-    for c, name in enumerate(task.static_inputs):
-        static[..., c] = norm.encode(inputs.static[..., c], name)
-    arrays = WindowArrays(
-        dynamic=dynamic,
-        calendar=calendar_on_axis(inputs.times, f._cal_names),
-        static=static,
-        n_past=len(task.past_variables),
-        n_targets=len(task.targets),
-        known_sources=f._known_sources,
-    )
+    arrays = f.window_arrays(inputs)
     t, y, x = f._samples(inputs)
     batch = gather(arrays, meta.window, t, y, x)
     if meta.io.kind == "tree":

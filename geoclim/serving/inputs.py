@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from geoclim.data import schema, variables
+from geoclim.data import categorical, schema, timeaxis, variables
 from geoclim.data.sources import DIM_ALIASES, VARIABLE_ALIASES
 from geoclim.errors import DataError, SchemaError
 from geoclim.export.metadata import Domain, ExportMetadata
@@ -44,9 +44,11 @@ class Inputs:
 
     Attributes:
         layout: ``"station"`` (points; ``W = 1``) or ``"grid"``.
-        times: ``(T,)`` datetime64[ns], regular, long enough for the last init + horizon.
+        times: ``(T,)`` datetime64[ns] (cftime objects for model calendars), regular in the
+            model's step (fixed or calendar), long enough for the last init + horizon.
         dynamic: ``(T, H, W, C_dyn)`` float32, channels = ``task.dynamic_variables``; NaN
-            where missing (and after the history for past-only variables).
+            where missing (and after the history for past-only variables); categorical
+            variables hold their flag codes (one-hot encoded by the adapter).
         static: ``(H, W, C_static)`` float32, channels = ``task.static_inputs``.
         inits: ``(N,)`` init positions on ``times`` (the last input step of each forecast).
         latitude, longitude: ``(H,)`` / ``(W,)`` grid axes, or ``(S,)`` point coordinates.
@@ -100,6 +102,81 @@ def to_units(values: np.ndarray, name: str, units: str | None) -> np.ndarray:
         raise SchemaError(f"{err} (send it in {variables.get(name).units!r})") from None
 
 
+def _physical(meta: ExportMetadata, values: np.ndarray, name: str, units: str | None) -> np.ndarray:
+    """Values in canonical units, or the checked flag codes of a categorical variable."""
+    cats = meta.task.categories.get(name)
+    if cats is None:
+        return to_units(values, name, units)
+    categorical.check_codes(values, name, cats)
+    return np.asarray(values, dtype=np.float32)
+
+
+def _is_fixed(meta: ExportMetadata) -> bool:
+    """Whether the model's axis is a fixed step on datetime64 stamps (the fast path)."""
+    return not meta.step.is_calendar and meta.time_calendar == "standard"
+
+
+def _check_axis(meta: ExportMetadata, times: np.ndarray, where: str) -> np.ndarray:
+    """Check stamps against the model's step and calendar; return them (datetime64[ns])."""
+    if _is_fixed(meta):
+        return _check_times(times, meta.step.timedelta, where)
+    times = np.asarray(times)
+    calendar = timeaxis.calendar_name(times) if times.size else meta.time_calendar
+    if calendar != meta.time_calendar and not (
+        {calendar, meta.time_calendar} <= {"standard", "gregorian", "proleptic_gregorian"}
+    ):
+        raise SchemaError(
+            f"{where} coordinate {TIME!r} is on the {calendar!r} calendar; the model was "
+            f"trained on the {meta.time_calendar!r} calendar: send cftime stamps of that "
+            f"calendar (xr.open_dataset(..., use_cftime=True), or "
+            f"ds.convert_calendar({meta.time_calendar!r}))"
+        )
+    if times.dtype != object:
+        times = times.astype("datetime64[ns]")
+    if times.size >= 2:
+        step = timeaxis.check_axis(times, f"{where} {TIME}")
+        if step != meta.step:
+            raise SchemaError(
+                f"{where} time step {step} does not match the model's time step {meta.step}; "
+                "send a regular, increasing axis with NaN for missing values"
+            )
+    return times
+
+
+def _as_stamps(meta: ExportMetadata, values) -> np.ndarray:
+    """Init times as stamps of the model's calendar."""
+    values = np.atleast_1d(np.asarray(values, dtype=object if not _is_fixed(meta) else None))
+    if meta.time_calendar == "standard":
+        return np.asarray([_as_utc(v) for v in values], dtype="datetime64[ns]")
+    return np.asarray(
+        [v if hasattr(v, "calendar") else timeaxis.parse_stamp(v, _cf_probe(meta)) for v in values],
+        dtype=object,
+    )
+
+
+def _cf_probe(meta: ExportMetadata) -> xr.CFTimeIndex:
+    """A one-stamp index of the model's cftime calendar (for parsing dates)."""
+    return xr.date_range("2000-01-01", periods=1, calendar=meta.time_calendar, use_cftime=True)
+
+
+def _extended_axis(
+    meta: ExportMetadata, times: np.ndarray, inits_t: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The request's stamps extended by the model's step past the last init + horizon.
+
+    Returns:
+        ``(T,)`` axis (the request's own stamps first: mid-month stays mid-month) and the
+        ``(N,)`` init positions on it (``T`` for an init that is not on the axis).
+
+    """
+    index = timeaxis.to_index(times)
+    pos = np.asarray(index.get_indexer(timeaxis.to_index(inits_t)), dtype=np.int64)
+    need = int(max(pos.max(), 0)) + meta.task.horizon - (times.size - 1)
+    extra = [timeaxis.shift(times[-1], meta.step, k) for k in range(1, max(need, 0) + 1)]
+    axis = np.concatenate([times, np.asarray(extra, dtype=times.dtype)]) if extra else times
+    return axis, np.where(pos < 0, axis.size, pos)
+
+
 def _check_times(times: np.ndarray, step: np.timedelta64, where: str) -> np.ndarray:
     times = np.asarray(times)
     if not np.issubdtype(times.dtype, np.datetime64):
@@ -146,26 +223,32 @@ def from_dataset(
     for label, ds in (("history", history), ("future", future)):
         if ds is not None and not isinstance(ds, xr.Dataset):
             raise SchemaError(f"{label} must be an xarray.Dataset, got {type(ds).__name__}")
-    task, step = meta.task, meta.time_step
+    task = meta.task
     history = _canonical_names(history)
     if TIME not in history.dims:
         raise SchemaError(f"history has no {TIME!r} dim (dims are {list(history.dims)})")
-    h_times = _check_times(history[TIME].values, step, "history")
+    h_times = _check_axis(meta, history[TIME].values, "history")
     if future is not None:
         future = _canonical_names(future)
         if TIME not in future.dims:
             raise SchemaError(f"future has no {TIME!r} dim (dims are {list(future.dims)})")
-        _check_times(future[TIME].values, step, "future")
+        _check_axis(meta, future[TIME].values, "future")
         history = xr.merge([history, future], join="outer", compat="no_conflicts")
-    if init_times is None:
-        inits_t = h_times[-1:]
+    inits_t = h_times[-1:] if init_times is None else _as_stamps(meta, init_times)
+    if _is_fixed(meta):
+        step = meta.time_step
+        last = max(np.asarray(history[TIME].values, "datetime64[ns]").max(), inits_t.max())
+        axis = np.arange(
+            history[TIME].values.min(),
+            last + step * task.horizon + step,
+            step,
+            dtype="datetime64[ns]",
+        )
+        _check_times(history[TIME].values.astype("datetime64[ns]"), step, "history + future")
+        inits = np.searchsorted(axis, inits_t)
     else:
-        inits_t = np.atleast_1d(np.asarray(init_times, dtype="datetime64[ns]"))
-    last = max(np.asarray(history[TIME].values, "datetime64[ns]").max(), inits_t.max())
-    axis = np.arange(
-        history[TIME].values.min(), last + step * task.horizon + step, step, dtype="datetime64[ns]"
-    )
-    _check_times(history[TIME].values.astype("datetime64[ns]"), step, "history + future")
+        merged = _check_axis(meta, history[TIME].values, "history + future")
+        axis, inits = _extended_axis(meta, merged, inits_t)
     ds = history.reindex({TIME: axis})
     required = (*task.past_variables, *task.future_variables)
     missing = [n for n in required if n not in ds.data_vars]
@@ -209,7 +292,7 @@ def from_dataset(
         da = ds[name]
         if set(da.dims) != {TIME, *space}:
             raise SchemaError(f"variable {name!r} has dims {da.dims}; expected {(TIME, *space)}")
-        values = to_units(da.transpose(TIME, *space).values, name, da.attrs.get("units"))
+        values = _physical(meta, da.transpose(TIME, *space).values, name, da.attrs.get("units"))
         dynamic[..., c] = values.reshape(n_time, h, w)
     stations = tuple(str(s) for s in ds[STATION].values) if layout == "station" else ()
     given = {}
@@ -218,10 +301,9 @@ def from_dataset(
             da = ds[name]
             if TIME in da.dims:
                 raise SchemaError(f"static variable {name!r} must not have a {TIME!r} dim")
-            given[name] = to_units(
-                da.transpose(*space).values, name, da.attrs.get("units")
+            given[name] = _physical(
+                meta, da.transpose(*space).values, name, da.attrs.get("units")
             ).reshape(h, w)
-    inits = np.searchsorted(axis, inits_t)
     return _finish(meta, layout, axis, dynamic, given, inits, inits_t, lat, lon, stations)
 
 
@@ -254,7 +336,7 @@ def from_arrays(
         The validated inputs (station layout, ``W = 1``).
 
     """
-    task, step, units = meta.task, meta.time_step, dict(units or {})
+    task, units = meta.task, dict(units or {})
     future, static = dict(future or {}), dict(static or {})
     lat = np.atleast_1d(np.asarray(latitude, np.float64))
     lon = np.atleast_1d(np.asarray(longitude, np.float64))
@@ -280,13 +362,17 @@ def from_arrays(
         )
     t_hist = lengths.pop()
     n_time = t_hist + task.horizon
-    init = _as_utc(init_time)
-    times = init + (np.arange(n_time) - (t_hist - 1)) * step
+    init = _as_stamps(meta, [init_time])[0]
+    if _is_fixed(meta):
+        times = init + (np.arange(n_time) - (t_hist - 1)) * meta.time_step
+    else:  # calendar steps and model calendars: whole steps from the init
+        offsets = range(-(t_hist - 1), n_time - (t_hist - 1))
+        times = np.asarray([timeaxis.shift(init, meta.step, k) for k in offsets])
     dynamic = np.full((n_time, n, 1, len(task.dynamic_variables)), np.nan, np.float32)
     for c, name in enumerate(task.dynamic_variables):
         if name in past:
             values = _as_2d(past[name], n, name, "past")
-            dynamic[:t_hist, :, 0, c] = to_units(values, name, units.get(name)).T
+            dynamic[:t_hist, :, 0, c] = _physical(meta, values, name, units.get(name)).T
         if name in future:
             values = _as_2d(future[name], n, name, "future")
             if values.shape[1] < task.horizon:
@@ -294,9 +380,10 @@ def from_arrays(
                     f"known-future variable {name!r} covers {values.shape[1]} lead(s); the "
                     f"model needs {task.horizon}"
                 )
-            dynamic[t_hist:, :, 0, c] = to_units(values[:, : task.horizon], name, units.get(name)).T
+            lead = values[:, : task.horizon]
+            dynamic[t_hist:, :, 0, c] = _physical(meta, lead, name, units.get(name)).T
     given = {
-        k: to_units(np.asarray(v, np.float32).reshape(n, 1), k, units.get(k))
+        k: _physical(meta, np.asarray(v, np.float32).reshape(n, 1), k, units.get(k))
         for k, v in static.items()
         if k in task.static_inputs
     }
@@ -360,14 +447,14 @@ def _finish(
 ) -> Inputs:
     task = meta.task
     bad = [
-        pd.Timestamp(t)
+        _label(t)
         for t, p in zip(inits_t, inits, strict=True)
         if p >= times.size or times[p] != t or p < task.input_steps - 1
     ]
     if bad:
         raise DataError(
             f"init time(s) {bad[:3]} have fewer than input_steps = {task.input_steps} steps "
-            f"of history in the request (history starts {pd.Timestamp(times[0])})"
+            f"of history in the request (history starts {_label(times[0])})"
         )
     h, w = dynamic.shape[1:3]
     rows = cols = None
@@ -388,6 +475,11 @@ def _finish(
                 f"static input {name!r} is missing from the request and from the export's domain"
             )
     return Inputs(layout, times, dynamic, static, inits, lat, lon, stations, rows, cols)
+
+
+def _label(stamp) -> str:
+    """A readable time stamp (datetime64 or cftime)."""
+    return str(pd.Timestamp(stamp)) if isinstance(stamp, np.datetime64) else str(stamp)
 
 
 def _refuse_unknown(meta: ExportMetadata, past: dict, future: dict, units: dict) -> None:
