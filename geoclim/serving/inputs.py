@@ -144,12 +144,16 @@ def _check_axis(meta: ExportMetadata, times: np.ndarray, where: str) -> np.ndarr
 
 
 def _as_stamps(meta: ExportMetadata, values) -> np.ndarray:
-    """Init times as stamps of the model's calendar."""
-    values = np.atleast_1d(np.asarray(values, dtype=object if not _is_fixed(meta) else None))
+    """Init times (a list, an array or one value) as stamps of the model's calendar."""
+    if isinstance(values, np.ndarray):
+        values = values.ravel().tolist() if values.dtype == object else list(values.ravel())
+    elif isinstance(values, str) or not hasattr(values, "__iter__"):
+        values = [values]
     if meta.time_calendar == "standard":
         return np.asarray([_as_utc(v) for v in values], dtype="datetime64[ns]")
+    probe = _cf_probe(meta)
     return np.asarray(
-        [v if hasattr(v, "calendar") else timeaxis.parse_stamp(v, _cf_probe(meta)) for v in values],
+        [v if hasattr(v, "calendar") else timeaxis.parse_stamp(v, probe) for v in values],
         dtype=object,
     )
 
@@ -410,7 +414,7 @@ def _as_utc(value: np.datetime64 | str) -> np.datetime64:
     """``datetime64[ns]`` of a time given as datetime64 (UTC) or a string / datetime."""
     if isinstance(value, np.datetime64):
         return value.astype("datetime64[ns]")
-    t = pd.Timestamp(value)
+    t = pd.Timestamp(str(value) if isinstance(value, np.str_) else value)
     return (t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t).to_datetime64()
 
 

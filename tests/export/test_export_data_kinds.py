@@ -136,6 +136,7 @@ def test_point_requests_refuse_bad_codes_and_one_hot_good_ones(flags_export):
         )
 
 
+@pytest.mark.slow  # ~25 s: trains and exports a run
 def test_monthly_model_with_mid_month_stamps_serves_its_predictions(tmp_path):
     times = pd.date_range("1990-01-01", periods=150, freq="MS") + pd.Timedelta("14D")
     ds = _stations(times)
@@ -172,6 +173,7 @@ def test_monthly_model_with_mid_month_stamps_serves_its_predictions(tmp_path):
         forecaster.predict(daily)
 
 
+@pytest.mark.slow  # ~25 s: trains and exports a run
 def test_noleap_daily_model_serves_its_predictions(tmp_path):
     times = xr.date_range("2001-01-01", periods=400, freq="D", calendar="noleap", use_cftime=True)
     ds = _stations(times)
@@ -199,3 +201,56 @@ def test_noleap_daily_model_serves_its_predictions(tmp_path):
     standard = history.convert_calendar("standard", use_cftime=False)
     with pytest.raises(SchemaError, match="'standard' calendar.*trained on the 'noleap'"):
         forecaster.predict(standard)
+
+
+@pytest.mark.parametrize(
+    "times,feature",
+    [
+        pytest.param(
+            pd.date_range("2021-01-01", periods=24 * 30, freq="h"), "hour_sin", id="hourly"
+        ),
+        pytest.param(
+            pd.date_range("1980-01-01", periods=300, freq="MS") + pd.Timedelta("14D"),
+            "month_sin",
+            id="mid-monthly",
+        ),
+        pytest.param(
+            xr.date_range("2001-01-01", periods=400, freq="D", calendar="noleap", use_cftime=True),
+            "doy_sin",
+            id="noleap-daily",
+        ),
+    ],
+)
+def test_tree_export_with_a_categorical_input_serves_the_baselines_predictions(
+    tmp_path, times, feature
+):
+    from geoclim.baselines.trees import LightGBMBaseline
+    from geoclim.data import schema
+    from geoclim.data.datamodule import GeoDataModule
+    from geoclim.export.trees import export_tree
+
+    task = dict(
+        targets=["no2"],
+        past_inputs=["wd"],
+        future_inputs=[feature, "wd"],
+        static_inputs=["site"],
+        input_steps=4,
+        horizon=2,
+    )
+    dm = GeoDataModule(schema.annotate(_stations(times)), task, window={"patch": 1})
+    dm.setup()
+    baseline = LightGBMBaseline(params={"n_estimators": 10}).fit(dm)
+    report = export_tree(baseline, dm, tmp_path / "tree.onnx")
+    assert report["parity"]["passed"]
+    ref = baseline.predict(dm, "test")
+    inits = ref.init_time.values[:8]
+    forecaster = Forecaster.from_onnx(tmp_path / "tree.onnx")
+    assert forecaster.metadata.task.past_channels == ("no2", "wd=N", "wd=E", "wd=S", "wd=W")
+    out = forecaster.predict(dm.ds, init_times=inits, max_missing=1.0)
+    want = ref.no2.sel(init_time=inits).transpose(*out.no2.dims)
+    np.testing.assert_allclose(out.no2.values, want.values, rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(out.valid_time.values, ref.valid_time.sel(init_time=inits))
+    bad = dm.ds.copy(deep=True)
+    bad["wd"].values[-1, 0] = 5
+    with pytest.raises(SchemaError, match=r"'wd' has code\(s\) \[5.0\]"):
+        forecaster.predict(bad, max_missing=1.0)
