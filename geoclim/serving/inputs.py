@@ -153,9 +153,16 @@ def _as_stamps(meta: ExportMetadata, values) -> np.ndarray:
         return np.asarray([_as_utc(v) for v in values], dtype="datetime64[ns]")
     probe = _cf_probe(meta)
     return np.asarray(
-        [v if hasattr(v, "calendar") else timeaxis.parse_stamp(v, probe) for v in values],
+        [v if hasattr(v, "calendar") else timeaxis.parse_stamp(_iso(v), probe) for v in values],
         dtype=object,
     )
+
+
+def _iso(value) -> str:
+    """A date as ISO text for a cftime parser (datetime64 and Timestamps to seconds)."""
+    if isinstance(value, np.datetime64 | pd.Timestamp):
+        return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%S")
+    return str(value)
 
 
 def _cf_probe(meta: ExportMetadata) -> xr.CFTimeIndex:

@@ -250,7 +250,36 @@ def test_tree_export_with_a_categorical_input_serves_the_baselines_predictions(
     want = ref.no2.sel(init_time=inits).transpose(*out.no2.dims)
     np.testing.assert_allclose(out.no2.values, want.values, rtol=1e-4, atol=1e-3)
     np.testing.assert_array_equal(out.valid_time.values, ref.valid_time.sel(init_time=inits))
+    _same_json_forecast(forecaster, dm.ds, ref)
     bad = dm.ds.copy(deep=True)
     bad["wd"].values[-1, 0] = 5
     with pytest.raises(SchemaError, match=r"'wd' has code\(s\) \[5.0\]"):
         forecaster.predict(bad, max_missing=1.0)
+
+
+def _same_json_forecast(forecaster, ds, ref):
+    # POST /v1/forecast's body for the first test init: the records path, same numbers
+    init, i = ref.init_time.values[0], int(ds.indexes["time"].get_loc(ref.init_time.values[0]))
+    past, lead = slice(i - 3, i + 1), slice(i + 1, i + 3)
+    locations = [
+        {
+            "station": str(s),
+            "latitude": float(ds.latitude[k]),
+            "longitude": float(ds.longitude[k]),
+            "past": {v: ds[v].values[past, k].astype(float).tolist() for v in ("no2", "wd")},
+            "future": {"wd": ds.wd.values[lead, k].astype(float).tolist()},
+            "static": {"site": float(ds.site.values[k])},
+        }
+        for k, s in enumerate(ds.station.values)
+    ]
+    stamp = str(init)[:19].replace(" ", "T")
+    body = {"init_time": stamp + "Z", "locations": locations, "max_missing": 1.0}
+    answer = forecaster.predict_records(body)
+    got = np.array([f["values"]["no2"] for f in answer["forecasts"]])
+    want = ref.no2.sel(init_time=init).transpose("station", "lead_time").values
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+    valid = [str(t)[:19].replace(" ", "T") + "Z" for t in ref.valid_time.sel(init_time=init).values]
+    assert answer["valid_time"] == valid
+    step = ref.valid_time.sel(init_time=init).values
+    hours = [pd.Timedelta(t - init) / pd.Timedelta(hours=1) for t in step]
+    assert answer["lead_time_hours"] == hours
