@@ -26,8 +26,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
+from geoclim.data import timeaxis
 from geoclim.data.tree_inputs import tree_inputs
 from geoclim.data.windows import gather
 from geoclim.errors import ConfigError
@@ -298,8 +300,8 @@ def explain_inputs(
         "target_quantile": "point forecast" if quantile is None else float(quantile),
         "target_aggregation": "mean",
     }
-    step = forecaster.metadata.time_step
-    lead_time = (np.arange(1, forecaster.task.horizon + 1) * step).astype("timedelta64[ns]")
+    # timedelta64 leads for a fixed step, whole months / years for a calendar step
+    lead_time = timeaxis.lead_coordinate(forecaster.metadata.step, forecaster.task.horizon).values
     coords = _sample_coords(inputs, t, y, x, spatial=bool(space))
     if space:
         return _occlusion_dataset(cube * scale, layout, lead_time, coords, space, extra, attrs)
@@ -416,7 +418,11 @@ def explain_records(
         max_missing=max_missing,
         max_evals=body.max_evals,
     )
-    step_h = forecaster.metadata.time_step_seconds / 3600.0
+    t0 = inputs.inits[0]  # elapsed hours to each valid time (exact for calendar steps too)
+    hours = [
+        pd.Timedelta(inputs.times[t0 + k] - inputs.times[t0]) / pd.Timedelta(hours=1)
+        for k in range(1, forecaster.task.horizon + 1)
+    ]
     out = []
     for i, station in enumerate(stations):
         row = ds.isel(sample=i)
@@ -439,7 +445,7 @@ def explain_records(
         "quantile": body.quantile,
         "units": ds.attrs["units"],
         "init_time": f"{np.datetime_as_string(_utc(body.init_time), unit='s')}Z",
-        "lead_time_hours": [step_h * k for k in range(1, forecaster.task.horizon + 1)],
+        "lead_time_hours": hours,
         "input_variables": [str(v) for v in ds["input_variable"].values],
         "lags": [int(v) for v in ds["lag"].values],
         "explanations": out,
