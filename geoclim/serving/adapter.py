@@ -498,6 +498,8 @@ class Forecaster:
             ]
 
         def mean(name: str, n: int) -> list[float]:
+            if name in task.categories:  # a flag code, not a quantity: the first category
+                return [float(next(iter(task.categories[name].values())))] * n
             value = float(meta.normalizer.decode(np.zeros(1), name)[0])
             return [round(value, 3)] * n
 

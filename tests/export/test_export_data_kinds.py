@@ -90,6 +90,10 @@ def test_lstm_with_cf_flag_inputs_exports_and_serves_the_runs_predictions(flags_
     assert meta.task.static_channels == ("site=urban", "site=rural")
     assert meta.step == TimeStep.fixed("1h") and meta.time_step_seconds == 3600
     _same_forecasts(model, saved, history)
+    forecaster = Forecaster.from_onnx(model)
+    forecaster.warmup()
+    answer = forecaster.predict_records(forecaster.example_request(2))
+    assert len(answer["forecasts"]) == 2 and answer["lead_time_hours"][:2] == [1.0, 2.0]
 
 
 def test_serving_one_hot_encodes_like_the_datamodule(flags_export):
