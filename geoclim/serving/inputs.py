@@ -21,13 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from geoclim.data import categorical, schema, timeaxis, variables
 from geoclim.data.sources import DIM_ALIASES, VARIABLE_ALIASES
 from geoclim.errors import DataError, SchemaError
 from geoclim.export.metadata import Domain, ExportMetadata
+from geoclim.serving import times as stamps
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME, Layout
 
 STATION_TOLERANCE_DEG = 1e-3
@@ -111,104 +111,6 @@ def _physical(meta: ExportMetadata, values: np.ndarray, name: str, units: str | 
     return np.asarray(values, dtype=np.float32)
 
 
-def _is_fixed(meta: ExportMetadata) -> bool:
-    """Whether the model's axis is a fixed step on datetime64 stamps (the fast path)."""
-    return not meta.step.is_calendar and meta.time_calendar == "standard"
-
-
-def _check_axis(meta: ExportMetadata, times: np.ndarray, where: str) -> np.ndarray:
-    """Check stamps against the model's step and calendar; return them (datetime64[ns])."""
-    if _is_fixed(meta):
-        return _check_times(times, meta.step.timedelta, where)
-    times = np.asarray(times)
-    calendar = timeaxis.calendar_name(times) if times.size else meta.time_calendar
-    if calendar != meta.time_calendar and not (
-        {calendar, meta.time_calendar} <= {"standard", "gregorian", "proleptic_gregorian"}
-    ):
-        raise SchemaError(
-            f"{where} coordinate {TIME!r} is on the {calendar!r} calendar; the model was "
-            f"trained on the {meta.time_calendar!r} calendar: send cftime stamps of that "
-            f"calendar (xr.open_dataset(..., use_cftime=True), or "
-            f"ds.convert_calendar({meta.time_calendar!r}))"
-        )
-    if times.dtype != object:
-        times = times.astype("datetime64[ns]")
-    if times.size >= 2:
-        step = timeaxis.check_axis(times, f"{where} {TIME}")
-        if step != meta.step:
-            raise SchemaError(
-                f"{where} time step {step} does not match the model's time step {meta.step}; "
-                "send a regular, increasing axis with NaN for missing values"
-            )
-    return times
-
-
-def _as_stamps(meta: ExportMetadata, values) -> np.ndarray:
-    """Init times (a list, an array or one value) as stamps of the model's calendar."""
-    if isinstance(values, np.ndarray):
-        values = values.ravel().tolist() if values.dtype == object else list(values.ravel())
-    elif isinstance(values, str) or not hasattr(values, "__iter__"):
-        values = [values]
-    if meta.time_calendar == "standard":
-        return np.asarray([_as_utc(v) for v in values], dtype="datetime64[ns]")
-    probe = _cf_probe(meta)
-    return np.asarray(
-        [v if hasattr(v, "calendar") else timeaxis.parse_stamp(_iso(v), probe) for v in values],
-        dtype=object,
-    )
-
-
-def _iso(value) -> str:
-    """A date as ISO text for a cftime parser (datetime64 and Timestamps to seconds)."""
-    if isinstance(value, np.datetime64 | pd.Timestamp):
-        return pd.Timestamp(value).strftime("%Y-%m-%dT%H:%M:%S")
-    return str(value)
-
-
-def _cf_probe(meta: ExportMetadata) -> xr.CFTimeIndex:
-    """A one-stamp index of the model's cftime calendar (for parsing dates)."""
-    return xr.date_range("2000-01-01", periods=1, calendar=meta.time_calendar, use_cftime=True)
-
-
-def _extended_axis(
-    meta: ExportMetadata, times: np.ndarray, inits_t: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The request's stamps extended by the model's step past the last init + horizon.
-
-    Returns:
-        ``(T,)`` axis (the request's own stamps first: mid-month stays mid-month) and the
-        ``(N,)`` init positions on it (``T`` for an init that is not on the axis).
-
-    """
-    index = timeaxis.to_index(times)
-    pos = np.asarray(index.get_indexer(timeaxis.to_index(inits_t)), dtype=np.int64)
-    need = int(max(pos.max(), 0)) + meta.task.horizon - (times.size - 1)
-    extra = [timeaxis.shift(times[-1], meta.step, k) for k in range(1, max(need, 0) + 1)]
-    axis = np.concatenate([times, np.asarray(extra, dtype=times.dtype)]) if extra else times
-    return axis, np.where(pos < 0, axis.size, pos)
-
-
-def _check_times(times: np.ndarray, step: np.timedelta64, where: str) -> np.ndarray:
-    times = np.asarray(times)
-    if not np.issubdtype(times.dtype, np.datetime64):
-        raise SchemaError(
-            f"{where} coordinate {TIME!r} has dtype {times.dtype}; expected datetime64"
-        )
-    times = times.astype("datetime64[ns]")
-    if np.isnat(times).any():
-        raise SchemaError(f"{where} coordinate {TIME!r} contains NaT")
-    steps = np.diff(times)
-    bad = np.nonzero(steps != step)[0]
-    if bad.size:
-        i = int(bad[0])
-        raise SchemaError(
-            f"{where} time step {pd.Timedelta(steps[i])} after {pd.Timestamp(times[i])} does "
-            f"not match the model's time step {pd.Timedelta(step)}; send a regular, increasing "
-            "axis with NaN for missing values"
-        )
-    return times
-
-
 def from_dataset(
     meta: ExportMetadata,
     history: xr.Dataset,
@@ -238,15 +140,15 @@ def from_dataset(
     history = _canonical_names(history)
     if TIME not in history.dims:
         raise SchemaError(f"history has no {TIME!r} dim (dims are {list(history.dims)})")
-    h_times = _check_axis(meta, history[TIME].values, "history")
+    h_times = stamps.check_axis(meta, history[TIME].values, "history")
     if future is not None:
         future = _canonical_names(future)
         if TIME not in future.dims:
             raise SchemaError(f"future has no {TIME!r} dim (dims are {list(future.dims)})")
-        _check_axis(meta, future[TIME].values, "future")
+        stamps.check_axis(meta, future[TIME].values, "future")
         history = xr.merge([history, future], join="outer", compat="no_conflicts")
-    inits_t = h_times[-1:] if init_times is None else _as_stamps(meta, init_times)
-    if _is_fixed(meta):
+    inits_t = h_times[-1:] if init_times is None else stamps.as_stamps(meta, init_times)
+    if stamps.is_fixed(meta):
         step = meta.time_step
         last = max(np.asarray(history[TIME].values, "datetime64[ns]").max(), inits_t.max())
         axis = np.arange(
@@ -255,11 +157,11 @@ def from_dataset(
             step,
             dtype="datetime64[ns]",
         )
-        _check_times(history[TIME].values.astype("datetime64[ns]"), step, "history + future")
+        stamps.check_times(history[TIME].values.astype("datetime64[ns]"), step, "history + future")
         inits = np.searchsorted(axis, inits_t)
     else:
-        merged = _check_axis(meta, history[TIME].values, "history + future")
-        axis, inits = _extended_axis(meta, merged, inits_t)
+        merged = stamps.check_axis(meta, history[TIME].values, "history + future")
+        axis, inits = stamps.extended_axis(meta, merged, inits_t)
     ds = history.reindex({TIME: axis})
     required = (*task.past_variables, *task.future_variables)
     missing = [n for n in required if n not in ds.data_vars]
@@ -373,8 +275,8 @@ def from_arrays(
         )
     t_hist = lengths.pop()
     n_time = t_hist + task.horizon
-    init = _as_stamps(meta, [init_time])[0]
-    if _is_fixed(meta):
+    init = stamps.as_stamps(meta, [init_time])[0]
+    if stamps.is_fixed(meta):
         times = init + (np.arange(n_time) - (t_hist - 1)) * meta.time_step
     else:  # calendar steps and model calendars: whole steps from the init
         offsets = range(-(t_hist - 1), n_time - (t_hist - 1))
@@ -417,14 +319,6 @@ def from_arrays(
     )
 
 
-def _as_utc(value: np.datetime64 | str) -> np.datetime64:
-    """``datetime64[ns]`` of a time given as datetime64 (UTC) or a string / datetime."""
-    if isinstance(value, np.datetime64):
-        return value.astype("datetime64[ns]")
-    t = pd.Timestamp(str(value) if isinstance(value, np.str_) else value)
-    return (t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t).to_datetime64()
-
-
 def _as_2d(values: np.ndarray, n: int, name: str, where: str) -> np.ndarray:
     a = np.asarray(values, dtype=np.float64)
     a = a.reshape(1, -1) if a.ndim == 1 and n == 1 else a
@@ -458,14 +352,14 @@ def _finish(
 ) -> Inputs:
     task = meta.task
     bad = [
-        _label(t)
+        stamps.label(t)
         for t, p in zip(inits_t, inits, strict=True)
         if p >= times.size or times[p] != t or p < task.input_steps - 1
     ]
     if bad:
         raise DataError(
             f"init time(s) {bad[:3]} have fewer than input_steps = {task.input_steps} steps "
-            f"of history in the request (history starts {_label(times[0])})"
+            f"of history in the request (history starts {stamps.label(times[0])})"
         )
     h, w = dynamic.shape[1:3]
     rows = cols = None
@@ -486,11 +380,6 @@ def _finish(
                 f"static input {name!r} is missing from the request and from the export's domain"
             )
     return Inputs(layout, times, dynamic, static, inits, lat, lon, stations, rows, cols)
-
-
-def _label(stamp) -> str:
-    """A readable time stamp (datetime64 or cftime)."""
-    return str(pd.Timestamp(stamp)) if isinstance(stamp, np.datetime64) else str(stamp)
 
 
 def _refuse_unknown(meta: ExportMetadata, past: dict, future: dict, units: dict) -> None:
