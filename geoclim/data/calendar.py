@@ -117,7 +117,7 @@ def calendar_features(
 
 
 def calendar_on_axis(times: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
-    """:func:`calendar_features` of a regular time axis, memoised.
+    """:func:`calendar_features` of a regular time axis, memoised for fixed datetime64 steps.
 
     Requests for the same start and length (the common case in serving: every client asks
     for the latest forecast) share one computation; pandas' calendar accessors cost more than
@@ -127,8 +127,14 @@ def calendar_on_axis(times: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
         ``(T, len(names))`` float32, read-only.
 
     """
-    times = np.asarray(times, dtype="datetime64[ns]")
-    step = int((times[1] - times[0]).astype(np.int64)) if times.size > 1 else 0
+    raw = np.asarray(times)
+    if raw.dtype == object:  # cftime stamps (model calendars): computed, not memoised
+        return calendar_features(raw, tuple(names))
+    times = raw.astype("datetime64[ns]")
+    steps = np.diff(times.astype(np.int64))
+    if steps.size and (steps != steps[0]).any():  # calendar months / years
+        return calendar_features(times, tuple(names))
+    step = int(steps[0]) if steps.size else 0
     return _calendar(int(times[0].astype(np.int64)), times.size, step, tuple(names))
 
 

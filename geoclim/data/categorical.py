@@ -13,6 +13,8 @@ one-hot channels as 0/1 features. A categorical variable cannot be a target.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 import xarray as xr
 
@@ -63,8 +65,17 @@ def check_values(da: xr.DataArray, name: str | None = None) -> None:
 
     """
     name = name or str(da.name)
-    cats = categories(da, name)
-    values = np.asarray(da.values, dtype=np.float64)
+    check_codes(da.values, name, categories(da, name))
+
+
+def check_codes(values: np.ndarray, name: str, cats: Categories) -> None:
+    """Refuse codes of ``name`` outside ``cats`` (NaN is missing and allowed).
+
+    Raises:
+        SchemaError: naming the variable, the unknown codes and the valid ones.
+
+    """
+    values = np.asarray(values, dtype=np.float64)
     found = np.unique(values[np.isfinite(values)])
     unknown = sorted(set(found.tolist()) - set(cats.values()))
     if unknown:
@@ -84,3 +95,33 @@ def one_hot(values: np.ndarray, cats: Categories) -> np.ndarray:
     codes = np.asarray(values, dtype=np.float64)[..., None]  # (..., 1)
     flags = np.asarray(list(cats.values()), dtype=np.float64)  # (K,)
     return (codes == flags).astype(np.float32)
+
+
+def encode_channels(
+    values: np.ndarray,
+    names: Sequence[str],
+    cats: dict[str, Categories],
+    encode: Callable[[np.ndarray, str], np.ndarray],
+) -> np.ndarray:
+    """Per-variable values -> batch channels: ``encode`` them, or one-hot the categorical ones.
+
+    Args:
+        values: ``(..., len(names))`` physical values (codes for categorical variables).
+        names: the variables along the last axis.
+        cats: ``{variable: categories}`` of the categorical ones (``ForecastTask.categories``).
+        encode: ``(values, name) -> normalised values`` for the continuous ones
+            (``Normalizer.encode``).
+
+    Returns:
+        ``(..., C)`` float32, one channel per continuous variable and one per category
+        (``ForecastTask.channel_names`` order).
+
+    """
+    parts = [
+        one_hot(values[..., c], cats[name])
+        if name in cats
+        else np.asarray(encode(values[..., c], name), np.float32)[..., None]
+        for c, name in enumerate(names)
+    ]
+    shape = values.shape[:-1] + (0,)
+    return np.concatenate(parts, -1) if parts else np.zeros(shape, np.float32)

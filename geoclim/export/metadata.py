@@ -5,7 +5,12 @@ carry one JSON document per key, all prefixed ``geoclim.``::
 
     geoclim.format_version   1
     geoclim.task             ForecastTask.to_dict()
-    geoclim.window           WindowSpec fields + ``time_step_seconds``
+    geoclim.window           WindowSpec fields + ``time_step`` (``{"count", "unit"}`` of a
+                             :class:`~geoclim.data.timeaxis.TimeStep`: ``unit`` ``"ns"``
+                             fixed, ``"month"`` / ``"year"`` calendar), ``time_calendar``
+                             (CF calendar of the stamps) and, for fixed steps,
+                             ``time_step_seconds`` (the only field of older exports, which
+                             read back as a fixed step on the standard calendar)
     geoclim.normalizer       Normalizer.to_dict() (per-variable mean / std / log)
     geoclim.variables        {name: {units, long_name}} of every input and target
     geoclim.domain           layout, coordinates (grid axes or station ids / lat / lon) and
@@ -38,8 +43,9 @@ import xarray as xr
 from geoclim.data import calendar, variables
 from geoclim.data.normalize import Normalizer
 from geoclim.data.task import ForecastTask
+from geoclim.data.timeaxis import TimeStep
 from geoclim.data.windows import WindowSpec
-from geoclim.errors import SchemaError
+from geoclim.errors import ConfigError, SchemaError
 from geoclim.types import LATITUDE, LONGITUDE, STATION, Layout
 
 FORMAT_VERSION = 1
@@ -179,7 +185,7 @@ class ExportMetadata:
 
     task: ForecastTask
     window: WindowSpec
-    time_step_seconds: int
+    step: TimeStep
     normalizer: Normalizer
     domain: Domain
     io: ModelIO
@@ -190,18 +196,24 @@ class ExportMetadata:
     parity: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     reference: dict[str, Any] = field(default_factory=dict)
+    time_calendar: str = "standard"
 
     @property
     def time_step(self) -> np.timedelta64:
-        """The data's time step."""
-        return np.timedelta64(self.time_step_seconds, "s").astype("timedelta64[ns]")
+        """The fixed time step as ``timedelta64[ns]`` (a DataError for calendar steps)."""
+        return self.step.timedelta
+
+    @property
+    def time_step_seconds(self) -> int:
+        """The fixed time step in seconds (a DataError for calendar steps)."""
+        return int(self.step.timedelta / np.timedelta64(1, "s"))
 
     def to_props(self) -> dict[str, str]:
         """The ``metadata_props`` map: ``geoclim.<key>`` -> JSON string."""
-        window = asdict(self.window) | {"time_step_seconds": self.time_step_seconds}
+        window = asdict(self.window) | _step_doc(self.step, self.time_calendar)
         docs: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
-            "task": self.task.to_dict(),
+            "task": _task_doc(self.task),
             "window": window,
             "normalizer": self.normalizer.to_dict(),
             "variables": self.variables or variable_table(self.task),
@@ -240,11 +252,12 @@ class ExportMetadata:
                 f"this geoclim reads version {FORMAT_VERSION}"
             )
         window = dict(docs["window"])
-        step = int(window.pop("time_step_seconds"))
+        step, time_calendar = _read_step(window)
         return cls(
             task=ForecastTask.from_dict(docs["task"]),
             window=WindowSpec(**window),
-            time_step_seconds=step,
+            step=step,
+            time_calendar=time_calendar,
             normalizer=Normalizer.from_dict(docs["normalizer"]),
             domain=Domain.from_dict(docs["domain"]),
             io=ModelIO.from_dict(docs["io"]),
@@ -266,17 +279,58 @@ class ExportMetadata:
         """A short JSON description (for ``GET /v1/models``)."""
         return {
             "task": self.task.to_dict(),
-            "time_step_seconds": self.time_step_seconds,
+            "time_step": str(self.step),
+            "time_calendar": self.time_calendar,
             "layout": self.domain.layout,
             "patch": self.window.patch,
             "inputs": list(self.io.inputs),
             "kind": self.io.kind,
             "quantized": self.io.quantized,
             "variables": self.variables,
+            "categories": self.task.categories,
             "data_fingerprint": self.data_fingerprint,
             "scores": self.scores,
             "provenance": self.provenance,
-        }
+        } | ({} if self.step.is_calendar else {"time_step_seconds": self.time_step_seconds})
+
+
+def _task_doc(task: ForecastTask) -> dict[str, Any]:
+    """``task.to_dict()`` with each variable's categories as ``[[meaning, value], ...]``.
+
+    The metadata JSON sorts dict keys; the categories' order is the one-hot channel order,
+    so it travels as a list (``ForecastTask.from_dict`` reads both forms).
+    """
+    doc = task.to_dict()
+    doc["categories"] = {k: [[m, v] for m, v in c.items()] for k, c in task.categories.items()}
+    return doc
+
+
+def _step_doc(step: TimeStep, time_calendar: str) -> dict[str, Any]:
+    """The ``window`` entries describing the time axis (see the module docstring)."""
+    doc: dict[str, Any] = {
+        "time_step": {"count": step.count, "unit": step.unit},
+        "time_calendar": time_calendar,
+    }
+    if not step.is_calendar:
+        doc["time_step_seconds"] = int(step.timedelta / np.timedelta64(1, "s"))
+    return doc
+
+
+def _read_step(window: dict[str, Any]) -> tuple[TimeStep, str]:
+    """Pop the time-axis entries of ``window``; older exports carry only seconds."""
+    seconds = window.pop("time_step_seconds", None)
+    doc = window.pop("time_step", None)
+    time_calendar = str(window.pop("time_calendar", "standard"))
+    try:
+        if doc is not None:
+            return TimeStep(int(doc["count"]), doc["unit"]), time_calendar
+        if seconds is not None:
+            return TimeStep(int(seconds) * 10**9, "ns"), time_calendar
+    except (ConfigError, KeyError, TypeError, ValueError) as err:
+        raise SchemaError(f"export metadata 'geoclim.window' has a bad time step ({err})") from None
+    raise SchemaError(
+        "export metadata 'geoclim.window' has neither 'time_step' nor 'time_step_seconds'"
+    )
 
 
 def variable_table(task: ForecastTask, ds: Any = None) -> dict[str, dict[str, str]]:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
@@ -37,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import geoclim
 from geoclim import fileio
-from geoclim.data import drift, schema
+from geoclim.data import drift, schema, timeaxis
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
 from geoclim.export.metadata import Domain, ExportMetadata, ModelIO, variable_table
@@ -149,25 +148,6 @@ def git_commit(path: Path | None = None) -> str | None:
     return sha + ("-dirty" if dirty.strip() else "")
 
 
-def check_servable(dm: GeoDataModule) -> None:
-    """Refuse what the serving adapter cannot run yet: calendar steps, categorical inputs.
-
-    Raises:
-        ConfigError: naming the step or the categorical inputs.
-
-    """
-    assert dm.ds is not None
-    step, cats = schema.time_step(dm.ds), sorted(dm.task.categories)
-    problems = ([f"a calendar time step ({step})"] if step.is_calendar else []) + (
-        [f"categorical inputs {cats}"] if cats else []
-    )
-    if problems:
-        raise ConfigError(
-            "export supports fixed time steps and continuous inputs only; this model has "
-            + " and ".join(problems)
-        )
-
-
 def build_metadata(
     dm: GeoDataModule,
     net: torch.nn.Module,
@@ -195,14 +175,14 @@ def build_metadata(
     """
     task, ds = dm.task, dm.ds
     assert ds is not None and dm.splits is not None and dm.normalizer is not None
-    check_servable(dm)
-    step = schema.time_step(ds)
+    step = schema.time_step(ds)  # fixed, or calendar months / years
     start, stop = dm.splits.train
     reference = drift.reference_summary(ds.isel({TIME: slice(start, stop)}), task.dynamic_variables)
     return ExportMetadata(
         task=task,
         window=dm.spec,
-        time_step_seconds=int(step.timedelta / np.timedelta64(1, "s")),  # fixed steps only
+        step=step,
+        time_calendar=timeaxis.calendar_name(ds[TIME].values),
         normalizer=dm.normalizer,
         domain=Domain.from_dataset(ds, task.static_inputs),
         variables=variable_table(task, ds),
@@ -266,7 +246,6 @@ def export_run(
 
     """
     run = load_run(run_dir, checkpoint)
-    check_servable(run.datamodule)
     out = Path(out) if out is not None else run.run_dir / "export" / "model.onnx"
     batches = test_batches(run.datamodule, parity_batches)
     if not batches:

@@ -298,9 +298,9 @@ def _sort_last(g: _Graph, y: str, k: int) -> str:
 def _input_info(name: str, task: Any, baseline: Any) -> onnx.ValueInfoProto:
     n_cal = baseline.features.calendar.shape[1]
     shapes = {
-        "past": ["batch", task.input_steps, len(task.past_variables), 1, 1],
-        "known_future": ["batch", task.horizon, len(task.future_inputs), 1, 1],
-        "static": ["batch", len(task.static_inputs), 1, 1],
+        "past": ["batch", task.input_steps, len(task.past_channels), 1, 1],
+        "known_future": ["batch", task.horizon, len(task.known_channels), 1, 1],
+        "static": ["batch", len(task.static_channels), 1, 1],
         "calendar": ["batch", task.horizon, n_cal, 1, 1],
         "coordinates": ["batch", 2, 1, 1],
     }

@@ -35,6 +35,7 @@ import xarray as xr
 from geoclim.data import calendar
 from geoclim.data.assemble import to_forecast_dataset
 from geoclim.data.calendar import calendar_on_axis
+from geoclim.data.categorical import encode_channels
 from geoclim.data.tree_inputs import tree_inputs
 from geoclim.data.windows import WindowArrays, gather, patch_origins
 from geoclim.errors import ConfigError, SchemaError
@@ -147,11 +148,15 @@ class Forecaster:
             )
         task = metadata.task
         self._cal_names = tuple(n for n in task.future_inputs if n in calendar.FEATURES)
+        first, c = {}, 0  # first dynamic channel of each variable (one-hot ones are wider)
+        for name in task.dynamic_variables:
+            first[name], c = c, c + len(task.channel_names(name))
         self._known_sources = tuple(
             ("calendar", self._cal_names.index(n))
             if n in calendar.FEATURES
-            else ("dynamic", task.dynamic_variables.index(n))
+            else ("dynamic", first[n] + j)
             for n in task.future_inputs
+            for j in range(len(task.channel_names(n)))
         )
 
     @classmethod
@@ -227,21 +232,7 @@ class Forecaster:
             max_missing = 0.0
         valid, filled = validity.input_validity(self.task, inputs, max_missing)
         warnings = tuple(self.drift.check(inputs)) if self.drift is not None else ()
-        norm = meta.normalizer
-        dynamic = np.empty_like(inputs.dynamic)
-        for c, name in enumerate(task.dynamic_variables):
-            dynamic[..., c] = norm.encode(inputs.dynamic[..., c], name)
-        static = np.empty_like(inputs.static)
-        for c, name in enumerate(task.static_inputs):
-            static[..., c] = norm.encode(inputs.static[..., c], name)
-        arrays = WindowArrays(
-            dynamic=dynamic,
-            calendar=calendar_on_axis(inputs.times, self._cal_names),
-            static=static,
-            n_past=len(task.past_variables),
-            n_targets=len(task.targets),
-            known_sources=self._known_sources,
-        )
+        arrays = self.window_arrays(inputs)
         t, y, x = self._samples(inputs)
         preds = []
         for s in range(0, t.size, self.max_batch):
@@ -271,6 +262,25 @@ class Forecaster:
             valid=valid,
             filled=filled,
             warnings=warnings,
+        )
+
+    def window_arrays(self, inputs: Inputs) -> WindowArrays:
+        """The request as the training datamodule's arrays: normalised, flags one-hot.
+
+        Returns:
+            ``dynamic (T, H, W, C_dyn_channels)``, ``static (H, W, C_static_channels)``
+            and the calendar encodings of the request's axis (fixed or calendar step).
+
+        """
+        task = self.task
+        cats, encode = task.categories, self.metadata.normalizer.encode
+        return WindowArrays(
+            dynamic=encode_channels(inputs.dynamic, task.dynamic_variables, cats, encode),
+            calendar=calendar_on_axis(inputs.times, self._cal_names),
+            static=encode_channels(inputs.static, task.static_inputs, cats, encode),
+            n_past=len(task.past_channels),
+            n_targets=len(task.targets),
+            known_sources=self._known_sources,
         )
 
     def predict(
@@ -397,8 +407,8 @@ class Forecaster:
         assert raw.valid is not None
         pred[~raw.valid[0, :, 0]] = np.nan  # masked: too few real inputs
         values = {name: pred[:, :, c] for c, name in enumerate(self.task.targets)}
-        t0 = inputs.times[inputs.inits[0]]
-        valid_time = t0 + np.arange(1, self.task.horizon + 1) * self.metadata.time_step
+        t0 = inputs.inits[0]
+        valid_time = inputs.times[t0 + 1 : t0 + 1 + self.task.horizon]  # the request's axis
         assert raw.filled is not None
         return PointForecast(
             values, valid_time, raw.valid[0, :, 0], raw.filled[0, :, 0], inputs, raw.warnings
@@ -488,12 +498,14 @@ class Forecaster:
             ]
 
         def mean(name: str, n: int) -> list[float]:
+            if name in task.categories:  # a flag code, not a quantity: the first category
+                return [float(next(iter(task.categories[name].values())))] * n
             value = float(meta.normalizer.decode(np.zeros(1), name)[0])
             return [round(value, 3)] * n
 
         init = (
             pd.Timestamp("2024-06-01T12:00:00")
-            if meta.time_step_seconds < 86400
+            if meta.step.is_sub_daily
             else pd.Timestamp("2024-06-01")
         )
         locations = []
@@ -518,9 +530,9 @@ class Forecaster:
         elif win.patch > 1:
             h = w = win.patch
         shapes = {
-            "past": (1, task.input_steps, len(task.past_variables), h, w),
-            "known_future": (1, task.horizon, len(task.future_inputs), h, w),
-            "static": (1, len(task.static_inputs), h, w),
+            "past": (1, task.input_steps, len(task.past_channels), h, w),
+            "known_future": (1, task.horizon, len(task.known_channels), h, w),
+            "static": (1, len(task.static_channels), h, w),
         }
         shapes |= {
             "calendar": (1, task.horizon, len(self.metadata.io.calendar), h, w),

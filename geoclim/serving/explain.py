@@ -26,11 +26,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-from geoclim.data.calendar import calendar_on_axis
+from geoclim.data import timeaxis
 from geoclim.data.tree_inputs import tree_inputs
-from geoclim.data.windows import WindowArrays, gather
+from geoclim.data.windows import gather
 from geoclim.errors import ConfigError
 from geoclim.explain.layout import FIELDS, InputLayout, attribution_dataset
 from geoclim.serving import validity
@@ -58,21 +59,7 @@ def request_batch(
     if meta.io.nan_inputs == "refuse":
         max_missing = 0.0
     validity.input_validity(task, inputs, max_missing)  # refuses a request with no valid input
-    norm = meta.normalizer
-    dynamic = np.empty_like(inputs.dynamic)
-    for c, name in enumerate(task.dynamic_variables):
-        dynamic[..., c] = norm.encode(inputs.dynamic[..., c], name)
-    static = np.empty_like(inputs.static)
-    for c, name in enumerate(task.static_inputs):
-        static[..., c] = norm.encode(inputs.static[..., c], name)
-    arrays = WindowArrays(
-        dynamic=dynamic,
-        calendar=calendar_on_axis(inputs.times, f._cal_names),
-        static=static,
-        n_past=len(task.past_variables),
-        n_targets=len(task.targets),
-        known_sources=f._known_sources,
-    )
+    arrays = f.window_arrays(inputs)
     t, y, x = f._samples(inputs)
     batch = gather(arrays, meta.window, t, y, x)
     if meta.io.kind == "tree":
@@ -314,8 +301,8 @@ def explain_inputs(
         "target_quantile": "point forecast" if quantile is None else float(quantile),
         "target_aggregation": "mean",
     }
-    step = forecaster.metadata.time_step
-    lead_time = (np.arange(1, forecaster.task.horizon + 1) * step).astype("timedelta64[ns]")
+    # timedelta64 leads for a fixed step, whole months / years for a calendar step
+    lead_time = timeaxis.lead_coordinate(forecaster.metadata.step, forecaster.task.horizon).values
     coords = _sample_coords(inputs, t, y, x, spatial=bool(space))
     if space:
         return _occlusion_dataset(cube * scale, layout, lead_time, coords, space, extra, attrs)
@@ -432,7 +419,11 @@ def explain_records(
         max_missing=max_missing,
         max_evals=body.max_evals,
     )
-    step_h = forecaster.metadata.time_step_seconds / 3600.0
+    t0 = inputs.inits[0]  # elapsed hours to each valid time (exact for calendar steps too)
+    hours = [
+        pd.Timedelta(inputs.times[t0 + k] - inputs.times[t0]) / pd.Timedelta(hours=1)
+        for k in range(1, forecaster.task.horizon + 1)
+    ]
     out = []
     for i, station in enumerate(stations):
         row = ds.isel(sample=i)
@@ -455,7 +446,7 @@ def explain_records(
         "quantile": body.quantile,
         "units": ds.attrs["units"],
         "init_time": f"{np.datetime_as_string(_utc(body.init_time), unit='s')}Z",
-        "lead_time_hours": [step_h * k for k in range(1, forecaster.task.horizon + 1)],
+        "lead_time_hours": hours,
         "input_variables": [str(v) for v in ds["input_variable"].values],
         "lags": [int(v) for v in ds["lag"].values],
         "explanations": out,

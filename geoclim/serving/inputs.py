@@ -21,13 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
-from geoclim.data import schema, variables
+from geoclim.data import categorical, schema, timeaxis, variables
 from geoclim.data.sources import DIM_ALIASES, VARIABLE_ALIASES
 from geoclim.errors import DataError, SchemaError
 from geoclim.export.metadata import Domain, ExportMetadata
+from geoclim.serving import times as stamps
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME, Layout
 
 STATION_TOLERANCE_DEG = 1e-3
@@ -44,9 +44,11 @@ class Inputs:
 
     Attributes:
         layout: ``"station"`` (points; ``W = 1``) or ``"grid"``.
-        times: ``(T,)`` datetime64[ns], regular, long enough for the last init + horizon.
+        times: ``(T,)`` datetime64[ns] (cftime objects for model calendars), regular in the
+            model's step (fixed or calendar), long enough for the last init + horizon.
         dynamic: ``(T, H, W, C_dyn)`` float32, channels = ``task.dynamic_variables``; NaN
-            where missing (and after the history for past-only variables).
+            where missing (and after the history for past-only variables); categorical
+            variables hold their flag codes (one-hot encoded by the adapter).
         static: ``(H, W, C_static)`` float32, channels = ``task.static_inputs``.
         inits: ``(N,)`` init positions on ``times`` (the last input step of each forecast).
         latitude, longitude: ``(H,)`` / ``(W,)`` grid axes, or ``(S,)`` point coordinates.
@@ -100,25 +102,13 @@ def to_units(values: np.ndarray, name: str, units: str | None) -> np.ndarray:
         raise SchemaError(f"{err} (send it in {variables.get(name).units!r})") from None
 
 
-def _check_times(times: np.ndarray, step: np.timedelta64, where: str) -> np.ndarray:
-    times = np.asarray(times)
-    if not np.issubdtype(times.dtype, np.datetime64):
-        raise SchemaError(
-            f"{where} coordinate {TIME!r} has dtype {times.dtype}; expected datetime64"
-        )
-    times = times.astype("datetime64[ns]")
-    if np.isnat(times).any():
-        raise SchemaError(f"{where} coordinate {TIME!r} contains NaT")
-    steps = np.diff(times)
-    bad = np.nonzero(steps != step)[0]
-    if bad.size:
-        i = int(bad[0])
-        raise SchemaError(
-            f"{where} time step {pd.Timedelta(steps[i])} after {pd.Timestamp(times[i])} does "
-            f"not match the model's time step {pd.Timedelta(step)}; send a regular, increasing "
-            "axis with NaN for missing values"
-        )
-    return times
+def _physical(meta: ExportMetadata, values: np.ndarray, name: str, units: str | None) -> np.ndarray:
+    """Values in canonical units, or the checked flag codes of a categorical variable."""
+    cats = meta.task.categories.get(name)
+    if cats is None:
+        return to_units(values, name, units)
+    categorical.check_codes(values, name, cats)
+    return np.asarray(values, dtype=np.float32)
 
 
 def from_dataset(
@@ -146,26 +136,32 @@ def from_dataset(
     for label, ds in (("history", history), ("future", future)):
         if ds is not None and not isinstance(ds, xr.Dataset):
             raise SchemaError(f"{label} must be an xarray.Dataset, got {type(ds).__name__}")
-    task, step = meta.task, meta.time_step
+    task = meta.task
     history = _canonical_names(history)
     if TIME not in history.dims:
         raise SchemaError(f"history has no {TIME!r} dim (dims are {list(history.dims)})")
-    h_times = _check_times(history[TIME].values, step, "history")
+    h_times = stamps.check_axis(meta, history[TIME].values, "history")
     if future is not None:
         future = _canonical_names(future)
         if TIME not in future.dims:
             raise SchemaError(f"future has no {TIME!r} dim (dims are {list(future.dims)})")
-        _check_times(future[TIME].values, step, "future")
+        stamps.check_axis(meta, future[TIME].values, "future")
         history = xr.merge([history, future], join="outer", compat="no_conflicts")
-    if init_times is None:
-        inits_t = h_times[-1:]
+    inits_t = h_times[-1:] if init_times is None else stamps.as_stamps(meta, init_times)
+    if stamps.is_fixed(meta):
+        step = meta.time_step
+        last = max(np.asarray(history[TIME].values, "datetime64[ns]").max(), inits_t.max())
+        axis = np.arange(
+            history[TIME].values.min(),
+            last + step * task.horizon + step,
+            step,
+            dtype="datetime64[ns]",
+        )
+        stamps.check_times(history[TIME].values.astype("datetime64[ns]"), step, "history + future")
+        inits = np.searchsorted(axis, inits_t)
     else:
-        inits_t = np.atleast_1d(np.asarray(init_times, dtype="datetime64[ns]"))
-    last = max(np.asarray(history[TIME].values, "datetime64[ns]").max(), inits_t.max())
-    axis = np.arange(
-        history[TIME].values.min(), last + step * task.horizon + step, step, dtype="datetime64[ns]"
-    )
-    _check_times(history[TIME].values.astype("datetime64[ns]"), step, "history + future")
+        merged = stamps.check_axis(meta, history[TIME].values, "history + future")
+        axis, inits = stamps.extended_axis(meta, merged, inits_t)
     ds = history.reindex({TIME: axis})
     required = (*task.past_variables, *task.future_variables)
     missing = [n for n in required if n not in ds.data_vars]
@@ -210,7 +206,7 @@ def from_dataset(
         da = ds[name]
         if set(da.dims) != {TIME, *space}:
             raise SchemaError(f"variable {name!r} has dims {da.dims}; expected {(TIME, *space)}")
-        values = to_units(da.transpose(TIME, *space).values, name, da.attrs.get("units"))
+        values = _physical(meta, da.transpose(TIME, *space).values, name, da.attrs.get("units"))
         dynamic[..., c] = values.reshape(n_time, h, w)
     stations = tuple(str(s) for s in ds[STATION].values) if layout == "station" else ()
     given = {}
@@ -219,10 +215,9 @@ def from_dataset(
             da = ds[name]
             if TIME in da.dims:
                 raise SchemaError(f"static variable {name!r} must not have a {TIME!r} dim")
-            given[name] = to_units(
-                da.transpose(*space).values, name, da.attrs.get("units")
+            given[name] = _physical(
+                meta, da.transpose(*space).values, name, da.attrs.get("units")
             ).reshape(h, w)
-    inits = np.searchsorted(axis, inits_t)
     return _finish(meta, layout, axis, dynamic, given, inits, inits_t, lat, lon, stations)
 
 
@@ -255,7 +250,7 @@ def from_arrays(
         The validated inputs (station layout, ``W = 1``).
 
     """
-    task, step, units = meta.task, meta.time_step, dict(units or {})
+    task, units = meta.task, dict(units or {})
     future, static = dict(future or {}), dict(static or {})
     lat = np.atleast_1d(np.asarray(latitude, np.float64))
     lon = np.atleast_1d(np.asarray(longitude, np.float64))
@@ -281,13 +276,17 @@ def from_arrays(
         )
     t_hist = lengths.pop()
     n_time = t_hist + task.horizon
-    init = _as_utc(init_time)
-    times = init + (np.arange(n_time) - (t_hist - 1)) * step
+    init = stamps.as_stamps(meta, [init_time])[0]
+    if stamps.is_fixed(meta):
+        times = init + (np.arange(n_time) - (t_hist - 1)) * meta.time_step
+    else:  # calendar steps and model calendars: whole steps from the init
+        offsets = range(-(t_hist - 1), n_time - (t_hist - 1))
+        times = np.asarray([timeaxis.shift(init, meta.step, k) for k in offsets])
     dynamic = np.full((n_time, n, 1, len(task.dynamic_variables)), np.nan, np.float32)
     for c, name in enumerate(task.dynamic_variables):
         if name in past:
             values = _as_2d(past[name], n, name, "past")
-            dynamic[:t_hist, :, 0, c] = to_units(values, name, units.get(name)).T
+            dynamic[:t_hist, :, 0, c] = _physical(meta, values, name, units.get(name)).T
         if name in future:
             values = _as_2d(future[name], n, name, "future")
             if values.shape[1] < task.horizon:
@@ -295,9 +294,10 @@ def from_arrays(
                     f"known-future variable {name!r} covers {values.shape[1]} lead(s); the "
                     f"model needs {task.horizon}"
                 )
-            dynamic[t_hist:, :, 0, c] = to_units(values[:, : task.horizon], name, units.get(name)).T
+            lead = values[:, : task.horizon]
+            dynamic[t_hist:, :, 0, c] = _physical(meta, lead, name, units.get(name)).T
     given = {
-        k: to_units(np.asarray(v, np.float32).reshape(n, 1), k, units.get(k))
+        k: _physical(meta, np.asarray(v, np.float32).reshape(n, 1), k, units.get(k))
         for k, v in static.items()
         if k in task.static_inputs
     }
@@ -318,14 +318,6 @@ def from_arrays(
         lon,
         stations,
     )
-
-
-def _as_utc(value: np.datetime64 | str) -> np.datetime64:
-    """``datetime64[ns]`` of a time given as datetime64 (UTC) or a string / datetime."""
-    if isinstance(value, np.datetime64):
-        return value.astype("datetime64[ns]")
-    t = pd.Timestamp(value)
-    return (t.tz_convert("UTC").tz_localize(None) if t.tzinfo else t).to_datetime64()
 
 
 def _as_2d(values: np.ndarray, n: int, name: str, where: str) -> np.ndarray:
@@ -361,14 +353,14 @@ def _finish(
 ) -> Inputs:
     task = meta.task
     bad = [
-        pd.Timestamp(t)
+        stamps.label(t)
         for t, p in zip(inits_t, inits, strict=True)
         if p >= times.size or times[p] != t or p < task.input_steps - 1
     ]
     if bad:
         raise DataError(
             f"init time(s) {bad[:3]} have fewer than input_steps = {task.input_steps} steps "
-            f"of history in the request (history starts {pd.Timestamp(times[0])})"
+            f"of history in the request (history starts {stamps.label(times[0])})"
         )
     h, w = dynamic.shape[1:3]
     rows = cols = None

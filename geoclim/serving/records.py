@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 from pydantic import ValidationError
 
 from geoclim.data.quantiles import point_from_quantiles
@@ -165,13 +166,15 @@ def forecast_records(
             f"max_missing = {max_missing if max_missing is not None else f.max_missing:g} of "
             f"their inputs missing, or no real past value: {masked[:5]}"
         )
-    step_h = f.metadata.time_step_seconds / 3600.0
+    # elapsed hours to each valid time: exact for fixed and calendar (month, year) steps
+    t0 = result.inputs.times[result.inputs.inits[0]]
+    hours = [pd.Timedelta(t - t0) / pd.Timedelta(hours=1) for t in valid]
     return {
         "model": name or f.name,
         "version": version,
         "init_time": f"{np.datetime_as_string(init, unit='s')}Z",
-        "lead_time_hours": [step_h * k for k in range(1, task.horizon + 1)],
-        "valid_time": [f"{t}Z" for t in np.datetime_as_string(valid, unit="s")],
+        "lead_time_hours": hours,
+        "valid_time": [f"{_iso(t)}Z" for t in valid],
         "units": {var: f.metadata.variables.get(var, {}).get("units", "") for var in task.targets},
         "forecasts": forecasts,
         "inputs_filled": int(result.filled.sum()),
@@ -200,3 +203,10 @@ def _floats(values: np.ndarray) -> list:
     if finite.all():
         return a.tolist()
     return np.where(finite, a.astype(object), np.array(None, dtype=object)).tolist()
+
+
+def _iso(stamp) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a datetime64 or cftime stamp."""
+    if isinstance(stamp, np.datetime64):
+        return str(np.datetime_as_string(stamp, unit="s"))
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S")

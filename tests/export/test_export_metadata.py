@@ -9,6 +9,7 @@ from onnx import TensorProto, helper
 from geoclim.data.fingerprint import data_fingerprint
 from geoclim.data.normalize import Normalizer
 from geoclim.data.task import ForecastTask
+from geoclim.data.timeaxis import TimeStep
 from geoclim.data.windows import WindowSpec
 from geoclim.errors import SchemaError
 from geoclim.export.metadata import (
@@ -34,7 +35,7 @@ def small_metadata(ds):
     return ExportMetadata(
         task=TASK,
         window=WindowSpec(4, 2),
-        time_step_seconds=3600,
+        step=TimeStep.fixed("1h"),
         normalizer=norm,
         domain=Domain.from_dataset(ds, ("elevation",)),
         io=ModelIO(inputs=("past", "known_future", "static"), model_class="x.Net"),
@@ -113,3 +114,41 @@ def test_fingerprint_is_stable_and_sensitive(tiny_grid):
     assert data_fingerprint(tiny_grid, ["pm25"], (0, 31)) != a
     with pytest.raises(SchemaError, match="'o3'"):
         data_fingerprint(tiny_grid, ["o3"])
+
+
+def test_calendar_step_calendar_and_categories_round_trip(tiny_grid):
+    task = ForecastTask(
+        targets=("pm25",),
+        past_inputs=("wd",),
+        input_steps=4,
+        horizon=2,
+        categories={"wd": {"windy": 3, "calm": 0}},
+    )
+    meta = small_metadata(tiny_grid).replace(
+        task=task, step=TimeStep(3, "month"), time_calendar="noleap"
+    )
+    props = meta.to_props()
+    window = json.loads(props["geoclim.window"])
+    assert window["time_step"] == {"count": 3, "unit": "month"}
+    assert window["time_calendar"] == "noleap" and "time_step_seconds" not in window
+    back = ExportMetadata.from_props(props)
+    assert back.step == TimeStep(3, "month") and back.time_calendar == "noleap"
+    assert back.task.categories == {"wd": {"windy": 3, "calm": 0}}
+    assert back.task.past_channels == ("pm25", "wd=windy", "wd=calm")  # one-hot order kept
+    assert back.summary()["time_step"] == "3 months"
+    assert back.summary()["categories"] == {"wd": {"calm": 0, "windy": 3}}
+
+
+def test_metadata_without_a_time_step_field_reads_as_a_fixed_step(tiny_grid):
+    props = small_metadata(tiny_grid).to_props()
+    window = json.loads(props["geoclim.window"])
+    old = {k: v for k, v in window.items() if k not in ("time_step", "time_calendar")}
+    back = ExportMetadata.from_props(props | {"geoclim.window": json.dumps(old)})
+    assert back.step == TimeStep(3600 * 10**9, "ns") and back.time_calendar == "standard"
+    assert back.time_step_seconds == 3600
+    bad = dict(old, time_step={"count": 2, "unit": "fortnight"})
+    with pytest.raises(SchemaError, match="geoclim.window.*bad time step"):
+        ExportMetadata.from_props(props | {"geoclim.window": json.dumps(bad)})
+    del old["time_step_seconds"]
+    with pytest.raises(SchemaError, match="neither 'time_step' nor 'time_step_seconds'"):
+        ExportMetadata.from_props(props | {"geoclim.window": json.dumps(old)})

@@ -94,25 +94,3 @@ def test_cli_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
         main([str(tmp_path)])
     assert exc.value.code == 2
     assert "is not a run directory" in capsys.readouterr().err
-
-
-def test_export_refuses_calendar_steps_and_categorical_inputs():
-    import pandas as pd
-
-    from geoclim.data.datamodule import GeoDataModule
-    from geoclim.errors import ConfigError
-    from geoclim.export.run import check_servable
-    from tests.conftest import make_stations
-
-    ds = make_stations(nt=150, n=2)
-    monthly = ds.assign_coords(time=pd.date_range("1990-01-01", periods=150, freq="MS"))
-    dm = GeoDataModule(monthly, dict(targets=["no2"], input_steps=3, horizon=2))
-    dm.setup()
-    with pytest.raises(ConfigError, match=r"a calendar time step \(1 month\)"):
-        check_servable(dm)
-    flags = {"flag_values": [0, 1], "flag_meanings": "calm windy"}
-    windy = ds.assign(wd=(("time", "station"), (ds.no2.values > 20).astype("int8"), flags))
-    dm = GeoDataModule(windy, dict(targets=["no2"], past_inputs=["wd"], input_steps=3, horizon=2))
-    dm.setup()
-    with pytest.raises(ConfigError, match=r"categorical inputs \['wd'\]"):
-        check_servable(dm)

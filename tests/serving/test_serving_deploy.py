@@ -46,7 +46,9 @@ def exported(app):
         for suffix in SUFFIXES[family.type]:
             extra = {"le"} if suffix == "_bucket" else set()
             base = family.name.removesuffix("_created")  # the counters' creation-time gauges
-            names[family.name + suffix] = labels[base] | extra
+            # metrics outside app.state.metrics (the drift gauges): the labels they export
+            seen = {k for sample in family.samples for k in sample.labels} - {"le"}
+            names[family.name + suffix] = labels.get(base, seen) | extra
     return names
 
 
