@@ -38,6 +38,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import geoclim
 from geoclim.errors import GeoclimError
@@ -276,13 +277,11 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: Exception) -> JSONResponse:
-        assert isinstance(exc, HTTPException)  # registered for HTTPException only
+        assert isinstance(exc, StarletteHTTPException)  # registered for HTTP errors only
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error_response(
             exc.status_code, kind, str(exc.detail), headers=getattr(exc, "headers", None)
         )
-
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app.add_exception_handler(StarletteHTTPException, _http)
 
