@@ -104,7 +104,9 @@ def test_short_optuna_search_returns_the_best_trial(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     values = [
-        json.loads((sweep / job / "metrics.json").read_text())["val/loss"] for job in ("0", "1")
+        # the sweep optimises val/rmse (conf/hparams_search)
+        json.loads((sweep / job / "metrics.json").read_text())["val/rmse"]
+        for job in ("0", "1")
     ]
     assert best["best_value"] == pytest.approx(min(values))
     assert set(best["best_params"]) == {
