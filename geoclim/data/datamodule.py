@@ -287,8 +287,10 @@ class GeoDataModule(L.LightningDataModule):
         for name in task.dynamic_variables:
             first[name] = c
             values = self._encode(ds[name].transpose(TIME, *space), name)
-            dynamic[..., c : c + values.shape[-1]] = values.reshape(n_time, h, w, -1)
-            c += values.shape[-1]
+            width = values.shape[-1]
+            dynamic[..., c : c + width] = values.reshape(n_time, h, w, -1)
+            del values  # freed before the next variable's: one temporary at a time
+            c += width
         static = np.empty((h, w, len(task.static_channels)), np.float32)
         c = 0
         for name in task.static_inputs:
@@ -332,9 +334,8 @@ class GeoDataModule(L.LightningDataModule):
         """Whole batches of ``split`` for one rank (epoch-seeded order when shuffled)."""
         dataset = self.dataset(split)  # sets up, which derives a batch size left unset
         assert self.batch_size is not None
-        make = lazy.lazy_loader if isinstance(dataset, lazy.LazyWindowDataset) else batch_loader
-        return make(
-            dataset,  # type: ignore[arg-type]
+        return batch_loader(
+            dataset,
             self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

@@ -9,7 +9,7 @@ not ``B`` Python calls.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -41,6 +41,25 @@ class WindowDataset(Dataset):
         t, y, x = self.index.decode(rows)
         fields = gather(self.arrays, self.spec, t, y, x)
         return {k: torch.from_numpy(v) for k, v in fields.items()}  # type: ignore[return-value]
+
+    def batch_sampler(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        lanes: int = 0,
+    ) -> EpochBatchSampler:
+        """The :class:`EpochBatchSampler` of this dataset.
+
+        ``lanes`` is not needed: the arrays are shared, so any worker serves any batch
+        equally fast.
+        """
+        return EpochBatchSampler(
+            len(self), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
+        )
 
 
 class EpochBatchSampler(Sampler[np.ndarray]):
@@ -110,8 +129,26 @@ def _as_is(batch: Any) -> Any:
     return batch
 
 
+class BatchDataset(Protocol):
+    """What :func:`batch_loader` serves: ``dataset[rows]`` is a whole batch.
+
+    The dataset chooses the sampler that orders its rows (:class:`WindowDataset`: a
+    permutation of all samples; :class:`geoclim.data.lazy.LazyWindowDataset`: block-grouped).
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: np.ndarray) -> Batch: ...
+
+    def batch_sampler(
+        self, batch_size: int, *, shuffle: bool, seed: int, rank: int, world_size: int, lanes: int
+    ) -> EpochBatchSampler:
+        """The sampler yielding this dataset's batches of rows (``lanes``: worker count)."""
+        ...
+
+
 def batch_loader(
-    dataset: WindowDataset,
+    dataset: BatchDataset,
     batch_size: int,
     *,
     shuffle: bool,
@@ -120,12 +157,18 @@ def batch_loader(
     rank: int = 0,
     world_size: int = 1,
 ) -> DataLoader:
-    """A DataLoader of whole batches (see module docstring), this rank's share of each."""
-    sampler = EpochBatchSampler(
-        len(dataset), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
+    """A DataLoader of whole batches of either backend, this rank's share of each.
+
+    The dataset's own sampler yields arrays of rows and ``dataset[rows]`` the whole batch, so
+    the DataLoader only moves batches (no per-sample calls, an identity collate). Workers, when
+    asked for, persist across epochs and prefetch; the lazy sampler hands each a lane of its
+    own blocks.
+    """
+    sampler = dataset.batch_sampler(
+        batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size, lanes=num_workers
     )
     return DataLoader(
-        dataset,
+        dataset,  # type: ignore[arg-type]
         sampler=sampler,
         batch_size=None,
         collate_fn=_as_is,

@@ -31,7 +31,7 @@ import dask
 import numpy as np
 import torch
 import xarray as xr
-from torch.utils.data import DataLoader, Dataset, get_worker_info
+from torch.utils.data import Dataset, get_worker_info
 
 from geoclim.data import schema
 from geoclim.data.datasets import EpochBatchSampler
@@ -240,6 +240,32 @@ class LazyWindowDataset(Dataset):
         fields = self.gather(np.atleast_1d(np.asarray(rows, dtype=np.int64)))
         return {k: torch.from_numpy(v) for k, v in fields.items()}  # type: ignore[return-value]
 
+    def batch_sampler(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        lanes: int = 0,
+    ) -> BlockBatchSampler:
+        """The block-grouped :class:`BlockBatchSampler` of this dataset.
+
+        Batches go out in ``lanes`` lanes (the DataLoader's workers), so each worker reads
+        its own blocks.
+        """
+        return BlockBatchSampler(
+            self.block_of(),
+            batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+            blocks_in_memory=self.reader.blocks_in_memory,
+            lanes=lanes,
+        )
+
 
 class BlockBatchSampler(EpochBatchSampler):
     """:class:`EpochBatchSampler` with a block-grouped order, handed out in worker lanes.
@@ -295,33 +321,3 @@ class BlockBatchSampler(EpochBatchSampler):
         for b in self.batch_order():
             rows = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield np.array_split(rows, self.world_size)[self.rank]  # int64, as the base
-
-
-def lazy_loader(
-    dataset: LazyWindowDataset,
-    batch_size: int,
-    *,
-    shuffle: bool,
-    num_workers: int = 0,
-    seed: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-) -> DataLoader:
-    """Whole batches of ``dataset`` for one rank, prefetched by persistent workers."""
-    sampler = BlockBatchSampler(
-        dataset.block_of(),
-        batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        rank=rank,
-        world_size=world_size,
-        blocks_in_memory=dataset.reader.blocks_in_memory,
-        lanes=num_workers,
-    )
-    return DataLoader(
-        dataset,
-        sampler=sampler,
-        batch_size=None,
-        num_workers=num_workers,
-        persistent_workers=num_workers > 0,
-    )
