@@ -16,6 +16,8 @@ Time layout of a sample at init position ``t`` (``T_in`` inputs, ``L`` leads)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -178,6 +180,27 @@ def _box_sum(counts: np.ndarray, ph: int, pw: int) -> np.ndarray:
     return c[:, ph:, pw:] - c[:, :-ph, pw:] - c[:, ph:, :-pw] + c[:, :-ph, :-pw]
 
 
+_FINITE_BYTES = 1 << 24
+"""Bytes of ``dynamic`` tested for NaN at a time (the temporaries stay small)."""
+
+
+class KnownPlan(NamedTuple):
+    """The known-future channels of :class:`WindowArrays`, resolved for :func:`gather`.
+
+    Attributes:
+        calendar: ``(T, K_cal)`` the calendar columns the known channels read, contiguous.
+        calendar_at: known-channel positions filled from ``calendar`` (in its column order).
+        dynamic_at: known-channel positions filled from the dynamic window.
+        dynamic_from: the dynamic channel each of ``dynamic_at`` reads.
+
+    """
+
+    calendar: np.ndarray
+    calendar_at: list[int]
+    dynamic_at: list[int]
+    dynamic_from: list[int]
+
+
 @dataclass
 class WindowArrays:
     """The arrays a batch is gathered from (normalised, channels-last, held once).
@@ -208,6 +231,30 @@ class WindowArrays:
         """``(H, W)`` of the arrays."""
         return self.dynamic.shape[1], self.dynamic.shape[2]
 
+    @cached_property
+    def all_finite(self) -> bool:
+        """Whether ``dynamic`` and ``static`` hold no NaN (then gathers skip the NaN fill).
+
+        Found once, a block of times at a time, so the temporaries stay small.
+        """
+        steps = max(1, _FINITE_BYTES // max(1, self.dynamic[:1].nbytes))
+        rows = range(0, self.dynamic.shape[0], steps)
+        return bool(np.isfinite(self.static).all()) and all(
+            np.isfinite(self.dynamic[lo : lo + steps]).all() for lo in rows
+        )
+
+    @cached_property
+    def known_plan(self) -> KnownPlan:
+        """Where each known-future channel comes from, resolved once for every batch."""
+        cal = [(k, c) for k, (src, c) in enumerate(self.known_sources) if src == "calendar"]
+        dyn = [(k, c) for k, (src, c) in enumerate(self.known_sources) if src == "dynamic"]
+        return KnownPlan(
+            calendar=np.ascontiguousarray(self.calendar[:, [c for _, c in cal]]),
+            calendar_at=[k for k, _ in cal],
+            dynamic_at=[k for k, _ in dyn],
+            dynamic_from=[c for _, c in dyn],
+        )
+
     def target_valid(self) -> np.ndarray:
         """``(T, H, W)`` True where every target is observed and counts."""
         valid = np.isfinite(self.dynamic[..., : self.n_targets]).all(-1)
@@ -227,11 +274,12 @@ def gather(
 ) -> dict[str, np.ndarray]:
     """Gather a batch of samples into the Batch layout (numpy).
 
-    The whole window (inputs and leads) of every sample is copied by one ``np.take`` of
+    The inputs and the leads of every sample are copied by one ``np.take`` each of
     ``C_dyn``-channel rows from the ``(T * H * W, C_dyn)`` view of the dynamic array, with one
     flat row number per (sample, step, cell): no multi-array fancy indexing, so the gather
     costs little more than copying the bytes (``scripts/bench_windows.py`` compares it with a
-    strided-view gather of the same windows).
+    strided-view gather of the same windows). Point samples whose inputs are all the dynamic
+    channels get ``past`` straight from the take, with no further copy.
 
     Args:
         arrays: source arrays.
@@ -247,33 +295,76 @@ def gather(
         ``static (B, C_static, h, w)``, ``target`` and ``target_mask`` ``(B, L, C_out, h, w)``
         (missing targets are 0 with mask 0) and the positions.
 
+    Raises:
+        DataError: a window reaching outside the time axis of ``arrays``.
+
     """
-    ph, pw = spec.patch_shape(arrays.grid_shape)
     t_in, n_targets = spec.input_steps, arrays.n_targets
+    _check_inside(arrays.dynamic.shape[0], spec, t)
     rows = window_rows(arrays.grid_shape, spec, t, y, x)  # (B, T_in + L, h, w)
-    dyn = arrays.dynamic
-    win = np.take(dyn.reshape(-1, dyn.shape[-1]), rows, axis=0)  # (B, T_in + L, h, w, C_dyn)
-    future = win[:, t_in:]  # (B, L, h, w, C_dyn)
+    flat = arrays.dynamic.reshape(-1, arrays.dynamic.shape[-1])  # (T * H * W, C_dyn), a view
+    # mode="clip" skips numpy's per-index bounds check; _check_inside has checked the windows
+    past = np.take(flat, rows[:, :t_in], axis=0, mode="clip")  # (B, T_in, h, w, C_dyn)
+    future = np.take(flat, rows[:, t_in:], axis=0, mode="clip")  # (B, L, h, w, C_dyn)
     mask = np.isfinite(future[..., :n_targets])  # (B, L, h, w, C_out)
     if arrays.exclude is not None:
-        mask &= ~np.take(arrays.exclude.reshape(-1, n_targets), rows[:, t_in:], axis=0)
+        excluded = arrays.exclude.reshape(-1, n_targets)
+        mask &= ~np.take(excluded, rows[:, t_in:], axis=0, mode="clip")
     target = np.where(mask, future[..., :n_targets], np.float32(0.0))
-    yy = y[:, None, None] + np.arange(ph)[:, None]  # (B, h, 1)
-    xx = x[:, None, None] + np.arange(pw)  # (B, 1, w)
-    static = arrays.static[yy, xx]  # (B, h, w, C_static)
-    if fill_missing and not np.isfinite(win).all():
-        np.nan_to_num(win, copy=False, nan=0.0)  # in place: win is a fresh copy
-        static = np.nan_to_num(static, copy=False, nan=0.0)
+    static = _static(arrays.static, y, x, _layout(arrays.grid_shape, spec))  # (B, h, w, C_st)
+    if fill_missing and not arrays.all_finite:
+        for a in (past, future, static):  # fresh copies: filled in place
+            np.nan_to_num(a, copy=False, nan=0.0)
     return {
-        "past": _channels_first(win[:, :t_in, ..., : arrays.n_past]),
-        "known_future": _known_future(arrays, t, spec.lead_steps, future),
-        "static": np.ascontiguousarray(np.moveaxis(static, -1, 1)),
+        "past": _channels_first(past[..., : arrays.n_past]),
+        "known_future": _known_future(arrays, spec, t, future),
+        "static": _channels_first(static[:, None])[:, 0],
         "target": _channels_first(target),
         "target_mask": _channels_first(mask.astype(np.float32)),
         "time_idx": t.astype(np.int64),
         "lat_idx": y.astype(np.int64),
         "lon_idx": x.astype(np.int64),
     }
+
+
+def _check_inside(n_time: int, spec: WindowSpec, t: np.ndarray) -> None:
+    """Raise unless every window of inits ``t`` lies in ``[0, n_time)`` (O(B), no per-row check)."""
+    if t.size and (t.min() - spec.input_steps + 1 < 0 or t.max() + spec.lead_steps >= n_time):
+        raise DataError(
+            f"windows of init positions {int(t.min())}..{int(t.max())} reach outside the "
+            f"{n_time} time steps of the arrays: each needs {spec.input_steps - 1} steps before "
+            f"its init and {spec.lead_steps} after"
+        )
+
+
+class _Layout(NamedTuple):
+    """Offsets every batch of one (grid, spec) shares, computed once (:func:`_layout`)."""
+
+    offsets: np.ndarray  # (T_in + L, h, w) flat offsets of a window from its patch origin
+    leads: np.ndarray  # (L,) 1 .. L
+    patch_y: np.ndarray  # (h, 1) row offsets in a patch
+    patch_x: np.ndarray  # (w,) column offsets in a patch
+
+
+@lru_cache(maxsize=64)
+def _layout(grid_shape: tuple[int, int], spec: WindowSpec) -> _Layout:
+    h, w = grid_shape
+    ph, pw = spec.patch_shape(grid_shape)
+    patch_y, patch_x = np.arange(ph)[:, None], np.arange(pw)
+    steps = np.arange(1 - spec.input_steps, spec.lead_steps + 1) * (h * w)  # (T_in + L,)
+    offsets = steps[:, None, None] + (patch_y * w + patch_x)  # (T_in + L, h, w)
+    for a in (offsets, patch_y, patch_x):
+        a.flags.writeable = False  # shared by every batch
+    leads = np.arange(1, spec.lead_steps + 1)
+    leads.flags.writeable = False
+    return _Layout(offsets, leads, patch_y, patch_x)
+
+
+def _static(static: np.ndarray, y: np.ndarray, x: np.ndarray, layout: _Layout) -> np.ndarray:
+    """``(B, h, w, C_static)`` static patches at origins ``(y, x)``."""
+    if static.shape[-1] == 0:  # no static inputs: nothing to gather
+        return np.empty((y.size, layout.patch_y.size, layout.patch_x.size, 0), np.float32)
+    return static[y[:, None, None] + layout.patch_y, x[:, None, None] + layout.patch_x]
 
 
 def window_rows(
@@ -284,35 +375,32 @@ def window_rows(
     Steps run from the first input (``t - T_in + 1``) to the last lead (``t + L``).
     """
     h, w = grid_shape
-    ph, pw = spec.patch_shape(grid_shape)
-    cells = (y[:, None] + np.arange(ph))[:, :, None] * w + (x[:, None] + np.arange(pw))[:, None]
-    base = t.astype(np.int64)[:, None, None] * (h * w) + cells  # (B, h, w): the init step
-    steps = np.arange(1 - spec.input_steps, spec.lead_steps + 1) * (h * w)  # (T_in + L,)
-    return base[:, None] + steps[:, None, None]  # one broadcast add, one allocation
+    origin = (t.astype(np.int64) * h + y) * w + x  # (B,): the patch origin at the init step
+    return origin[:, None, None, None] + _layout(grid_shape, spec).offsets  # one allocation
 
 
 def _known_future(
-    arrays: WindowArrays, t: np.ndarray, lead_steps: int, future: np.ndarray
+    arrays: WindowArrays, spec: WindowSpec, t: np.ndarray, future: np.ndarray
 ) -> np.ndarray:
     """``(B, L, C_known, h, w)`` known-future channels from the dynamic window or the calendar."""
-    b, _, ph, pw, _ = future.shape
-    out = np.empty((b, lead_steps, ph, pw, len(arrays.known_sources)), np.float32)
-    cal = [(k, c) for k, (src, c) in enumerate(arrays.known_sources) if src == "calendar"]
-    dyn = [(k, c) for k, (src, c) in enumerate(arrays.known_sources) if src == "dynamic"]
-    if cal:
-        cols = arrays.calendar[:, [c for _, c in cal]]  # (T, K_cal), small
-        steps = t[:, None] + np.arange(1, lead_steps + 1)  # (B, L)
-        values = np.take(cols, steps, axis=0)  # (B, L, K_cal)
-        if not dyn and ph == pw == 1:  # the usual point case: already the layout
+    b, lead_steps, ph, pw, _ = future.shape
+    plan = arrays.known_plan
+    if plan.calendar_at:
+        steps = t[:, None] + _layout(arrays.grid_shape, spec).leads  # (B, L)
+        values = np.take(plan.calendar, steps, axis=0, mode="clip")  # (B, L, K_cal)
+        if not plan.dynamic_at and ph == pw == 1:  # the usual point case: already the layout
             return values[:, :, :, None, None]
-        out[..., [k for k, _ in cal]] = values[:, :, None, None]
-    if dyn:
-        out[..., [k for k, _ in dyn]] = future[..., [c for _, c in dyn]]
+    out = np.empty((b, lead_steps, ph, pw, len(arrays.known_sources)), np.float32)
+    if plan.calendar_at:
+        out[..., plan.calendar_at] = values[:, :, None, None]
+    if plan.dynamic_at:
+        out[..., plan.dynamic_at] = future[..., plan.dynamic_from]
     return _channels_first(out)
 
 
 def _channels_first(a: np.ndarray) -> np.ndarray:
     """``(B, T, h, w, C)`` -> contiguous ``(B, T, C, h, w)``."""
-    if a.shape[2] == a.shape[3] == 1:  # point samples: the same memory order as (B, T, C)
-        return np.ascontiguousarray(a[:, :, 0, 0])[:, :, :, None, None]
+    b, t, ph, pw, c = a.shape
+    if ph == pw == 1:  # point samples: the memory order of (B, T, C); no copy if contiguous
+        return np.ascontiguousarray(a.reshape(b, t, c, 1, 1))
     return np.ascontiguousarray(np.moveaxis(a, -1, 2))

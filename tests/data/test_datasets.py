@@ -1,8 +1,11 @@
 import numpy as np
 import pytest
 
+from geoclim.data import lazy
+from geoclim.data.datamodule import GeoDataModule
 from geoclim.data.datasets import EpochBatchSampler
 from geoclim.errors import ConfigError
+from tests.conftest import make_grid
 
 
 def batches(sampler, epoch):
@@ -38,3 +41,28 @@ def test_unshuffled_order_and_length():
 def test_batch_smaller_than_world_is_an_error():
     with pytest.raises(ConfigError, match="batch_size"):
         EpochBatchSampler(10, 1, shuffle=False, world_size=2)
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["memory", "lazy"])
+def test_one_loader_serves_both_backends_with_their_own_sampler(chunked):
+    ds = make_grid(nt=120, seed=2)
+    task = dict(targets=["pm25"], past_inputs=["t2m"], input_steps=4, horizon=2)
+    dm = GeoDataModule(
+        ds.chunk({"time": 24}) if chunked else ds,
+        task,
+        batch_size=32,
+        lazy={"block_steps": 24},
+    )
+    loader = dm.loader("train", shuffle=True)
+    kind = lazy.BlockBatchSampler if chunked else EpochBatchSampler
+    assert type(loader.sampler) is kind and loader.batch_size is None
+    loader.sampler.set_epoch(3)
+    served = list(loader)
+    direct = [dm.dataset("train")[rows] for rows in loader.sampler]
+    assert len(served) == len(direct) == len(loader.sampler)
+    for a, b in zip(served, direct, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key].numpy(), b[key].numpy(), err_msg=key)
+    rows = np.sort(np.concatenate([b["time_idx"].numpy() for b in served]))
+    np.testing.assert_array_equal(rows, np.sort(dm.index["train"].time))  # every sample once

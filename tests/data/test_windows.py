@@ -146,3 +146,54 @@ def test_gather_layout_exclusions_and_kept_missing_values(nan):
     for key in ("past", "known_future", "static", "target", "target_mask"):
         assert b[key].dtype == np.float32 and b[key].flags.c_contiguous, key
     assert b["past"].shape == (3, 4, 2, 2, 2) and b["known_future"].shape == (3, 3, 3, 2, 2)
+
+
+def test_gather_refuses_windows_outside_the_time_axis():
+    arr = _arrays(np.random.default_rng(0), 20, 2, 2)
+    spec = WindowSpec(4, 3)
+    one = np.array([0])
+    with pytest.raises(DataError, match="init positions 2..2 reach outside the 20 time steps"):
+        gather(arr, spec, np.array([2]), one, one)  # needs 3 steps before its init
+    with pytest.raises(DataError, match="3 after"):
+        gather(arr, spec, np.array([17]), one, one)
+    b = gather(arr, spec, np.array([3, 16]), np.array([0, 1]), np.array([1, 0]))  # both edges
+    np.testing.assert_array_equal(b["time_idx"], [3, 16])
+
+
+@pytest.mark.parametrize("n_past", [3, 2], ids=["all-dynamic-past", "some-dynamic-past"])
+def test_point_gather_equals_slicing_and_is_contiguous(n_past):
+    rng = np.random.default_rng(4)
+    arr = _arrays(rng, 40, 3, 5, c_dyn=3, n_past=n_past, nan=0.0)
+    spec = WindowSpec(5, 4)
+    t, y, x = np.array([4, 30, 12, 35]), np.array([2, 0, 1, 2]), np.array([4, 0, 3, 1])
+    b = gather(arr, spec, t, y, x)
+    for i in range(t.size):
+        past = arr.dynamic[t[i] - 4 : t[i] + 1, y[i], x[i], :n_past]
+        np.testing.assert_array_equal(b["past"][i, :, :, 0, 0], past)
+        known = np.stack(
+            [
+                arr.calendar[t[i] + 1 : t[i] + 5, 1],
+                arr.dynamic[t[i] + 1 : t[i] + 5, y[i], x[i], 2],
+                arr.calendar[t[i] + 1 : t[i] + 5, 0],
+            ],
+            -1,
+        )
+        np.testing.assert_array_equal(b["known_future"][i, :, :, 0, 0], known)
+        np.testing.assert_array_equal(b["static"][i, :, 0, 0], arr.static[y[i], x[i]])
+        np.testing.assert_array_equal(
+            b["target"][i, :, 0, 0, 0], arr.dynamic[t[i] + 1 : t[i] + 5, y[i], x[i], 0]
+        )
+    for key, value in b.items():
+        assert value.flags.c_contiguous, key
+    assert b["past"].shape == (4, 5, n_past, 1, 1) and b["static"].shape == (4, 2, 1, 1)
+
+
+def test_missing_static_values_are_filled_even_when_the_series_are_complete():
+    arr = _arrays(np.random.default_rng(2), 20, 2, 2, nan=0.0)
+    arr.static[1, 0, 1] = np.nan
+    b = gather(arr, WindowSpec(2, 2), np.array([5, 6]), np.array([1, 0]), np.array([0, 0]))
+    assert b["static"][0, 1, 0, 0] == 0.0 and np.isfinite(b["static"]).all()
+    kept = gather(
+        arr, WindowSpec(2, 2), np.array([5]), np.array([1]), np.array([0]), fill_missing=False
+    )
+    assert np.isnan(kept["static"][0, 1, 0, 0])
