@@ -15,7 +15,8 @@
     .venv/bin/python scripts/bench_scale.py --gb 12 --save                    # the record
 
 ``--save`` writes ``experiments/bench_scale/results_<gb>gb.json`` and a line for the README.
-The store is deleted at the end unless ``--keep``.
+The store is deleted at the end unless ``--keep``; a complete store already under ``--dir``
+(same size) is reused instead of written again.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
+import zarr
 from hydra import compose, initialize_config_dir
 
 from geoclim import fileio
@@ -47,6 +49,7 @@ from geoclim.training.instantiate import build_module
 from geoclim.training.loaders import WindowLoaders
 
 ROOT = Path(__file__).resolve().parents[1]
+COMPLETE = "bench_scale_complete"
 log = logging.getLogger("bench_scale")
 
 VARIABLES = {  # name: (units, mean, diurnal amplitude, noise)
@@ -127,7 +130,7 @@ def write_store(path: Path, n_time: int, nlat: int, nlon: int, chunk: int, seed:
     for name, (units, *_) in VARIABLES.items():
         template[name] = (
             ("time", "latitude", "longitude"),
-            da.zeros((n_time, nlat, nlon), np.float32, chunks=(chunk, nlat, nlon)),
+            da.zeros((n_time, nlat, nlon), dtype=np.float32, chunks=(chunk, nlat, nlon)),
             {"units": units, "long_name": name},
         )
     encoding = {name: {"compressors": None} for name in VARIABLES}
@@ -145,7 +148,16 @@ def write_store(path: Path, n_time: int, nlat: int, nlon: int, chunk: int, seed:
             v = mean + amp * wave + noise * rng.standard_normal(wave.shape, np.float32)
             block[name] = (("time", "latitude", "longitude"), np.exp(v) if name == "pm25" else v)
         xr.Dataset(block).to_zarr(path, region={"time": slice(lo, hi)})
+    zarr.open_group(path, mode="r+").attrs[COMPLETE] = n_time  # marks a finished write
     log.info("wrote %s", path)
+
+
+def is_complete(path: Path, n_time: int) -> bool:
+    """Whether ``path`` holds a finished :func:`write_store` of ``n_time`` steps (reusable)."""
+    try:
+        return zarr.open_group(path, mode="r").attrs.get(COMPLETE) == n_time
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        return False
 
 
 def trainer(batches: int, accelerator: str) -> L.Trainer:
@@ -263,11 +275,14 @@ def main() -> None:
     )
     results: dict = {"load_average_start": os.getloadavg()}
     try:
-        with PeakRSS() as peak:
-            t0 = time.perf_counter()
-            write_store(store, n_time, args.nlat, args.nlon, args.chunk, seed=0)
-        results["write"] = {"s": time.perf_counter() - t0, "peak_rss_gb": peak.peak / 1e9}
-        log.info("written in %.0f s, writer peak RSS %.2f GB", *results["write"].values())
+        if is_complete(store, n_time):  # written by an earlier run with --keep
+            log.info("reusing the complete store %s", store)
+        else:
+            with PeakRSS() as peak:
+                t0 = time.perf_counter()
+                write_store(store, n_time, args.nlat, args.nlon, args.chunk, seed=0)
+            results["write"] = {"s": time.perf_counter() - t0, "peak_rss_gb": peak.peak / 1e9}
+            log.info("written in %.0f s, writer peak RSS %.2f GB", *results["write"].values())
 
         def full():
             return open_dataset(store, chunks={})
