@@ -32,6 +32,8 @@ from geoclim.errors import ConfigError
 from geoclim.types import STATION, TIME
 
 log = logging.getLogger(__name__)
+_SLAB_BYTES = 1 << 23
+"""Bytes of the channels-last dynamic array encoded at a time (about a cache's worth)."""
 
 TARGET_SAMPLES = 16384
 """Training samples per epoch a derived window stride aims at (point samples)."""
@@ -266,12 +268,12 @@ class GeoDataModule(L.LightningDataModule):
                 )
         return task if found == task.categories else replace(task, categories=found)
 
-    def _encode(self, da: xr.DataArray, name: str) -> np.ndarray:
+    def _encode(self, values: np.ndarray, name: str) -> np.ndarray:
         """``(..., width)`` normalised values, or the one-hot of a categorical input."""
         if name in self.task.categories:
-            return categorical.one_hot(da.values, self.task.categories[name])
+            return categorical.one_hot(values, self.task.categories[name])
         assert self.normalizer is not None
-        return self.normalizer.encode(da.values, name)[..., None]
+        return self.normalizer.encode(values, name)[..., None]
 
     def _build_arrays(self, ds: xr.Dataset) -> WindowArrays:
         task = self.task
@@ -282,19 +284,27 @@ class GeoDataModule(L.LightningDataModule):
         n_time = ds.sizes[TIME]
         # channels: each variable's normalised value, or one 0/1 channel per category
         first: dict[str, int] = {}  # first dynamic channel of each variable
-        dynamic = np.empty((n_time, h, w, len(task.dynamic_channels)), np.float32)
         c = 0
         for name in task.dynamic_variables:
             first[name] = c
-            values = self._encode(ds[name].transpose(TIME, *space), name)
-            width = values.shape[-1]
-            dynamic[..., c : c + width] = values.reshape(n_time, h, w, -1)
-            del values  # freed before the next variable's: one temporary at a time
-            c += width
+            c += len(task.channel_names(name))
+        dynamic = np.empty((n_time, h, w, c), np.float32)
+        # (T, H, W) values of each variable: views of in-memory data, one read of a lazy block
+        sources = [ds[name].transpose(TIME, *space).values for name in task.dynamic_variables]
+        # time slabs of all channels at once: each slab of the channels-last array is written
+        # while it is in cache, not once per variable (and temporaries stay slab-sized)
+        steps = max(1, _SLAB_BYTES // max(1, dynamic[:1].nbytes))
+        for lo in range(0, n_time, steps):
+            slab = dynamic[lo : lo + steps]  # (k, H, W, C_dyn), a view
+            for name, values in zip(task.dynamic_variables, sources, strict=True):
+                encoded = self._encode(values[lo : lo + steps], name)
+                width = encoded.shape[-1]
+                slab[..., first[name] : first[name] + width] = encoded.reshape(*slab.shape[:3], -1)
+        del sources
         static = np.empty((h, w, len(task.static_channels)), np.float32)
         c = 0
         for name in task.static_inputs:
-            values = self._encode(ds[name].transpose(*space), name).reshape(h, w, -1)
+            values = self._encode(ds[name].transpose(*space).values, name).reshape(h, w, -1)
             static[..., c : c + values.shape[-1]] = values
             c += values.shape[-1]
         cal_names = tuple(n for n in task.future_inputs if n in calendar.FEATURES)

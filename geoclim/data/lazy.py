@@ -86,8 +86,9 @@ def derive_block_steps(chunk: int, spec: WindowSpec) -> int:
 class PackedMask:
     """A ``(T, H, W)`` bool mask stored as bits; slicing along time returns bool arrays.
 
-    :func:`geoclim.data.windows.build_index` only slices its mask along time, so it indexes
-    from this one unchanged while the mask takes an eighth of a bool array.
+    :func:`geoclim.data.windows.build_index` only indexes its mask along time (a slice, or an
+    array of steps), so it indexes from this one unchanged while the mask takes an eighth of a
+    bool array.
     """
 
     def __init__(self, packed: np.ndarray, grid_shape: tuple[int, int]):
@@ -98,7 +99,7 @@ class PackedMask:
         """``(T, H, W)``."""
         return (self.packed.shape[0], *self.grid_shape)
 
-    def __getitem__(self, rows: slice) -> np.ndarray:
+    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
         h, w = self.grid_shape
         bits = np.unpackbits(self.packed[rows], axis=1, count=h * w)
         return bits.view(bool).reshape(-1, h, w)
@@ -168,8 +169,8 @@ class BlockReader:
         lo, hi = self.time_span(block)
         # in a DataLoader worker the workers are the parallelism: no dask thread pool each
         scheduler = "synchronous" if get_worker_info() is not None else None
-        with dask.config.set(scheduler=scheduler):
-            arrays = self.build(self.ds.isel({TIME: slice(lo, hi)}))
+        with dask.config.set(scheduler=scheduler):  # one compute reads every variable
+            arrays = self.build(self.ds.isel({TIME: slice(lo, hi)}).load())
         self._cache[block] = (lo, arrays)
         while len(self._cache) > self.blocks_in_memory:
             self._cache.popitem(last=False)

@@ -144,28 +144,45 @@ def build_index(
     xs = np.arange(w) if pw == 1 else patch_origins(w, pw, pstride_x)
     need = max(1, int(np.ceil(min_target_fraction * spec.lead_steps * ph * pw)))
 
+    lead = spec.lead_steps
+
+    def counts(t: np.ndarray) -> np.ndarray:
+        """``(len(t), H, W)`` int32: valid target steps in ``(t, t + lead]`` per cell."""
+        assert target_valid is not None
+        if spec.stride > lead:  # sparse inits: sum each init's own leads, not the gaps
+            steps = (t[:, None] + np.arange(1, lead + 1)).ravel()  # (len(t) * L,)
+            return target_valid[steps].reshape(t.size, lead, h, w).sum(1, dtype=np.int32)
+        # dense inits: one cumulative sum over the span of this chunk
+        base = t[0] + 1
+        local = np.zeros((t[-1] + lead + 1 - base + 1, h, w), dtype=np.int32)
+        np.cumsum(target_valid[base : t[-1] + lead + 1], axis=0, out=local[1:])
+        return local[t - t[0] + lead] - local[t - t[0]]
+
     def kept(t: np.ndarray) -> np.ndarray:
         """``(len(t), len(ys), len(xs))`` bool: which samples of init times ``t`` to keep."""
         if target_valid is None:
             return np.ones((t.size, ys.size, xs.size), dtype=bool)
-        # valid target steps in (t, t + lead] per cell, from a cumulative sum over this chunk
-        base = t[0] + 1
-        local = np.zeros((t[-1] + spec.lead_steps + 1 - base + 1, h, w), dtype=np.int32)
-        np.cumsum(target_valid[base : t[-1] + spec.lead_steps + 1], axis=0, out=local[1:])
-        counts = local[t - t[0] + spec.lead_steps] - local[t - t[0]]
+        c = counts(t)
         if (ph, pw) != (1, 1):
-            counts = _box_sum(counts, ph, pw)[:, ys][:, :, xs]
-        return counts >= need
+            c = _box_sum(c, ph, pw)[:, ys][:, :, xs]
+        return c >= need
 
-    # Two passes over chunks of init times: count, then fill a preallocated index. The
-    # temporaries stay a small fraction of the data (scripts/bench_windows.py measures it).
+    # Two passes over chunks of init times: count (keeping each chunk's verdicts as bits, an
+    # eighth of a byte per candidate), then fill a preallocated index. The temporaries stay a
+    # small fraction of the data (scripts/bench_windows.py measures it).
     chunks = [inits[lo : lo + _CHUNK] for lo in range(0, inits.size, _CHUNK)]
-    total = sum(int(np.count_nonzero(kept(t))) for t in chunks)
+    verdicts, total = [], 0
+    for t in chunks:
+        keep = kept(t)
+        total += int(np.count_nonzero(keep))
+        verdicts.append(np.packbits(keep.ravel()))
     dtype = np.int32 if n_time * h * w < np.iinfo(np.int32).max else np.int64
     flat = np.empty(total, dtype=dtype)
     pos = 0
-    for t in chunks:
-        it, iy, ix = np.nonzero(kept(t))
+    for t, bits in zip(chunks, verdicts, strict=True):
+        n = t.size * ys.size * xs.size
+        keep = np.unpackbits(bits, count=n).view(bool).reshape(t.size, ys.size, xs.size)
+        it, iy, ix = np.nonzero(keep)
         flat[pos : pos + it.size] = (t[it].astype(np.int64) * h + ys[iy]) * w + xs[ix]
         pos += it.size
     return SampleIndex(flat, (h, w))

@@ -208,3 +208,12 @@ def test_derived_block_holds_several_halos():
 def test_fingerprint_is_the_same_read_lazily(pair):
     memory, lazy_dm = pair
     assert memory.fingerprint == lazy_dm.fingerprint
+
+
+def test_packed_mask_indexes_like_the_bool_mask():
+    valid = np.random.default_rng(0).random((30, 3, 5)) < 0.5
+    packed = lazy.PackedMask(np.packbits(valid.reshape(30, -1), axis=1), (3, 5))
+    assert packed.shape == (30, 3, 5)
+    np.testing.assert_array_equal(packed[4:17], valid[4:17])
+    steps = np.array([3, 3, 29, 0, 11])
+    np.testing.assert_array_equal(packed[steps], valid[steps])

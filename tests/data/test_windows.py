@@ -197,3 +197,31 @@ def test_missing_static_values_are_filled_even_when_the_series_are_complete():
         arr, WindowSpec(2, 2), np.array([5]), np.array([1]), np.array([0]), fill_missing=False
     )
     assert np.isnan(kept["static"][0, 1, 0, 0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(1, 9),
+    st.sampled_from([1, 2]),
+    st.floats(0, 1),
+    st.integers(0, 2**16),
+)
+def test_index_keeps_what_naive_counting_keeps_for_dense_and_sparse_inits(
+    lead, stride, patch, fraction, seed
+):
+    rng = np.random.default_rng(seed)
+    valid = rng.random((150, 3, 4)) < 0.6
+    spec = WindowSpec(2, lead, stride=stride, patch=patch)
+    index = build_index(valid, (3, 4), 150, spec, (0, 150), min_target_fraction=fraction)
+    need = max(1, int(np.ceil(fraction * lead * patch * patch)))
+    ys = np.arange(3) if patch == 1 else patch_origins(3, 2, 2)
+    xs = np.arange(4) if patch == 1 else patch_origins(4, 2, 2)
+    want = [
+        (t * 3 + y) * 4 + x
+        for t in range(1, 150 - lead, stride)
+        for y in ys
+        for x in xs
+        if valid[t + 1 : t + lead + 1, y : y + patch, x : x + patch].sum() >= need
+    ]
+    np.testing.assert_array_equal(index.flat, want)
