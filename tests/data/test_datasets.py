@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from geoclim.data import lazy
+from geoclim.data import datamodule, lazy
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.data.datasets import EpochBatchSampler
 from geoclim.errors import ConfigError
@@ -66,3 +66,24 @@ def test_one_loader_serves_both_backends_with_their_own_sampler(chunked):
             np.testing.assert_array_equal(a[key].numpy(), b[key].numpy(), err_msg=key)
     rows = np.sort(np.concatenate([b["time_idx"].numpy() for b in served]))
     np.testing.assert_array_equal(rows, np.sort(dm.index["train"].time))  # every sample once
+
+
+@pytest.mark.parametrize("slab_bytes", [1, 200, 1 << 23], ids=["step", "few-steps", "whole"])
+def test_arrays_built_slab_by_slab_equal_each_variable_encoded(monkeypatch, slab_bytes):
+    monkeypatch.setattr(datamodule, "_SLAB_BYTES", slab_bytes)
+    ds = make_grid(nt=120, nlat=2, nlon=3, seed=4, variables=("pm25", "t2m", "wd"))
+    codes = np.arange(120)[:, None, None] % 3 + np.zeros((1, 2, 3))
+    ds["wd"] = (
+        ("time", "latitude", "longitude"),
+        codes,
+        {"flag_values": [0, 1, 2], "flag_meanings": "calm breeze gale"},
+    )
+    task = dict(targets=["pm25"], past_inputs=["wd", "t2m"], input_steps=3, horizon=2)
+    dm = GeoDataModule(ds, task, batch_size=8)
+    dm.setup()
+    dyn = dm.arrays.dynamic  # (T, H, W, C): pm25, wd one-hot (3), t2m
+    assert dyn.shape == (120, 2, 3, 5) and dm.task.dynamic_channels[1] == "wd=calm"
+    for c, name in ((0, "pm25"), (4, "t2m")):
+        want = dm.normalizer.encode(ds[name].values, name)
+        np.testing.assert_array_equal(dyn[..., c], want, err_msg=name)
+    np.testing.assert_array_equal(dyn[..., 1:4], np.eye(3, dtype=np.float32)[codes.astype(int)])
