@@ -337,7 +337,8 @@ def main() -> None:
     )
     report(results)
     if args.save:
-        name = f"results_{results['gb']:.0f}gb_{args.models.replace(',', '_')}.json"
+        name = f"results_{results['gb']:.0f}gb_{args.models.replace(',', '_')}"
+        name += ".json" if args.workers == 2 else f"_workers{args.workers}.json"
         out = ROOT / "experiments" / "bench_scale" / name
         fileio.write_text(out, json.dumps(results, indent=2) + "\n")
         log.info("saved %s", out)

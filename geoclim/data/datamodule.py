@@ -289,18 +289,17 @@ class GeoDataModule(L.LightningDataModule):
             first[name] = c
             c += len(task.channel_names(name))
         dynamic = np.empty((n_time, h, w, c), np.float32)
-        # (T, H, W) values of each variable: views of in-memory data, one read of a lazy block
-        sources = [ds[name].transpose(TIME, *space).values for name in task.dynamic_variables]
+        # (T, H, W) values of each variable: views of the data (a lazy block is loaded already)
+        raw = [ds[name].transpose(TIME, *space).values for name in task.dynamic_variables]
         # time slabs of all channels at once: each slab of the channels-last array is written
         # while it is in cache, not once per variable (and temporaries stay slab-sized)
         steps = max(1, _SLAB_BYTES // max(1, dynamic[:1].nbytes))
         for lo in range(0, n_time, steps):
             slab = dynamic[lo : lo + steps]  # (k, H, W, C_dyn), a view
-            for name, values in zip(task.dynamic_variables, sources, strict=True):
+            for name, values in zip(task.dynamic_variables, raw, strict=True):
                 encoded = self._encode(values[lo : lo + steps], name)
                 width = encoded.shape[-1]
                 slab[..., first[name] : first[name] + width] = encoded.reshape(*slab.shape[:3], -1)
-        del sources
         static = np.empty((h, w, len(task.static_channels)), np.float32)
         c = 0
         for name in task.static_inputs:
