@@ -108,51 +108,86 @@ def _resolve(forecaster: Forecaster, variable: str | None, quantile: float | Non
     return variable, targets.index(variable), q
 
 
-def _cells(layout: InputLayout) -> list[tuple[str, int, Any]]:
-    """``(field, channel, step)`` groups: one per ``(variable, lag)`` entry."""
-    groups: list[tuple[str, int, Any]] = []
-    for c in range(len(layout.past)):
-        groups += [("past", c, i) for i in range(layout.input_steps)]
-    for c in range(len(layout.known)):
-        groups += [("known_future", c, i) for i in range(layout.horizon)]
-    groups += [("static", c, None) for c in range(len(layout.static))]
+def _groups(layout: InputLayout) -> list[tuple[str, list[int], int | None]]:
+    """``(field, channels, step)``: one group per ``(variable, lag)`` entry.
+
+    The one-hot channels of a categorical variable form one group: ablating it sets the
+    whole one-hot to the baseline (all zeros, the missing-category state), never a
+    fractional mixture of categories.
+    """
+    groups: list[tuple[str, list[int], int | None]] = []
+    steps = {"past": layout.input_steps, "known_future": layout.horizon}
+    for field in FIELDS:
+        by_variable: dict[str, list[int]] = {}
+        for c, (_, variable) in enumerate(layout.field_channels(field)):
+            by_variable.setdefault(variable, []).append(c)
+        for idx in by_variable.values():
+            if field == "static":
+                groups.append((field, idx, None))
+            else:
+                groups += [(field, idx, i) for i in range(steps[field])]
     return groups
+
+
+def _present(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Batch fields averaged over the patch cells: ``(N, T, C)`` / ``(N, C)``.
+
+    On one-hot channels: the share of the patch in each category, which a group's
+    ablation value is credited to in the per-category breakdown.
+    """
+    return {f: batch[f].mean((-2, -1)) for f in FIELDS}
+
+
+def _categories(layout: InputLayout, fields: dict[str, np.ndarray], batch) -> np.ndarray | None:
+    """``(N, L, K, lag)`` breakdown of group values ``fields`` (``(N, L, T, C)`` / ``(N, L, C)``)."""
+    if not layout.categories:
+        return None
+    present = _present(batch)
+    n, n_leads = fields["past"].shape[:2]
+    weighted = {f: _fold(fields[f] * present[f][:, None]) for f in FIELDS}
+    cube = layout.to_category_cube(weighted["past"], weighted["known_future"], weighted["static"])
+    return cube.reshape(n, n_leads, *cube.shape[1:])
 
 
 def ablation(
     forecaster: Forecaster, batch: dict[str, np.ndarray], channel: int, q: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
     """Per-entry ablation of a request batch.
 
     Returns:
-        ``cube (N, L, V, lag)`` (normalised or physical output units), ``prediction (N, L)``
-        and ``baseline_prediction (N, L)`` (every input at the baseline).
+        ``cube (N, L, V, lag)`` (normalised or physical output units), ``prediction (N, L)``,
+        ``baseline_prediction (N, L)`` (every input at the baseline) and, for tasks with
+        categorical inputs, ``(N, L, K, lag)``: each group's value on the category present.
 
     """
     layout = InputLayout.from_task(forecaster.task)
     base = _reduce(forecaster, forecaster.run(batch), channel, q)  # (N, L)
-    fields = {f: np.zeros((base.shape[0], base.shape[1], *batch[f].shape[1:3])) for f in FIELDS}
-    fields["static"] = np.zeros((base.shape[0], base.shape[1], batch["static"].shape[1]))
-    for field, c, i in _cells(layout):
+    fields = {f: np.zeros((*base.shape, *batch[f].shape[1:-2])) for f in FIELDS}
+    for field, idx, i in _groups(layout):
         perturbed = dict(batch)
         v = batch[field].copy()
-        target: tuple[Any, ...]
         if i is None:
-            v[:, c] = 0.0
-            target = (slice(None), slice(None), c)
+            v[:, idx] = 0.0
         else:
-            v[:, i, c] = 0.0
-            target = (slice(None), slice(None), i, c)
+            v[:, i, idx] = 0.0
         perturbed[field] = v
-        fields[field][target] = base - _reduce(forecaster, forecaster.run(perturbed), channel, q)
+        drop = base - _reduce(forecaster, forecaster.run(perturbed), channel, q)  # (N, L)
+        if i is None:
+            fields[field][:, :, idx] = drop[..., None]
+        else:
+            fields[field][:, :, i, idx] = drop[..., None]
     zero = {**batch, **{f: np.zeros_like(batch[f]) for f in FIELDS}}
     baseline = _reduce(forecaster, forecaster.run(zero), channel, q)
     # fields are (N, L, T, C) / (N, L, C): fold the lead into the sample axis for to_cube
     n, n_leads = base.shape
     cube = layout.to_cube(
-        _fold(fields["past"]), _fold(fields["known_future"]), _fold(fields["static"])
+        _fold(fields["past"]),
+        _fold(fields["known_future"]),
+        _fold(fields["static"]),
+        reduce="mean",  # every channel of a one-hot group holds the group's value
     )
-    return cube.reshape(n, n_leads, *cube.shape[1:]), base, baseline
+    cats = _categories(layout, fields, batch)
+    return cube.reshape(n, n_leads, *cube.shape[1:]), base, baseline, cats
 
 
 def _fold(a: np.ndarray) -> np.ndarray:
@@ -178,20 +213,23 @@ def occlusion(
     h, w = batch["past"].shape[-2:]
     names = layout.variables
     out = np.zeros((*base.shape, len(names), h, w), np.float32)
-    sources = [("past", layout.past), ("known_future", layout.known), ("static", layout.static)]
+    channels = {  # {field: {variable: its channels (every one-hot channel)}}
+        f: {n: [c for c, (_, v) in enumerate(layout.field_channels(f)) if v == n] for n in names}
+        for f in FIELDS
+    }
     for r0 in range(0, h, block):
         for c0 in range(0, w, block):
             window = (slice(r0, r0 + block), slice(c0, c0 + block))
             for v, name in enumerate(names):
                 perturbed = dict(batch)
-                for field, channels in sources:
-                    if name in channels:
+                for field in FIELDS:
+                    idx = channels[field][name]
+                    if idx:
                         a = batch[field].copy()
-                        c = channels.index(name)
                         if field == "static":
-                            a[:, c, window[0], window[1]] = 0.0
+                            a[:, idx, window[0], window[1]] = 0.0
                         else:
-                            a[:, :, c, window[0], window[1]] = 0.0
+                            a[:, :, idx, window[0], window[1]] = 0.0
                         perturbed[field] = a
                 drop = base - _reduce(forecaster, forecaster.run(perturbed), channel, q)
                 out[:, :, v, window[0], window[1]] = drop[:, :, None, None]
@@ -205,11 +243,15 @@ def shap_values(
     q: int | None,
     max_evals: int | None = None,
     seed: int = 0,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray | None]:
     """SHAP permutation values of each ``(variable, lag)`` entry of point samples.
 
+    The players are the ablation groups (:func:`_groups`): a one-hot variable at one step
+    is one player, present (the sample's category) or absent (the baseline, all zeros).
+
     Returns:
-        ``(N, L, V, lag)`` Shapley values against the baseline (a zero background).
+        ``(N, L, V, lag)`` Shapley values against the baseline (a zero background) and, for
+        categorical inputs, ``(N, L, K, lag)`` (each player's value on the category present).
 
     """
     import shap
@@ -221,25 +263,44 @@ def shap_values(
     shapes = {f: batch[f].shape[1:-2] for f in FIELDS}
     sizes = [int(np.prod(shapes[f])) for f in FIELDS]
     flat = np.concatenate([batch[f].reshape(n, -1) for f in FIELDS], 1)  # (N, F)
+    player = _players(layout, shapes)  # (F,) player of each flat input
+    n_players = int(player.max()) + 1
     rest = {k: v for k, v in batch.items() if k not in FIELDS}
 
-    def model(x: np.ndarray, row: int) -> np.ndarray:
-        m = x.shape[0]
-        parts = np.split(x.astype(np.float32), np.cumsum(sizes)[:-1], axis=1)
+    def model(z: np.ndarray, row: int) -> np.ndarray:
+        m = z.shape[0]  # z (m, P) in {0, 1}: player present or at the (zero) baseline
+        x = (flat[row][None] * z[:, player]).astype(np.float32)  # (m, F)
+        parts = np.split(x, np.cumsum(sizes)[:-1], axis=1)
         feed = {f: p.reshape(m, *shapes[f], 1, 1) for f, p in zip(FIELDS, parts, strict=True)}
         feed |= {k: np.repeat(v[row : row + 1], m, 0) for k, v in rest.items()}
         return _reduce(forecaster, forecaster.run(feed), channel, q)  # (m, L)
 
-    masker = shap.maskers.Independent(np.zeros((1, flat.shape[1]), np.float32))
-    budget = max_evals or 2 * flat.shape[1] + 1
-    values = np.empty((n, forecaster.task.horizon, flat.shape[1]), np.float32)
+    masker = shap.maskers.Independent(np.zeros((1, n_players), np.float32))
+    budget = max_evals or 2 * n_players + 1
+    values = np.empty((n, forecaster.task.horizon, n_players), np.float32)
+    ones = np.ones((1, n_players), np.float32)
     for i in range(n):
-        explainer = shap.PermutationExplainer(lambda x, i=i: model(x, i), masker, seed=seed + i)
-        values[i] = explainer(flat[i : i + 1], max_evals=budget, silent=True).values[0].T
-    parts = np.split(values.reshape(n * values.shape[1], -1), np.cumsum(sizes)[:-1], axis=1)
-    fields = {f: p.reshape(-1, *shapes[f]) for f, p in zip(FIELDS, parts, strict=True)}
-    cube = layout.to_cube(fields["past"], fields["known_future"], fields["static"])
-    return cube.reshape(n, values.shape[1], *cube.shape[1:])
+        explainer = shap.PermutationExplainer(lambda z, i=i: model(z, i), masker, seed=seed + i)
+        values[i] = explainer(ones, max_evals=budget, silent=True).values[0].T
+    per_input = values[..., player]  # (N, L, F): every input of a player holds its value
+    parts = np.split(per_input, np.cumsum(sizes)[:-1], axis=2)
+    fields = {f: p.reshape(n, p.shape[1], *shapes[f]) for f, p in zip(FIELDS, parts, strict=True)}
+    cube = layout.to_cube(
+        _fold(fields["past"]), _fold(fields["known_future"]), _fold(fields["static"]), reduce="mean"
+    )
+    point = {f: batch[f].reshape(n, *shapes[f], 1, 1) for f in FIELDS}
+    return cube.reshape(n, values.shape[1], *cube.shape[1:]), _categories(layout, fields, point)
+
+
+def _players(layout: InputLayout, shapes: dict[str, tuple[int, ...]]) -> np.ndarray:
+    """Player id of each flattened input (``past``, ``known_future``, ``static`` order)."""
+    ids = {f: np.zeros(shapes[f], np.int64) for f in FIELDS}
+    for p, (field, idx, i) in enumerate(_groups(layout)):
+        if i is None:
+            ids[field][idx] = p
+        else:
+            ids[field][i, idx] = p
+    return np.concatenate([ids[f].ravel() for f in FIELDS])
 
 
 def explain_inputs(
@@ -261,7 +322,8 @@ def explain_inputs(
         inputs: the validated request.
         method: one of :data:`METHODS`.
         variable: explained target (default the first).
-        quantile: explained quantile level (default the point forecast).
+        quantile: explained quantile level of a quantile model (any of its levels; default
+            the median, or the level nearest 0.5); ``None`` for point models.
         max_missing: accepted missing fraction (default the forecaster's).
         block: occlusion window edge in cells.
         max_evals: model evaluations per sample for ``shap`` (default ``2 F + 1``).
@@ -281,11 +343,12 @@ def explain_inputs(
     prediction = _reduce(forecaster, forecaster.run(batch), channel, q)
     extra: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
     space: dict[str, np.ndarray] = {}
+    categories = None
     if method == "ablation":
-        cube, prediction, baseline = ablation(forecaster, batch, channel, q)
+        cube, prediction, baseline, categories = ablation(forecaster, batch, channel, q)
         extra["baseline_prediction"] = (("sample", LEAD_TIME), baseline * scale)
     elif method == "shap":
-        cube = shap_values(forecaster, batch, channel, q, max_evals, seed)
+        cube, categories = shap_values(forecaster, batch, channel, q, max_evals, seed)
     else:
         if inputs.layout != "grid" or batch["past"].shape[-1] == 1:
             raise ConfigError("method 'occlusion' needs a spatial model on a grid request")
@@ -298,7 +361,9 @@ def explain_inputs(
         "units": units,
         "model": forecaster.name,
         "target_variable": variable,
-        "target_quantile": "point forecast" if quantile is None else float(quantile),
+        "target_quantile": "point forecast"
+        if q is None
+        else float(forecaster.task.quantiles[q]),  # the median by default
         "target_aggregation": "mean",
     }
     # timedelta64 leads for a fixed step, whole months / years for a calendar step
@@ -307,7 +372,13 @@ def explain_inputs(
     if space:
         return _occlusion_dataset(cube * scale, layout, lead_time, coords, space, extra, attrs)
     return attribution_dataset(
-        cube * scale, layout, lead_time, sample_coords=coords, extra=extra, attrs=attrs
+        cube * scale,
+        layout,
+        lead_time,
+        sample_coords=coords,
+        extra=extra,
+        attrs=attrs,
+        category_cube=None if categories is None else categories * scale,
     )
 
 
@@ -436,6 +507,8 @@ def explain_records(
         }
         if "baseline_prediction" in row:
             entry["baseline_prediction"] = _nullable(row["baseline_prediction"].values)
+        if "category_attribution" in row:
+            entry["category_attributions"] = _nullable(row["category_attribution"].values)
         out.append(entry)
     return {
         "model": name or forecaster.name,
@@ -443,12 +516,13 @@ def explain_records(
         "method": body.method,
         "baseline": "climatology (train mean of every input)",
         "target": ds.attrs["target_variable"],
-        "quantile": body.quantile,
+        "quantile": None if isinstance(level := ds.attrs["target_quantile"], str) else level,
         "units": ds.attrs["units"],
         "init_time": f"{np.datetime_as_string(_utc(body.init_time), unit='s')}Z",
         "lead_time_hours": hours,
         "input_variables": [str(v) for v in ds["input_variable"].values],
         "lags": [int(v) for v in ds["lag"].values],
+        "categories": [str(c) for c in ds["category"].values] if "category" in ds.coords else None,
         "explanations": out,
     }
 
