@@ -70,6 +70,7 @@ def make_baseline(
     layout: InputLayout,
     normalizer: Any | None = None,
     sigma: float = 2.0,
+    category_baseline: dict[str, str] | None = None,
 ) -> dict[str, Tensor]:
     """Baseline fields ``past``, ``known_future``, ``static`` (shapes of ``batch``).
 
@@ -79,10 +80,29 @@ def make_baseline(
         layout: channel names (for ``"zeros"``).
         normalizer: the fitted normaliser (needed for ``"zeros"``).
         sigma: Gaussian width in steps (and cells) for ``"blur"``.
+        category_baseline: ``{categorical variable: meaning}`` its one-hot takes in the
+            ``climatology`` and ``zeros`` baselines (:func:`train_modes`: the most frequent
+            train category); variables left out are all zeros (the missing state).
 
     """
     if kind not in BASELINES:
         raise ConfigError(f"unknown baseline {kind!r}; valid are {list(BASELINES)}")
+    if kind == "blur":
+        return _blur_baseline(batch, layout, sigma)
+    out = _continuous_baseline(batch, kind, layout, normalizer)
+    modes = layout.check_category_baseline(category_baseline)
+    for f in FIELDS:
+        idx = layout.baseline_channels(f, modes)
+        if idx:
+            out[f] = out[f].clone()
+            if f == "static":
+                out[f][:, idx] = 1.0
+            else:
+                out[f][:, :, idx] = 1.0
+    return out
+
+
+def _continuous_baseline(batch, kind, layout, normalizer) -> dict[str, Tensor]:
     if kind == "climatology":
         return {f: torch.zeros_like(batch[f]) for f in FIELDS}
     if kind == "zeros":
@@ -103,6 +123,10 @@ def make_baseline(
             out[f] = torch.tensor(zero, dtype=batch[f].dtype).view(shape).expand_as(batch[f])
             out[f] = out[f].to(batch[f].device).contiguous()
         return out
+    raise ConfigError(f"unknown baseline {kind!r}; valid are {list(BASELINES)}")
+
+
+def _blur_baseline(batch, layout, sigma) -> dict[str, Tensor]:
     out = {}
     for f in FIELDS:
         x = batch[f].detach().cpu().numpy()
@@ -129,11 +153,36 @@ def _prevailing_category(blurred: np.ndarray, layout: InputLayout, field: str) -
     for idx in groups.values():
         part = blurred.take(idx, axis=axis)  # (..., K, ...)
         best = np.expand_dims(part.argmax(axis), axis)
-        hot = (np.arange(len(idx)).reshape([-1] + [1] * (part.ndim - axis - 1)) == best)
+        hot = np.arange(len(idx)).reshape([-1] + [1] * (part.ndim - axis - 1)) == best
         hot &= part.sum(axis, keepdims=True) > 0
         index = [slice(None)] * blurred.ndim
         index[axis] = idx
         blurred[tuple(index)] = hot.astype(blurred.dtype)
+
+
+def train_modes(dm: Any, max_samples: int = 2048, seed: int = 0) -> dict[str, str]:
+    """The most frequent train category of each categorical input (``{variable: meaning}``).
+
+    Counted on the one-hot channels of (a seeded sub-sample of) the train samples; the
+    categorical analogue of the train mean, and the default ``category_baseline``.
+    """
+    layout = InputLayout.from_task(dm.task)
+    if not layout.categories:
+        return {}
+    rows = select_samples(dm, "train", ExplainTarget(), max_samples, seed)
+    batch = dm.dataset("train")[rows]
+    counts: dict[str, np.ndarray] = {}
+    for f in FIELDS:
+        x = batch[f].detach().cpu().numpy()
+        axis = 1 if f == "static" else 2
+        if x.shape[axis] == 0:
+            continue
+        total = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1).sum(1)  # (C,)
+        for variable in layout.categories:
+            idx = [c for c, (_, v) in enumerate(layout.field_channels(f)) if v == variable]
+            if idx:
+                counts[variable] = counts.get(variable, 0) + total[idx]
+    return {v: list(layout.categories[v])[int(np.argmax(n))] for v, n in counts.items()}
 
 
 class ScalarForward(nn.Module):
@@ -229,6 +278,7 @@ def attribute_batch(
     stdevs: float = 0.1,
     reference: dict[str, Tensor] | None = None,
     maps: bool = False,
+    category_baseline: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Attributions of one batch, on the ``(variable, lag)`` cube.
 
@@ -253,6 +303,8 @@ def attribute_batch(
         maps: whole-grid (spatial) models: keep the input cells of integrated gradients
             and gradient SHAP (``(B, n_out, V, lag, H, W)``), a map of where the drivers
             lie; otherwise the attributions are summed over the input grid.
+        category_baseline: ``{categorical variable: meaning}`` of the baseline's one-hot
+            (see :func:`make_baseline`); ``None``: all zeros, the missing-category state.
 
     Returns:
         ``cube (B, n_out, V, lag[, H, W])`` (occlusion: ``(B, n_out, V, H, W)``, grouped
@@ -270,7 +322,7 @@ def attribute_batch(
         raise ConfigError(f"unknown ablation grouping {ablation!r}; valid are {list(ABLATIONS)}")
     fields = tuple(f for f in FIELDS if batch[f].shape[2 if f != "static" else 1] > 0)
     forward = ScalarForward(net, target, batch, fields, cell_mask)
-    base = make_baseline(batch, baseline, layout, normalizer, sigma)
+    base = make_baseline(batch, baseline, layout, normalizer, sigma, category_baseline)
     inputs = tuple(batch[f] for f in fields)
     base_in = tuple(base[f] for f in fields)
     spatial = batch["past"].shape[-1] * batch["past"].shape[-2] > 1
@@ -322,9 +374,7 @@ def attribute_batch(
                 )
             attr = tuple(a[:, j] for a in every)
         else:
-            attr = _occlude(
-                ca, forward, inputs, base_in, fields, batch, layout, j, block, stride
-            )
+            attr = _occlude(ca, forward, inputs, base_in, fields, batch, layout, j, block, stride)
         cube, categories = _cube(attr, fields, batch, layout, method, ablation, maps)
         out["cube"].append(cube)
         if categories is not None:
@@ -366,7 +416,9 @@ def _ablate_all_outputs(ca, forward, inputs, base_in, batch, fields, layout, abl
 
 def _occlude(ca, forward, inputs, base_in, fields, batch, layout, j, block, stride):
     if layout.categories:  # a window must cover all one-hot channels of a variable
-        return _occlude_grouped(ca, forward, inputs, base_in, fields, batch, layout, j, block, stride)
+        return _occlude_grouped(
+            ca, forward, inputs, base_in, fields, batch, layout, j, block, stride
+        )
     stride = stride or block
     windows, strides = [], []
     for f in fields:
@@ -511,6 +563,8 @@ def explain_network(
     if cell_mask is not None:
         cell_mask = cell_mask.to(device)
     dataset = dm.dataset(split)
+    if "category_baseline" not in kwargs and baseline != "blur":
+        kwargs["category_baseline"] = train_modes(dm, seed=seed)
     reference = None
     if method == "gradient_shap" and kwargs.pop("reference", None) == "train":
         ref_rows = select_samples(dm, "train", ExplainTarget(), 64, seed)
@@ -605,6 +659,10 @@ def _to_dataset(merged, dm, rows, dataset, resolved, layout, method, baseline, k
             if isinstance(v, (int, float, str))
         },
     }
+    if kwargs.get("category_baseline"):
+        attrs["category_baseline"] = ", ".join(
+            f"{k}={v}" for k, v in kwargs["category_baseline"].items()
+        )
     if method == "feature_ablation" and kwargs.get("ablation", "cell") != "cell":
         attrs["ablation"] = kwargs["ablation"]
     if cube.ndim == 4 + len(space):  # (sample, lead, variable, lag[, lat, lon])

@@ -218,6 +218,40 @@ class InputLayout:
             "static": np.stack(static, 1) if static else np.zeros((n, 0, *rest), cube.dtype),
         }
 
+    def check_category_baseline(self, modes: Mapping[str, str] | None) -> dict[str, str]:
+        """``{variable: meaning}`` of a categorical baseline, checked against the layout.
+
+        Raises:
+            ConfigError: naming the unknown variable or meaning and the valid ones.
+
+        """
+        from geoclim.errors import ConfigError
+
+        out = {str(k): str(v) for k, v in dict(modes or {}).items()}
+        for name, meaning in out.items():
+            if name not in self.categories:
+                raise ConfigError(
+                    f"category_baseline: {name!r} is not a categorical input; valid are "
+                    f"{sorted(self.categories)}"
+                )
+            if meaning not in self.categories[name]:
+                raise ConfigError(
+                    f"category_baseline[{name!r}] = {meaning!r} is not a category; valid are "
+                    f"{list(self.categories[name])}"
+                )
+        return out
+
+    def baseline_channels(self, field_name: str, modes: Mapping[str, str]) -> list[int]:
+        """Channels of ``field_name`` that are 1 in a categorical baseline ``modes``.
+
+        ``modes`` maps a categorical variable to the meaning its baseline takes (a valid
+        one-hot); the variables it omits stay all zeros, the missing-category state.
+        """
+        wanted = {f"{name}={meaning}" for name, meaning in modes.items()}
+        return [
+            c for c, (channel, _) in enumerate(self.field_channels(field_name)) if channel in wanted
+        ]
+
     def category_coords(self) -> dict[str, Any]:
         """Coordinates of the ``category`` dim: channel name, variable, meaning, flag value."""
         entries = [

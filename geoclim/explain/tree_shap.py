@@ -18,7 +18,8 @@ check). Feature columns map back to the cube of :mod:`geoclim.explain.layout`:
 static fields, ``latitude`` / ``longitude`` and ``lead`` -> ``(name, 0)`` (kind "static").
 Categorical (CF flag) inputs are one 0/1 column per category (``wd=N_lag0``): their SHAP
 values are summed into the source variable (``wd``), and kept per category in
-``category_attribution`` (``category`` = ``wd=N``...); additivity holds either way. The raw :class:`shap.Explanation` of every ``(target, lead)`` is returned too.
+``category_attribution`` (``category`` = ``wd=N``...); additivity holds either way.
+The raw :class:`shap.Explanation` of every ``(target, lead)`` is returned too.
 """
 
 from __future__ import annotations

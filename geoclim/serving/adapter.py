@@ -456,7 +456,8 @@ class Forecaster:
                 median, or the level nearest 0.5; the ``target_quantile`` attribute says
                 which); must stay ``None`` for point models.
             max_missing: overrides the forecaster's ``max_missing``.
-            **options: ``block`` (occlusion), ``max_evals`` and ``seed`` (shap).
+            **options: ``block`` (occlusion), ``max_evals`` and ``seed`` (shap),
+                ``category_baseline`` (``{variable: meaning}`` of categorical inputs).
 
         Returns:
             Attribution Dataset, dims ``(sample, lead_time, input_variable, lag)``

@@ -3,7 +3,14 @@
 What :meth:`Forecaster.explain <geoclim.serving.adapter.Forecaster.explain>` and
 ``POST /v1/explain`` run. The graph is a black box ``batch -> forecast``; the baseline is the
 train mean of every input, **0 in normalised space** (what the adapter fills gaps with, and
-the ``climatology`` baseline of :mod:`geoclim.explain.captum`). Methods:
+the ``climatology`` baseline of :mod:`geoclim.explain.captum`). A categorical (CF flag)
+input is one-hot: its channels are ablated together, as one group per step, to a valid
+baseline, never a fractional one-hot: all zeros (the missing-category state, what the
+adapter feeds for a missing code) unless ``category_baseline`` names a category per variable
+(the training mode is the categorical analogue of the train mean; the torch-side
+``climatology`` baseline uses it). Attributions of a categorical input are reported under
+its variable; ``category_attribution`` credits each group's value to the category the
+sample had (``wd=NE``). Methods:
 
 * ``ablation`` -- every ``(input_variable, lag)`` entry set to the baseline in turn (over the
   whole patch); attribution = forecast minus the ablated forecast, per lead. On the same
@@ -129,6 +136,30 @@ def _groups(layout: InputLayout) -> list[tuple[str, list[int], int | None]]:
     return groups
 
 
+def baseline_batch(
+    layout: InputLayout, batch: dict[str, np.ndarray], modes: dict[str, str] | None = None
+) -> dict[str, np.ndarray]:
+    """The baseline fields: 0 (the train mean) everywhere, one-hot ``modes`` categories.
+
+    Args:
+        layout: the task's layout.
+        batch: the request batch (shapes).
+        modes: ``{categorical variable: meaning}`` its baseline one-hot takes (a valid
+            category, e.g. the most frequent one in training); variables left out are all
+            zeros, the missing-category state the adapter also feeds for a missing code.
+
+    """
+    modes = layout.check_category_baseline(modes)
+    out = {f: np.zeros_like(batch[f]) for f in FIELDS}
+    for f in FIELDS:
+        idx = layout.baseline_channels(f, modes)
+        if idx and f == "static":
+            out[f][:, idx] = 1.0
+        elif idx:
+            out[f][:, :, idx] = 1.0
+    return out
+
+
 def _present(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Batch fields averaged over the patch cells: ``(N, T, C)`` / ``(N, C)``.
 
@@ -139,7 +170,7 @@ def _present(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _categories(layout: InputLayout, fields: dict[str, np.ndarray], batch) -> np.ndarray | None:
-    """``(N, L, K, lag)`` breakdown of group values ``fields`` (``(N, L, T, C)`` / ``(N, L, C)``)."""
+    """``(N, L, K, lag)`` breakdown of the group values ``fields`` (``(N, L, T, C)``...)."""
     if not layout.categories:
         return None
     present = _present(batch)
@@ -150,9 +181,13 @@ def _categories(layout: InputLayout, fields: dict[str, np.ndarray], batch) -> np
 
 
 def ablation(
-    forecaster: Forecaster, batch: dict[str, np.ndarray], channel: int, q: int | None
+    forecaster: Forecaster,
+    batch: dict[str, np.ndarray],
+    channel: int,
+    q: int | None,
+    category_baseline: dict[str, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """Per-entry ablation of a request batch.
+    """Per-entry ablation of a request batch (each group set to :func:`baseline_batch`).
 
     Returns:
         ``cube (N, L, V, lag)`` (normalised or physical output units), ``prediction (N, L)``,
@@ -161,23 +196,23 @@ def ablation(
 
     """
     layout = InputLayout.from_task(forecaster.task)
+    ref = baseline_batch(layout, batch, category_baseline)
     base = _reduce(forecaster, forecaster.run(batch), channel, q)  # (N, L)
     fields = {f: np.zeros((*base.shape, *batch[f].shape[1:-2])) for f in FIELDS}
     for field, idx, i in _groups(layout):
         perturbed = dict(batch)
         v = batch[field].copy()
         if i is None:
-            v[:, idx] = 0.0
+            v[:, idx] = ref[field][:, idx]
         else:
-            v[:, i, idx] = 0.0
+            v[:, i, idx] = ref[field][:, i, idx]
         perturbed[field] = v
         drop = base - _reduce(forecaster, forecaster.run(perturbed), channel, q)  # (N, L)
         if i is None:
             fields[field][:, :, idx] = drop[..., None]
         else:
             fields[field][:, :, i, idx] = drop[..., None]
-    zero = {**batch, **{f: np.zeros_like(batch[f]) for f in FIELDS}}
-    baseline = _reduce(forecaster, forecaster.run(zero), channel, q)
+    baseline = _reduce(forecaster, forecaster.run({**batch, **ref}), channel, q)
     # fields are (N, L, T, C) / (N, L, C): fold the lead into the sample axis for to_cube
     n, n_leads = base.shape
     cube = layout.to_cube(
@@ -200,8 +235,9 @@ def occlusion(
     channel: int,
     q: int | None,
     block: int = 2,
+    category_baseline: dict[str, str] | None = None,
 ) -> np.ndarray:
-    """Block occlusion of every variable (all its steps) on grid samples.
+    """Block occlusion of every variable (all its steps and channels) on grid samples.
 
     Returns:
         ``(N, L, V, H, W)``: drop of the domain-mean forecast when the block holding each
@@ -209,6 +245,7 @@ def occlusion(
 
     """
     layout = InputLayout.from_task(forecaster.task)
+    ref = baseline_batch(layout, batch, category_baseline)
     base = _reduce(forecaster, forecaster.run(batch), channel, q)  # (N, L)
     h, w = batch["past"].shape[-2:]
     names = layout.variables
@@ -226,10 +263,11 @@ def occlusion(
                     idx = channels[field][name]
                     if idx:
                         a = batch[field].copy()
+                        r = ref[field]
                         if field == "static":
-                            a[:, idx, window[0], window[1]] = 0.0
+                            a[:, idx, window[0], window[1]] = r[:, idx, window[0], window[1]]
                         else:
-                            a[:, :, idx, window[0], window[1]] = 0.0
+                            a[:, :, idx, window[0], window[1]] = r[:, :, idx, window[0], window[1]]
                         perturbed[field] = a
                 drop = base - _reduce(forecaster, forecaster.run(perturbed), channel, q)
                 out[:, :, v, window[0], window[1]] = drop[:, :, None, None]
@@ -243,6 +281,7 @@ def shap_values(
     q: int | None,
     max_evals: int | None = None,
     seed: int = 0,
+    category_baseline: dict[str, str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """SHAP permutation values of each ``(variable, lag)`` entry of point samples.
 
@@ -263,13 +302,16 @@ def shap_values(
     shapes = {f: batch[f].shape[1:-2] for f in FIELDS}
     sizes = [int(np.prod(shapes[f])) for f in FIELDS]
     flat = np.concatenate([batch[f].reshape(n, -1) for f in FIELDS], 1)  # (N, F)
+    ref = baseline_batch(layout, batch, category_baseline)
+    ref_flat = np.concatenate([ref[f].reshape(n, -1) for f in FIELDS], 1)  # (N, F)
     player = _players(layout, shapes)  # (F,) player of each flat input
     n_players = int(player.max()) + 1
     rest = {k: v for k, v in batch.items() if k not in FIELDS}
 
     def model(z: np.ndarray, row: int) -> np.ndarray:
         m = z.shape[0]  # z (m, P) in {0, 1}: player present or at the (zero) baseline
-        x = (flat[row][None] * z[:, player]).astype(np.float32)  # (m, F)
+        b = ref_flat[row][None]
+        x = (b + z[:, player] * (flat[row][None] - b)).astype(np.float32)  # (m, F)
         parts = np.split(x, np.cumsum(sizes)[:-1], axis=1)
         feed = {f: p.reshape(m, *shapes[f], 1, 1) for f, p in zip(FIELDS, parts, strict=True)}
         feed |= {k: np.repeat(v[row : row + 1], m, 0) for k, v in rest.items()}
@@ -314,6 +356,7 @@ def explain_inputs(
     block: int = 2,
     max_evals: int | None = None,
     seed: int = 0,
+    category_baseline: dict[str, str] | None = None,
 ) -> xr.Dataset:
     """Attributions of every forecast of a validated request.
 
@@ -328,6 +371,11 @@ def explain_inputs(
         block: occlusion window edge in cells.
         max_evals: model evaluations per sample for ``shap`` (default ``2 F + 1``).
         seed: permutation seed for ``shap``.
+        category_baseline: ``{categorical variable: meaning}`` of the baseline one-hot
+            (:func:`baseline_batch`); by default every categorical input's baseline is all
+            zeros, the missing-category state. Pass the training mode
+            (:func:`geoclim.explain.captum.train_modes`) when the model never saw a missing
+            code: all zeros is then outside its training data and draws attribution.
 
     Returns:
         The attribution Dataset (``sample`` = forecast; ``prediction`` and, for ablation,
@@ -345,14 +393,18 @@ def explain_inputs(
     space: dict[str, np.ndarray] = {}
     categories = None
     if method == "ablation":
-        cube, prediction, baseline, categories = ablation(forecaster, batch, channel, q)
+        cube, prediction, baseline, categories = ablation(
+            forecaster, batch, channel, q, category_baseline
+        )
         extra["baseline_prediction"] = (("sample", LEAD_TIME), baseline * scale)
     elif method == "shap":
-        cube, categories = shap_values(forecaster, batch, channel, q, max_evals, seed)
+        cube, categories = shap_values(
+            forecaster, batch, channel, q, max_evals, seed, category_baseline
+        )
     else:
         if inputs.layout != "grid" or batch["past"].shape[-1] == 1:
             raise ConfigError("method 'occlusion' needs a spatial model on a grid request")
-        cube = occlusion(forecaster, batch, channel, q, block)
+        cube = occlusion(forecaster, batch, channel, q, block, category_baseline)
         space = {LATITUDE: inputs.latitude, LONGITUDE: inputs.longitude}
     extra["prediction"] = (("sample", LEAD_TIME), prediction * scale)
     attrs = {
@@ -366,6 +418,8 @@ def explain_inputs(
         else float(forecaster.task.quantiles[q]),  # the median by default
         "target_aggregation": "mean",
     }
+    if category_baseline:
+        attrs["category_baseline"] = ", ".join(f"{k}={v}" for k, v in category_baseline.items())
     # timedelta64 leads for a fixed step, whole months / years for a calendar step
     lead_time = timeaxis.lead_coordinate(forecaster.metadata.step, forecaster.task.horizon).values
     coords = _sample_coords(inputs, t, y, x, spatial=bool(space))
@@ -489,6 +543,7 @@ def explain_records(
         quantile=body.quantile,
         max_missing=max_missing,
         max_evals=body.max_evals,
+        category_baseline=body.category_baseline,
     )
     t0 = inputs.inits[0]  # elapsed hours to each valid time (exact for calendar steps too)
     hours = [

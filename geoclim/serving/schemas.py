@@ -88,6 +88,11 @@ class ExplainRequest(ForecastRequest):
     max_evals: int | None = Field(
         None, ge=3, le=20000, description="Model evaluations per location for 'shap'."
     )
+    category_baseline: dict[VarName, str] | None = Field(
+        None,
+        description="Categorical inputs: the category (flag meaning) each one's baseline "
+        "takes, e.g. {'wd': 'N'}; default all zeros, the missing-category state.",
+    )
 
 
 class LocationExplanation(BaseModel):

@@ -38,7 +38,11 @@ def flag_dataset(n_times: int = 24 * 20, n_stations: int = 4, seed: int = 0) -> 
     sky = rng.integers(1, 3, (n_times, n_stations)).astype(np.int8)
     return xr.Dataset(
         {
-            "no2": (("time", "station"), no2.astype(np.float32), {"units": "ppb", "long_name": "NO2"}),
+            "no2": (
+                ("time", "station"),
+                no2.astype(np.float32),
+                {"units": "ppb", "long_name": "NO2"},
+            ),
             "wd": (("time", "station"), wd, dict(WD, long_name="wind sector")),
             "sky": (("time", "station"), sky, dict(SKY, long_name="sky")),
             "noise": (
@@ -46,7 +50,11 @@ def flag_dataset(n_times: int = 24 * 20, n_stations: int = 4, seed: int = 0) -> 
                 rng.normal(0, 1, no2.shape).astype(np.float32),
                 {"units": "1", "long_name": "decoy"},
             ),
-            "site": ("station", np.arange(n_stations, dtype=np.int8) % 2, dict(SITE, long_name="site")),
+            "site": (
+                "station",
+                np.arange(n_stations, dtype=np.int8) % 2,
+                dict(SITE, long_name="site"),
+            ),
         },
         coords={
             "time": pd.date_range("2022-01-01", periods=n_times, freq="h"),
