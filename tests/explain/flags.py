@@ -91,3 +91,27 @@ def train_flag_net(dm: GeoDataModule, epochs: int = 8, seed: int = 0) -> torch.n
             loss.backward()
             optimizer.step()
     return net.eval()
+
+
+def export_flag_model(out, dm: GeoDataModule, net: torch.nn.Module):
+    """Export ``net`` with its metadata (the real export path), parity-checked."""
+    from pathlib import Path
+
+    from geoclim.export.onnx import export_net, write_metadata
+    from geoclim.export.parity import check_parity
+    from geoclim.export.run import build_metadata, test_batches
+
+    out = Path(out)
+    batches = test_batches(dm, 2)
+    result = export_net(net, batches[0], out)
+    parity = check_parity(net, out, batches)
+    meta = build_metadata(
+        dm,
+        net,
+        result,
+        parity,
+        config={"demo": {"model": "lstm", "layout": "station", "seed": 0}},
+        provenance={"note": "tests.explain.flags: a briefly trained LSTM"},
+    )
+    write_metadata(out, meta)
+    return out
