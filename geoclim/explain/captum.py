@@ -155,7 +155,7 @@ def _prevailing_category(blurred: np.ndarray, layout: InputLayout, field: str) -
         best = np.expand_dims(part.argmax(axis), axis)
         hot = np.arange(len(idx)).reshape([-1] + [1] * (part.ndim - axis - 1)) == best
         hot &= part.sum(axis, keepdims=True) > 0
-        index = [slice(None)] * blurred.ndim
+        index: list[Any] = [slice(None)] * blurred.ndim
         index[axis] = idx
         blurred[tuple(index)] = hot.astype(blurred.dtype)
 
