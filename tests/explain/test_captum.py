@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from geoclim.errors import ConfigError
-from geoclim.explain.captum import explain_network, gradient_context, make_baseline
+from geoclim.explain.baselines import make_baseline
+from geoclim.explain.captum import explain_network, gradient_context
 from geoclim.explain.layout import InputLayout
 from geoclim.explain.target import ExplainTarget
 from tests.explain.conftest import TASK, make_dm

@@ -7,7 +7,8 @@ import torch
 
 from geoclim.baselines.trees import LightGBMBaseline
 from geoclim.errors import ConfigError
-from geoclim.explain.captum import explain_network, make_baseline, train_modes
+from geoclim.explain.baselines import make_baseline, train_modes
+from geoclim.explain.captum import explain_network
 from geoclim.explain.layout import InputLayout, importance
 from geoclim.explain.target import ExplainTarget, select_samples
 from geoclim.explain.tree_shap import explain_trees

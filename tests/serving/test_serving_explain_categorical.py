@@ -5,7 +5,8 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-from geoclim.explain.captum import attribute_batch, train_modes
+from geoclim.explain.baselines import train_modes
+from geoclim.explain.captum import attribute_batch
 from geoclim.explain.layout import InputLayout
 from geoclim.explain.target import ExplainTarget
 from geoclim.serving import inputs as request
