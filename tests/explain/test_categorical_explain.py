@@ -183,3 +183,48 @@ def test_tree_shap_of_one_hot_columns_sums_under_the_variable(trained):
 
 def test_flag_task_is_the_documented_one():
     assert FLAG_TASK.past_inputs == ("wd", "sky", "noise")
+
+
+def test_occlusion_tiles_cover_every_one_hot_channel_of_a_variable(one_thread):
+    from geoclim.data.datamodule import GeoDataModule
+    from geoclim.data.synthetic import make_dataset
+    from geoclim.data.task import ForecastTask
+    from tests.support.demo_export import build_net
+
+    ds = make_dataset(["no2"], nlat=4, nlon=4, days=4, seed=0)
+    codes = np.random.default_rng(0).integers(0, 2, ds["no2"].shape).astype(np.int8)
+    flags = {"flag_values": np.array([0, 1], np.int8), "flag_meanings": "calm windy"}
+    ds["gust"] = (ds["no2"].dims, codes, dict(flags, long_name="gust flag"))
+    task = ForecastTask(targets=("no2",), past_inputs=("gust",), input_steps=3, horizon=1)
+    dm = GeoDataModule(ds, task, window={"patch": None}, batch_size=8)
+    dm.setup()
+    torch.manual_seed(0)
+    net = build_net("cnn", dm.dims, base_channels=4, depth=1)
+    modes = {"gust": "calm"}
+    occ = explain_network(
+        net, dm, method="occlusion", block=2, max_samples=4, progress=False,
+        category_baseline=modes,
+    )  # fmt: skip
+    assert occ["attribution"].dims == (
+        "sample",
+        "lead_time",
+        "input_variable",
+        "latitude",
+        "longitude",
+    )
+    assert "category_attribution" not in occ
+    batch = dm.dataset("test")[select_samples(dm, "test", ExplainTarget(), 4, 0)]
+    with torch.no_grad():
+        full = net(batch)["prediction"][:, 0, 0].mean((-2, -1))
+        tile = {k: v.clone() for k, v in batch.items()}
+        tile["past"][:, :, 1:3, 2:4, 0:2] = torch.tensor([1.0, 0.0])[:, None, None]  # calm
+        drop = full - net(tile)["prediction"][:, 0, 0].mean((-2, -1))
+    stats = dm.normalizer.stats["no2"]
+    scale = 1.0 if stats.log else stats.std
+    got = occ["attribution"].isel(lead_time=0).sel(input_variable="gust").values  # (S, H, W)
+    for r, c in [(2, 0), (2, 1), (3, 0), (3, 1)]:  # every cell of the tile holds its value
+        np.testing.assert_allclose(got[:, r, c], drop.numpy() * scale, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ConfigError, match="stride must equal block"):
+        explain_network(
+            net, dm, method="occlusion", block=2, stride=1, max_samples=2, progress=False
+        )
