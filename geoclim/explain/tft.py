@@ -105,8 +105,10 @@ def _dataset(dm: Any, means: dict[str, np.ndarray], n_samples: int) -> xr.Datase
     att = att[..., order]
     lags = layout.lags
     decoder = np.full((task.horizon, len(layout.variables)), np.nan, np.float32)
-    for c, name in enumerate(layout.known):
-        decoder[:, layout.variables.index(name)] = means["decoder_weights"][:, c]
+    decoder[:] = np.nan
+    for c, (_, name) in enumerate(layout.field_channels("known_future")):  # one-hot summed
+        v = layout.variables.index(name)
+        decoder[:, v] = np.nan_to_num(decoder[:, v]) + means["decoder_weights"][:, c]
     return xr.Dataset(
         {
             "selection_weight": ((INPUT_VARIABLE, LAG), cube.astype(np.float32)),

@@ -452,13 +452,18 @@ class Forecaster:
             method: ``"ablation"``, ``"occlusion"`` (grids) or ``"shap"`` (points); see
                 :mod:`geoclim.serving.explain`.
             variable: explained target (default: the first).
-            quantile: explained quantile level (default: the point forecast).
+            quantile: explained quantile level, any level of a quantile model (default: the
+                median, or the level nearest 0.5; the ``target_quantile`` attribute says
+                which); must stay ``None`` for point models.
             max_missing: overrides the forecaster's ``max_missing``.
-            **options: ``block`` (occlusion), ``max_evals`` and ``seed`` (shap).
+            **options: ``block`` (occlusion), ``max_evals`` and ``seed`` (shap),
+                ``category_baseline`` (``{variable: meaning}`` of categorical inputs).
 
         Returns:
             Attribution Dataset, dims ``(sample, lead_time, input_variable, lag)``
-            (occlusion: ``(sample, lead_time, input_variable, latitude, longitude)``).
+            (occlusion: ``(sample, lead_time, input_variable, latitude, longitude)``);
+            categorical inputs are summed under their variable, with the per-category
+            breakdown in ``category_attribution`` (``category`` = ``<variable>=<meaning>``).
 
         """
         from geoclim.serving.explain import explain_inputs

@@ -30,3 +30,22 @@ def test_attention_positions_map_to_lags():
 def test_explain_tft_refuses_other_networks(grid_dm):
     with pytest.raises(ConfigError, match="model=tft"):
         explain_tft(build_net("lstm", grid_dm.dims, hidden_size=4), grid_dm, progress=False)
+
+
+def test_tft_weights_of_one_hot_channels_sum_under_their_variable(one_thread):
+    from dataclasses import replace
+
+    from tests.explain.flags import FLAG_TASK, flag_dm
+
+    dm = flag_dm(replace(FLAG_TASK, future_inputs=("hour_sin", "wd")), n_times=24 * 6)
+    torch.manual_seed(0)
+    net = build_net("tft", dm.dims, hidden_size=8, attention_heads=2)
+    ds = explain_tft(net, dm, max_samples=16, progress=False)
+    assert list(ds["input_variable"].values) == ["no2", "wd", "sky", "noise", "hour_sin", "site"]
+    past = ds["selection_weight"].sel(
+        lag=slice(0, None), input_variable=["no2", "wd", "sky", "noise"]
+    )
+    np.testing.assert_allclose(past.sum("input_variable"), 1.0, rtol=1e-5)
+    lead = ds["decoder_weight"].sel(input_variable=["wd", "hour_sin"]).sum("input_variable")
+    np.testing.assert_allclose(lead, 1.0, rtol=1e-5)
+    np.testing.assert_allclose(ds["selection_weight"].sel(input_variable="site", lag=0), 1.0)
