@@ -1,3 +1,11 @@
+"""Shared fixtures; one thread per worker when the suite runs in parallel (``make test``)."""
+
+import os
+
+if "PYTEST_XDIST_WORKER" in os.environ:  # before torch / OpenMP start: no oversubscription
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, "1")
+
 import numpy as np
 import pandas as pd
 import pytest
