@@ -532,6 +532,7 @@ class Forecaster:
         shapes = {
             "past": (1, task.input_steps, len(task.past_channels), h, w),
             "known_future": (1, task.horizon, len(task.known_channels), h, w),
+            "known_past": (1, task.input_steps, len(task.known_channels), h, w),
             "static": (1, len(task.static_channels), h, w),
         }
         shapes |= {
