@@ -13,8 +13,9 @@ and exports it. Then, on the same real batch gathered by the datamodule:
   normalisation, calendar, gather, onnxruntime, de-normalisation) -- median, p95.
 
 Both runtimes use the same thread count (``--threads``, default 1: the service runs one
-inference per request thread). Nothing is written unless ``--save`` is given; then the
-results, with the machine and its load average, go to ``experiments/bench_serving/serving.json``.
+inference per request thread). Nothing is written unless ``--save`` (all models) or
+``--json PATH`` is given; then the results, with the machine and its load average, go to
+``experiments/bench_serving/serving.json`` (or ``PATH``).
 
     python -m scripts.bench_serving              # all models, prints only
     python -m scripts.bench_serving --save       # ... and records them
@@ -150,6 +151,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--models", nargs="+", help="a subset of lstm tft cnn")
+    parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--save", action="store_true", help="write experiments/bench_serving/serving.json"
     )
@@ -192,10 +194,12 @@ def main() -> None:
     results["load_average_at_end"] = os.getloadavg()
     print(f"load average (1, 5, 15 min): {results['load_average_at_end']}")
     results["load_average_at_start"] = load_start
-    if args.save and not args.quick:
-        OUT.mkdir(parents=True, exist_ok=True)
-        write_text(OUT / "serving.json", json.dumps(results, indent=2) + "\n")
-        print(f"wrote {OUT / 'serving.json'}")
+    paths = [args.json] if args.json else []
+    if args.save and not args.quick and not args.models:
+        paths.append(OUT / "serving.json")
+    for path in paths:
+        write_text(path, json.dumps(results, indent=2) + "\n")
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":
