@@ -64,6 +64,7 @@ def test_chunked_runs_equal_one_run(grid_export):
         Forecaster.from_onnx(grid_export.path, run_chunk=0)
 
 
+@pytest.mark.slow  # its own TFT export: ~15 s on a loaded 2-core machine
 def test_served_tft_reads_known_inputs_at_the_input_steps_like_torch(tft_export):
     f = Forecaster.from_onnx(tft_export.path, run_chunk=16)
     assert "known_past" in f.metadata.io.inputs  # the encoder's known inputs are a graph input
