@@ -244,8 +244,10 @@ def gather(
 
     Returns:
         ``past (B, T_in, C_in, h, w)``, ``known_future (B, L, C_known, h, w)``,
-        ``static (B, C_static, h, w)``, ``target`` and ``target_mask`` ``(B, L, C_out, h, w)``
-        (missing targets are 0 with mask 0) and the positions.
+        ``known_past (B, T_in, C_known, h, w)`` (the known inputs at the input steps, for
+        encoders that read them), ``static (B, C_static, h, w)``, ``target`` and
+        ``target_mask`` ``(B, L, C_out, h, w)`` (missing targets are 0 with mask 0) and the
+        positions.
 
     """
     ph, pw = spec.patch_shape(arrays.grid_shape)
@@ -266,7 +268,8 @@ def gather(
         static = np.nan_to_num(static, copy=False, nan=0.0)
     return {
         "past": _channels_first(win[:, :t_in, ..., : arrays.n_past]),
-        "known_future": _known_future(arrays, t, spec.lead_steps, future),
+        "known_future": _known(arrays, t, 1, future),
+        "known_past": _known(arrays, t, 1 - t_in, win[:, :t_in]),
         "static": np.ascontiguousarray(np.moveaxis(static, -1, 1)),
         "target": _channels_first(target),
         "target_mask": _channels_first(mask.astype(np.float32)),
@@ -291,23 +294,29 @@ def window_rows(
     return base[:, None] + steps[:, None, None]  # one broadcast add, one allocation
 
 
-def _known_future(
-    arrays: WindowArrays, t: np.ndarray, lead_steps: int, future: np.ndarray
-) -> np.ndarray:
-    """``(B, L, C_known, h, w)`` known-future channels from the dynamic window or the calendar."""
-    b, _, ph, pw, _ = future.shape
-    out = np.empty((b, lead_steps, ph, pw, len(arrays.known_sources)), np.float32)
+def _known(arrays: WindowArrays, t: np.ndarray, first: int, window: np.ndarray) -> np.ndarray:
+    """``(B, S, C_known, h, w)`` known channels at steps ``t + first .. t + first + S - 1``.
+
+    Args:
+        arrays: source arrays (calendar columns and where each known channel comes from).
+        t: ``(B,)`` init positions.
+        first: offset of the first step from the init (``1``: the leads, ``1 - T_in``: the
+            input steps).
+        window: ``(B, S, h, w, C_dyn)`` the dynamic window over the same steps.
+    """
+    b, n_steps, ph, pw, _ = window.shape
+    out = np.empty((b, n_steps, ph, pw, len(arrays.known_sources)), np.float32)
     cal = [(k, c) for k, (src, c) in enumerate(arrays.known_sources) if src == "calendar"]
     dyn = [(k, c) for k, (src, c) in enumerate(arrays.known_sources) if src == "dynamic"]
     if cal:
         cols = arrays.calendar[:, [c for _, c in cal]]  # (T, K_cal), small
-        steps = t[:, None] + np.arange(1, lead_steps + 1)  # (B, L)
-        values = np.take(cols, steps, axis=0)  # (B, L, K_cal)
+        steps = t[:, None] + np.arange(first, first + n_steps)  # (B, S)
+        values = np.take(cols, steps, axis=0)  # (B, S, K_cal)
         if not dyn and ph == pw == 1:  # the usual point case: already the layout
             return values[:, :, :, None, None]
         out[..., [k for k, _ in cal]] = values[:, :, None, None]
     if dyn:
-        out[..., [k for k, _ in dyn]] = future[..., [c for _, c in dyn]]
+        out[..., [k for k, _ in dyn]] = window[..., [c for _, c in dyn]]
     return _channels_first(out)
 
 

@@ -12,8 +12,11 @@ def test_tft_weights_are_averaged_per_step_and_lead(grid_dm, one_thread):
     net = build_net("tft", grid_dm.dims, hidden_size=8, attention_heads=2)
     ds = explain_tft(net, grid_dm, max_samples=20, progress=False)
     assert ds["selection_weight"].dims == ("input_variable", "lag")
-    past = ds["selection_weight"].sel(lag=slice(0, None), input_variable=["no2", "t2m", "u10"])
+    # the encoder selects among the past inputs and the known ones (u10 is both: summed)
+    encoder = ["no2", "t2m", "u10", "hour_sin"]
+    past = ds["selection_weight"].sel(lag=slice(0, None), input_variable=encoder)
     np.testing.assert_allclose(past.sum("input_variable"), 1.0, rtol=1e-5)  # per input step
+    assert float(ds["selection_weight"].sel(input_variable="hour_sin", lag=0)) > 0.0
     future = ds["decoder_weight"].sel(input_variable=["hour_sin", "u10"])
     np.testing.assert_allclose(future.sum("input_variable"), 1.0, rtol=1e-5)  # per lead
     np.testing.assert_allclose(ds["selection_weight"].sel(input_variable="elevation", lag=0), 1.0)
