@@ -109,7 +109,8 @@ def _dataset(dm: Any, means: dict[str, np.ndarray], n_samples: int) -> xr.Datase
     cube = layout.to_cube(enc, dec, means["static_weights"][None])[0]  # (V, lag)
     enc_known = means["encoder_known_weights"]  # (T_in, C_known or 0): the encoder's too
     lag0, t_in = task.horizon, task.input_steps
-    for c, name in enumerate(layout.known[: enc_known.shape[-1]]):
+    known_channels = layout.field_channels("known_future")[: enc_known.shape[-1]]
+    for c, (_, name) in enumerate(known_channels):  # one-hot channels summed per variable
         row = cube[layout.variables.index(name), lag0 : lag0 + t_in]  # lags T_in - 1 .. 0
         row[:] = np.nan_to_num(row) + np.flip(enc_known[:, c])
     att = means["attention"]  # (T_out, heads, T_in + T_out)

@@ -45,8 +45,9 @@ def test_tft_weights_of_one_hot_channels_sum_under_their_variable(one_thread):
     net = build_net("tft", dm.dims, hidden_size=8, attention_heads=2)
     ds = explain_tft(net, dm, max_samples=16, progress=False)
     assert list(ds["input_variable"].values) == ["no2", "wd", "sky", "noise", "hour_sin", "site"]
+    # the encoder selects among past and known inputs (wd is both: its weights are summed)
     past = ds["selection_weight"].sel(
-        lag=slice(0, None), input_variable=["no2", "wd", "sky", "noise"]
+        lag=slice(0, None), input_variable=["no2", "wd", "sky", "noise", "hour_sin"]
     )
     np.testing.assert_allclose(past.sum("input_variable"), 1.0, rtol=1e-5)
     lead = ds["decoder_weight"].sel(input_variable=["wd", "hour_sin"]).sum("input_variable")
