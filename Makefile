@@ -26,11 +26,15 @@ hooks: install  ## install the pre-commit hooks (.pre-commit-config.yaml) into .
 demo: install  ## run the main job on the embedded real data
 	$(BIN)/python -m geoclim.cli.demo
 
-test: install  ## the fast test suite (CI); lists its 10 slowest tests
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=10
+# One worker per CPU (at most 4); the groups of tests/conftest.py keep the tests that share a
+# module or session fixture in one worker, so each fixture is built once.
+XDIST := --numprocesses=logical --maxprocesses=4 --dist=loadgroup
+
+test: install  ## the fast test suite (CI), in parallel; lists its 10 slowest tests
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) --durations=10
 
 test-all: install  ## every test, slow ones included
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not gpu"
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) -m "not gpu"
 
 lint: install  ## ruff lint + format check, mypy on geoclim/ (settings in pyproject.toml)
 	$(BIN)/ruff check geoclim tests scripts

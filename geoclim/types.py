@@ -42,6 +42,7 @@ class Batch(TypedDict):
 
     past: Tensor  # (B, T_in, C_in, H, W)        past inputs (targets first), normalised
     known_future: Tensor  # (B, T_out, C_known, H, W)  calendar encodings, forecast forcing
+    known_past: Tensor  # (B, T_in, C_known, H, W)   the same known inputs at the input steps
     static: Tensor  # (B, C_static, H, W)        elevation, land-sea mask, coordinates
     target: Tensor  # (B, T_out, C_out, H, W)     normalised targets, NaN-free
     target_mask: Tensor  # (B, T_out, C_out, H, W)  1 where the target counts in the loss

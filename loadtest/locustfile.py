@@ -9,7 +9,7 @@ Each simulated user sends, with its API key in ``X-API-Key``:
 * ``GET /v1/models`` (weight 1, and once when the user starts).
 
 A 429 (rate limit) counts as a failure: size the key's rate for the load. Run it bounded and
-headless, e.g. (``python loadtest/run.py`` starts a server and does all of this)::
+headless, e.g. (``python -m loadtest.run`` starts a server and does all of this)::
 
     locust -f loadtest/locustfile.py --headless --users 20 --spawn-rate 5 --run-time 30s \
         --host http://127.0.0.1:8000 --api-key "$GEOCLIM_API_KEY" --netcdf history.nc \

@@ -1,17 +1,19 @@
 """A bounded, headless Locust run against ``geoclim serve`` on loopback; stats to a folder.
 
-Builds a demo LSTM export (``DEMO_TASK`` of scripts/bench_http.py, 24 h -> 24 h of NO2 on a
-6 x 5 grid, with calendar-only known-future inputs so that netCDF uploads need no forcing;
+Builds a demo LSTM export (``DEMO_TASK`` of tests/support/demo_export.py, 24 h -> 24 h of NO2
+on a 6 x 5 grid, with calendar-only known-future inputs so that netCDF uploads need no forcing;
 untrained weights: speed does not depend on them), writes an API key whose rate limit the
 load cannot reach and a netCDF history, starts ``geoclim serve`` on 127.0.0.1 only, runs
 ``loadtest/locustfile.py`` for ``--run-time`` with ``--users`` users spawned at
 ``--spawn-rate``, stops the server with SIGTERM and writes, under ``--out``:
 ``locust_stats.csv``, ``locust_stats_history.csv``, ``locust_failures.csv``,
 ``locust_exceptions.csv``, ``locust.json`` (Locust's own) and ``summary.json`` (the run's
-settings, per-endpoint throughput and percentiles, the server's exit status).
+settings, per-endpoint throughput and percentiles, the machine and its load average, the
+server's exit status). The demo export is test support (``tests.support``), so run it from
+the repository root as a module, like the scripts:
 
-    python loadtest/run.py                         # 20 users, 5/s, 30 s
-    python loadtest/run.py --users 5 --run-time 5s --out /tmp/locust
+    python -m loadtest.run                         # 20 users, 5/s, 30 s
+    python -m loadtest.run --users 5 --run-time 5s --out /tmp/locust
 """
 
 from __future__ import annotations
@@ -44,14 +46,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _demo():
+    """``tests.support.demo_export`` (test support, importable from the repository root)."""
+    try:
+        from tests.support import demo_export
+    except ImportError as err:
+        raise SystemExit(
+            f"loadtest/run.py needs the test support package ({err}); run it from the "
+            "repository root as: python -m loadtest.run"
+        ) from None
+    return demo_export
+
+
 def _task():
     from dataclasses import replace
 
-    from geoclim.export.demo import DEMO_TASK
-
     # POST /v1/forecast/netcdf takes a history only, no forecast meteorology over the
     # horizon: the known-future inputs are the calendar encodings
-    return replace(DEMO_TASK, future_inputs=("hour_sin", "hour_cos"))
+    return replace(_demo().DEMO_TASK, future_inputs=("hour_sin", "hour_cos"))
 
 
 TASK = _task()
@@ -59,10 +71,9 @@ TASK = _task()
 
 def prepare(tmp: Path) -> tuple[Path, str, Path]:
     """The demo export, a key file (returns the key) and a netCDF history."""
-    from geoclim.export.demo import demo_export
     from geoclim.serving.security import KeyStore, Principal, generate_key
 
-    demo = demo_export(tmp / "lstm.onnx", model="lstm", task=TASK, days=16)
+    demo = _demo().demo_export(tmp / "lstm.onnx", model="lstm", task=TASK, days=16)
     history = demo.datamodule.ds.isel(time=slice(0, TASK.input_steps))
     history.to_netcdf(tmp / "history.nc")
     key = generate_key("locust")
@@ -72,24 +83,28 @@ def prepare(tmp: Path) -> tuple[Path, str, Path]:
     return demo.path, key, tmp / "history.nc"
 
 
-def start_server(model: Path, keys: Path, port: int) -> subprocess.Popen:
-    """``geoclim serve`` on loopback, once ready."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "geoclim.cli.main", "serve", str(model), "--keys", str(keys)]
-        + ["--host", HOST, "--port", str(port), "--log-level", "WARNING"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline:
+def start_server(model: Path, keys: Path, port: int, log: Path) -> subprocess.Popen:
+    """``geoclim serve`` on loopback, once ready; its stdout and stderr go to ``log``.
+
+    A file, not a pipe: a pipe that nobody reads during the run fills up.
+    """
+    with open(log, "w") as sink:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "geoclim.cli.main", "serve", str(model), "--keys", str(keys)]
+            + ["--host", HOST, "--port", str(port), "--log-level", "WARNING"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             if httpx.get(f"http://{HOST}:{port}/ready", timeout=1).status_code == 200:
                 return proc
         except httpx.TransportError:
             time.sleep(0.2)
     proc.kill()
-    raise SystemExit(f"server not ready: {proc.communicate()[1]}")
+    proc.wait()
+    raise SystemExit(f"server not ready:\n{log.read_text()[-3000:]}")
 
 
 def summarise(out: Path) -> list[dict]:
@@ -127,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         model, key, history = prepare(tmp)
         port = free_port()
-        server = start_server(model, tmp / "keys.json", port)
+        server = start_server(model, tmp / "keys.json", port, tmp / "server.log")
         try:
             locust = subprocess.run(
                 [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtest" / "locustfile.py")]
@@ -143,10 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         finally:
             server.send_signal(signal.SIGTERM)
-            _, server_err = server.communicate(timeout=60)
+            server.wait(timeout=60)
     rows = summarise(args.out)
     summary = {
-        "command": "python loadtest/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m loadtest.run " + " ".join(argv if argv is not None else sys.argv[1:]),
         "users": args.users,
         "spawn_rate": args.spawn_rate,
         "run_time": args.run_time,

@@ -1,7 +1,10 @@
 """Training throughput: geoclim's TFT and LSTM against pytorch-forecasting's TFT.
 
 Same data (a bundled sample through the same GeoDataModule), same task, same samples, same
-hidden size, batch size and dropout, one process. Each model trains ``--batches`` batches
+hidden size, batch size and dropout, one process; both TFTs read the known (calendar) inputs
+in their encoder and decoder. geoclim's networks are built as ``geoclim-train`` builds them
+(``conf/model/<name>.yaml``: network, loss, optimiser), pytorch-forecasting's TFT with its
+own defaults (Adam). Each model trains ``--batches`` batches
 (one epoch, no validation) end to end, data loading included; the pytorch-forecasting
 ``TimeSeriesDataSet`` construction is timed separately (setup), as is geoclim's
 ``dm.setup()``. The models take turns for ``--repeats`` rounds and the best round of each
@@ -28,12 +31,10 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 from geoclim.fileio import write_text
-from geoclim.models.module import ForecastModule
 from geoclim.models.reference.pf_tft import PFTemporalFusionTransformer
-from geoclim.training.instantiate import build_datamodule, net_dims
+from geoclim.training.instantiate import build_datamodule, build_module
 from geoclim.training.loaders import WindowLoaders
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,11 +64,14 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def geoclim_fit(dm, net_target: str, net_kwargs: dict):
-    """A function training ``n`` batches of a geoclim network (after a warm-up)."""
+def geoclim_fit(dm, cfg):
+    """A function training ``n`` batches of the geoclim network of ``cfg.model`` (warmed up).
+
+    The module is built as ``geoclim-train`` builds it (:func:`build_module`: the model
+    config's network, loss and optimiser; no scheduler, there is no validation here).
+    """
     torch.manual_seed(0)
-    net = instantiate({"_target_": net_target, **net_kwargs, **net_dims(net_target, dm.dims)})
-    module = ForecastModule(net=net, task=dm.task.to_dict(), normalizer=dm.normalizer.to_dict())
+    module = build_module(cfg, dm)
     loaders = WindowLoaders(dm)
     trainer(2).fit(module, datamodule=loaders)  # warm-up (allocator, first-call costs)
     return (lambda n: trainer(n).fit(module, datamodule=loaders)), 0.0
@@ -128,31 +132,34 @@ def main() -> None:
     warnings.filterwarnings("ignore")  # library deprecation chatter, not results
     torch.set_num_threads(args.threads)
 
+    base = [
+        f"data={args.data}",
+        f"task={args.task}",
+        f"data.batch_size={args.batch_size}",
+        "paths.output_dir=/tmp/bench_train",
+    ]
+    net = {"hidden_size": args.hidden, "dropout": args.dropout}
+    tft = {**net, "attention_heads": args.heads, "hidden_continuous_size": args.hidden_continuous}
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                f"data={args.data}",
-                f"task={args.task}",
-                f"data.batch_size={args.batch_size}",
-                "paths.output_dir=/tmp/bench_train",
-            ],
-        )
+        cfg = compose("train", overrides=base)
+        models = {
+            name: compose(
+                "train",
+                overrides=[
+                    *base,
+                    f"model={name}",
+                    "model.scheduler=null",
+                    *(f"model.net.{k}={v}" for k, v in sizes.items()),
+                ],
+            )
+            for name, sizes in (("tft", tft), ("lstm", net))
+        }
     dm = build_datamodule(cfg)
     setup_wall, _ = timed(dm.setup)
     samples = min(args.batches * args.batch_size, len(dm.index["train"]))
-    common = {"hidden_size": args.hidden, "dropout": args.dropout}
     fits = {
-        "tft": geoclim_fit(
-            dm,
-            "geoclim.models.components.tft.net.TemporalFusionTransformer",
-            {
-                **common,
-                "attention_heads": args.heads,
-                "hidden_continuous_size": args.hidden_continuous,
-            },
-        ),
-        "lstm": geoclim_fit(dm, "geoclim.models.components.lstm.LSTMNet", common),
+        "tft": geoclim_fit(dm, models["tft"]),
+        "lstm": geoclim_fit(dm, models["lstm"]),
         "pf_tft": pf_fit(dm, args.hidden, args.heads, args.dropout, args.hidden_continuous),
     }
     rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in fits}

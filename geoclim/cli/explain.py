@@ -139,8 +139,11 @@ def _explain_network(cfg: DictConfig, run_dir: Path, dm: Any, name: str, out: Pa
         methods.remove("occlusion")
     method_opts = OmegaConf.to_container(cfg.options, resolve=True) if cfg.get("options") else {}
     assert isinstance(method_opts, dict)
+    categories = _category_baseline(cfg)
     for method in methods:
         keep = _method_options(method, {str(k): v for k, v in method_opts.items()})
+        if categories:
+            keep["category_baseline"] = categories
         ds = explain_network(
             net,
             dm,
@@ -165,11 +168,24 @@ def _explain_network(cfg: DictConfig, run_dir: Path, dm: Any, name: str, out: Pa
     return out
 
 
+def _category_baseline(cfg: DictConfig) -> dict[str, str] | None:
+    """``category_baseline`` as ``{variable: meaning}``, or None for the default."""
+    value = cfg.get("category_baseline")
+    if value is None:
+        return None
+    if not OmegaConf.is_dict(value):
+        raise ConfigError(
+            f"category_baseline must map categorical variables to a category, e.g. "
+            f"category_baseline={{wd: N}}; got {value!r}"
+        )
+    return {str(k): str(v) for k, v in value.items()}
+
+
 def _method_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
     wanted = {
-        "integrated_gradients": ("n_steps", "sigma"),
+        "integrated_gradients": ("n_steps", "sigma", "maps"),
         "feature_ablation": ("ablation", "sigma"),
-        "gradient_shap": ("n_samples", "stdevs", "sigma"),
+        "gradient_shap": ("n_samples", "stdevs", "sigma", "maps"),
         "occlusion": ("block", "sigma"),
     }[method]
     return {k: v for k, v in options.items() if k in wanted}
@@ -226,6 +242,7 @@ def explain_export(cfg: DictConfig) -> Path:
             variable=target.get("variable"),
             quantile=target.get("quantile"),
             block=int(cfg.options.get("block", 2)),
+            category_baseline=_category_baseline(cfg),
         )
         _write(result, out, f"onnx_{method}", cfg)
     return out

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from geoclim.cli.config import CONFIG_PATH, compose_config, config_root
 from geoclim.cli.errors import exit_with, friendly_errors
-from geoclim.errors import ConfigError
+from geoclim.errors import ConfigError, SchemaError
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,8 @@ def _check_key(cfg: DictConfig, key: str) -> None:
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
 @friendly_errors
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from geoclim.training.train import train
+    preflight(cfg)
+    from geoclim.training.train import train  # torch and Lightning: seconds to import
 
     _single_log_handler()
     metrics = train(cfg)
@@ -113,6 +115,30 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         )
         return None
     return metrics[metric]
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Report the config mistakes that need no training stack, before it is imported.
+
+    A missing mandatory value (``???``) or a data file that does not exist is found in the
+    composed config itself, so the user hears of it at once rather than after torch and
+    Lightning have loaded.
+
+    Raises:
+        ConfigError: for the first mandatory value left unset (sorted by key).
+        SchemaError: for ``data.source.path`` naming no file or store.
+    """
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        key = missing[0]
+        raise ConfigError(f"no value for {key!r}; set it on the command line: {key}=...")
+    source = OmegaConf.select(cfg, "data.source")
+    if isinstance(source, DictConfig) and str(source.get("_target_", "")).startswith(
+        "geoclim.data.sources."
+    ):
+        path = OmegaConf.select(source, "path", throw_on_resolution_failure=False)
+        if isinstance(path, str) and "://" not in path and not Path(path).exists():
+            raise SchemaError(f"{path}: no such file or store")
 
 
 def _single_log_handler() -> None:

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import xarray as xr
-from scipy import stats
 
 from geoclim.data import schema, variables
 from geoclim.errors import ConfigError, SchemaError
@@ -129,6 +128,8 @@ def _pair(ref: np.ndarray, new: np.ndarray, bounds: tuple[float, float], th: Thr
     out.append(np.mean((n < bounds[0]) | (n > bounds[1])) if n.size else np.nan)
     if min(r.size, n.size) < th.min_count:
         return [*out, np.nan, np.nan, np.nan, np.nan]
+    from scipy import stats  # imported on first use: a second at start-up otherwise
+
     ks = stats.ks_2samp(r, n)
     edges = psi_edges(r, th.bins)
     shift = psi(bin_fractions(r, edges), bin_fractions(n, edges))

@@ -17,29 +17,59 @@ conversion is an error, never a silent default.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pint
 
 from geoclim.errors import SchemaError
 
-# cf-xarray redefines pint's %, degrees_north, C, h, ... with their UDUNITS meaning on purpose;
-# pint logs each redefinition as a warning, which is noise to a user.
-_pint_log = logging.getLogger("pint.util")
-_level = _pint_log.level
-_pint_log.setLevel(logging.ERROR)
-try:
-    from cf_xarray.units import units as ureg
-finally:
-    _pint_log.setLevel(_level)
+if TYPE_CHECKING:
+    import pint
 
-for _definition in ("ppb = 1e-9 = ppbv", "ppmv = ppm", "pptv = 1e-12"):
-    _name = _definition.split("=")[0].strip()
-    if _name not in ureg:
-        ureg.define(_definition)
+_EXTRA = ("ppb = 1e-9 = ppbv", "ppmv = ppm", "pptv = 1e-12")
+"""Symbols of air-quality data that the UDUNITS registry lacks."""
+
+
+@functools.cache
+def registry() -> pint.UnitRegistry:
+    """cf-xarray's UDUNITS registry with :data:`_EXTRA`, built on first use.
+
+    pint and the registry take about a second to import, which every command (and the
+    serving process) would otherwise pay at start-up whether it converts a unit or not.
+    """
+    # cf-xarray redefines pint's %, degrees_north, C, h, ... with their UDUNITS meaning on
+    # purpose; pint logs each redefinition as a warning, which is noise to a user.
+    pint_log = logging.getLogger("pint.util")
+    level = pint_log.level
+    pint_log.setLevel(logging.ERROR)
+    try:
+        from cf_xarray.units import units as ureg
+    finally:
+        pint_log.setLevel(level)
+    for definition in _EXTRA:
+        name = definition.split("=")[0].strip()
+        if name not in ureg:
+            ureg.define(definition)
+    return ureg
+
+
+def _pint_errors():
+    """``pint.errors`` (the registry's exceptions), once the registry exists."""
+    registry()
+    import pint.errors
+
+    return pint.errors
+
+
+@functools.cache
+def _dimensionality(unit: str):
+    """The dimensionality of a unit the registry parses (``"kg m-3"``, ``"1"``)."""
+    return registry().Quantity(1, unit).dimensionality
+
 
 SPELLINGS = {
     "parts per billion": "ppb",
@@ -64,8 +94,6 @@ SPELLINGS = {
 """Long spellings (lower case) seen in station networks -> a symbol the registry knows."""
 
 _QUALIFIER = re.compile(r"\s*(\((lc|sc|stp|\d+(\.\d+)?\s*(deg\s*)?c)\)|\s(lc|sc|stp))\s*$", re.I)
-_MASS_CONCENTRATION = ureg.Quantity(1, "kg m-3").dimensionality
-_DIMENSIONLESS = ureg.Quantity(1, "1").dimensionality
 
 
 def parse(text: str) -> pint.Unit:
@@ -82,8 +110,8 @@ def parse(text: str) -> pint.Unit:
         if candidate is None:
             continue
         try:
-            return ureg.parse_units(candidate)
-        except (pint.errors.PintError, AttributeError, TypeError, ValueError, AssertionError):
+            return registry().parse_units(candidate)
+        except (_pint_errors().PintError, AttributeError, TypeError, ValueError, AssertionError):
             continue
     raise SchemaError(
         f"unknown units {text!r}; expected a CF / UDUNITS string (e.g. 'K', 'degC', 'ug m-3', "
@@ -96,7 +124,7 @@ def equivalent(a: str, b: str) -> bool:
     ua, ub = parse(a), parse(b)
     if ua == ub:
         return True
-    if ureg.Quantity(1, ua).dimensionality != ureg.Quantity(1, ub).dimensionality:
+    if registry().Quantity(1, ua).dimensionality != registry().Quantity(1, ub).dimensionality:
         return False
     try:
         c = conversion(a, b)
@@ -107,7 +135,7 @@ def equivalent(a: str, b: str) -> bool:
 
 def is_mass_concentration(text: str) -> bool:
     """Whether ``text`` is a mass per volume (``ug m-3``, ``mg/m3``)."""
-    return ureg.Quantity(1, parse(text)).dimensionality == _MASS_CONCENTRATION
+    return registry().Quantity(1, parse(text)).dimensionality == _dimensionality("kg m-3")
 
 
 def is_mixing_ratio(text: str) -> bool:
@@ -115,7 +143,9 @@ def is_mixing_ratio(text: str) -> bool:
 
     ``ppb``, ``ppm``, ``mol mol-1`` and ``1`` count; ``%`` is a fraction too (``percent``).
     """
-    return ureg.Quantity(1, parse(text)).dimensionality == _DIMENSIONLESS and not _is_angle(text)
+    return registry().Quantity(1, parse(text)).dimensionality == _dimensionality(
+        "1"
+    ) and not _is_angle(text)
 
 
 def _is_angle(text: str) -> bool:
@@ -193,10 +223,10 @@ def conversion(
     except SchemaError as err:
         raise SchemaError(f"{what}{err}") from None
     try:
-        zero = ureg.Quantity(0.0, src).to(dst).magnitude
-        one = ureg.Quantity(1.0, src).to(dst).magnitude
+        zero = registry().Quantity(0.0, src).to(dst).magnitude
+        one = registry().Quantity(1.0, src).to(dst).magnitude
         return Conversion(source, target, _exact(one - zero), _exact(zero))
-    except pint.errors.DimensionalityError:
+    except _pint_errors().DimensionalityError:
         pass
     mass_to_mix = is_mass_concentration(source) and is_mixing_ratio(target)
     mix_to_mass = is_mixing_ratio(source) and is_mass_concentration(target)
@@ -213,11 +243,11 @@ def conversion(
             "and pressure (e.g. data.source.reference_temperature_c=25 and "
             "data.source.reference_pressure_hpa=1013.25)"
         )
-    temperature = ureg.Quantity(reference.temperature_c, "degC").to("K")
-    pressure = ureg.Quantity(reference.pressure_hpa, "hPa")
-    gas = ureg.Quantity(molar_mass, "g mol-1")
-    rt_over_mp = ureg.Quantity(1.0, "molar_gas_constant") * temperature / (gas * pressure)
-    quantity = ureg.Quantity(1.0, src) * (rt_over_mp if mass_to_mix else 1.0 / rt_over_mp)
+    temperature = registry().Quantity(reference.temperature_c, "degC").to("K")
+    pressure = registry().Quantity(reference.pressure_hpa, "hPa")
+    gas = registry().Quantity(molar_mass, "g mol-1")
+    rt_over_mp = registry().Quantity(1.0, "molar_gas_constant") * temperature / (gas * pressure)
+    quantity = registry().Quantity(1.0, src) * (rt_over_mp if mass_to_mix else 1.0 / rt_over_mp)
     factor = _exact(quantity.to(dst).magnitude)
     return Conversion(source, target, factor, 0.0, via=str(reference))
 

@@ -309,8 +309,10 @@ def gather(
 
     Returns:
         ``past (B, T_in, C_in, h, w)``, ``known_future (B, L, C_known, h, w)``,
-        ``static (B, C_static, h, w)``, ``target`` and ``target_mask`` ``(B, L, C_out, h, w)``
-        (missing targets are 0 with mask 0) and the positions.
+        ``known_past (B, T_in, C_known, h, w)`` (the known inputs at the input steps, for
+        encoders that read them), ``static (B, C_static, h, w)``, ``target`` and
+        ``target_mask`` ``(B, L, C_out, h, w)`` (missing targets are 0 with mask 0) and the
+        positions.
 
     Raises:
         DataError: a window reaching outside the time axis of ``arrays``.
@@ -334,7 +336,8 @@ def gather(
             np.nan_to_num(a, copy=False, nan=0.0)
     return {
         "past": _channels_first(past[..., : arrays.n_past]),
-        "known_future": _known_future(arrays, spec, t, future),
+        "known_future": _known(arrays, t, 1, future),
+        "known_past": _known(arrays, t, 1 - t_in, past),
         "static": _channels_first(static[:, None])[:, 0],
         "target": _channels_first(target),
         "target_mask": _channels_first(mask.astype(np.float32)),
@@ -358,7 +361,6 @@ class _Layout(NamedTuple):
     """Offsets every batch of one (grid, spec) shares, computed once (:func:`_layout`)."""
 
     offsets: np.ndarray  # (T_in + L, h, w) flat offsets of a window from its patch origin
-    leads: np.ndarray  # (L,) 1 .. L
     patch_y: np.ndarray  # (h, 1) row offsets in a patch
     patch_x: np.ndarray  # (w,) column offsets in a patch
 
@@ -372,9 +374,7 @@ def _layout(grid_shape: tuple[int, int], spec: WindowSpec) -> _Layout:
     offsets = steps[:, None, None] + (patch_y * w + patch_x)  # (T_in + L, h, w)
     for a in (offsets, patch_y, patch_x):
         a.flags.writeable = False  # shared by every batch
-    leads = np.arange(1, spec.lead_steps + 1)
-    leads.flags.writeable = False
-    return _Layout(offsets, leads, patch_y, patch_x)
+    return _Layout(offsets, patch_y, patch_x)
 
 
 def _static(static: np.ndarray, y: np.ndarray, x: np.ndarray, layout: _Layout) -> np.ndarray:
@@ -396,22 +396,28 @@ def window_rows(
     return origin[:, None, None, None] + _layout(grid_shape, spec).offsets  # one allocation
 
 
-def _known_future(
-    arrays: WindowArrays, spec: WindowSpec, t: np.ndarray, future: np.ndarray
-) -> np.ndarray:
-    """``(B, L, C_known, h, w)`` known-future channels from the dynamic window or the calendar."""
-    b, lead_steps, ph, pw, _ = future.shape
+def _known(arrays: WindowArrays, t: np.ndarray, first: int, window: np.ndarray) -> np.ndarray:
+    """``(B, S, C_known, h, w)`` known channels at steps ``t + first .. t + first + S - 1``.
+
+    Args:
+        arrays: source arrays (calendar columns and where each known channel comes from).
+        t: ``(B,)`` init positions (windows already checked to lie inside the arrays).
+        first: offset of the first step from the init (``1``: the leads, ``1 - T_in``: the
+            input steps).
+        window: ``(B, S, h, w, C_dyn)`` the dynamic window over the same steps.
+    """
+    b, n_steps, ph, pw, _ = window.shape
     plan = arrays.known_plan
     if plan.calendar_at:
-        steps = t[:, None] + _layout(arrays.grid_shape, spec).leads  # (B, L)
-        values = np.take(plan.calendar, steps, axis=0, mode="clip")  # (B, L, K_cal)
+        steps = t[:, None] + np.arange(first, first + n_steps)  # (B, S)
+        values = np.take(plan.calendar, steps, axis=0, mode="clip")  # (B, S, K_cal)
         if not plan.dynamic_at and ph == pw == 1:  # the usual point case: already the layout
             return values[:, :, :, None, None]
-    out = np.empty((b, lead_steps, ph, pw, len(arrays.known_sources)), np.float32)
+    out = np.empty((b, n_steps, ph, pw, len(arrays.known_sources)), np.float32)
     if plan.calendar_at:
         out[..., plan.calendar_at] = values[:, :, None, None]
     if plan.dynamic_at:
-        out[..., plan.dynamic_at] = future[..., plan.dynamic_from]
+        out[..., plan.dynamic_at] = window[..., plan.dynamic_from]
     return _channels_first(out)
 
 

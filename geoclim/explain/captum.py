@@ -14,17 +14,8 @@ Methods (``method=``):
 * ``gradient_shap`` -- SmoothGrad-style expected gradients over a set of reference inputs
   (Lundberg & Lee 2017), a second opinion on integrated gradients.
 
-Baselines (``baseline=``), all in normalised space:
-
-* ``"climatology"`` (default) -- the train-block mean of every variable, which is **0 in
-  normalised space** for dynamic and static channels (the normaliser is fitted on train);
-  calendar encodings also get 0, their mean over a full cycle. A per-variable mean, not a
-  seasonal cycle: the attribution answers "why does this forecast differ from the forecast
-  made from average conditions".
-* ``"zeros"`` -- zero in **physical** units (no pollution, 0 K is not meant: each variable's
-  physical 0 pushed through the normaliser); useful for concentrations, odd for temperature.
-* ``"blur"`` -- the input smoothed by a Gaussian in time (``sigma`` steps; also in space on
-  grid patches): attributes the fine structure (peaks, fronts), not the level.
+Baselines (``baseline=``: ``climatology``, ``zeros``, ``blur``) are built by
+:mod:`geoclim.explain.baselines`; categorical inputs get a valid one-hot there.
 
 The explained scalar is an :class:`~geoclim.explain.target.ExplainTarget`. Attributions are
 reported in the target's physical units (normalised units times the train standard
@@ -42,18 +33,17 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
-from scipy.ndimage import gaussian_filter
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from geoclim.errors import ConfigError
+from geoclim.explain.baselines import make_baseline, train_modes
 from geoclim.explain.layout import FIELDS, INPUT_VARIABLE, LAG, InputLayout, attribution_dataset
 from geoclim.explain.target import ExplainTarget, ResolvedTarget, inside, is_spatial, select_samples
 
 log = logging.getLogger(__name__)
 
 METHODS = ("integrated_gradients", "feature_ablation", "occlusion", "gradient_shap")
-BASELINES = ("climatology", "zeros", "blur")
 ABLATIONS = ("cell", "variable", "lag")
 
 
@@ -62,52 +52,6 @@ def gradient_context(net: nn.Module, device: torch.device) -> contextlib.Abstrac
     if device.type == "cuda" and any(isinstance(m, nn.RNNBase) for m in net.modules()):
         return torch.backends.cudnn.flags(enabled=False)
     return contextlib.nullcontext()
-
-
-def make_baseline(
-    batch: dict[str, Tensor],
-    kind: str,
-    layout: InputLayout,
-    normalizer: Any | None = None,
-    sigma: float = 2.0,
-) -> dict[str, Tensor]:
-    """Baseline fields ``past``, ``known_future``, ``static`` (shapes of ``batch``).
-
-    Args:
-        batch: the explained batch.
-        kind: one of :data:`BASELINES` (see the module docstring).
-        layout: channel names (for ``"zeros"``).
-        normalizer: the fitted normaliser (needed for ``"zeros"``).
-        sigma: Gaussian width in steps (and cells) for ``"blur"``.
-
-    """
-    if kind not in BASELINES:
-        raise ConfigError(f"unknown baseline {kind!r}; valid are {list(BASELINES)}")
-    if kind == "climatology":
-        return {f: torch.zeros_like(batch[f]) for f in FIELDS}
-    if kind == "zeros":
-        if normalizer is None:
-            raise ConfigError("baseline 'zeros' (physical zero) needs the fitted normaliser")
-        out = {}
-        for f, names in zip(FIELDS, (layout.past, layout.known, layout.static), strict=True):
-            zero = [
-                float(normalizer.encode(np.zeros(1, np.float32), n)[0])
-                if n in normalizer.stats
-                else 0.0
-                for n in names
-            ]
-            shape = [1] * batch[f].dim()
-            shape[2 if f != "static" else 1] = len(names)
-            out[f] = torch.tensor(zero, dtype=batch[f].dtype).view(shape).expand_as(batch[f])
-            out[f] = out[f].to(batch[f].device).contiguous()
-        return out
-    out = {}
-    for f in FIELDS:
-        x = batch[f].detach().cpu().numpy()
-        spatial = sigma if x.shape[-1] > 1 or x.shape[-2] > 1 else 0.0
-        s = (0, 0, spatial, spatial) if f == "static" else (0, sigma, 0, spatial, spatial)
-        out[f] = torch.from_numpy(gaussian_filter(x, s, mode="nearest")).to(batch[f].device)
-    return out
 
 
 class ScalarForward(nn.Module):
@@ -161,7 +105,8 @@ def _feature_mask(
     lag_pos = {int(lag): i for i, lag in enumerate(lags)}
     masks = []
     for f in fields:
-        channels = {"past": layout.past, "known_future": layout.known, "static": layout.static}[f]
+        # the one-hot channels of a categorical variable share its group: ablated together
+        channels = [variable for _, variable in layout.field_channels(f)]
         if f == "static":
             steps = [0]
         elif f == "past":
@@ -201,6 +146,8 @@ def attribute_batch(
     n_samples: int = 16,
     stdevs: float = 0.1,
     reference: dict[str, Tensor] | None = None,
+    maps: bool = False,
+    category_baseline: dict[str, str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Attributions of one batch, on the ``(variable, lag)`` cube.
 
@@ -222,11 +169,18 @@ def attribute_batch(
         stdevs: noise standard deviation in normalised units (gradient SHAP).
         reference: reference batch whose fields are gradient SHAP's baselines (default:
             the ``baseline`` alone).
+        maps: whole-grid (spatial) models: keep the input cells of integrated gradients
+            and gradient SHAP (``(B, n_out, V, lag, H, W)``), a map of where the drivers
+            lie; otherwise the attributions are summed over the input grid.
+        category_baseline: ``{categorical variable: meaning}`` of the baseline's one-hot
+            (see :func:`make_baseline`); ``None``: all zeros, the missing-category state.
 
     Returns:
         ``cube (B, n_out, V, lag[, H, W])`` (occlusion: ``(B, n_out, V, H, W)``, grouped
         ablation: ``(B, n_out, V)`` or ``(B, n_out, lag)``), ``prediction (B, n_out)``,
-        ``baseline_prediction (B, n_out)`` and, for integrated gradients, ``delta``.
+        ``baseline_prediction (B, n_out)``, for integrated gradients ``delta`` and, when the
+        task has categorical inputs and the cube is ``(variable, lag)``-shaped,
+        ``category_cube (B, n_out, K, lag[, H, W])``, the per-category breakdown.
 
     """
     import captum.attr as ca
@@ -237,7 +191,7 @@ def attribute_batch(
         raise ConfigError(f"unknown ablation grouping {ablation!r}; valid are {list(ABLATIONS)}")
     fields = tuple(f for f in FIELDS if batch[f].shape[2 if f != "static" else 1] > 0)
     forward = ScalarForward(net, target, batch, fields, cell_mask)
-    base = make_baseline(batch, baseline, layout, normalizer, sigma)
+    base = make_baseline(batch, baseline, layout, normalizer, sigma, category_baseline)
     inputs = tuple(batch[f] for f in fields)
     base_in = tuple(base[f] for f in fields)
     spatial = batch["past"].shape[-1] * batch["past"].shape[-2] > 1
@@ -246,8 +200,15 @@ def attribute_batch(
             "occlusion maps spatial blocks: it needs a spatial model on grids (cnn); "
             "use feature_ablation for point models"
         )
+    if maps and method not in ("integrated_gradients", "gradient_shap"):
+        raise ConfigError(
+            f"maps=True keeps the input cells of integrated_gradients and gradient_shap; "
+            f"{method!r} has no per-cell form (use occlusion for perturbation maps)"
+        )
+    if maps and not spatial:
+        raise ConfigError("maps=True needs a spatial model on whole grids (cnn)")
     device = batch["past"].device
-    out: dict[str, list[np.ndarray]] = {"cube": [], "delta": []}
+    out: dict[str, list[np.ndarray]] = {"cube": [], "delta": [], "category_cube": []}
     with torch.no_grad():
         prediction = forward(*inputs, *forward.rest)  # (B, n_out)
         base_prediction = forward(*base_in, *forward.rest)
@@ -282,15 +243,19 @@ def attribute_batch(
                 )
             attr = tuple(a[:, j] for a in every)
         else:
-            attr = _occlude(ca, forward, inputs, base_in, fields, batch, j, block, stride)
-        out["cube"].append(_cube(attr, fields, batch, layout, method, ablation))
+            attr = _occlude(ca, forward, inputs, base_in, fields, batch, layout, j, block, stride)
+        cube, categories = _cube(attr, fields, batch, layout, method, ablation, maps)
+        out["cube"].append(cube)
+        if categories is not None:
+            out["category_cube"].append(categories)
     result = {
         "cube": np.stack(out["cube"], 1),
         "prediction": prediction.detach().cpu().numpy(),
         "baseline_prediction": base_prediction.detach().cpu().numpy(),
     }
-    if out["delta"]:
-        result["delta"] = np.stack(out["delta"], 1)
+    for key in ("delta", "category_cube"):
+        if out[key]:
+            result[key] = np.stack(out[key], 1)
     return result
 
 
@@ -318,7 +283,11 @@ def _ablate_all_outputs(ca, forward, inputs, base_in, batch, fields, layout, abl
     return tuple(a.reshape(n, -1, *a.shape[1:]) for a in attr)
 
 
-def _occlude(ca, forward, inputs, base_in, fields, batch, j, block, stride):
+def _occlude(ca, forward, inputs, base_in, fields, batch, layout, j, block, stride):
+    if layout.categories:  # a window must cover all one-hot channels of a variable
+        return _occlude_grouped(
+            ca, forward, inputs, base_in, fields, batch, layout, j, block, stride
+        )
     stride = stride or block
     windows, strides = [], []
     for f in fields:
@@ -337,28 +306,82 @@ def _occlude(ca, forward, inputs, base_in, fields, batch, j, block, stride):
         )
 
 
-def _cube(attr, fields, batch, layout, method, ablation) -> np.ndarray:
-    """Captum's per-field attributions -> ``(B, V, lag[, H, W])`` (reduced for groups)."""
+def _occlude_grouped(ca, forward, inputs, base_in, fields, batch, layout, j, block, stride):
+    """Occlusion by tiles of a variable over all its steps and channels (one-hot together).
+
+    Captum's sliding windows have one shape per input, so they cannot span the ``K``
+    channels of a one-hot variable next to one-channel variables; non-overlapping
+    ``block x block`` tiles (``stride == block``) are the same perturbations as a feature
+    ablation with one group per (variable, tile).
+    """
+    if stride not in (None, block):
+        raise ConfigError(
+            f"occlusion of a task with categorical inputs uses non-overlapping tiles: "
+            f"stride must equal block ({block}), got {stride}"
+        )
+    h, w = batch["past"].shape[-2:]
+    rows, cols = np.arange(h)[:, None] // block, np.arange(w)[None, :] // block
+    tile = rows * (-(-w // block)) + cols  # (H, W) tile id
+    n_tiles = int(tile.max()) + 1
+    v_col = {n: i for i, n in enumerate(layout.variables)}
+    masks = []
+    for f in fields:
+        var = np.asarray([v_col[v] for _, v in layout.field_channels(f)])  # (C,)
+        ids = var[:, None, None] * n_tiles + tile[None]  # (C, H, W)
+        mask = torch.from_numpy(ids).to(batch[f].device)
+        if f == "static":  # (1, C, H, W)
+            masks.append(mask[None])
+        else:  # (1, T, C, H, W): a tile spans every step
+            masks.append(mask[None, None].expand(1, batch[f].shape[1], *ids.shape).contiguous())
+    with torch.no_grad():
+        return ca.FeatureAblation(forward).attribute(
+            inputs,
+            base_in,
+            target=j,
+            additional_forward_args=forward.rest,
+            feature_mask=tuple(masks),
+            perturbations_per_eval=_per_eval(inputs[0].shape[0]),
+        )
+
+
+def _cube(attr, fields, batch, layout, method, ablation, maps=False):
+    """Captum's per-field attributions -> ``(B, V, lag[, H, W])`` (reduced for groups).
+
+    Returns the cube and, when the layout has categorical inputs and the cube keeps the
+    lag axis, the per-category cube ``(B, K, lag[, H, W])`` (else ``None``).
+    """
     parts = dict(zip(fields, (a.detach().cpu().numpy() for a in attr), strict=True))
     for f in FIELDS:
         parts.setdefault(f, batch[f].new_zeros(batch[f].shape).cpu().numpy())
-    spatial = method == "occlusion"
-    if not spatial:  # point outputs or grid-wide groups: sum the patch's cells
-        parts = {f: v.sum((-2, -1)) for f, v in parts.items()}
-        if method == "feature_ablation":  # each cell of a group holds the group's value
+    perturbation = method in ("feature_ablation", "occlusion")
+    keep_space = method == "occlusion" or maps
+    if perturbation:  # every channel and cell of a group holds the group's value
+        # a group's value counts for the category the sample has (the 1 of its one-hot)
+        present = {f: batch[f].detach().cpu().numpy() for f in FIELDS}
+    if not keep_space:  # point outputs or grid-wide groups: sum the patch's cells
+        if method == "feature_ablation":
             h, w = batch["past"].shape[-2:]
-            parts = {f: v / (h * w) for f, v in parts.items()}
-    cube = layout.to_cube(
-        parts["past"], parts["known_future"], parts["static"], space_ndim=2 if spatial else 0
-    )
+            present = {f: v.mean((-2, -1)) for f, v in present.items()}
+            parts = {f: v.sum((-2, -1)) / (h * w) for f, v in parts.items()}
+        else:
+            parts = {f: v.sum((-2, -1)) for f, v in parts.items()}
+    fields3 = (parts["past"], parts["known_future"], parts["static"])
+    space_ndim = 2 if keep_space else 0
+    cube = layout.to_cube(*fields3, space_ndim=space_ndim, reduce="mean" if perturbation else "sum")
+    categories = None
+    if layout.categories and not (method == "occlusion" or ablation != "cell" and perturbation):
+        weighted = fields3
+        if perturbation:
+            weighted = tuple(parts[f] * present[f] for f in FIELDS)
+        categories = layout.to_category_cube(*weighted, space_ndim=space_ndim)
     with np.errstate(all="ignore"):
-        if spatial:  # a window covers every step of a variable: one value per variable
-            return np.nanmean(cube, axis=2)
+        if method == "occlusion":  # a window covers every step of a variable: one value each
+            return np.nanmean(cube, axis=2), None
         if method == "feature_ablation" and ablation == "variable":
-            return np.nanmean(cube, axis=2)
+            return np.nanmean(cube, axis=2), None
         if method == "feature_ablation" and ablation == "lag":
-            return np.nanmean(cube, axis=1)
-    return cube
+            return np.nanmean(cube, axis=1), None
+    return cube, categories
 
 
 def explain_network(
@@ -409,6 +432,8 @@ def explain_network(
     if cell_mask is not None:
         cell_mask = cell_mask.to(device)
     dataset = dm.dataset(split)
+    if "category_baseline" not in kwargs and baseline != "blur":
+        kwargs["category_baseline"] = train_modes(dm, seed=seed)
     reference = None
     if method == "gradient_shap" and kwargs.pop("reference", None) == "train":
         ref_rows = select_samples(dm, "train", ExplainTarget(), 64, seed)
@@ -473,7 +498,7 @@ def _to_dataset(merged, dm, rows, dataset, resolved, layout, method, baseline, k
     sample_coords: dict[str, np.ndarray] = {"init_time": times[t]}
     space: dict[str, np.ndarray] = {}
     if is_spatial(dm):  # whole grids: only occlusion keeps the input cells
-        if method == "occlusion":
+        if method == "occlusion" or kwargs.get("maps"):
             space = {LATITUDE: ds[LATITUDE].values, LONGITUDE: ds[LONGITUDE].values}
     elif schema.layout_of(ds) == "station":
         sample_coords[STATION] = ds[STATION].values[y].astype(str)
@@ -497,8 +522,16 @@ def _to_dataset(merged, dm, rows, dataset, resolved, layout, method, baseline, k
         "baseline": baseline,
         "units": units,
         **resolved.describe(),
-        **{f"option_{k}": v for k, v in kwargs.items() if isinstance(v, (int, float, str))},
+        **{
+            f"option_{k}": int(v) if isinstance(v, bool) else v
+            for k, v in kwargs.items()
+            if isinstance(v, (int, float, str))
+        },
     }
+    if kwargs.get("category_baseline"):
+        attrs["category_baseline"] = ", ".join(
+            f"{k}={v}" for k, v in kwargs["category_baseline"].items()
+        )
     if method == "feature_ablation" and kwargs.get("ablation", "cell") != "cell":
         attrs["ablation"] = kwargs["ablation"]
     if cube.ndim == 4 + len(space):  # (sample, lead, variable, lag[, lat, lon])
@@ -510,6 +543,7 @@ def _to_dataset(merged, dm, rows, dataset, resolved, layout, method, baseline, k
             space_coords=space,
             extra=extra,
             attrs=attrs,
+            category_cube=merged["category_cube"] * scale if "category_cube" in merged else None,
         )
     else:
         out = _reduced_dataset(

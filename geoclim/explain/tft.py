@@ -6,9 +6,10 @@ needed: :func:`explain_tft` runs it over (a sub-sample of) a split and averages,
 samples and cells, as in Lim et al. (2021, section 7):
 
 * ``selection_weight (input_variable, lag)`` -- encoder weights at the input steps
-  (``lag >= 0``), decoder weights at the valid times of the leads (``lag = -k``), static
-  weights at ``lag = 0``; the cube of :mod:`geoclim.explain.layout`. Weights at one step sum
-  to 1 over the variables of that field.
+  (``lag >= 0``: the past inputs and the known inputs the encoder also reads, a variable
+  that is both summed), decoder weights at the valid times of the leads (``lag = -k``),
+  static weights at ``lag = 0``; the cube of :mod:`geoclim.explain.layout`. Weights at one
+  step sum to 1 over the variables of that field.
 * ``decoder_weight (lead_time, input_variable)`` -- the known-future selection per lead.
 * ``attention (lead_time, lag)`` -- attention of each lead's decoder query over every
   position (mean over heads; causal: lead ``k`` sees the inputs and leads ``<= k``);
@@ -31,7 +32,13 @@ from geoclim.explain.layout import INPUT_VARIABLE, LAG, LAG_ATTRS, InputLayout
 from geoclim.explain.target import ExplainTarget, select_samples
 from geoclim.types import LEAD_TIME, TIME
 
-KEYS = ("encoder_weights", "decoder_weights", "static_weights", "attention")
+KEYS = (
+    "encoder_weights",
+    "encoder_known_weights",
+    "decoder_weights",
+    "static_weights",
+    "attention",
+)
 
 
 def explain_tft(
@@ -100,13 +107,21 @@ def _dataset(dm: Any, means: dict[str, np.ndarray], n_samples: int) -> xr.Datase
     enc = means["encoder_weights"][None]  # (1, T_in, C_in)
     dec = means["decoder_weights"][None]  # (1, T_out, C_known)
     cube = layout.to_cube(enc, dec, means["static_weights"][None])[0]  # (V, lag)
+    enc_known = means["encoder_known_weights"]  # (T_in, C_known or 0): the encoder's too
+    lag0, t_in = task.horizon, task.input_steps
+    known_channels = layout.field_channels("known_future")[: enc_known.shape[-1]]
+    for c, (_, name) in enumerate(known_channels):  # one-hot channels summed per variable
+        row = cube[layout.variables.index(name), lag0 : lag0 + t_in]  # lags T_in - 1 .. 0
+        row[:] = np.nan_to_num(row) + np.flip(enc_known[:, c])
     att = means["attention"]  # (T_out, heads, T_in + T_out)
     order = np.argsort(attention_lags(task.input_steps, task.horizon))  # ascending lags
     att = att[..., order]
     lags = layout.lags
     decoder = np.full((task.horizon, len(layout.variables)), np.nan, np.float32)
-    for c, name in enumerate(layout.known):
-        decoder[:, layout.variables.index(name)] = means["decoder_weights"][:, c]
+    decoder[:] = np.nan
+    for c, (_, name) in enumerate(layout.field_channels("known_future")):  # one-hot summed
+        v = layout.variables.index(name)
+        decoder[:, v] = np.nan_to_num(decoder[:, v]) + means["decoder_weights"][:, c]
     return xr.Dataset(
         {
             "selection_weight": ((INPUT_VARIABLE, LAG), cube.astype(np.float32)),

@@ -16,6 +16,9 @@ check). Feature columns map back to the cube of :mod:`geoclim.explain.layout`:
 ``<var>_lag<l>`` -> ``(var, l)``; ``<var>_mean<w>`` -> spread evenly over ``(var, 0..w-1)``;
 ``<var>_valid`` and calendar encodings -> ``(name, -k)``, the valid time of lead ``k``;
 static fields, ``latitude`` / ``longitude`` and ``lead`` -> ``(name, 0)`` (kind "static").
+Categorical (CF flag) inputs are one 0/1 column per category (``wd=N_lag0``): their SHAP
+values are summed into the source variable (``wd``), and kept per category in
+``category_attribution`` (``category`` = ``wd=N``...); additivity holds either way.
 The raw :class:`shap.Explanation` of every ``(target, lead)`` is returned too.
 """
 
@@ -32,7 +35,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from geoclim.errors import ConfigError
-from geoclim.explain.layout import InputLayout, attribution_dataset
+from geoclim.explain.layout import FIELDS, InputLayout, attribution_dataset
 from geoclim.explain.target import ExplainTarget, is_spatial, select_samples
 from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, STATION, TIME
 
@@ -67,6 +70,7 @@ def tree_layout(task: Any, names: list[str]) -> InputLayout:
         (*task.static_inputs, *extra),
         int(task.input_steps),
         int(task.horizon),
+        dict(task.categories),
     )
 
 
@@ -79,25 +83,47 @@ def _parsed_names(names: list[str]) -> set[str]:
     return out | {n for n in names if n in (LATITUDE, LONGITUDE, "lead")}
 
 
-def feature_map(names: list[str], layout: InputLayout, lead: int, static: set[str]) -> np.ndarray:
-    """``(F, V, lag)`` weights putting feature columns on the cube at ``lead``."""
-    var = {n: i for i, n in enumerate(layout.variables)}
+def feature_map(
+    names: list[str], layout: InputLayout, lead: int, static: set[str], by: str = "variable"
+) -> np.ndarray:
+    """``(F, V, lag)`` weights putting feature columns on the cube at ``lead``.
+
+    Args:
+        names: the feature columns.
+        layout: the tree layout (:func:`tree_layout`).
+        lead: the explained lead (valid-time columns sit at ``lag = -lead``).
+        static: the static channel names among the columns.
+        by: ``"variable"``: rows are ``layout.variables``, a categorical input's one-hot
+            columns (``wd=N_lag0``) all map to its variable (``wd``); ``"category"``: rows
+            are ``layout.category_channels`` and only the one-hot columns map (``(F, K, lag)``).
+
+    """
+    to_variable = {ch: v for f in FIELDS for ch, v in layout.field_channels(f)}
+    rows = layout.variables if by == "variable" else layout.category_channels
+    row = {n: i for i, n in enumerate(rows)}
+
+    def at(channel: str) -> int | None:
+        return row.get(to_variable.get(channel, channel) if by == "variable" else channel)
+
     lag_pos = {int(v): i for i, v in enumerate(layout.lags)}
-    out = np.zeros((len(names), len(var), layout.lags.size), np.float32)
+    out = np.zeros((len(names), len(rows), layout.lags.size), np.float32)
     for f, name in enumerate(names):
         m = _PATTERN.match(name)
-        if m and m["kind"] == "lag":
-            out[f, var[m["var"]], lag_pos[int(m["n"])]] = 1.0
-        elif m:
-            w = int(m["n"])
-            for lag in range(w):
-                out[f, var[m["var"]], lag_pos[lag]] = 1.0 / w
+        if m:
+            r = at(m["var"])
+            lags = [int(m["n"])] if m["kind"] == "lag" else list(range(int(m["n"])))
+            if r is not None:  # a rolling mean spreads evenly over its window
+                out[f, r, [lag_pos[lag] for lag in lags]] = 1.0 / len(lags)
         elif name.endswith("_valid"):
-            out[f, var[name[: -len("_valid")]], lag_pos[-lead]] = 1.0
+            r = at(name[: -len("_valid")])
+            if r is not None:
+                out[f, r, lag_pos[-lead]] = 1.0
         elif name in static or name in (LATITUDE, LONGITUDE, "lead"):
-            out[f, var[name], lag_pos[0]] = 1.0
-        else:  # calendar encodings at the valid time
-            out[f, var[name], lag_pos[-lead]] = 1.0
+            r = at(name)
+            if r is not None:
+                out[f, r, lag_pos[0]] = 1.0
+        elif by == "variable":  # calendar encodings at the valid time
+            out[f, row[name], lag_pos[-lead]] = 1.0
     return out
 
 
@@ -153,6 +179,8 @@ def explain_trees(
     values = np.zeros((n, n_leads, len(names)), np.float32)
     feature_values = np.zeros_like(values)
     expected = np.zeros(n_leads, np.float32)
+    k = len(layout.category_channels)
+    categories = np.zeros((n, n_leads, k, layout.lags.size), np.float32) if k else None
     explanations = {}
     for j, lead in enumerate(tqdm(resolved.leads, desc="tree shap", disable=not progress)):
         est = _estimator(models, c, lead, resolved.q_index)
@@ -167,10 +195,15 @@ def explain_trees(
         scale = float(baseline.lead_scale[c, lead - 1])
         values[:, j] = phi * scale
         expected[j] = float(np.ravel(base)[0]) * scale
-        fmap = feature_map(names, layout, lead, set(dm.task.static_inputs))
+        static = set(dm.task.static_channels)
+        fmap = feature_map(names, layout, lead, static)
         cube[:, j] = np.einsum("nf,fvl->nvl", values[:, j], fmap)
         cube[:, j, fmap.sum(0) == 0] = np.nan  # no feature reads that (variable, lag)
-    arrays = (cube, values, feature_values, expected, offset)
+        if categories is not None:  # the one-hot columns alone, per category
+            cmap = feature_map(names, layout, lead, static, by="category")
+            categories[:, j] = np.einsum("nf,fkl->nkl", values[:, j], cmap)
+            categories[:, j, cmap.sum(0) == 0] = np.nan
+    arrays = (cube, values, feature_values, expected, offset, categories)
     return TreeAttribution(
         _dataset(dm, baseline, (t, y, x), arrays, resolved, layout, names), explanations
     )
@@ -185,7 +218,7 @@ def _estimator(models: dict, c: int, lead: int, q_index: int | None) -> Any:
 
 def _dataset(dm, baseline, positions, arrays, resolved, layout, names):
     t, y, x = positions
-    cube, values, feature_values, expected, offset = arrays
+    cube, values, feature_values, expected, offset, categories = arrays
     from geoclim.data import schema, variables
 
     ds = dm.ds
@@ -220,6 +253,7 @@ def _dataset(dm, baseline, positions, arrays, resolved, layout, names):
             "units": units,
             **resolved.describe(),
         },
+        category_cube=categories,
     )
     out = out.assign_coords(feature=names)
     out["offset"].attrs["long_name"] = "persistence offset p(t) (0 unless residual)"

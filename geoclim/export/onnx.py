@@ -2,7 +2,8 @@
 
 The graph's inputs are the :class:`~geoclim.types.Batch` keys the network actually reads
 (found by running it once on a recording dict), in Batch order, so ``past``,
-``known_future`` and ``static`` for the nets in :mod:`geoclim.models`; its first output is
+``known_future`` (the TFT also ``known_past``) and ``static`` for the nets in
+:mod:`geoclim.models`; its first output is
 ``prediction`` ``(B, L, C_out[, Q], h, w)`` in normalised space (extra outputs such as the
 TFT's attention are dropped: serving needs the forecast only). The batch axis is dynamic;
 the spatial axes are made dynamic too when the example is spatial (``h`` or ``w`` > 1) and
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 BATCH_KEYS = (
     "past",
     "known_future",
+    "known_past",
     "static",
     "target",
     "target_mask",
@@ -45,9 +47,9 @@ BATCH_KEYS = (
     "lat_idx",
     "lon_idx",
 )
-SERVABLE_KEYS = ("past", "known_future", "static", "lat_idx", "lon_idx")
+SERVABLE_KEYS = ("past", "known_future", "known_past", "static", "lat_idx", "lon_idx")
 """Batch keys a serving request can provide (no targets, no training-time positions)."""
-_SPATIAL_AXES = {"past": (3, 4), "known_future": (3, 4), "static": (2, 3)}
+_SPATIAL_AXES = {"past": (3, 4), "known_future": (3, 4), "known_past": (3, 4), "static": (2, 3)}
 DEFAULT_OPSET = 18
 
 

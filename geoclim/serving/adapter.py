@@ -37,7 +37,7 @@ from geoclim.data.assemble import to_forecast_dataset
 from geoclim.data.calendar import calendar_on_axis
 from geoclim.data.categorical import encode_channels
 from geoclim.data.tree_inputs import tree_inputs
-from geoclim.data.windows import WindowArrays, gather, patch_origins
+from geoclim.data.windows import WindowArrays, WindowSpec, gather, patch_origins
 from geoclim.errors import ConfigError, SchemaError
 from geoclim.export.metadata import ExportMetadata
 from geoclim.serving import inputs as request
@@ -112,7 +112,9 @@ class Forecaster:
         max_missing: largest fraction of NaN per variable in one location's (cell's) inputs
             that is filled (``0``: any gap masks the location; ``1``: fill everything like
             training does, except locations without a single real past value).
-        max_batch: samples per onnxruntime call.
+        max_batch: samples gathered at once (memory bound of one request).
+        run_chunk: samples per onnxruntime call of a network (see :data:`RUN_CHUNK`);
+            ``None``: ``max_batch``.
 
     """
 
@@ -124,11 +126,17 @@ class Forecaster:
         name: str = "model",
         max_missing: float = 0.0,
         max_batch: int = 4096,
+        run_chunk: int | None = None,
     ):
         if not 0.0 <= max_missing <= 1.0:
             raise ConfigError(f"max_missing must be within [0, 1], got {max_missing}")
         self.session, self.metadata, self.name = session, metadata, name
         self.max_missing, self.max_batch = max_missing, max_batch
+        if run_chunk is None:  # tree ensembles evaluate whole batches as fast per sample
+            run_chunk = RUN_CHUNK if metadata.io.kind != "tree" else max_batch
+        if run_chunk < 1:
+            raise ConfigError(f"run_chunk must be >= 1 sample, got {run_chunk}")
+        self.run_chunk = run_chunk
         self.drift: InputDrift | None = None  # set by the app (geoclim.serving.drift)
         graph_inputs = [i.name for i in session.get_inputs()]
         if metadata.io.kind == "tree" and metadata.window.patch != 1:
@@ -169,6 +177,8 @@ class Forecaster:
         providers: list[str] | None = None,
         max_missing: float = 0.0,
         max_batch: int = 4096,
+        run_chunk: int | None = None,
+        optimization: str = "auto",
     ) -> Forecaster:
         """Load an exported model.
 
@@ -178,25 +188,34 @@ class Forecaster:
             threads: onnxruntime intra-op threads (default: onnxruntime's choice).
             providers: onnxruntime execution providers (default CPU).
             max_missing: see the class docstring.
-            max_batch: samples per onnxruntime call.
+            max_batch: samples gathered at once.
+            run_chunk: samples per onnxruntime call (default :data:`RUN_CHUNK` for networks).
+            optimization: onnxruntime graph optimisation level, ``"basic"``,
+                ``"extended"``, ``"all"`` or ``"auto"`` (see :func:`optimization_level`;
+                an unknown value raises :class:`~geoclim.errors.ConfigError`).
 
         """
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"no exported model at {path}")
         options = ort.SessionOptions()
+        options.graph_optimization_level = optimization_level(optimization)
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        try:
-            session = ort.InferenceSession(
-                str(path), options, providers=providers or ["CPUExecutionProvider"]
-            )
-        except Exception as err:  # onnxruntime raises its own exception types
-            raise SchemaError(f"{path}: not a loadable ONNX model ({err})") from None
+        session = _session(path, options, providers)
         meta = ExportMetadata.from_props(session.get_modelmeta().custom_metadata_map)
+        level = optimization_level(optimization, meta.window)
+        if level != options.graph_optimization_level:  # "auto" on a spatial model
+            options.graph_optimization_level = level
+            session = _session(path, options, providers)
         return cls(
-            session, meta, name=name or path.stem, max_missing=max_missing, max_batch=max_batch
+            session,
+            meta,
+            name=name or path.stem,
+            max_missing=max_missing,
+            max_batch=max_batch,
+            run_chunk=run_chunk,
         )
 
     @property
@@ -205,7 +224,7 @@ class Forecaster:
         return self.metadata.task
 
     def run(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        """Run the graph on Batch arrays (normalised), in chunks of ``max_batch``.
+        """Run the graph on Batch arrays (normalised), in chunks of ``run_chunk`` samples.
 
         Args:
             batch: at least the graph's inputs, e.g. ``past (B, T_in, C_in, h, w)``.
@@ -217,8 +236,9 @@ class Forecaster:
         names = self.metadata.io.inputs
         n = len(batch[names[0]])
         out = []
-        for start in range(0, max(n, 1), self.max_batch):
-            feed = {k: _dtype(k, batch[k][start : start + self.max_batch]) for k in names}
+        step = self.run_chunk
+        for start in range(0, max(n, 1), step):
+            feed = {k: _dtype(k, batch[k][start : start + step]) for k in names}
             out.append(self.session.run([self.metadata.io.outputs[0]], feed)[0])
         return out[0] if len(out) == 1 else np.concatenate(out)
 
@@ -452,13 +472,18 @@ class Forecaster:
             method: ``"ablation"``, ``"occlusion"`` (grids) or ``"shap"`` (points); see
                 :mod:`geoclim.serving.explain`.
             variable: explained target (default: the first).
-            quantile: explained quantile level (default: the point forecast).
+            quantile: explained quantile level, any level of a quantile model (default: the
+                median, or the level nearest 0.5; the ``target_quantile`` attribute says
+                which); must stay ``None`` for point models.
             max_missing: overrides the forecaster's ``max_missing``.
-            **options: ``block`` (occlusion), ``max_evals`` and ``seed`` (shap).
+            **options: ``block`` (occlusion), ``max_evals`` and ``seed`` (shap),
+                ``category_baseline`` (``{variable: meaning}`` of categorical inputs).
 
         Returns:
             Attribution Dataset, dims ``(sample, lead_time, input_variable, lag)``
-            (occlusion: ``(sample, lead_time, input_variable, latitude, longitude)``).
+            (occlusion: ``(sample, lead_time, input_variable, latitude, longitude)``);
+            categorical inputs are summed under their variable, with the per-category
+            breakdown in ``category_attribution`` (``category`` = ``<variable>=<meaning>``).
 
         """
         from geoclim.serving.explain import explain_inputs
@@ -532,6 +557,7 @@ class Forecaster:
         shapes = {
             "past": (1, task.input_steps, len(task.past_channels), h, w),
             "known_future": (1, task.horizon, len(task.known_channels), h, w),
+            "known_past": (1, task.input_steps, len(task.known_channels), h, w),
             "static": (1, len(task.static_channels), h, w),
         }
         shapes |= {
@@ -563,6 +589,50 @@ class Forecaster:
                     f"{expected[1]} training grid; the request grid is {inputs.grid_shape[0]} "
                     f"x {inputs.grid_shape[1]}"
                 )
+
+
+RUN_CHUNK = 128
+"""Samples per onnxruntime call of a network: measured on 2 CPU cores (batch 256, one
+thread, ``scripts/bench_serving.py``), chunks of 64-128 ran the LSTM and the TFT as fast or
+faster than whole batches (onnxruntime's kernels were seen to slow down past ~160 samples)."""
+
+_LEVELS = {
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def optimization_level(choice: str, window: WindowSpec | None = None) -> ort.GraphOptimizationLevel:
+    """The onnxruntime graph optimisation level for ``choice`` (and the export's window).
+
+    ``"auto"``: ``all`` for spatial samples (the CNN: its layout transforms, NCHWc, serve
+    convolutions; it ran 1.6x torch against 1.5x with ``basic``) and ``basic`` for point
+    models (constant folding and redundant-node removal only: the TFT ran ~1.5x torch at
+    batch 256 with ``basic`` and ~1.0-1.1x with ``extended`` / ``all``, whose fusions
+    re-lay its many small matrix products; the LSTM ran the same under all three).
+
+    Raises:
+        ConfigError: for an unknown ``choice``.
+    """
+    if choice == "auto":
+        choice = "basic" if window is None or window.patch == 1 else "all"
+    if choice not in _LEVELS:
+        raise ConfigError(
+            f"unknown onnxruntime optimization {choice!r}; valid are auto, {', '.join(_LEVELS)}"
+        )
+    return _LEVELS[choice]
+
+
+def _session(
+    path: Path, options: ort.SessionOptions, providers: list[str] | None
+) -> ort.InferenceSession:
+    try:
+        return ort.InferenceSession(
+            str(path), options, providers=providers or ["CPUExecutionProvider"]
+        )
+    except Exception as err:  # onnxruntime raises its own exception types
+        raise SchemaError(f"{path}: not a loadable ONNX model ({err})") from None
 
 
 def _dtype(name: str, values: np.ndarray) -> np.ndarray:

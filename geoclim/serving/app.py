@@ -22,12 +22,14 @@ FastAPI's thread pool (onnxruntime releases the GIL), so requests overlap.
 # No ``from __future__ import annotations`` here: FastAPI reads the route signatures'
 # annotations at runtime, and those of routes defined inside create_app refer to its locals.
 import contextlib
+import functools
 import json
 import logging
 import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -49,6 +51,7 @@ from geoclim.serving.observability import (
     BodyLimitMiddleware,
     Metrics,
     RequestContextMiddleware,
+    flush_logs,
     request_id_var,
 )
 from geoclim.serving.records import forecast_records
@@ -181,6 +184,7 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         yield
         state["ready"] = False
         metrics.ready.set(0)
+        flush_logs()  # a worker process ends by a re-raised SIGTERM, without atexit
 
     app = FastAPI(
         title="geoclim forecast service",
@@ -306,9 +310,12 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         principal: Principal = auth,
     ) -> Response:  # JSON in the ForecastResponse schema (response_model documents it)
         served = resolve(body.model, principal, request)
-        if len(body.locations) <= INLINE_LOCATIONS:  # < 1 ms: cheaper than a thread hop
-            return _point_forecast(served, body, settings, metrics)
-        return await run_in_threadpool(_point_forecast, served, body, settings, metrics)
+        answer = functools.partial(
+            _json_answer, forecast_records, served, body, settings, metrics, len(body.locations)
+        )
+        if len(body.locations) <= INLINE_LOCATIONS:  # 1-2 ms CPU: cheaper than a thread hop
+            return answer()
+        return await run_in_threadpool(answer)
 
     @app.post(
         "/v1/explain",
@@ -320,8 +327,12 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
     async def explain(
         request: Request, body: ExplainRequest, principal: Principal = auth
     ) -> Response:
-        served = resolve(body.model, principal, request)
-        return await run_in_threadpool(_explain, served, body, settings, metrics)
+        from geoclim.serving.explain import explain_records  # SHAP-style runs: on demand
+
+        served = resolve(body.model, principal, request)  # many model runs: off the loop
+        return await run_in_threadpool(
+            _json_answer, explain_records, served, body, settings, metrics
+        )
 
     @app.post(
         "/v1/forecast/netcdf",
@@ -421,16 +432,36 @@ def _info(m: ServedModel) -> ModelInfo:
     )
 
 
-def _point_forecast(
-    served: ServedModel, body: ForecastRequest, settings: ServeSettings, metrics: Metrics
+def _json_answer(
+    records: Callable[..., dict[str, Any]],
+    served: ServedModel,
+    body: ForecastRequest | ExplainRequest,
+    settings: ServeSettings,
+    metrics: Metrics,
+    locations: int = 0,
 ) -> Response:
-    """Run a point request; answer with JSON in the ``ForecastResponse`` schema.
+    """Answer a JSON request with ``records(forecaster, body, ...)``, timed and counted.
 
-    The answer is serialised here directly (``json.dumps`` of plain lists) rather than
-    through the response model: that halves the serving overhead of a one-location forecast.
+    ``records`` is :func:`~geoclim.serving.records.forecast_records` or
+    :func:`~geoclim.serving.explain.explain_records`; the request's ``max_missing`` wins
+    over the service default. The answer is serialised here directly (``json.dumps`` of
+    plain lists) rather than through the response model: that halves the serving overhead
+    of a one-location forecast.
+
+    Args:
+        records: builds the response document.
+        served: the model.
+        body: the validated request.
+        settings: the service settings.
+        metrics: the app's collectors (inference time; ``locations`` forecast, if any).
+        locations: locations to count in ``geoclim_forecast_locations_total``.
+
+    Returns:
+        The JSON response.
+
     """
     start = time.perf_counter()
-    payload = forecast_records(
+    payload = records(
         served.forecaster,
         body,
         name=served.name,
@@ -438,25 +469,8 @@ def _point_forecast(
         max_missing=settings.max_missing if body.max_missing is None else body.max_missing,
     )
     metrics.inference.labels(served.name).observe(time.perf_counter() - start)
-    metrics.locations.labels(served.name).inc(len(body.locations))
-    return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
-
-
-def _explain(
-    served: ServedModel, body: ExplainRequest, settings: ServeSettings, metrics: Metrics
-) -> Response:
-    """Run an explain request (many model runs: always in the thread pool)."""
-    from geoclim.serving.explain import explain_records
-
-    start = time.perf_counter()
-    payload = explain_records(
-        served.forecaster,
-        body,
-        name=served.name,
-        version=served.version,
-        max_missing=settings.max_missing if body.max_missing is None else body.max_missing,
-    )
-    metrics.inference.labels(served.name).observe(time.perf_counter() - start)
+    if locations:
+        metrics.locations.labels(served.name).inc(locations)
     return Response(json.dumps(payload, allow_nan=False), media_type="application/json")
 
 

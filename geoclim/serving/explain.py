@@ -3,7 +3,14 @@
 What :meth:`Forecaster.explain <geoclim.serving.adapter.Forecaster.explain>` and
 ``POST /v1/explain`` run. The graph is a black box ``batch -> forecast``; the baseline is the
 train mean of every input, **0 in normalised space** (what the adapter fills gaps with, and
-the ``climatology`` baseline of :mod:`geoclim.explain.captum`). Methods:
+the ``climatology`` baseline of :mod:`geoclim.explain.captum`). A categorical (CF flag)
+input is one-hot: its channels are ablated together, as one group per step, to a valid
+baseline, never a fractional one-hot: all zeros (the missing-category state, what the
+adapter feeds for a missing code) unless ``category_baseline`` names a category per variable
+(the training mode is the categorical analogue of the train mean; the torch-side
+``climatology`` baseline uses it). Attributions of a categorical input are reported under
+its variable; ``category_attribution`` credits each group's value to the category the
+sample had (``wd=NE``). Methods:
 
 * ``ablation`` -- every ``(input_variable, lag)`` entry set to the baseline in turn (over the
   whole patch); attribution = forecast minus the ablated forecast, per lead. On the same
@@ -33,8 +40,9 @@ from geoclim.data import timeaxis
 from geoclim.data.tree_inputs import tree_inputs
 from geoclim.data.windows import gather
 from geoclim.errors import ConfigError
-from geoclim.explain.layout import FIELDS, InputLayout, attribution_dataset
+from geoclim.explain.layout import InputLayout, attribution_dataset
 from geoclim.serving import validity
+from geoclim.serving.attribution import ablation, occlusion, reduce_output, shap_values
 from geoclim.serving.inputs import Inputs
 from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, STATION
 
@@ -79,14 +87,6 @@ def request_batch(
     return batch, (t, y, x)
 
 
-def _reduce(forecaster: Forecaster, out: np.ndarray, channel: int, q: int | None) -> np.ndarray:
-    """``(N, L, C[, Q], h, w)`` graph output -> ``(N, L)`` mean over the output cells."""
-    p = out[:, :, channel]
-    if q is not None:
-        p = p[:, :, q]
-    return p.mean((-2, -1))
-
-
 def _resolve(forecaster: Forecaster, variable: str | None, quantile: float | None):
     targets, quantiles = forecaster.task.targets, tuple(forecaster.task.quantiles)
     variable = variable or targets[0]
@@ -108,140 +108,6 @@ def _resolve(forecaster: Forecaster, variable: str | None, quantile: float | Non
     return variable, targets.index(variable), q
 
 
-def _cells(layout: InputLayout) -> list[tuple[str, int, Any]]:
-    """``(field, channel, step)`` groups: one per ``(variable, lag)`` entry."""
-    groups: list[tuple[str, int, Any]] = []
-    for c in range(len(layout.past)):
-        groups += [("past", c, i) for i in range(layout.input_steps)]
-    for c in range(len(layout.known)):
-        groups += [("known_future", c, i) for i in range(layout.horizon)]
-    groups += [("static", c, None) for c in range(len(layout.static))]
-    return groups
-
-
-def ablation(
-    forecaster: Forecaster, batch: dict[str, np.ndarray], channel: int, q: int | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-entry ablation of a request batch.
-
-    Returns:
-        ``cube (N, L, V, lag)`` (normalised or physical output units), ``prediction (N, L)``
-        and ``baseline_prediction (N, L)`` (every input at the baseline).
-
-    """
-    layout = InputLayout.from_task(forecaster.task)
-    base = _reduce(forecaster, forecaster.run(batch), channel, q)  # (N, L)
-    fields = {f: np.zeros((base.shape[0], base.shape[1], *batch[f].shape[1:3])) for f in FIELDS}
-    fields["static"] = np.zeros((base.shape[0], base.shape[1], batch["static"].shape[1]))
-    for field, c, i in _cells(layout):
-        perturbed = dict(batch)
-        v = batch[field].copy()
-        target: tuple[Any, ...]
-        if i is None:
-            v[:, c] = 0.0
-            target = (slice(None), slice(None), c)
-        else:
-            v[:, i, c] = 0.0
-            target = (slice(None), slice(None), i, c)
-        perturbed[field] = v
-        fields[field][target] = base - _reduce(forecaster, forecaster.run(perturbed), channel, q)
-    zero = {**batch, **{f: np.zeros_like(batch[f]) for f in FIELDS}}
-    baseline = _reduce(forecaster, forecaster.run(zero), channel, q)
-    # fields are (N, L, T, C) / (N, L, C): fold the lead into the sample axis for to_cube
-    n, n_leads = base.shape
-    cube = layout.to_cube(
-        _fold(fields["past"]), _fold(fields["known_future"]), _fold(fields["static"])
-    )
-    return cube.reshape(n, n_leads, *cube.shape[1:]), base, baseline
-
-
-def _fold(a: np.ndarray) -> np.ndarray:
-    return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
-
-
-def occlusion(
-    forecaster: Forecaster,
-    batch: dict[str, np.ndarray],
-    channel: int,
-    q: int | None,
-    block: int = 2,
-) -> np.ndarray:
-    """Block occlusion of every variable (all its steps) on grid samples.
-
-    Returns:
-        ``(N, L, V, H, W)``: drop of the domain-mean forecast when the block holding each
-        cell is set to the baseline (each cell belongs to exactly one block).
-
-    """
-    layout = InputLayout.from_task(forecaster.task)
-    base = _reduce(forecaster, forecaster.run(batch), channel, q)  # (N, L)
-    h, w = batch["past"].shape[-2:]
-    names = layout.variables
-    out = np.zeros((*base.shape, len(names), h, w), np.float32)
-    sources = [("past", layout.past), ("known_future", layout.known), ("static", layout.static)]
-    for r0 in range(0, h, block):
-        for c0 in range(0, w, block):
-            window = (slice(r0, r0 + block), slice(c0, c0 + block))
-            for v, name in enumerate(names):
-                perturbed = dict(batch)
-                for field, channels in sources:
-                    if name in channels:
-                        a = batch[field].copy()
-                        c = channels.index(name)
-                        if field == "static":
-                            a[:, c, window[0], window[1]] = 0.0
-                        else:
-                            a[:, :, c, window[0], window[1]] = 0.0
-                        perturbed[field] = a
-                drop = base - _reduce(forecaster, forecaster.run(perturbed), channel, q)
-                out[:, :, v, window[0], window[1]] = drop[:, :, None, None]
-    return out
-
-
-def shap_values(
-    forecaster: Forecaster,
-    batch: dict[str, np.ndarray],
-    channel: int,
-    q: int | None,
-    max_evals: int | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """SHAP permutation values of each ``(variable, lag)`` entry of point samples.
-
-    Returns:
-        ``(N, L, V, lag)`` Shapley values against the baseline (a zero background).
-
-    """
-    import shap
-
-    layout = InputLayout.from_task(forecaster.task)
-    if batch["past"].shape[-1] * batch["past"].shape[-2] != 1:
-        raise ConfigError("method 'shap' explains point models; use ablation or occlusion")
-    n = batch["past"].shape[0]
-    shapes = {f: batch[f].shape[1:-2] for f in FIELDS}
-    sizes = [int(np.prod(shapes[f])) for f in FIELDS]
-    flat = np.concatenate([batch[f].reshape(n, -1) for f in FIELDS], 1)  # (N, F)
-    rest = {k: v for k, v in batch.items() if k not in FIELDS}
-
-    def model(x: np.ndarray, row: int) -> np.ndarray:
-        m = x.shape[0]
-        parts = np.split(x.astype(np.float32), np.cumsum(sizes)[:-1], axis=1)
-        feed = {f: p.reshape(m, *shapes[f], 1, 1) for f, p in zip(FIELDS, parts, strict=True)}
-        feed |= {k: np.repeat(v[row : row + 1], m, 0) for k, v in rest.items()}
-        return _reduce(forecaster, forecaster.run(feed), channel, q)  # (m, L)
-
-    masker = shap.maskers.Independent(np.zeros((1, flat.shape[1]), np.float32))
-    budget = max_evals or 2 * flat.shape[1] + 1
-    values = np.empty((n, forecaster.task.horizon, flat.shape[1]), np.float32)
-    for i in range(n):
-        explainer = shap.PermutationExplainer(lambda x, i=i: model(x, i), masker, seed=seed + i)
-        values[i] = explainer(flat[i : i + 1], max_evals=budget, silent=True).values[0].T
-    parts = np.split(values.reshape(n * values.shape[1], -1), np.cumsum(sizes)[:-1], axis=1)
-    fields = {f: p.reshape(-1, *shapes[f]) for f, p in zip(FIELDS, parts, strict=True)}
-    cube = layout.to_cube(fields["past"], fields["known_future"], fields["static"])
-    return cube.reshape(n, values.shape[1], *cube.shape[1:])
-
-
 def explain_inputs(
     forecaster: Forecaster,
     inputs: Inputs,
@@ -253,6 +119,7 @@ def explain_inputs(
     block: int = 2,
     max_evals: int | None = None,
     seed: int = 0,
+    category_baseline: dict[str, str] | None = None,
 ) -> xr.Dataset:
     """Attributions of every forecast of a validated request.
 
@@ -261,11 +128,17 @@ def explain_inputs(
         inputs: the validated request.
         method: one of :data:`METHODS`.
         variable: explained target (default the first).
-        quantile: explained quantile level (default the point forecast).
+        quantile: explained quantile level of a quantile model (any of its levels; default
+            the median, or the level nearest 0.5); ``None`` for point models.
         max_missing: accepted missing fraction (default the forecaster's).
         block: occlusion window edge in cells.
         max_evals: model evaluations per sample for ``shap`` (default ``2 F + 1``).
         seed: permutation seed for ``shap``.
+        category_baseline: ``{categorical variable: meaning}`` of the baseline one-hot
+            (:func:`baseline_batch`); by default every categorical input's baseline is all
+            zeros, the missing-category state. Pass the training mode
+            (:func:`geoclim.explain.baselines.train_modes`) when the model never saw a missing
+            code: all zeros is then outside its training data and draws attribution.
 
     Returns:
         The attribution Dataset (``sample`` = forecast; ``prediction`` and, for ablation,
@@ -278,18 +151,23 @@ def explain_inputs(
     batch, (t, y, x) = request_batch(forecaster, inputs, max_missing)
     layout = InputLayout.from_task(forecaster.task)
     scale, units = _scale(forecaster, variable)
-    prediction = _reduce(forecaster, forecaster.run(batch), channel, q)
+    prediction = reduce_output(forecaster.run(batch), channel, q)
     extra: dict[str, tuple[tuple[str, ...], np.ndarray]] = {}
     space: dict[str, np.ndarray] = {}
+    categories = None
     if method == "ablation":
-        cube, prediction, baseline = ablation(forecaster, batch, channel, q)
+        cube, prediction, baseline, categories = ablation(
+            forecaster, batch, channel, q, category_baseline
+        )
         extra["baseline_prediction"] = (("sample", LEAD_TIME), baseline * scale)
     elif method == "shap":
-        cube = shap_values(forecaster, batch, channel, q, max_evals, seed)
+        cube, categories = shap_values(
+            forecaster, batch, channel, q, max_evals, seed, category_baseline
+        )
     else:
         if inputs.layout != "grid" or batch["past"].shape[-1] == 1:
             raise ConfigError("method 'occlusion' needs a spatial model on a grid request")
-        cube = occlusion(forecaster, batch, channel, q, block)
+        cube = occlusion(forecaster, batch, channel, q, block, category_baseline)
         space = {LATITUDE: inputs.latitude, LONGITUDE: inputs.longitude}
     extra["prediction"] = (("sample", LEAD_TIME), prediction * scale)
     attrs = {
@@ -298,16 +176,26 @@ def explain_inputs(
         "units": units,
         "model": forecaster.name,
         "target_variable": variable,
-        "target_quantile": "point forecast" if quantile is None else float(quantile),
+        "target_quantile": "point forecast"
+        if q is None
+        else float(forecaster.task.quantiles[q]),  # the median by default
         "target_aggregation": "mean",
     }
+    if category_baseline:
+        attrs["category_baseline"] = ", ".join(f"{k}={v}" for k, v in category_baseline.items())
     # timedelta64 leads for a fixed step, whole months / years for a calendar step
     lead_time = timeaxis.lead_coordinate(forecaster.metadata.step, forecaster.task.horizon).values
     coords = _sample_coords(inputs, t, y, x, spatial=bool(space))
     if space:
         return _occlusion_dataset(cube * scale, layout, lead_time, coords, space, extra, attrs)
     return attribution_dataset(
-        cube * scale, layout, lead_time, sample_coords=coords, extra=extra, attrs=attrs
+        cube * scale,
+        layout,
+        lead_time,
+        sample_coords=coords,
+        extra=extra,
+        attrs=attrs,
+        category_cube=None if categories is None else categories * scale,
     )
 
 
@@ -418,6 +306,7 @@ def explain_records(
         quantile=body.quantile,
         max_missing=max_missing,
         max_evals=body.max_evals,
+        category_baseline=body.category_baseline,
     )
     t0 = inputs.inits[0]  # elapsed hours to each valid time (exact for calendar steps too)
     hours = [
@@ -436,6 +325,8 @@ def explain_records(
         }
         if "baseline_prediction" in row:
             entry["baseline_prediction"] = _nullable(row["baseline_prediction"].values)
+        if "category_attribution" in row:
+            entry["category_attributions"] = _nullable(row["category_attribution"].values)
         out.append(entry)
     return {
         "model": name or forecaster.name,
@@ -443,12 +334,13 @@ def explain_records(
         "method": body.method,
         "baseline": "climatology (train mean of every input)",
         "target": ds.attrs["target_variable"],
-        "quantile": body.quantile,
+        "quantile": None if isinstance(level := ds.attrs["target_quantile"], str) else level,
         "units": ds.attrs["units"],
         "init_time": f"{np.datetime_as_string(_utc(body.init_time), unit='s')}Z",
         "lead_time_hours": hours,
         "input_variables": [str(v) for v in ds["input_variable"].values],
         "lags": [int(v) for v in ds["lag"].values],
+        "categories": [str(c) for c in ds["category"].values] if "category" in ds.coords else None,
         "explanations": out,
     }
 

@@ -19,8 +19,15 @@ Prometheus series (one :class:`prometheus_client.CollectorRegistry` per app)::
     geoclim_http_connections_cut_total{reason}                 slow clients, connection cap
     geoclim_ready                                              1 ready, 0 loading / draining
 
+    geoclim_log_records_dropped_total                          log lines lost to a stalled sink
+
 Logs are JSON lines on stdout (the container convention) or, with a log file, on a
-size-rotated file (:func:`configure_logging`).
+size-rotated file (:func:`configure_logging`). A record is formatted where it is logged
+(its request id, its traceback) but written by a background thread
+(:class:`BackgroundLogHandler`): a log sink that stops reading -- a full pipe, a stalled
+container log driver -- must not stop the event loop, so no request ever waits on log I/O.
+While the sink is stalled, records queue (up to :data:`LOG_QUEUE_RECORDS`); beyond that they
+are dropped and counted rather than blocking.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import contextvars
 import json
 import logging
 import logging.handlers
+import queue
 import re
 import sys
 import time
@@ -37,11 +45,18 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+
+from geoclim.errors import ConfigError
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 CLIENT_CLOSED = 499
 """Status logged for a request whose client left (or was cut) before the answer (nginx's)."""
+LOG_QUEUE_RECORDS = 10_000
+"""Log records held while the sink does not keep up (about 4 MB of access lines)."""
+LOG_FLUSH_SECONDS = 5.0
+"""Longest wait for queued records to be written when the process stops."""
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
 Scope = MutableMapping[str, Any]
@@ -76,6 +91,77 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+class BackgroundLogHandler(logging.handlers.QueueHandler):
+    """Format in the logging thread, write in a background thread; never block the caller.
+
+    The record is formatted at once (so the line carries the caller's request id and
+    traceback) and the finished line is queued for ``target``, which a
+    :class:`logging.handlers.QueueListener` thread writes. When ``max_records`` lines are
+    waiting (the sink stopped reading), further records are dropped and counted in
+    :attr:`dropped` instead of blocking.
+
+    Args:
+        target: the handler that writes (a stream or a rotating file); its formatter is
+            replaced by one that writes the finished line as it is.
+        max_records: lines held while the target does not keep up.
+
+    """
+
+    def __init__(self, target: logging.Handler, max_records: int = LOG_QUEUE_RECORDS):
+        if max_records < 1:
+            raise ConfigError(f"log queue max_records={max_records!r}: expected >= 1")
+        super().__init__(queue.Queue(max_records))
+        self.target, self.dropped = target, 0
+        target.setFormatter(logging.Formatter("%(message)s"))
+        self.listener = logging.handlers.QueueListener(self.queue, target)
+        self.listener.start()
+        self._writing = True
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:  # noqa: D102
+        line = self.format(record)
+        fields = {"name": record.name, "levelno": record.levelno, "msg": line}
+        return logging.makeLogRecord(fields | {"levelname": record.levelname})
+
+    def enqueue(self, record: logging.LogRecord) -> None:  # noqa: D102
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def wait_written(self, timeout: float = LOG_FLUSH_SECONDS) -> bool:
+        """Wait until every queued line is written; ``False`` if ``timeout`` ran out first."""
+        q = self.queue
+        assert isinstance(q, queue.Queue)
+        with q.all_tasks_done:  # the target flushes each line itself (and holds its lock
+            # while a write is stuck): waiting for the queue is all there is to do
+            return q.all_tasks_done.wait_for(lambda: q.unfinished_tasks == 0, timeout)
+
+    def flush(self) -> None:
+        """Wait (at most :data:`LOG_FLUSH_SECONDS`) until every queued line is written."""
+        self.wait_written()
+
+    def close(self) -> None:
+        """Write what is queued (for at most :data:`LOG_FLUSH_SECONDS`), then stop."""
+        if self._writing and self.wait_written():
+            self.listener.stop()  # else the writer is stalled: a daemon, it ends with us
+        self._writing = False
+        self.target.close()
+        super().close()
+
+
+def flush_logs(timeout: float = LOG_FLUSH_SECONDS) -> None:
+    """Write the queued log lines now (before a process ends by a re-raised signal)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, BackgroundLogHandler):
+            handler.wait_written(timeout)
+
+
+def dropped_log_records() -> int:
+    """Log records dropped in this process because the sink did not keep up."""
+    handlers = logging.getLogger().handlers
+    return sum(h.dropped for h in handlers if isinstance(h, BackgroundLogHandler))
+
+
 def configure_logging(
     level: str = "INFO",
     file: str | None = None,
@@ -84,6 +170,9 @@ def configure_logging(
 ) -> None:
     """Send every log record as one JSON line (UTC times) to stdout, or to a rotated file.
 
+    The lines are written by a background thread (:class:`BackgroundLogHandler`); Python
+    warnings become log records too.
+
     Args:
         level: root log level.
         file: log file; ``None`` logs to stdout (containers: the runtime collects it).
@@ -91,15 +180,16 @@ def configure_logging(
         backups: with ``file``, rotated files kept (``file.1`` ... ``file.<backups>``).
 
     """
-    handler: logging.Handler
+    target: logging.Handler
     if file is None:
-        handler = logging.StreamHandler(sys.stdout)
+        target = logging.StreamHandler(sys.stdout)
     else:
-        handler = logging.handlers.RotatingFileHandler(
+        target = logging.handlers.RotatingFileHandler(
             file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
         )
     formatter = JsonFormatter()
     formatter.converter = time.gmtime
+    handler = BackgroundLogHandler(target)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in root.handlers:
@@ -110,6 +200,18 @@ def configure_logging(
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # replaced by geoclim.serving.access
+    logging.captureWarnings(True)  # warnings as JSON records, not raw lines on stderr
+
+
+class _DroppedLogRecords:
+    """Prometheus collector of :func:`dropped_log_records` (process-wide, read on scrape)."""
+
+    def collect(self) -> Any:  # noqa: D102
+        yield CounterMetricFamily(
+            "geoclim_log_records_dropped",
+            "Log records dropped because the log sink did not keep up",
+            value=dropped_log_records(),
+        )
 
 
 class Metrics:
@@ -160,6 +262,7 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.registry.register(_DroppedLogRecords())
 
 
 def _route_label(scope: Scope) -> str:

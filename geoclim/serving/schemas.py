@@ -79,10 +79,19 @@ class ExplainRequest(ForecastRequest):
     )
     variable: VarName | None = Field(None, description="Target explained (default: the first).")
     quantile: float | None = Field(
-        None, gt=0.0, lt=1.0, description="Quantile explained (default: the point forecast)."
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="Quantile level explained, any level of a quantile model (default: the "
+        "median); must be omitted for point models.",
     )
     max_evals: int | None = Field(
         None, ge=3, le=20000, description="Model evaluations per location for 'shap'."
+    )
+    category_baseline: dict[VarName, str] | None = Field(
+        None,
+        description="Categorical inputs: the category (flag meaning) each one's baseline "
+        "takes, e.g. {'wd': 'N'}; default all zeros, the missing-category state.",
     )
 
 
@@ -99,6 +108,11 @@ class LocationExplanation(BaseModel):
     prediction: list[float | None] = Field(description="The explained forecast per lead.")
     baseline_prediction: list[float | None] | None = Field(
         None, description="The forecast with every input at its train mean (ablation)."
+    )
+    category_attributions: list[list[list[float | None]]] | None = Field(
+        None,
+        description="[lead][category][lag]: categorical inputs per category (the value of "
+        "the variable, credited to the category the location had); null without them.",
     )
 
 
@@ -117,6 +131,11 @@ class ExplainResponse(BaseModel):
     input_variables: list[str]
     lags: list[int] = Field(
         description="Steps before the init time (0 = init); -k is the valid time of lead k."
+    )
+    categories: list[str] | None = Field(
+        None,
+        description="Categorical (CF flag) inputs' categories, '<variable>=<meaning>'; each "
+        "variable's attribution in input_variables is the sum over its categories.",
     )
     explanations: list[LocationExplanation]
 

@@ -29,11 +29,12 @@ but the readiness drain needs the single-process server. Torch-free.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -42,6 +43,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from geoclim.errors import ConfigError
+from geoclim.serving.observability import flush_logs
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -257,6 +259,20 @@ class DrainingServer(uvicorn.Server):
         """Wrap the loaded app in :class:`DrainMiddleware`, then start as uvicorn does."""
         self.config.loaded_app = DrainMiddleware(self.config.loaded_app, self)
         await super().startup(sockets=sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Uvicorn's signal capture, with the queued log lines written before it re-raises.
+
+        After a graceful stop uvicorn raises the captured SIGTERM again, which ends the
+        process without ``atexit``: the log lines still queued for the background writer
+        (the drain, the last requests) are written first.
+        """
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                flush_logs()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Start the drain on the first SIGTERM; otherwise shut down as uvicorn does."""

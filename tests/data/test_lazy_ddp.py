@@ -3,7 +3,7 @@ import json
 import pytest
 
 from geoclim.data.synthetic import make_dataset
-from tests.integration.test_train_cli import geoclim_train
+from tests.support.cli import geoclim_train
 
 
 @pytest.mark.slow
@@ -20,11 +20,17 @@ def test_ddp_on_the_lazy_backend_matches_single_process(tmp_path):
         "trainer.enable_progress_bar=false",
         "logger=csv",
     ]
-    single = geoclim_train(*common, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path)
+    single = geoclim_train(
+        *common, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path, subprocess=True
+    )
     assert single.returncode == 0, single.stderr[-3000:]
     assert "lazy backend" in single.stdout + single.stderr
     ddp = geoclim_train(
-        *common, "trainer=ddp_cpu", f"hydra.run.dir={tmp_path / 'ddp'}", cwd=tmp_path
+        *common,
+        "trainer=ddp_cpu",
+        f"hydra.run.dir={tmp_path / 'ddp'}",
+        cwd=tmp_path,
+        subprocess=True,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "Starting with 2 processes" in ddp.stdout + ddp.stderr

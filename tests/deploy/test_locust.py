@@ -10,7 +10,7 @@ from tests.deploy.conftest import ROOT
 @pytest.mark.slow
 def test_a_short_headless_locust_run_serves_every_endpoint_without_failures(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(ROOT / "loadtest" / "run.py"), "--out", str(tmp_path)]
+        [sys.executable, "-m", "loadtest.run", "--out", str(tmp_path)]
         + ["--users", "4", "--spawn-rate", "4", "--run-time", "8s"],
         capture_output=True,
         text=True,

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from geoclim.errors import ConfigError
-from geoclim.explain.captum import explain_network, gradient_context, make_baseline
+from geoclim.explain.baselines import make_baseline
+from geoclim.explain.captum import explain_network, gradient_context
 from geoclim.explain.layout import InputLayout
 from geoclim.explain.target import ExplainTarget
 from tests.explain.conftest import TASK, make_dm
@@ -148,6 +149,33 @@ def test_occlusion_finds_the_upwind_cell_of_a_known_operator():
     assert float(abs(ds["attribution"].sel(input_variable="t2m")).max()) == 0.0
     with pytest.raises(ConfigError, match="needs a spatial model"):
         explain_network(ShiftEast(3), make_dm(), method="occlusion", progress=False)
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "gradient_shap"])
+def test_gradient_maps_put_a_known_operator_on_its_upwind_cell_at_lag_0(method):
+    dm = make_dm(patch=None)
+    lat, lon = dm.ds.latitude.values, dm.ds.longitude.values
+    region = {"latitude": [lat[1], lat[1]], "longitude": [lon[2], lon[2]]}  # cell (1, 2)
+    ds = explain_network(
+        ShiftEast(3), dm, method=method, maps=True, target={"region": region},
+        max_samples=3, progress=False, n_steps=8, stdevs=0.0,  # noise-free: exact when linear
+    )  # fmt: skip
+    assert ds["attribution"].dims == (
+        "sample", "lead_time", "input_variable", "lag", "latitude", "longitude"
+    )  # fmt: skip
+    amap = ds["attribution"].sel(input_variable="no2")
+    upwind = amap.sel(lag=0, latitude=lat[1], longitude=lon[1])
+    # linear operator, zero baseline: the whole forecast sits on the western neighbour at lag 0
+    np.testing.assert_allclose(upwind, ds["prediction"], rtol=1e-4)
+    assert float(abs(ds["attribution"]).sum()) == pytest.approx(float(abs(upwind).sum()), rel=1e-4)
+    assert ds.attrs["option_maps"] == 1
+
+
+def test_maps_need_a_gradient_method_on_a_spatial_model(grid_dm, lstm):
+    with pytest.raises(ConfigError, match="maps=True keeps the input cells"):
+        explain_network(ShiftEast(3), make_dm(patch=None), method="feature_ablation", maps=True)
+    with pytest.raises(ConfigError, match="maps=True needs a spatial model"):
+        explain_network(lstm, grid_dm, maps=True, max_samples=2, progress=False)
 
 
 def test_baselines_are_explicit():

@@ -84,3 +84,18 @@ def test_explain_cli_errors_are_one_line_with_status_2(tmp_path, lstm_run):
     assert proc.stderr.strip().splitlines() == [
         f"error: run_dir {str(tmp_path / 'none')!r}: no such directory"
     ]
+
+
+def test_category_baseline_and_maps_reach_the_methods_that_take_them():
+    from geoclim.cli.explain import _category_baseline, _method_options
+
+    cfg = explain_cfg(["category_baseline={wd: N}", "options.maps=true"])
+    assert _category_baseline(cfg) == {"wd": "N"}
+    assert _category_baseline(explain_cfg([])) is None
+    with pytest.raises(ConfigError, match=r"category_baseline=\{wd: N\}"):
+        _category_baseline(explain_cfg(["category_baseline=N"]))
+    options = dict(cfg.options)
+    assert _method_options("integrated_gradients", options)["maps"] is True
+    assert _method_options("gradient_shap", options)["maps"] is True
+    assert "maps" not in _method_options("feature_ablation", options)
+    assert "maps" not in _method_options("occlusion", options)

@@ -5,7 +5,8 @@ relative humidity field from another seed's weather: realistic, causally unrelat
 trained for 4 epochs (8 x 8 grid, 20 days, a uniform 6 m/s westerly) gave, as mean |IG|
 summed over lags and leads: no2 0.89, blh 0.10, rh (decoy) 0.07, calendar 0.02-0.03; feature
 ablation and gradient SHAP agree within 0.1. Asserted: own past first, the true driver blh
-above the decoy, the decoy under 10 % of the total.
+above the decoy, the decoy under 10 % of the total. Where in space the drivers lie (the
+upwind cell) is tested on a whole-grid CNN in ``test_upwind.py``.
 """
 
 import pytest

@@ -3,7 +3,8 @@
 import pytest
 
 from geoclim.cli.compare import compare_main
-from tests.integration.test_train_cli import TINY, geoclim_train
+from tests.integration.test_train_cli import TINY
+from tests.support.cli import geoclim_train
 
 
 @pytest.mark.slow

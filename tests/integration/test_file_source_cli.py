@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from tests.integration.test_train_cli import geoclim_train
+from tests.support.cli import geoclim_train
 
 
 def _single_station(path):

@@ -1,33 +1,33 @@
-"""The real ``geoclim-train`` command, in subprocesses, on the tiny synthetic config."""
+"""The real ``geoclim-train`` command on the tiny synthetic config.
+
+One smoke run goes through a fresh interpreter (the console path); the rest call the same
+entry point in this process (:mod:`tests.support.cli`).
+"""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.support.cli import geoclim_train
+
 TINY = ["data=synthetic_grid", "task=synthetic_no2", "debug=smoke"]
 
 
-def geoclim_train(*args, cwd, timeout=300):
-    env = {**os.environ, "GEOCLIM_LOG_DIR": str(Path(cwd) / "logs"), "HYDRA_FULL_ERROR": "0"}
-    return subprocess.run(
-        [sys.executable, "-m", "geoclim.cli.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def test_cli_smoke_run_writes_a_complete_run_directory(tmp_path):
-    run = tmp_path / "run"
-    result = geoclim_train(*TINY, f"hydra.run.dir={run}", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One real ``geoclim-train`` smoke run of the default network, shared by the checks below."""
+    cwd = tmp_path_factory.mktemp("smoke")
+    run = cwd / "run"
+    result = geoclim_train(*TINY, f"hydra.run.dir={run}", cwd=cwd, subprocess=True)
     assert result.returncode == 0, result.stderr[-3000:]
+    return run, result
+
+
+def test_cli_smoke_run_writes_a_complete_run_directory(smoke_run):
+    run, _ = smoke_run
     for name in (
         "metrics.json",
         "predictions.nc",
@@ -42,6 +42,18 @@ def test_cli_smoke_run_writes_a_complete_run_directory(tmp_path):
         assert (run / name).exists(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val/loss"] > 0 and "test/skill_persistence/no2" in metrics
+
+
+def test_a_job_ends_with_its_score_table(smoke_run):
+    run, result = smoke_run
+    log = result.stdout + result.stderr
+    assert f"test scores of lstm ({run})" in log
+    header = next(line for line in log.splitlines() if line.startswith("target  RMSE"))
+    assert "skill vs persistence" in header and "skill vs climatology" in header
+    row = log.splitlines()[log.splitlines().index(header) + 2].split()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert row[0] == "no2" and float(row[1]) == pytest.approx(metrics["test/rmse/no2"], rel=1e-3)
+    assert "skill vs persistence" in (run / "train.log").read_text()
 
 
 @pytest.mark.parametrize(
@@ -82,7 +94,13 @@ def test_unknown_group_option_lists_the_available_options(tmp_path):
 def test_two_job_multirun_with_wandb_offline(tmp_path):
     sweep = tmp_path / "sweep"
     result = geoclim_train(
-        "-m", "model=lstm,cnn", "logger=wandb", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path
+        "-m",
+        "model=lstm,cnn",
+        "logger=wandb",
+        *TINY,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        subprocess=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     for job in ("0", "1"):
@@ -100,6 +118,7 @@ def test_short_optuna_search_returns_the_best_trial(tmp_path):
         *TINY,
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
+        subprocess=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
@@ -125,9 +144,15 @@ def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
         "trainer.enable_progress_bar=false",
         "logger=csv",
     ]
-    single = geoclim_train(*common, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path)
+    single = geoclim_train(
+        *common, f"hydra.run.dir={tmp_path / 'single'}", cwd=tmp_path, subprocess=True
+    )
     ddp = geoclim_train(
-        *common, "trainer=ddp_cpu", f"hydra.run.dir={tmp_path / 'ddp'}", cwd=tmp_path
+        *common,
+        "trainer=ddp_cpu",
+        f"hydra.run.dir={tmp_path / 'ddp'}",
+        cwd=tmp_path,
+        subprocess=True,
     )
     assert single.returncode == 0 and ddp.returncode == 0, ddp.stderr[-3000:]
     assert "Starting with 2 processes" in ddp.stdout + ddp.stderr
@@ -145,7 +170,13 @@ def test_ddp_on_two_cpu_processes_matches_single_process(tmp_path):
 def test_multirun_with_ddp_leaves_no_stray_run_directories(tmp_path):
     sweep = tmp_path / "sweep"
     result = geoclim_train(
-        "-m", "model=lstm,tft", "trainer=ddp_cpu", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path
+        "-m",
+        "model=lstm,tft",
+        "trainer=ddp_cpu",
+        *TINY,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        subprocess=True,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
@@ -153,20 +184,6 @@ def test_multirun_with_ddp_leaves_no_stray_run_directories(tmp_path):
         assert (sweep / job / "metrics.json").exists()
         assert (sweep / job / "train_ddp_rank1.log").exists()  # rank 1 ran this job only
     assert {p.name for p in tmp_path.iterdir()} == {"sweep"}
-
-
-def test_a_job_ends_with_its_score_table(tmp_path):
-    run = tmp_path / "run"
-    result = geoclim_train(*TINY, "model=persistence", f"hydra.run.dir={run}", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = result.stdout + result.stderr
-    assert f"test scores of persistence ({run})" in log
-    header = next(line for line in log.splitlines() if line.startswith("target  RMSE"))
-    assert "skill vs persistence" in header and "skill vs climatology" in header
-    row = log.splitlines()[log.splitlines().index(header) + 2].split()
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert row[0] == "no2" and float(row[1]) == pytest.approx(metrics["test/rmse/no2"], rel=1e-3)
-    assert "skill vs persistence" in (run / "train.log").read_text()
 
 
 def test_data_file_with_unparsable_units_names_variable_file_and_key(tmp_path):
@@ -190,7 +207,9 @@ def test_data_file_with_unparsable_units_names_variable_file_and_key(tmp_path):
 @pytest.mark.slow
 def test_eval_val_of_a_network_run_as_the_readme_shows_it(tmp_path):
     run = tmp_path / "run"
-    assert geoclim_train(*TINY, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    assert (
+        geoclim_train(*TINY, f"hydra.run.dir={run}", cwd=tmp_path, subprocess=True).returncode == 0
+    )
     result = subprocess.run(
         [sys.executable, "-m", "geoclim.cli.evaluate", f"run_dir={run}", "split=val"],
         cwd=tmp_path,

@@ -20,6 +20,7 @@ def make_batch(b=4, h=1, w=1, dims=None, seed=0, requires_grad=False):
     return {
         "past": rand(b, d["input_steps"], d["c_past"], h, w),
         "known_future": rand(b, d["horizon"], d["c_known"], h, w),
+        "known_past": rand(b, d["input_steps"], d["c_known"], h, w),
         "static": rand(b, d["c_static"], h, w),
         "target": torch.randn(b, d["horizon"], d["c_out"], h, w, generator=g),
         "target_mask": torch.ones(b, d["horizon"], d["c_out"], h, w),

@@ -100,12 +100,48 @@ def test_tft_returns_interpretation_weights():
     assert out["attention"].shape == (2, DIMS["horizon"], 2, t, 3, 2)
     assert out["static_weights"].shape == (2, DIMS["c_static"], 3, 2)
     assert out["encoder_weights"].shape == (2, DIMS["input_steps"], DIMS["c_past"], 3, 2)
+    assert out["encoder_known_weights"].shape == (2, DIMS["input_steps"], DIMS["c_known"], 3, 2)
     assert out["decoder_weights"].shape == (2, DIMS["horizon"], DIMS["c_known"], 3, 2)
-    for key in ("static_weights", "encoder_weights", "decoder_weights"):
-        torch.testing.assert_close(
-            out[key].sum(-3 if key != "static_weights" else 1),
-            torch.ones_like(out[key].sum(-3 if key != "static_weights" else 1)),
-        )
+    # past and known encoder variables share one softmax per input step
+    encoder = out["encoder_weights"].sum(2) + out["encoder_known_weights"].sum(2)
+    torch.testing.assert_close(encoder, torch.ones_like(encoder))
+    assert out["encoder_known_weights"].min() > 0.0  # the known inputs are encoder variables
+    for key, dim in (("static_weights", 1), ("decoder_weights", 2)):
+        torch.testing.assert_close(out[key].sum(dim), torch.ones_like(out[key].sum(dim)))
+
+
+def test_tft_encoder_reads_the_known_inputs_at_the_input_steps():
+    net = make_net("tft", anchor="none").eval()  # the gated anchor starts at persistence
+    batch = make_batch(b=3)
+    batch["known_past"].requires_grad_(True)
+    out = net(batch)
+    # the encoder selection weights and the forecast depend on known_past ...
+    grad = torch.autograd.grad(out["prediction"].sum(), batch["known_past"])[0]
+    assert grad.abs().sum(dim=(0, 2, 3, 4)).min() > 0  # ... at every input step
+    changed = dict(batch, known_past=batch["known_past"].detach() + 1.0)
+    with torch.no_grad():
+        assert not torch.allclose(net(changed)["prediction"], out["prediction"])
+    # the decoder-only variant never reads it and says so in its weights
+    decoder_only = make_net("tft", encoder_known=False).eval()
+    no_field = {k: v for k, v in batch.items() if k != "known_past"}
+    with torch.no_grad():
+        plain = decoder_only(no_field)
+    assert plain["encoder_known_weights"].shape[2] == 0
+    ones = torch.ones(3, DIMS["input_steps"], 1, 1)
+    torch.testing.assert_close(plain["encoder_weights"].sum(2), ones)
+
+
+def test_tft_without_known_past_names_the_field():
+    from geoclim.errors import ConfigError
+
+    net = make_net("tft").eval()
+    batch = {k: v for k, v in make_batch(b=2).items() if k != "known_past"}
+    with pytest.raises(ConfigError, match="known_past.*encoder_known=false"):
+        net(batch)
+    # with no known inputs there is nothing to read: the field may be absent
+    none_known = make_net("tft", dims={"c_known": 0}).eval()
+    b = {k: v for k, v in make_batch(b=2, dims={"c_known": 0}).items() if k != "known_past"}
+    assert none_known(b)["encoder_known_weights"].shape == (2, DIMS["input_steps"], 0, 1, 1)
 
 
 def test_tft_training_skips_attention_weights_unless_asked_and_matches_eval_without_dropout():
@@ -179,8 +215,9 @@ class _OnnxWrapper(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, past, known_future, static):
-        out = self.net({"past": past, "known_future": known_future, "static": static})
+    def forward(self, past, known_future, known_past, static):
+        batch = {"past": past, "known_future": known_future, "known_past": known_past}
+        out = self.net(batch | {"static": static})
         return out["prediction"], out["attention"]
 
 
@@ -189,7 +226,7 @@ def test_tft_exports_to_onnx_with_dynamic_batch(tmp_path, c_static):
     dims = {"c_static": c_static}
     net = make_net("tft", n_quantiles=3, dropout=0.1, dims=dims).eval()
     wrapper = _OnnxWrapper(net).eval()
-    names = ["past", "known_future", "static"]
+    names = ["past", "known_future", "known_past", "static"]
     batch = make_batch(b=3, dims=dims)
     path = tmp_path / "tft.onnx"
     torch.onnx.export(
@@ -209,3 +246,22 @@ def test_tft_exports_to_onnx_with_dynamic_batch(tmp_path, c_static):
         want = wrapper(*(other[n] for n in names))
     np.testing.assert_allclose(got[0], want[0].numpy(), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got[1], want[1].numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_variable_selection_equals_embed_transform_and_mix_done_step_by_step():
+    torch.manual_seed(0)
+    vsn = VariableSelectionNetwork(3, hidden_size=8, context_size=4, embedding_size=5).eval()
+    x, context = torch.randn(2, 6, 3), torch.randn(2, 1, 4)
+    got, weights = vsn(x, context)
+    xv = x.reshape(-1, 3).T.unsqueeze(-1)  # (V, M, 1)
+    emb = xv * vsn.embed_w.unsqueeze(1) + vsn.embed_b.unsqueeze(1)  # (V, M, H)
+    skip = xv * vsn.skip_w.unsqueeze(1) + vsn.skip_b.unsqueeze(1)  # (V, M, D)
+    processed = vsn.variable_grns(emb, skip)  # the plain per-variable GRNs on the embeddings
+    torch.testing.assert_close(
+        vsn.variable_grns.forward_scalars(xv, vsn.embed_w, vsn.embed_b, skip), processed
+    )
+    assert vsn.weight_grn is not None
+    want_w = torch.softmax(vsn.weight_grn(emb.permute(1, 0, 2).reshape(2, 6, 15), context), -1)
+    torch.testing.assert_close(weights, want_w)
+    want = (processed * want_w.reshape(-1, 3).T.unsqueeze(-1)).sum(0).reshape(2, 6, 8)
+    torch.testing.assert_close(got, want)

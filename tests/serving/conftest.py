@@ -1,5 +1,11 @@
 """Fixtures: untrained demo exports (the real export path), built once per session."""
 
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
 from geoclim.data.task import ForecastTask
@@ -131,3 +137,48 @@ def serve_process():
 @pytest.fixture(scope="session")
 def serve_class():
     return ServeProcess
+
+
+FRESH_PROCESS = textwrap.dedent("""
+    import json, sys
+    import xarray as xr
+    from fastapi.testclient import TestClient
+    import geoclim.export.metadata, geoclim.export.registry, geoclim.serving.server
+    from geoclim.cli.serve import _build_app, build_parser
+
+    app = _build_app(build_parser().parse_args([sys.argv[1], "--no-auth"]))
+    f = app.state.models["m"].forecaster
+    out = f.predict(xr.open_dataset(sys.argv[2]).load(), max_missing=1.0)
+    assert out.sizes["station"] == 5
+    with TestClient(app) as client:
+        assert client.post("/v1/forecast", json=f.example_request()).status_code == 200
+    heavy = sorted(m for m in ("torch", "lightning", "hydra", "omegaconf", "sklearn",
+                               "xgboost", "lightgbm") if m in sys.modules)
+    files = sorted(
+        m.__file__ for name, m in list(sys.modules.items())
+        if name.startswith("geoclim") and getattr(m, "__file__", None)
+    )
+    print(json.dumps({"heavy": heavy, "files": files}))
+""")
+
+
+@pytest.fixture(scope="session")
+def fresh_serving_process(station_export, tmp_path_factory):
+    """``geoclim serve``'s app built, forecasting and answering HTTP in a new interpreter.
+
+    Returns ``{"heavy": [...], "files": [...]}``: the heavy packages that process imported
+    and the geoclim module files it loaded (for the no-torch and image-requirements tests).
+    """
+    tmp = tmp_path_factory.mktemp("fresh")
+    history = tmp / "history.nc"
+    station_export.datamodule.ds.isel(time=slice(20, 32)).to_netcdf(history)
+    model = tmp / "m.onnx"
+    model.write_bytes(Path(station_export.path).read_bytes())
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(model), str(history)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])

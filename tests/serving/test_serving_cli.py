@@ -91,7 +91,8 @@ def test_uvicorn_serves_a_registered_model_on_loopback(grid_export, tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
+        deadline = time.monotonic() + 120  # startup imports take > 10 s on a loaded machine
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
                     break

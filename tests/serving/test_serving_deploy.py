@@ -2,9 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -152,40 +149,11 @@ def test_a_misspelt_metric_would_be_caught(exported):
     assert names - set(exported) == {"geoclim_http_request_total"}
 
 
-IMPORTS = textwrap.dedent("""
-    import json, sys
-    import xarray as xr
-    from fastapi.testclient import TestClient  # before the snapshot: the test client's own
-    before = set(sys.modules)
-    import geoclim.serving.app, geoclim.serving.server, geoclim.cli.serve
-    from geoclim.cli.serve import _build_app, build_parser
-    app = _build_app(build_parser().parse_args([sys.argv[1], "--no-auth"]))
-    f = app.state.models["m"].forecaster
-    f.predict(xr.open_dataset(sys.argv[2]).load(), max_missing=1.0)
-    used = set()
-    for name, module in list(sys.modules.items()):
-        if name.startswith("geoclim") and getattr(module, "__file__", None):
-            used.add(module.__file__)
-    print(json.dumps(sorted(used)))
-""")
-
-
-def test_the_image_requirements_cover_what_serving_imports(station_export, tmp_path):
+def test_the_image_requirements_cover_what_serving_imports(fresh_serving_process):
     import importlib.metadata as md
 
-    history = tmp_path / "h.nc"
-    station_export.datamodule.ds.isel(time=slice(20, 32)).to_netcdf(history)
-    model = tmp_path / "m.onnx"
-    model.write_bytes(Path(station_export.path).read_bytes())
-    out = subprocess.run(
-        [sys.executable, "-c", IMPORTS, str(model), str(history)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
     imported = set()
-    for path in json.loads(out.stdout):
+    for path in fresh_serving_process["files"]:
         tree = Path(path).read_text()
         imported |= set(re.findall(r"^\s*(?:from|import) ([A-Za-z_]\w*)", tree, re.M))
     dists = md.packages_distributions()

@@ -1,5 +1,7 @@
+import io
 import json
 import logging
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
@@ -8,7 +10,12 @@ from geoclim.cli.serve import build_parser, serve_main
 from geoclim.errors import ConfigError
 from geoclim.serving.adapter import Forecaster
 from geoclim.serving.app import ServedModel, ServeSettings, create_app
-from geoclim.serving.observability import configure_logging
+from geoclim.serving.observability import (
+    BackgroundLogHandler,
+    JsonFormatter,
+    configure_logging,
+    request_id_var,
+)
 from geoclim.serving.server import ServerLimits, build_config
 
 TOKEN = "metrics-token-0123456789"
@@ -104,3 +111,72 @@ def test_the_config_uses_the_guarded_protocol_and_the_limits(served):
     assert config.http_protocol_class.__name__ == "GuardedH11Protocol"
     assert config.timeout_keep_alive == 7 and config.timeout_graceful_shutdown == 9
     assert config.geoclim_limits is limits
+
+
+class GatedStream(io.StringIO):
+    """A log sink whose writes wait until ``gate`` opens (a pipe no one reads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered, self.gate = threading.Event(), threading.Event()
+
+    def write(self, text):
+        self.entered.set()
+        self.gate.wait(10)
+        return super().write(text)
+
+
+@pytest.fixture
+def gated_log():
+    stream = GatedStream()
+    handler = BackgroundLogHandler(logging.StreamHandler(stream), max_records=3)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("tests.gated")
+    log.propagate, log.handlers[:] = False, [handler]
+    log.setLevel(logging.INFO)
+    yield log, handler, stream
+    stream.gate.set()
+    handler.close()
+    log.handlers[:] = []
+
+
+def test_a_stalled_log_sink_drops_and_counts_instead_of_blocking(gated_log):
+    log, handler, stream = gated_log
+    log.info("first", extra={"n": 0})
+    assert stream.entered.wait(10)  # the writer thread is stuck writing record 0
+    token = request_id_var.set("req-1")
+    try:
+        for n in range(1, 11):  # 3 fit in the queue, 7 are dropped; none blocks
+            log.info("more", extra={"n": n})
+    finally:
+        request_id_var.reset(token)
+    assert handler.dropped == 7
+    assert handler.wait_written(timeout=0.05) is False  # still stalled
+    stream.gate.set()
+    assert handler.wait_written() is True
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert [d["n"] for d in lines] == [0, 1, 2, 3]
+    assert [d["request_id"] for d in lines] == ["-", "req-1", "req-1", "req-1"]  # caller's
+
+
+def test_background_log_lines_keep_the_traceback(gated_log):
+    log, handler, stream = gated_log
+    stream.gate.set()
+    try:
+        raise ZeroDivisionError("no rate")
+    except ZeroDivisionError:
+        log.exception("boom")
+    assert handler.wait_written()
+    (doc,) = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert doc["message"] == "boom" and doc["level"] == "ERROR"
+    assert "ZeroDivisionError: no rate" in doc["exception"]
+
+
+def test_a_log_queue_without_room_is_refused():
+    with pytest.raises(ConfigError, match="max_records=0: expected >= 1"):
+        BackgroundLogHandler(logging.StreamHandler(io.StringIO()), max_records=0)
+
+
+def test_dropped_log_records_are_exported(served):
+    with TestClient(create_app(served)) as c:
+        assert "geoclim_log_records_dropped_total 0.0" in c.get("/metrics").text

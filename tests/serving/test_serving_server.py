@@ -1,5 +1,7 @@
+import contextlib
 import json
 import os
+import select
 import signal
 import socket
 import time
@@ -15,6 +17,7 @@ CAP = 30  # its connection cap
 
 @pytest.fixture(scope="module")
 def guarded(station_export, serve_class):
+    """A server whose stdout (its JSON log) is a pipe that no one reads until it stops."""
     server = serve_class(
         [
             station_export.path,
@@ -64,67 +67,111 @@ def cut_count(url, reason):
     return 0.0
 
 
-@pytest.mark.slow  # timing-dependent against a real server: flaky here, see the issue note
+def unread_bytes(fd):
+    termios = pytest.importorskip("termios")
+    fcntl = pytest.importorskip("fcntl")
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4), "little")
+
+
+def test_a_log_sink_that_stops_reading_does_not_stall_the_server(guarded, body):
+    # First in this module: the tests below then run with the log pipe full, as they did
+    # when a blocking log write on the event loop left them without answers.
+    fcntl = pytest.importorskip("fcntl")
+    pipe = guarded.proc.stdout.fileno()
+    capacity = fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ)
+    long_id = {"x-request-id": "r" * 128}  # longer access lines fill the pipe sooner
+    with httpx.Client(base_url=guarded.url, timeout=10) as client:
+        for _ in range(capacity // 100):  # each access line is longer than 100 bytes
+            assert client.get("/health", headers=long_id).status_code == 200
+            if unread_bytes(pipe) >= capacity - select.PIPE_BUF:
+                break
+        assert unread_bytes(pipe) >= capacity - select.PIPE_BUF  # no room for another line
+        for _ in range(20):  # each logs a line the pipe cannot take: all answered anyway
+            r = client.post(
+                "/v1/forecast", content=body, headers={"content-type": "application/json"}
+            )
+            assert r.status_code == 200, r.text
+    assert unread_bytes(pipe) >= capacity - select.PIPE_BUF
+
+
+def none_answered(socks):
+    """No server answer (a 408) is waiting on any of ``socks`` yet."""
+    return not select.select(socks, [], [], 0)[0]
+
+
 def test_headers_that_never_finish_are_cut_while_other_clients_are_served(guarded, body):
     before = cut_count(guarded.url, "header_timeout")
+    start = time.monotonic()  # before connecting: no cut can come before start + TIMEOUT
     slow = [connect(guarded.port) for _ in range(20)]
     for s in slow:
         s.sendall(b"POST /v1/forecast HTTP/1.1\r\nhost: test\r\ncontent-le")
-    start = time.monotonic()
-    served = 0
-    with httpx.Client(base_url=guarded.url) as client:
-        while time.monotonic() - start < TIMEOUT * 0.8:  # all within the slow clients' window
+    served = served_while_held = 0
+    with httpx.Client(base_url=guarded.url, timeout=10) as client:
+        while time.monotonic() - start < TIMEOUT * 0.8:  # within the slow clients' window
             r = client.post(
                 "/v1/forecast", content=body, headers={"content-type": "application/json"}
             )
             assert r.status_code == 200, r.text
             served += 1
-    assert served >= 3
+            served_while_held += none_answered(slow)  # answered, the 20 still held
+    assert served_while_held >= 2, (served, served_while_held)
     answers = [read_all(s) for s in slow]  # each ends: 408 then the server closes
     waited = time.monotonic() - start
     assert all(a.startswith(b"HTTP/1.1 408 ") and b"connection: close" in a for a in answers)
     assert b"request headers not received within 1 s" in answers[0]
-    assert TIMEOUT * 0.9 <= waited
+    assert waited >= TIMEOUT * 0.9  # not cut early (the upper bound is the socket timeout)
     assert cut_count(guarded.url, "header_timeout") - before == 20
 
 
-@pytest.mark.slow  # timing-dependent against a real server: flaky here, see the issue note
 def test_a_silent_connection_is_cut_after_the_header_timeout(guarded):
+    start = time.monotonic()
     s = connect(guarded.port)
-    assert read_all(s).startswith(b"HTTP/1.1 408 ")
+    answer = read_all(s)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"request_timeout" in answer
+    assert time.monotonic() - start >= TIMEOUT * 0.9
 
 
-@pytest.mark.slow  # timing-dependent against a real server: flaky here, see the issue note
 def test_a_stalled_body_is_cut_and_a_complete_one_is_served(guarded, body):
     before = cut_count(guarded.url, "body_timeout")
     stalled, slow_ok = connect(guarded.port), connect(guarded.port)
     stalled.sendall(post_head(len(body)) + body[:10])
     slow_ok.sendall(post_head(len(body)) + body[:10])
-    time.sleep(TIMEOUT / 2)
-    slow_ok.sendall(body[10:])  # the whole body within the deadline: answered
+    time.sleep(TIMEOUT / 4)
+    slow_ok.sendall(body[10:])  # the whole body well within the deadline: answered
     answer = slow_ok.recv(65536)
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     cut = read_all(stalled)
-    assert cut.startswith(b"HTTP/1.1 408 ") and b"request body not received" in cut
+    assert cut.startswith(b"HTTP/1.1 408 ") and b"request body not received within 1 s" in cut
     assert cut_count(guarded.url, "body_timeout") - before == 1
     access = httpx.get(f"{guarded.url}/metrics").text
     assert (
         'geoclim_http_requests_total{method="POST",route="/v1/forecast",status="500"}' not in access
     )
+    slow_ok.close()
 
 
-@pytest.mark.slow  # timing-dependent against a real server: flaky here, see the issue note
+def health_within(url, seconds):
+    """``/health`` answers 200 within ``seconds`` (polled)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/health").status_code == 200:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def test_connections_above_the_cap_get_503(guarded):
+    before = cut_count(guarded.url, "connection_limit")
     held = [connect(guarded.port) for _ in range(CAP)]
-    time.sleep(0.2)  # let the server accept them all
-    extra = connect(guarded.port)
+    extra = connect(guarded.port)  # accepted after the held ones (the accept queue is FIFO)
     answer = read_all(extra)
     assert answer.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in answer
     assert b"too_many_connections" in answer
     for s in held:
         s.close()
-    time.sleep(0.2)
-    assert httpx.get(f"{guarded.url}/health").status_code == 200
+    assert health_within(guarded.url, 10)  # below the cap again: served
+    assert cut_count(guarded.url, "connection_limit") - before >= 1  # 2 if a closed one lingered
 
 
 def response_status(raw):

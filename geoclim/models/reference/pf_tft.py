@@ -19,8 +19,9 @@ The adapter (:func:`to_frame` and :meth:`PFTemporalFusionTransformer.fit`):
   decoder lengths is filtered per split to the windows whose init time (last encoder step)
   and series are in ``dm.index[split]``.
 * **inputs**: targets and past inputs are ``time_varying_unknown_reals``; calendar features
-  and future variables are ``time_varying_known_reals`` (pytorch-forecasting also feeds them
-  to the encoder, geoclim only over the horizon); static inputs are ``static_reals``; the
+  and future variables are ``time_varying_known_reals`` (fed to the encoder and the
+  decoder, as geoclim's TFT does with ``known_past`` / ``known_future``); static inputs are
+  ``static_reals``; the
   relative time index is added as pytorch-forecasting's TFT expects.
 """
 

@@ -221,6 +221,35 @@ class VariableGRN(nn.Module):
         (bias fused) over the ``V`` weight matrices, with no transposes in between.
         """
         eta = F.elu(torch.baddbmm(self.fc1_b.unsqueeze(1), e, self.fc1_w))  # (V, M, H)
+        return self._gate(eta, skip, steps)
+
+    def forward_scalars(
+        self, xv: Tensor, embed_w: Tensor, embed_b: Tensor, skip: Tensor, steps: int = 1
+    ) -> Tensor:
+        """The GRNs of linearly embedded scalars, ``e = x * embed_w + embed_b``, without ``e``.
+
+        ``fc1(e) = x * (embed_w @ W1) + (embed_b @ W1 + b1)`` is again one scalar times a
+        vector per variable, so the first layer is an outer product instead of an
+        ``(M, H) x (H, H)`` matrix product, and the ``(V, M, H)`` embedding is never
+        materialised (the same function and gradients as ``forward(e, skip)``).
+
+        Args:
+            xv: ``(V, M, 1)`` the variables' values, variable-major.
+            embed_w: ``(V, H)`` embedding slopes.
+            embed_b: ``(V, H)`` embedding offsets.
+            skip: ``(V, M, D)`` the residual.
+            steps: time steps per sequence (dropout masks).
+
+        Returns:
+            ``(V, M, D)``.
+        """
+        slope = embed_w.unsqueeze(1) @ self.fc1_w  # (V, 1, H)
+        offset = torch.baddbmm(self.fc1_b.unsqueeze(1), embed_b.unsqueeze(1), self.fc1_w)
+        eta = F.elu(torch.baddbmm(offset, xv, slope))  # (V, M, H)
+        return self._gate(eta, skip, steps)
+
+    def _gate(self, eta: Tensor, skip: Tensor, steps: int) -> Tensor:
+        """Second layer, dropout, GLU, add-and-norm: ``(V, M, H)``, skip -> ``(V, M, D)``."""
         eta = torch.baddbmm(self.fc2_b.unsqueeze(1), eta, self.fc2_w)  # (V, M, H)
         eta = time_shared_dropout(eta, self.p, self.training, steps=steps)
         gated = torch.baddbmm(self.glu_b.unsqueeze(1), eta, self.glu_w)  # (V, M, 2D)

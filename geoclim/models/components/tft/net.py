@@ -3,10 +3,15 @@
 ``forward`` follows the paper's figure 2 from bottom to top. Every cell (or station) is a
 sequence of its own: space is folded into the batch. Windows have a fixed length, so the
 LSTMs run without packing and the decoder mask is a constant buffer, which keeps the network
-ONNX-exportable. The returned dict carries, besides the prediction, the static, encoder and
-decoder variable-selection weights and, in eval mode (or with ``need_weights`` set), the
-attention weights (no hooks needed to interpret it); training skips them and runs the fused
-attention kernel.
+ONNX-exportable. As in the paper (and pytorch-forecasting), the known inputs (calendar
+encodings, forecast forcing) enter the encoder too: the encoder selects among the past and
+the known inputs at the input steps (``known_past``), the decoder among the known inputs
+over the horizon (``known_future``).
+
+The returned dict carries, besides the prediction, the static, encoder and decoder
+variable-selection weights and, in eval mode (or with ``need_weights`` set), the attention
+weights (no hooks needed to interpret it); training skips them and runs the fused attention
+kernel.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from geoclim.errors import ConfigError
 from geoclim.models.components.common import (
     PersistenceAnchor,
     fold_space,
@@ -34,7 +40,8 @@ class TemporalFusionTransformer(nn.Module):
 
     Args:
         c_past: past channels ``C_in`` (encoder variables).
-        c_known: known-future channels ``C_known`` (decoder variables).
+        c_known: known channels ``C_known`` (decoder variables, and encoder variables with
+            ``encoder_known``).
         c_static: static channels ``C_static``.
         c_out: target channels ``C_out``.
         input_steps: ``T_in``.
@@ -49,6 +56,8 @@ class TemporalFusionTransformer(nn.Module):
         anchor: how the forecast is anchored on the last observed targets: ``"gated"``
             (learned gate per lead and target, starts as persistence), ``"residual"`` or
             ``"none"`` (see :class:`~geoclim.models.components.common.PersistenceAnchor`).
+        encoder_known: also feed the known inputs at the input steps (``known_past``) to
+            the encoder, as in the paper; ``False``: the encoder sees the past inputs only.
 
     """
 
@@ -67,6 +76,7 @@ class TemporalFusionTransformer(nn.Module):
         lstm_layers: int = 1,
         hidden_continuous_size: int | None = None,
         anchor: str = "none",
+        encoder_known: bool = True,
     ):
         super().__init__()
         d = hidden_size
@@ -84,7 +94,9 @@ class TemporalFusionTransformer(nn.Module):
         self.context_state_h = GatedResidualNetwork(d, d, d, dropout)
         self.context_state_c = GatedResidualNetwork(d, d, d, dropout)
         # variable selection (4.2) for past (encoder) and known-future (decoder) inputs
-        self.encoder_selection = VariableSelectionNetwork(c_past, d, dropout, d, h)
+        self.encoder_known = bool(encoder_known and c_known)
+        c_encoder = c_past + (c_known if self.encoder_known else 0)
+        self.encoder_selection = VariableSelectionNetwork(c_encoder, d, dropout, d, h)
         self.decoder_selection = (
             VariableSelectionNetwork(c_known, d, dropout, d, h) if c_known else None
         )
@@ -135,6 +147,7 @@ class TemporalFusionTransformer(nn.Module):
 
         Args:
             batch: ``past (B, T_in, C_in, H, W)``, ``known_future (B, T_out, C_known, H, W)``,
+                ``known_past (B, T_in, C_known, H, W)`` (read with ``encoder_known``),
                 ``static (B, C_static, H, W)``.
 
         Returns:
@@ -142,13 +155,19 @@ class TemporalFusionTransformer(nn.Module):
             ``attention (B, T_out, heads, T_in + T_out, H, W)`` (eval mode or
             ``need_weights``),
             ``static_weights (B, C_static, H, W)``,
-            ``encoder_weights (B, T_in, C_in, H, W)``,
+            ``encoder_weights (B, T_in, C_in, H, W)`` (past inputs),
+            ``encoder_known_weights (B, T_in, C_known, H, W)`` (known inputs at the input
+            steps; zero channels without ``encoder_known``; with ``encoder_weights`` they
+            sum to 1 per step),
             ``decoder_weights (B, T_out, C_known, H, W)``.
 
         """
         past = batch["past"]
         b, _, _, h, w = past.shape
         x_past = fold_space(past)  # (N, T_in, C_in), N = B * H * W
+        c_in = x_past.shape[-1]
+        if self.encoder_known:
+            x_past = torch.cat([x_past, fold_space(_known_past(batch))], -1)  # (N,T_in,C_enc)
         x_known = fold_space(batch["known_future"])  # (N, T_out, C_known)
         x_static = fold_static(batch["static"])  # (N, C_static)
         n, t_in = x_past.shape[:2]
@@ -158,7 +177,7 @@ class TemporalFusionTransformer(nn.Module):
 
         # 2. variable selection, conditioned on the static selection context
         past_emb, w_encoder = self.encoder_selection(x_past, c_select.unsqueeze(1))
-        # past_emb (N, T_in, D), w_encoder (N, T_in, C_in)
+        # past_emb (N, T_in, D), w_encoder (N, T_in, C_enc): past channels, then known ones
         lead = self.lead_embedding.expand(n, -1, -1)  # (N, T_out, D)
         if self.decoder_selection is None:
             future_emb, w_decoder = lead, x_known.new_zeros(n, self.horizon, 0)
@@ -198,9 +217,22 @@ class TemporalFusionTransformer(nn.Module):
         outputs = {
             "prediction": prediction,
             "static_weights": unfold_static(w_static, b, h, w),
-            "encoder_weights": unfold_space(w_encoder, b, h, w),
+            "encoder_weights": unfold_space(w_encoder[..., :c_in], b, h, w),
+            "encoder_known_weights": unfold_space(w_encoder[..., c_in:], b, h, w),
             "decoder_weights": unfold_space(w_decoder, b, h, w),
         }
         if attention is not None:
             outputs["attention"] = unfold_space(attention, b, h, w)
         return outputs
+
+
+def _known_past(batch: Batch) -> Tensor:
+    """``batch["known_past"]``, or a :class:`~geoclim.errors.ConfigError` naming it."""
+    try:
+        return batch["known_past"]
+    except KeyError:
+        raise ConfigError(
+            "the TFT feeds the known inputs to its encoder and needs the batch field "
+            "'known_past' (B, T_in, C_known, H, W) (geoclim.data.windows.gather makes it); "
+            "set model.net.encoder_known=false for the decoder-only variant"
+        ) from None

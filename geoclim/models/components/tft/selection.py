@@ -64,15 +64,22 @@ class VariableSelectionNetwork(nn.Module):
         """
         lead, n_vars = x.shape[:-1], x.shape[-1]
         steps = x.shape[1] if x.dim() == 3 else 1  # dropout masks are shared over time
-        xv = x.reshape(-1, n_vars).T.unsqueeze(-1)  # (V, M, 1), M = prod(...)
-        emb = torch.addcmul(self.embed_b.unsqueeze(1), xv, self.embed_w.unsqueeze(1))  # (V,M,H)
-        skip = torch.addcmul(self.skip_b.unsqueeze(1), xv, self.skip_w.unsqueeze(1))  # (V,M,D)
-        processed = self.variable_grns(emb, skip, steps)  # (V, M, D)
+        rows = x.reshape(-1, n_vars)  # (M, V), M = prod(...)
+        xv = rows.T.contiguous().unsqueeze(-1)  # (V, M, 1) variable-major
+        # x * skip_w + skip_b as a batched outer product: its backward is two bmm, not a
+        # broadcast product and a reduction over (V, M, D)
+        skip = torch.baddbmm(self.skip_b.unsqueeze(1), xv, self.skip_w.unsqueeze(1))  # (V,M,D)
+        processed = self.variable_grns.forward_scalars(
+            xv, self.embed_w, self.embed_b, skip, steps
+        )  # (V, M, D)
         if self.weight_grn is None:
             weights = torch.ones_like(x)  # (..., 1)
-        else:
-            flat = emb.permute(1, 0, 2).reshape(*lead, -1)  # (..., V * H)
-            weights = torch.softmax(self.weight_grn(flat, context), dim=-1)  # (..., V)
+            return processed[0].reshape(*lead, self.hidden_size), weights
+        # the embeddings side by side, (M, V * H): x times a block-diagonal (V, V * H) matrix
+        eye = torch.eye(n_vars, dtype=x.dtype, device=x.device)
+        block = (eye.unsqueeze(-1) * self.embed_w.unsqueeze(0)).flatten(1)  # (V, V * H)
+        flat = torch.addmm(self.embed_b.flatten(), rows, block).view(*lead, -1)  # (..., V*H)
+        weights = torch.softmax(self.weight_grn(flat, context), dim=-1)  # (..., V)
         w = weights.reshape(-1, n_vars).T.unsqueeze(-1)  # (V, M, 1)
-        selected = (processed * w).sum(dim=0)  # (M, D)
+        selected = (processed * w).sum(dim=0)  # (M, D); cheaper than M tiny (1, V) x (V, D) bmm
         return selected.reshape(*lead, self.hidden_size), weights

@@ -1,0 +1,59 @@
+"""Run ``geoclim-train`` as a user does, in this process or in a fresh one.
+
+In this process, ``geoclim.cli.train.main`` is called with ``sys.argv`` set, the working
+directory changed and stdout/stderr captured: the same entry point, config search, Hydra
+run and error handling as the console script, without paying for a new interpreter and
+torch/Lightning import per test. ``subprocess=True`` runs ``python -m geoclim.cli.train``
+in a new process instead (the console path itself, DDP, and anything that must not share
+this process's state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import subprocess as sp
+import sys
+from pathlib import Path
+from unittest import mock
+
+
+def geoclim_train(*args, cwd, timeout=300, subprocess=False) -> sp.CompletedProcess:
+    """``geoclim-train *args`` run in ``cwd``; returncode, stdout and stderr as text."""
+    env = {"GEOCLIM_LOG_DIR": str(Path(cwd) / "logs"), "HYDRA_FULL_ERROR": "0"}
+    if subprocess:
+        return sp.run(
+            [sys.executable, "-m", "geoclim.cli.train", *args],
+            cwd=cwd,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    from geoclim.cli import train as cli
+
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    with (
+        mock.patch.dict(os.environ, env),
+        mock.patch.object(sys, "argv", ["geoclim-train", *args]),
+        contextlib.chdir(cwd),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            cli.main()
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:  # Hydra configures the root logger per run: leave it as it was
+            for handler in root.handlers[:]:
+                if handler not in handlers:
+                    root.removeHandler(handler)
+                    handler.close()
+            root.handlers[:] = handlers
+            root.setLevel(level)
+    return sp.CompletedProcess(["geoclim-train", *args], code, out.getvalue(), err.getvalue())
