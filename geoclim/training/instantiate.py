@@ -131,8 +131,9 @@ def _set_location_stats(net: Any, dm: GeoDataModule) -> None:
 def net_dims(target: str, dims: dict[str, int]) -> dict[str, int]:
     """The entries of ``dims`` (``task.dims``) the network class ``target`` takes.
 
-    Every network gets its sizes from the data, but only those it uses (the LSTM, for
-    instance, runs over any history length and takes no ``input_steps``).
+    Every network gets its sizes from the data, but only those it uses (a network that
+    runs over any history length need not take ``input_steps``; one with a location
+    embedding takes ``n_lat`` / ``n_lon`` from :func:`location_dims`).
 
     Raises:
         ConfigError: if ``target`` cannot be imported.

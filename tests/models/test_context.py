@@ -46,6 +46,13 @@ def test_recent_summary_refuses_windows_longer_than_the_history():
         RecentSummary(1, lags=(-1,))
 
 
+def test_recent_summary_drops_what_lies_beyond_a_known_history(caplog):
+    summary = RecentSummary(2, lags=(0, 5, 8), windows=(8, 9), input_steps=8)
+    assert (summary.lags, summary.windows, summary.features) == ((0, 5), (8,), 6)
+    assert "dropped" in caplog.text
+    assert summary(torch.zeros(1, 8, 3, 1, 1)).shape == (1, 6, 1, 1)
+
+
 def test_location_ids_count_rows_then_columns_from_the_patch_origin():
     batch = {"lat_idx": torch.tensor([0, 1]), "lon_idx": torch.tensor([2, 0])}
     ids = location_ids(batch, h=2, w=2, n_lon=4)

@@ -97,7 +97,14 @@ class UNetNet(nn.Module):
         self.c_out, self.n_quantiles, self.horizon = c_out, n_quantiles, horizon
         self.depth = depth
         self.context = NetworkContext(
-            c_out, n_lat, n_lon, location_embedding, recent_lags, recent_windows, location_norm
+            c_out,
+            n_lat,
+            n_lon,
+            location_embedding,
+            recent_lags,
+            recent_windows,
+            location_norm,
+            input_steps,
         )
         c_in = input_steps * c_past + horizon * c_known + c_static + self.context.features
         widths = [base_channels * 2**i for i in range(depth + 1)]

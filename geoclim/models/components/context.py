@@ -22,11 +22,15 @@ option):
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import Tensor, nn
 
 from geoclim.errors import ConfigError
 from geoclim.types import Batch
+
+log = logging.getLogger(__name__)
 
 
 def location_ids(batch: Batch, h: int, w: int, n_lon: int) -> Tensor:
@@ -70,8 +74,11 @@ class RecentSummary(nn.Module):
 
     Args:
         c_out: targets ``C_out`` (the first channels of ``past``).
-        lags: lags in steps (each below the history length).
-        windows: rolling-mean lengths in steps (each at most the history length).
+        lags: lags in steps.
+        windows: rolling-mean lengths in steps.
+        input_steps: the history length ``T_in`` when known: lags ``>= T_in`` and windows
+            ``> T_in`` are dropped (as the trees drop them, logged); otherwise a history
+            too short for them is an error at the first batch.
 
     """
 
@@ -80,6 +87,7 @@ class RecentSummary(nn.Module):
         c_out: int,
         lags: tuple[int, ...] | list[int] = (),
         windows: tuple[int, ...] | list[int] = (),
+        input_steps: int | None = None,
     ):
         super().__init__()
         self.lags, self.windows = tuple(int(x) for x in lags), tuple(int(x) for x in windows)
@@ -88,6 +96,17 @@ class RecentSummary(nn.Module):
                 f"recent_lags must be >= 0 and recent_windows >= 1; got {list(self.lags)}, "
                 f"{list(self.windows)}"
             )
+        if input_steps is not None:
+            kept = tuple(x for x in self.lags if x < input_steps)
+            kept_w = tuple(x for x in self.windows if x <= input_steps)
+            if (kept, kept_w) != (self.lags, self.windows):
+                log.warning(
+                    "recent_lags %s / recent_windows %s: those beyond the %d input steps dropped",
+                    list(self.lags),
+                    list(self.windows),
+                    input_steps,
+                )
+            self.lags, self.windows = kept, kept_w
         self.c_out = c_out
         self.features = c_out * (len(self.lags) + len(self.windows))
 
@@ -178,6 +197,7 @@ class NetworkContext(nn.Module):
         recent_lags: lags of the targets fed to the network (0: the init time).
         recent_windows: rolling-mean lengths fed to the head.
         location_norm: standardise the targets per location inside the network.
+        input_steps: history length ``T_in`` if fixed (see :class:`RecentSummary`).
 
     Attributes:
         features: channels ``F`` of :meth:`forward` (0 without embedding and summary).
@@ -193,6 +213,7 @@ class NetworkContext(nn.Module):
         recent_lags: tuple[int, ...] | list[int] = (),
         recent_windows: tuple[int, ...] | list[int] = (),
         location_norm: bool = False,
+        input_steps: int | None = None,
     ):
         super().__init__()
         if (location_embedding or location_norm) and (n_lat < 1 or n_lon < 1):
@@ -204,7 +225,7 @@ class NetworkContext(nn.Module):
             LocationEmbedding(n_lat, n_lon, location_embedding) if location_embedding else None
         )
         self.summary = (
-            RecentSummary(c_out, recent_lags, recent_windows)
+            RecentSummary(c_out, recent_lags, recent_windows, input_steps)
             if recent_lags or recent_windows
             else None
         )

@@ -57,6 +57,7 @@ class LSTMNet(nn.Module):
         recent_lags: lags of the targets fed to the head (0: the init time).
         recent_windows: lengths of the targets' rolling means fed to the head.
         location_norm: standardise the targets per location inside the network.
+        input_steps: ``T_in`` (only used to drop recent lags / windows beyond the history).
 
     """
 
@@ -79,6 +80,7 @@ class LSTMNet(nn.Module):
         recent_lags: tuple[int, ...] | list[int] = (),
         recent_windows: tuple[int, ...] | list[int] = (),
         location_norm: bool = False,
+        input_steps: int | None = None,
     ):
         super().__init__()
         if decoder not in DECODERS:
@@ -86,7 +88,14 @@ class LSTMNet(nn.Module):
         self.c_out, self.n_quantiles, self.horizon = c_out, n_quantiles, horizon
         self.hidden_size, self.num_layers, self.decoder_kind = hidden_size, num_layers, decoder
         self.context = NetworkContext(
-            c_out, n_lat, n_lon, location_embedding, recent_lags, recent_windows, location_norm
+            c_out,
+            n_lat,
+            n_lon,
+            location_embedding,
+            recent_lags,
+            recent_windows,
+            location_norm,
+            input_steps,
         )
         c_context = self.context.features  # F: joins the static inputs and the head input
         self.static_to_state = (
