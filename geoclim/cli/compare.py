@@ -6,6 +6,12 @@ Examples::
     geoclim compare RUN_A RUN_B --sort-by skill_persistence/no2 --lead 6
     geoclim compare MULTIRUN --format markdown --out reports/no2
 
+Runs of one data set (and fold) are scored again on their **common mask** by default
+(``--mask common``, :mod:`geoclim.evaluation.common`): the points where every one of them
+and the references have a forecast, so the rows compare like for like; the ``mask`` column
+states it (``common/<runs> runs/<inits> inits/<points> pts``). ``--mask own`` shows each
+run's recorded scores (its own mask) without re-creating any data.
+
 Prints the ranked table (``--format table|markdown|csv``). With ``--out DIR`` it also writes
 ``leaderboard.md``, ``leaderboard.csv`` (every per-lead column and interval bound),
 ``folds.csv`` (cross-validation runs: mean, spread and each fold) and PNG figures: RMSE and
