@@ -69,10 +69,10 @@ def test_location_scaler_inverts_exactly_and_checks_its_statistics():
     batch = make_batch(b=2, dims={"c_out": 1, "c_past": 2})
     batch["lat_idx"] = torch.tensor([0, 1])
     encoded = scaler.encode(batch)
-    torch.testing.assert_close(encoded["past"][0, :, 0], (batch["past"][0, :, 0] - 1.0) / 2.0)
-    torch.testing.assert_close(encoded["past"][1, :, 0], (batch["past"][1, :, 0] + 2.0) / 0.5)
-    torch.testing.assert_close(encoded["past"][:, :, 1], batch["past"][:, :, 1])  # not a target
-    back = scaler.decode(encoded["past"][:, :, :1], batch)
+    torch.testing.assert_close(encoded[0, :, 0], (batch["past"][0, :, 0] - 1.0) / 2.0)
+    torch.testing.assert_close(encoded[1, :, 0], (batch["past"][1, :, 0] + 2.0) / 0.5)
+    torch.testing.assert_close(encoded[:, :, 1], batch["past"][:, :, 1])  # not a target
+    back = scaler.decode(encoded[:, :, :1], batch)
     torch.testing.assert_close(back, batch["past"][:, :, :1], rtol=0, atol=1e-6)
     with pytest.raises(ConfigError, match=r"expects \(2, 1\)"):
         scaler.set_stats(torch.zeros(3, 1), torch.ones(3, 1))
@@ -150,3 +150,12 @@ def test_location_stats_of_a_grid_are_row_major_and_names_bad_variables():
     np.testing.assert_allclose(mean[:, 0], expected, rtol=1e-5)
     with pytest.raises(SchemaError, match="cannot scale 'elev' per location"):
         location_stats(ds, normalizer, ["elev"], (0, 2))
+
+
+@pytest.mark.parametrize("name", CONTEXT_NETS)
+def test_a_network_with_context_reads_the_servable_batch_keys(name):
+    from geoclim.export.onnx import batch_keys_read
+
+    net = make_net(name, anchor="gated", **ALL_OPTIONS).eval()
+    read = batch_keys_read(net, make_batch(b=2))
+    assert set(read) == {"past", "known_future", "static", "lat_idx", "lon_idx"}

@@ -137,10 +137,9 @@ class UNetNet(nn.Module):
             ``{"prediction": (B, T_out, C_out[, Q], H, W)}`` in normalised space.
 
         """
-        batch = self.context.encode(batch)  # per-cell target scaling, if any
-        past = batch["past"]
+        past = self.context.encode(batch)  # (B, T_in, C_in, H, W), per-cell scaled if asked
         b, _, _, h, w = past.shape
-        context = self.context(batch)  # (B, F, H, W) or None
+        context = self.context(batch, past)  # (B, F, H, W) or None
         x = torch.cat(
             [
                 past.flatten(1, 2),

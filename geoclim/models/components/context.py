@@ -168,14 +168,16 @@ class LocationScaler(nn.Module):
         std = self.std[ids].permute(0, 3, 1, 2)[:, None]
         return mean, std
 
-    def encode(self, batch: Batch) -> Batch:
-        """The batch with its past targets standardised per location (a new dict)."""
+    def encode(self, batch: Batch) -> Tensor:
+        """``past (B, T_in, C_in, H, W)`` with its target channels standardised per location.
+
+        Returns a new tensor and leaves the batch alone (an export records the batch keys
+        a network reads, so the batch must not be copied).
+        """
         past = batch["past"]
         mean, std = self._at(batch, past.shape[-2], past.shape[-1])
         targets = (past[:, :, : self.c_out] - mean) / std  # (B, T_in, C_out, H, W)
-        out = dict(batch)
-        out["past"] = torch.cat([targets, past[:, :, self.c_out :]], dim=2)
-        return out  # type: ignore[return-value]
+        return torch.cat([targets, past[:, :, self.c_out :]], dim=2)
 
     def decode(self, prediction: Tensor, batch: Batch) -> Tensor:
         """``(B, T_out, C_out[, Q], H, W)`` per-location standardised -> normaliser space."""
@@ -232,19 +234,24 @@ class NetworkContext(nn.Module):
         self.scaler = LocationScaler(n_lat, n_lon, c_out) if location_norm else None
         self.features = int(location_embedding) + (self.summary.features if self.summary else 0)
 
-    def encode(self, batch: Batch) -> Batch:
-        """The batch the network reads (past targets per-location standardised if asked)."""
-        return self.scaler.encode(batch) if self.scaler is not None else batch
+    def encode(self, batch: Batch) -> Tensor:
+        """The past the network reads, ``(B, T_in, C_in, H, W)`` (per-location scaled if asked)."""
+        return self.scaler.encode(batch) if self.scaler is not None else batch["past"]
 
     def decode(self, prediction: Tensor, batch: Batch) -> Tensor:
         """The prediction in the normaliser's space (inverse of :meth:`encode`)."""
         return self.scaler.decode(prediction, batch) if self.scaler is not None else prediction
 
-    def forward(self, batch: Batch) -> Tensor | None:
-        """``(B, F, H, W)`` context features of the (encoded) batch, ``None`` when ``F = 0``."""
+    def forward(self, batch: Batch, past: Tensor) -> Tensor | None:
+        """``(B, F, H, W)`` context features, ``None`` when ``F = 0``.
+
+        Args:
+            batch: the batch (its positions ``lat_idx``, ``lon_idx``).
+            past: the past the network reads (:meth:`encode`).
+
+        """
         if not self.features:
             return None
-        past = batch["past"]
         h, w = past.shape[-2:]
         parts = [self.summary(past)] if self.summary is not None else []
         if self.embedding is not None:

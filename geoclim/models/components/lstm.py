@@ -149,14 +149,13 @@ class LSTMNet(nn.Module):
             ``{"prediction": (B, T_out, C_out[, Q], H, W)}`` in normalised space.
 
         """
-        batch = self.context.encode(batch)  # per-location target scaling, if any
-        past = batch["past"]
+        past = self.context.encode(batch)  # (B, T_in, C_in, H, W), per-location scaled if asked
         b, _, _, h, w = past.shape
         x_past = fold_space(past)  # (N, T_in, C_in), N = B * H * W
         x_known = fold_space(batch["known_future"])  # (N, T_out, C_known)
         x_static = fold_static(batch["static"])  # (N, C_static)
         n = x_past.shape[0]
-        context = self.context(batch)  # (B, F, H, W) or None
+        context = self.context(batch, past)  # (B, F, H, W) or None
         x_context = fold_static(context) if context is not None else None  # (N, F)
         if x_context is not None:
             x_static = torch.cat([x_static, x_context], dim=-1)  # (N, C_static + F)
