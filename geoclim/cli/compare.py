@@ -6,6 +6,12 @@ Examples::
     geoclim compare RUN_A RUN_B --sort-by skill_persistence/no2 --lead 6
     geoclim compare MULTIRUN --format markdown --out reports/no2
 
+Runs of one data set (and fold) are scored again on their **common mask** by default
+(``--mask common``, :mod:`geoclim.evaluation.common`): the points where every one of them
+and the references have a forecast, so the rows compare like for like; the ``mask`` column
+states it (``common/<runs> runs/<inits> inits/<points> pts``). ``--mask own`` shows each
+run's recorded scores (its own mask) without re-creating any data.
+
 Prints the ranked table (``--format table|markdown|csv``). With ``--out DIR`` it also writes
 ``leaderboard.md``, ``leaderboard.csv`` (every per-lead column and interval bound),
 ``folds.csv`` (cross-validation runs: mean, spread and each fold) and PNG figures: RMSE and
@@ -77,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
         "default the best-observed location",
     )
     p.add_argument(
+        "--mask",
+        choices=("common", "own"),
+        default="common",
+        help="common: score the runs of one data set again on the points where all of them "
+        "(and the references) have a forecast, so rows compare like for like (needs "
+        "predictions.nc; re-creates the data); own: each run's recorded scores",
+    )
+    p.add_argument(
+        "--n-boot",
+        type=int,
+        default=200,
+        help="bootstrap replicates of the common-mask intervals (default 200)",
+    )
+    p.add_argument(
         "--no-maps",
         action="store_true",
         help="skip error maps and time series (they re-create the data)",
@@ -90,10 +110,23 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(list(argv) if argv is not None else None)
     runs = [lb.load_run(p) for p in lb.find_runs(args.paths)]
     root = _common_root(args.paths)
-    df = lb.leaderboard(runs, sort_by=args.sort_by, lead=args.lead, split=args.split, root=root)
+    masks = None
+    if args.mask == "common":
+        from geoclim.evaluation import common
+
+        runs, info = common.rescore(runs, split=args.split, n_boot=args.n_boot)
+        masks = {path: m.describe() for path, m in info.items()}
+    df = lb.leaderboard(
+        runs, sort_by=args.sort_by, lead=args.lead, split=args.split, root=root, masks=masks
+    )
     header = (
         f"{len(runs)} run(s) ranked by {df.attrs['sort_key']} "
-        f"({lb.describe_direction(df.attrs['sort_key'])})"
+        f"({lb.describe_direction(df.attrs['sort_key'])}); "
+        + (
+            "each data set's runs scored on their common mask (column mask)"
+            if masks is not None
+            else "each run on its own mask (rows may cover different points)"
+        )
     )
     if df["data"].nunique() > 1:
         header += (

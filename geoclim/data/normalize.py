@@ -221,3 +221,52 @@ def _chunk_moments(values: np.ndarray, log: bool) -> tuple[int, float, float]:
         return 0, 0.0, 0.0
     mean = float(finite.mean(dtype=np.float64))
     return int(finite.size), mean, float(np.square(finite - mean, dtype=np.float64).sum())
+
+
+def location_stats(
+    ds: xr.Dataset,
+    normalizer: Normalizer,
+    names: tuple[str, ...] | list[str],
+    time_range: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-location mean and standard deviation of normalised variables on the train block.
+
+    The statistics of ``normalizer.encode(ds[name])`` over the time steps ``[start, stop)``
+    of each location, for networks that standardise their targets per station or cell
+    (``model.net.location_norm``) on top of the per-variable normaliser. Locations are
+    flattened in storage order (``station``, or ``latitude`` x ``longitude`` row-major, as
+    the batch positions count them). A location without a train value gets ``(0, 1)``
+    (the per-variable scale), a constant one standard deviation 1.
+
+    Args:
+        ds: canonical dataset ``(time, <space>)``.
+        normalizer: the fitted per-variable normaliser.
+        names: variables (the targets), one column each.
+        time_range: ``[start, stop)`` positions on ``time`` (the train block).
+
+    Returns:
+        ``(mean, std)``, each ``(n_locations, len(names))`` float32.
+
+    Raises:
+        SchemaError: naming a variable the dataset or the normaliser lacks.
+
+    """
+    means, stds = [], []
+    for name in names:
+        if name not in ds.data_vars or TIME not in ds[name].dims:
+            raise SchemaError(
+                f"cannot scale {name!r} per location: not a time-varying variable of the "
+                f"dataset {sorted(map(str, ds.data_vars))}"
+            )
+        da = ds[name].isel({TIME: slice(*time_range)}).transpose(TIME, ...)
+        z = normalizer.encode(da.values, name).reshape(da.sizes[TIME], -1)  # (T, n_loc)
+        count = np.isfinite(z).sum(0)
+        with np.errstate(invalid="ignore"):
+            mean = np.where(count > 0, np.nanmean(np.where(count > 0, z, 0.0), 0), 0.0)
+            std = np.where(count > 0, np.nanstd(np.where(count > 0, z, 0.0), 0), 1.0)
+        means.append(mean)
+        stds.append(np.where(std > 0, std, 1.0))
+    return (
+        np.stack(means, axis=-1).astype(np.float32),
+        np.stack(stds, axis=-1).astype(np.float32),
+    )

@@ -33,7 +33,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -68,6 +68,7 @@ class RunRecord:
     metrics: dict[str, float]
     data_id: str
     overrides: list[str] = field(default_factory=list)
+    scored: xr.Dataset | None = None  # scores on a common mask (geoclim.evaluation.common)
 
     @property
     def scores_path(self) -> Path:
@@ -80,7 +81,9 @@ class RunRecord:
         return self.path / "predictions.nc"
 
     def scores(self) -> xr.Dataset | None:
-        """The run's scores Dataset, or ``None`` without ``scores.nc``."""
+        """The run's scores (common-mask ones if rescored), ``None`` without ``scores.nc``."""
+        if self.scored is not None:
+            return self.scored
         if not self.scores_path.is_file():
             return None
         with xr.open_dataset(self.scores_path) as ds:
@@ -254,6 +257,7 @@ def leaderboard(
     lead: int | None = None,
     split: str = "test",
     root: Path | None = None,
+    masks: Mapping[Path, str] | None = None,
 ) -> pd.DataFrame:
     """One row per run, ranked by ``sort_by`` (best first, in the metric table's direction).
 
@@ -264,6 +268,9 @@ def leaderboard(
         lead: rank by the score at this lead (steps) instead of the lead mean.
         split: the scored split the metrics were prefixed with.
         root: paths are shown relative to it.
+        masks: the points each run was scored on, by run path (``mask`` column, e.g.
+            ``common/9 runs/26 inits/69168 pts`` from :mod:`geoclim.evaluation.common`);
+            ``None``: no such column (each run on its own mask).
 
     Returns:
         DataFrame with ``rank``, ``run``, ``label``, ``model``, ``params``, ``data``, the
@@ -287,6 +294,7 @@ def leaderboard(
             "model": run.model,
             "params": " ".join(f"{k}={v}" for k, v in run.params.items()),
             "data": run.data_id,
+            **({"mask": masks.get(run.path, "own")} if masks is not None else {}),
             column: run.metrics.get(key, math.nan),
         }
         for var in targets:

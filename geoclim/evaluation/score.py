@@ -185,6 +185,7 @@ def score_run(
     by_location: bool = False,
     regions: Sequence[Region] = (),
     pooled: bool = False,
+    mask: xr.Dataset | None = None,
 ) -> xr.Dataset:
     """Score the predictions of ``split`` against observations and the given references.
 
@@ -200,6 +201,9 @@ def score_run(
         by_location: keep the spatial dims (per station / cell scores, no CIs).
         regions: score each region too (adds a ``region`` dim, ``all`` first).
         pooled: pooled means instead of WB2 two-stage means.
+        mask: boolean Dataset of the targets (e.g. a sweep's common mask from
+            :func:`geoclim.evaluation.common.common_mask`): only its coordinates are
+            scored and only its true points verified; ``None``: the run's own mask.
 
     Returns:
         The scores Dataset (see the module docstring).
@@ -213,9 +217,13 @@ def score_run(
     if not references:
         raise DataError("score_run needs reference forecasts (e.g. reference_forecasts(dm, split))")
     forecast = forecast[list(dm.task.targets)]
+    if mask is not None:
+        forecast = restrict(forecast, mask)
     _check_overlap(forecast, next(iter(references.values())), split)
     # computed: truth is the forecast's size, and lazy (dask-backed) data must not reach metrics
     truth = truth_at_valid_time(forecast, observed(dm.ds, dm.task.targets)).compute()
+    if mask is not None:
+        truth = truth.where(mask[list(truth.data_vars)].reindex_like(truth, fill_value=False))
     space = list(schema.space_dims(dm.ds))
     reduce_dims = [INIT_TIME] if by_location else [INIT_TIME, *space]
     kw = {
@@ -241,6 +249,28 @@ def score_run(
         weighting="cell area" if STATION not in dm.ds.dims else "none",
     )
     return scores
+
+
+def restrict(forecast: xr.Dataset, mask: xr.Dataset) -> xr.Dataset:
+    """``forecast`` on the init times and locations where ``mask`` has a true point.
+
+    Raises:
+        DataError: naming the targets the mask lacks, or when it leaves nothing to score.
+
+    """
+    missing = [n for n in forecast.data_vars if n not in mask.data_vars]
+    if missing:
+        raise DataError(f"the scoring mask lacks target(s) {missing}; it has {list(mask)}")
+    keep = mask[list(forecast.data_vars)].to_array("variable").any("variable")
+    coords = {}
+    for dim in keep.dims:  # leads stay: lead_<k> keys count steps from the first lead
+        if dim != LEAD_TIME and dim in forecast.dims and dim in keep.coords:
+            other = [d for d in keep.dims if d != dim]
+            hit = keep.any(other).values if other else keep.values
+            coords[dim] = keep[dim].values[hit]
+    if not all(len(v) for v in coords.values()):
+        raise DataError("the scoring mask has no true point: nothing would be scored")
+    return forecast.sel(coords)
 
 
 def _check_overlap(forecast: xr.Dataset, reference: xr.Dataset, split: str) -> None:

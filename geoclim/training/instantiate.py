@@ -16,6 +16,7 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from geoclim.data import schema
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.errors import ConfigError
 from geoclim.models.module import ForecastModule
@@ -92,8 +93,10 @@ def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:
             f"{sorted(NETWORK_KEYS)} (network sizes go under model.net)"
         )
     net_config = config_dict(model.net)
-    net_config.update(net_dims(net_config["_target_"], dm.dims))
+    net_config.update(net_dims(net_config["_target_"], {**dm.dims, **location_dims(dm)}))
     net = instantiate(net_config)
+    if net_config.get("location_norm"):
+        _set_location_stats(net, dm)
     return ForecastModule(
         net=net,
         task=dm.task.to_dict(),
@@ -105,11 +108,32 @@ def build_module(cfg: DictConfig, dm: GeoDataModule) -> ForecastModule:
     )
 
 
+def location_dims(dm: GeoDataModule) -> dict[str, int]:
+    """``n_lat``, ``n_lon``: the grid the batch positions index (stations: ``n x 1``)."""
+    if dm.ds is None:
+        return {}
+    sizes = [dm.ds.sizes[d] for d in schema.space_dims(dm.ds)]
+    return {"n_lat": sizes[0], "n_lon": sizes[1] if len(sizes) > 1 else 1}
+
+
+def _set_location_stats(net: Any, dm: GeoDataModule) -> None:
+    """Give a ``location_norm`` network the targets' per-location train statistics."""
+    import torch
+
+    from geoclim.data.normalize import location_stats
+
+    if dm.ds is None or dm.normalizer is None or dm.splits is None:
+        raise ConfigError("model.net.location_norm needs the data in memory and a normaliser")
+    mean, std = location_stats(dm.ds, dm.normalizer, dm.task.targets, dm.splits.train)
+    net.context.scaler.set_stats(torch.from_numpy(mean), torch.from_numpy(std))
+
+
 def net_dims(target: str, dims: dict[str, int]) -> dict[str, int]:
     """The entries of ``dims`` (``task.dims``) the network class ``target`` takes.
 
-    Every network gets its sizes from the data, but only those it uses (the LSTM, for
-    instance, runs over any history length and takes no ``input_steps``).
+    Every network gets its sizes from the data, but only those it uses (a network that
+    runs over any history length need not take ``input_steps``; one with a location
+    embedding takes ``n_lat`` / ``n_lon`` from :func:`location_dims`).
 
     Raises:
         ConfigError: if ``target`` cannot be imported.

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from geoclim.models.components.common import PersistenceAnchor
+from geoclim.models.components.context import NetworkContext
 from geoclim.types import Batch
 
 
@@ -63,6 +64,12 @@ class UNetNet(nn.Module):
         anchor: how the forecast is anchored on the last observed targets: ``"gated"``
             (learned gate per lead and target, starts as persistence), ``"residual"`` or
             ``"none"`` (see :class:`~geoclim.models.components.common.PersistenceAnchor`).
+        n_lat: location rows of the data (grid latitudes; from the datamodule).
+        n_lon: location columns.
+        location_embedding: channels of a learned per-cell embedding map (0: none).
+        recent_lags: lags of the targets as extra input channels (0: the init time).
+        recent_windows: lengths of the targets' rolling means as extra input channels.
+        location_norm: standardise the targets per cell inside the network.
 
     """
 
@@ -79,11 +86,27 @@ class UNetNet(nn.Module):
         depth: int = 2,
         dropout: float = 0.0,
         anchor: str = "none",
+        n_lat: int = 0,
+        n_lon: int = 0,
+        location_embedding: int = 0,
+        recent_lags: tuple[int, ...] | list[int] = (),
+        recent_windows: tuple[int, ...] | list[int] = (),
+        location_norm: bool = False,
     ):
         super().__init__()
         self.c_out, self.n_quantiles, self.horizon = c_out, n_quantiles, horizon
         self.depth = depth
-        c_in = input_steps * c_past + horizon * c_known + c_static
+        self.context = NetworkContext(
+            c_out,
+            n_lat,
+            n_lon,
+            location_embedding,
+            recent_lags,
+            recent_windows,
+            location_norm,
+            input_steps,
+        )
+        c_in = input_steps * c_past + horizon * c_known + c_static + self.context.features
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.stem = ResBlock(c_in, widths[0], dropout)
         self.down = nn.ModuleList(
@@ -114,10 +137,17 @@ class UNetNet(nn.Module):
             ``{"prediction": (B, T_out, C_out[, Q], H, W)}`` in normalised space.
 
         """
-        past = batch["past"]
+        past = self.context.encode(batch)  # (B, T_in, C_in, H, W), per-cell scaled if asked
         b, _, _, h, w = past.shape
+        context = self.context(batch, past)  # (B, F, H, W) or None
         x = torch.cat(
-            [past.flatten(1, 2), batch["known_future"].flatten(1, 2), batch["static"]], dim=1
+            [
+                past.flatten(1, 2),
+                batch["known_future"].flatten(1, 2),
+                batch["static"],
+                *([context] if context is not None else []),
+            ],
+            dim=1,
         )  # (B, C, H, W)
         mult = 2**self.depth
         pad_h, pad_w = (-h) % mult, (-w) % mult
@@ -135,4 +165,4 @@ class UNetNet(nn.Module):
         shape = (b, self.horizon, self.c_out, *((self.n_quantiles,) if self.n_quantiles else ()))
         prediction = y.reshape(*shape, h, w)  # (B, T_out, C_out[, Q], H, W)
         prediction = self.anchor(prediction, past)  # (B, T_out, C_out[, Q], H, W)
-        return {"prediction": prediction}
+        return {"prediction": self.context.decode(prediction, batch)}

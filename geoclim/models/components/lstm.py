@@ -8,7 +8,10 @@ same network serves point batches (``H = W = 1``) and spatial patches or whole g
 * the decoder (an LSTM continuing from the encoder state, or an MLP on the encoder's last
   state) reads the known-future inputs plus a learned lead embedding;
 * a linear head maps each lead's decoder state to ``C_out`` values (times ``Q`` quantiles),
-  all leads at once (no autoregression).
+  all leads at once (no autoregression);
+* optional context (:mod:`~geoclim.models.components.context`): a location embedding and the
+  targets' recent lags / rolling means join the static inputs (initial state) and every
+  lead's head input; per-location target scaling wraps the whole network.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from geoclim.models.components.common import (
     split_outputs,
     unfold_space,
 )
+from geoclim.models.components.context import NetworkContext
 from geoclim.types import Batch
 
 DECODERS = ("lstm", "mlp")
@@ -47,6 +51,13 @@ class LSTMNet(nn.Module):
         anchor: how the forecast is anchored on the last observed targets: ``"gated"``
             (learned gate per lead and target, starts as persistence), ``"residual"`` or
             ``"none"`` (see :class:`~geoclim.models.components.common.PersistenceAnchor`).
+        n_lat: location rows of the data (grid latitudes, or stations; from the datamodule).
+        n_lon: location columns (1 for stations).
+        location_embedding: size of a learned per-location embedding (0: none).
+        recent_lags: lags of the targets fed to the head (0: the init time).
+        recent_windows: lengths of the targets' rolling means fed to the head.
+        location_norm: standardise the targets per location inside the network.
+        input_steps: ``T_in`` (only used to drop recent lags / windows beyond the history).
 
     """
 
@@ -63,14 +74,34 @@ class LSTMNet(nn.Module):
         decoder: str = "lstm",
         dropout: float = 0.0,
         anchor: str = "none",
+        n_lat: int = 0,
+        n_lon: int = 0,
+        location_embedding: int = 0,
+        recent_lags: tuple[int, ...] | list[int] = (),
+        recent_windows: tuple[int, ...] | list[int] = (),
+        location_norm: bool = False,
+        input_steps: int | None = None,
     ):
         super().__init__()
         if decoder not in DECODERS:
             raise ConfigError(f"unknown LSTM decoder {decoder!r}; valid are {list(DECODERS)}")
         self.c_out, self.n_quantiles, self.horizon = c_out, n_quantiles, horizon
         self.hidden_size, self.num_layers, self.decoder_kind = hidden_size, num_layers, decoder
+        self.context = NetworkContext(
+            c_out,
+            n_lat,
+            n_lon,
+            location_embedding,
+            recent_lags,
+            recent_windows,
+            location_norm,
+            input_steps,
+        )
+        c_context = self.context.features  # F: joins the static inputs and the head input
         self.static_to_state = (
-            nn.Linear(c_static, 2 * num_layers * hidden_size) if c_static else None
+            nn.Linear(c_static + c_context, 2 * num_layers * hidden_size)
+            if c_static + c_context
+            else None
         )
         lstm_dropout = dropout if num_layers > 1 else 0.0
         self.encoder = nn.LSTM(
@@ -94,7 +125,7 @@ class LSTMNet(nn.Module):
                 nn.GELU(),
             )
         self.dropout = nn.Dropout(dropout)
-        self.head = output_head(hidden_size, c_out, n_quantiles)
+        self.head = output_head(hidden_size + c_context, c_out, n_quantiles)
         self.anchor = PersistenceAnchor(anchor, horizon, c_out)
         self.anchor.init_head(self.head)
 
@@ -118,12 +149,16 @@ class LSTMNet(nn.Module):
             ``{"prediction": (B, T_out, C_out[, Q], H, W)}`` in normalised space.
 
         """
-        past = batch["past"]
+        past = self.context.encode(batch)  # (B, T_in, C_in, H, W), per-location scaled if asked
         b, _, _, h, w = past.shape
         x_past = fold_space(past)  # (N, T_in, C_in), N = B * H * W
         x_known = fold_space(batch["known_future"])  # (N, T_out, C_known)
         x_static = fold_static(batch["static"])  # (N, C_static)
         n = x_past.shape[0]
+        context = self.context(batch, past)  # (B, F, H, W) or None
+        x_context = fold_static(context) if context is not None else None  # (N, F)
+        if x_context is not None:
+            x_static = torch.cat([x_static, x_context], dim=-1)  # (N, C_static + F)
 
         enc_out, (h_n, c_n) = self.encoder(x_past, self._initial_state(x_static))
         lead = self.lead_embedding.expand(n, -1, -1)  # (N, T_out, D)
@@ -134,8 +169,12 @@ class LSTMNet(nn.Module):
             last = enc_out[:, -1:].expand(-1, self.horizon, -1)  # (N, T_out, D)
             dec_out = self.decoder(torch.cat([last, x_known, lead], dim=-1))  # (N, T_out, D)
 
-        y = self.head(self.dropout(dec_out))  # (N, T_out, C_out * Q)
+        dec_out = self.dropout(dec_out)
+        if x_context is not None:
+            ctx = x_context[:, None].expand(-1, self.horizon, -1)  # (N, T_out, F)
+            dec_out = torch.cat([dec_out, ctx], dim=-1)  # (N, T_out, D + F)
+        y = self.head(dec_out)  # (N, T_out, C_out * Q)
         y = split_outputs(y, self.c_out, self.n_quantiles)  # (N, T_out, C_out[, Q])
         prediction = unfold_space(y, b, h, w)  # (B, T_out, C_out[, Q], H, W)
         prediction = self.anchor(prediction, past)  # (B, T_out, C_out[, Q], H, W)
-        return {"prediction": prediction}
+        return {"prediction": self.context.decode(prediction, batch)}
