@@ -26,9 +26,8 @@ hooks: install  ## install the pre-commit hooks (.pre-commit-config.yaml) into .
 demo: install  ## run the main job on the embedded real data
 	$(BIN)/python -m geoclim.cli.demo
 
-# One worker per CPU (at most 4); the groups of tests/conftest.py keep the tests that share a
-# module or session fixture in one worker, so each fixture is built once.
-XDIST := --numprocesses=logical --maxprocesses=4 --dist=loadgroup
+# One worker per CPU (at most 4); a module's tests share a worker (its fixtures run once).
+XDIST := --numprocesses=logical --maxprocesses=4 --dist=loadscope
 
 test: install  ## the fast test suite (CI), in parallel; lists its 10 slowest tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(XDIST) --durations=10

@@ -1,7 +1,6 @@
 """Shared fixtures; one thread per worker when the suite runs in parallel (``make test``)."""
 
 import os
-from pathlib import Path
 
 if "PYTEST_XDIST_WORKER" in os.environ:  # before torch / OpenMP start: no oversubscription
     for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -13,24 +12,6 @@ import pytest
 import xarray as xr
 
 from geoclim.data import schema
-
-TESTS = Path(__file__).parent
-SHARED_SESSION_FIXTURES = {"serving", "export", "explain", "evaluation"}
-"""Test folders whose session fixtures (trained runs, exports) many modules use."""
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
-    """One xdist group per module, and one per folder whose modules share session fixtures.
-
-    ``make test`` runs with ``--dist=loadgroup``: a group's tests run in one worker, so a
-    module fixture is built once, and so is a folder's session fixture (an export, a trained
-    run) instead of once in every worker.
-    """
-    for item in items:
-        rel = Path(str(item.fspath)).resolve().relative_to(TESTS.resolve())
-        group = rel.parts[0] if rel.parts[0] in SHARED_SESSION_FIXTURES else rel.as_posix()
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def make_grid(nt=60, nlat=3, nlon=4, seed=0, nan_fraction=0.1, variables=("pm25", "t2m"), freq="h"):
