@@ -250,7 +250,9 @@ class Forecaster:
             max_missing = self.max_missing
         if meta.io.nan_inputs == "refuse":  # the graph cannot route NaN (e.g. random forest)
             max_missing = 0.0
-        valid, filled = validity.input_validity(self.task, inputs, max_missing)
+        valid, filled = validity.input_validity(
+            self.task, inputs, max_missing, known_past="known_past" in meta.io.inputs
+        )
         warnings = tuple(self.drift.check(inputs)) if self.drift is not None else ()
         arrays = self.window_arrays(inputs)
         t, y, x = self._samples(inputs)

@@ -66,7 +66,9 @@ def request_batch(
         max_missing = f.max_missing
     if meta.io.nan_inputs == "refuse":
         max_missing = 0.0
-    validity.input_validity(task, inputs, max_missing)  # refuses a request with no valid input
+    validity.input_validity(  # refuses a request with no valid input
+        task, inputs, max_missing, known_past="known_past" in meta.io.inputs
+    )
     arrays = f.window_arrays(inputs)
     t, y, x = f._samples(inputs)
     batch = gather(arrays, meta.window, t, y, x)

@@ -21,7 +21,7 @@ from geoclim.types import INIT_TIME, LATITUDE, LONGITUDE, STATION
 
 
 def input_validity(
-    task: ForecastTask, inputs: Inputs, max_missing: float
+    task: ForecastTask, inputs: Inputs, max_missing: float, *, known_past: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which forecasts have enough real inputs, and how many inputs were filled.
 
@@ -29,6 +29,9 @@ def input_validity(
         task: the model's task.
         inputs: the validated request.
         max_missing: largest filled fraction of a variable's window values.
+        known_past: the graph also reads the known inputs at the input steps (the TFT's
+            encoder): a known-future variable that is no past input is then checked over
+            the input steps too, so it is never filled there unnoticed.
 
     Returns:
         ``valid (N, H, W)`` bool per init and location / cell: at most ``max_missing`` of
@@ -53,6 +56,12 @@ def input_validity(
         counts.append((csum[t + 1 + lead] - csum[t + 1])[..., fut])
         sizes.append(lead)
         names.append(list(task.future_variables))
+    known_only = [v for v in task.future_variables if v not in task.past_variables]
+    if known_past and known_only:
+        at = [task.dynamic_variables.index(v) for v in known_only]
+        counts.append((csum[t + 1] - csum[t + 1 - t_in])[..., at])
+        sizes.append(t_in)
+        names.append(known_only)
     if task.static_inputs:
         static_miss = (~np.isfinite(inputs.static)).astype(np.int32)
         counts.append(np.broadcast_to(static_miss, (t.size, *inputs.static.shape)))
