@@ -15,6 +15,7 @@ def make_batch(b=4, h=1, w=1, seed=0, dims=DIMS):
     return {
         "past": torch.randn(b, dims["input_steps"], dims["c_past"], h, w, generator=g),
         "known_future": torch.randn(b, dims["horizon"], dims["c_known"], h, w, generator=g),
+        "known_past": torch.randn(b, dims["input_steps"], dims["c_known"], h, w, generator=g),
         "static": torch.randn(b, dims["c_static"], h, w, generator=g),
         "target": torch.zeros(b, dims["horizon"], dims["c_out"], h, w),
         "target_mask": torch.ones(b, dims["horizon"], dims["c_out"], h, w),
@@ -37,7 +38,8 @@ def test_tft_with_quantiles_exports_and_matches_torch(tmp_path):
     torch.manual_seed(0)
     net = build_net("tft", DIMS | {"n_quantiles": 3})
     result = export_net(net, make_batch(), tmp_path / "tft.onnx")
-    assert result.inputs == ("past", "known_future", "static")
+    # the encoder reads the known inputs at the input steps too (as in the paper)
+    assert result.inputs == ("past", "known_future", "known_past", "static")
     report = check_parity(net, result.path, [make_batch(b, seed=b) for b in (1, 3, 9)])
     assert report.passed and report.batch_sizes == (1, 3, 9)
     assert report.max_abs < 1e-4
