@@ -26,8 +26,8 @@ hooks: install  ## install the pre-commit hooks (.pre-commit-config.yaml) into .
 demo: install  ## run the main job on the embedded real data
 	$(BIN)/python -m geoclim.cli.demo
 
-# One worker per CPU (at most 4), tests dealt out one by one: on 2 cores this measured 219 s
-# against 260 s with whole modules per worker (the notebooks' module then runs on one).
+# One worker per CPU (at most 4), tests dealt out one by one, so the notebooks (one module)
+# are shared between workers.
 XDIST := --numprocesses=logical --maxprocesses=4 --dist=load
 
 test: install  ## the fast test suite (CI), in parallel; lists its 10 slowest tests
