@@ -265,37 +265,31 @@ def explain_records(
         input), the explained forecast and its value at the baseline.
 
     """
-    from pydantic import ValidationError
-
-    from geoclim.errors import SchemaError
     from geoclim.serving import inputs as request
+    from geoclim.serving.records import (
+        json_floats,
+        stack_series,
+        static_values,
+        station_ids,
+        utc,
+        validated,
+    )
     from geoclim.serving.schemas import ExplainRequest
 
-    if not isinstance(body, ExplainRequest):
-        try:
-            body = ExplainRequest.model_validate(body, strict=False)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise SchemaError(
-                f"request {'.'.join(map(str, first['loc']))}: {first['msg']}"
-            ) from None
+    body = validated(ExplainRequest, body)
     if body.method == "occlusion":
         raise ConfigError("method 'occlusion' maps grids; POST a gridded netCDF history instead")
     locs = body.locations
-    stations = [loc.station or f"point-{i}" for i, loc in enumerate(locs)]
+    stations = station_ids(locs)
     inputs = request.from_arrays(
         forecaster.metadata,
-        _utc(body.init_time),
-        _stack([loc.past for loc in locs]),
+        utc(body.init_time),
+        stack_series([loc.past for loc in locs]),
         latitude=np.array([loc.latitude for loc in locs]),
         longitude=np.array([loc.longitude for loc in locs]),
         station=stations,
-        future=_stack([loc.future for loc in locs]) or None,
-        static={
-            k: np.array([loc.static.get(k, np.nan) for loc in locs])
-            for k in {k for loc in locs for k in loc.static}
-        }
-        or None,
+        future=stack_series([loc.future for loc in locs]) or None,
+        static=static_values(locs) or None,
         units=body.units or None,
     )
     if max_missing is None:
@@ -322,13 +316,13 @@ def explain_records(
             "station": station,
             "latitude": locs[i].latitude,
             "longitude": locs[i].longitude,
-            "attributions": _nullable(row["attribution"].values),
-            "prediction": _nullable(row["prediction"].values),
+            "attributions": json_floats(row["attribution"].values),
+            "prediction": json_floats(row["prediction"].values),
         }
         if "baseline_prediction" in row:
-            entry["baseline_prediction"] = _nullable(row["baseline_prediction"].values)
+            entry["baseline_prediction"] = json_floats(row["baseline_prediction"].values)
         if "category_attribution" in row:
-            entry["category_attributions"] = _nullable(row["category_attribution"].values)
+            entry["category_attributions"] = json_floats(row["category_attribution"].values)
         out.append(entry)
     return {
         "model": name or forecaster.name,
@@ -338,49 +332,10 @@ def explain_records(
         "target": ds.attrs["target_variable"],
         "quantile": None if isinstance(level := ds.attrs["target_quantile"], str) else level,
         "units": ds.attrs["units"],
-        "init_time": f"{np.datetime_as_string(_utc(body.init_time), unit='s')}Z",
+        "init_time": f"{np.datetime_as_string(utc(body.init_time), unit='s')}Z",
         "lead_time_hours": hours,
         "input_variables": [str(v) for v in ds["input_variable"].values],
         "lags": [int(v) for v in ds["lag"].values],
         "categories": [str(c) for c in ds["category"].values] if "category" in ds.coords else None,
         "explanations": out,
     }
-
-
-def _utc(value: Any) -> np.datetime64:
-    """A request's ``init_time`` as naive UTC ``datetime64[ns]`` (1900-2200)."""
-    import pandas as pd
-
-    from geoclim.errors import SchemaError
-
-    try:
-        t = pd.Timestamp(value)
-        t = t.tz_convert("UTC").tz_localize(None) if t.tzinfo is not None else t
-    except (ValueError, OverflowError):
-        t = None
-    if t is None or not pd.Timestamp("1900-01-01") <= t <= pd.Timestamp("2200-01-01"):
-        raise SchemaError(f"init_time {value!s} must be a time between 1900-01-01 and 2200-01-01")
-    return t.to_datetime64().astype("datetime64[ns]")
-
-
-def _stack(series: list[dict[str, list]]) -> dict[str, np.ndarray]:
-    """Per-location ``{var: series}`` -> ``{var: (S, T)}`` (same variables everywhere)."""
-    from geoclim.errors import SchemaError
-
-    names = {k for s in series for k in s}
-    out = {}
-    for var in sorted(names):
-        rows = [s.get(var) for s in series]
-        if any(r is None for r in rows) or len({len(r or ()) for r in rows}) > 1:
-            raise SchemaError(
-                f"variable {var!r} must be sent for every location with the same length"
-            )
-        out[var] = np.array(rows, dtype=np.float64)
-    return out
-
-
-def _nullable(values: np.ndarray) -> list:
-    a = np.asarray(values, dtype=np.float64)
-    out = a.astype(object)
-    out[~np.isfinite(a)] = None  # JSON has no NaN
-    return out.tolist()

@@ -7,17 +7,19 @@ caller holding JSON records gets exactly what the service would answer.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from geoclim.data.quantiles import point_from_quantiles
 from geoclim.data.task import ForecastTask
 from geoclim.errors import SchemaError
 from geoclim.export.metadata import ExportMetadata
 from geoclim.serving.schemas import ForecastRequest
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class PointForecaster(Protocol):
@@ -81,57 +83,29 @@ def forecast_records(
         SchemaError: for a malformed body (naming the field) or inconsistent series.
 
     """
-    if not isinstance(body, ForecastRequest):
-        try:
-            body = ForecastRequest.model_validate(body, strict=False)
-        except ValidationError as err:
-            first = err.errors()[0]
-            raise SchemaError(
-                f"request {'.'.join(map(str, first['loc']))}: {first['msg']}"
-            ) from None
+    body = validated(ForecastRequest, body)
     f, locs = forecaster, body.locations
     task = f.task
-
-    def stack(get) -> dict[str, np.ndarray]:
-        names = {k for loc in locs for k in get(loc)}
-        out = {}
-        for var in names:
-            series = [get(loc).get(var) for loc in locs]
-            if any(s is None for s in series):
-                raise SchemaError(
-                    f"variable {var!r} is sent for some locations but not all; "
-                    "send the same variables everywhere"
-                )
-            if len({len(s) for s in series}) > 1:
-                raise SchemaError(
-                    f"series {var!r} has different lengths across locations "
-                    f"{sorted({len(s) for s in series})}"
-                )
-            out[var] = np.array(series, dtype=np.float64)  # None -> NaN
-        return out
-
-    statics = {k for loc in locs for k in loc.static}
-    static = {k: np.array([loc.static.get(k, np.nan) for loc in locs]) for k in statics}
     init = utc(body.init_time)
-    stations = [loc.station or f"point-{i}" for i, loc in enumerate(locs)]
+    stations = station_ids(locs)
     if max_missing is None:
         max_missing = body.max_missing
     result = f.predict_points(
         init,
-        stack(lambda loc: loc.past),
+        stack_series([loc.past for loc in locs]),
         latitude=[loc.latitude for loc in locs],
         longitude=[loc.longitude for loc in locs],
         station=stations,
-        future=stack(lambda loc: loc.future) or None,
-        static=static or None,
+        future=stack_series([loc.future for loc in locs]) or None,
+        static=static_values(locs) or None,
         units=body.units or None,
         max_missing=max_missing,
     )
     values, valid = result.values, result.valid_time
     quantiles = list(task.quantiles)
-    lists = {var: _floats(v) for var, v in values.items()}  # nested (S, L[, Q]) lists
+    lists = {var: json_floats(v) for var, v in values.items()}  # nested (S, L[, Q]) lists
     points = {  # (S, L): the median rule of geoclim.data.quantiles
-        var: _floats(point_from_quantiles(np.asarray(v), quantiles, axis=2))
+        var: json_floats(point_from_quantiles(np.asarray(v), quantiles, axis=2))
         if quantiles
         else lists[var]
         for var, v in values.items()
@@ -183,6 +157,51 @@ def forecast_records(
     }
 
 
+def validated(model: type[M], body: M | dict[str, Any]) -> M:
+    """``body`` as the request ``model``; a malformed body is a SchemaError naming the field."""
+    if isinstance(body, model):
+        return body
+    try:
+        return model.model_validate(body, strict=False)
+    except ValidationError as err:
+        first = err.errors()[0]
+        raise SchemaError(f"request {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def stack_series(series: list[dict[str, list]]) -> dict[str, np.ndarray]:
+    """Per-location ``{var: series}`` -> ``{var: (S, T)}``; ``None`` values become NaN.
+
+    Raises:
+        SchemaError: a variable sent for some locations only, or with different lengths.
+    """
+    out = {}
+    for var in sorted({k for s in series for k in s}):
+        rows = [s.get(var) for s in series]
+        if any(r is None for r in rows):
+            raise SchemaError(
+                f"variable {var!r} is sent for some locations but not all; "
+                "send the same variables everywhere"
+            )
+        lengths = {len(r) for r in rows if r is not None}
+        if len(lengths) > 1:
+            raise SchemaError(
+                f"series {var!r} has different lengths across locations {sorted(lengths)}"
+            )
+        out[var] = np.array(rows, dtype=np.float64)
+    return out
+
+
+def static_values(locations: list[Any]) -> dict[str, np.ndarray]:
+    """``{name: (S,)}`` static inputs sent with the locations (NaN where one lacks it)."""
+    names = sorted({k for loc in locations for k in loc.static})
+    return {k: np.array([loc.static.get(k, np.nan) for loc in locations]) for k in names}
+
+
+def station_ids(locations: list[Any]) -> list[str]:
+    """Each location's ``station``, or ``point-<i>`` when it has none."""
+    return [loc.station or f"point-{i}" for i, loc in enumerate(locations)]
+
+
 def utc(value: dt.datetime) -> np.datetime64:
     """A naive UTC ``datetime64[ns]`` within 1900-2200 (outside, time arithmetic overflows)."""
     try:
@@ -196,7 +215,7 @@ def utc(value: dt.datetime) -> np.datetime64:
     return t
 
 
-def _floats(values: np.ndarray) -> list:
+def json_floats(values: np.ndarray) -> list:
     """Nested lists of floats, ``None`` where not finite (JSON has no NaN)."""
     a = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(a)

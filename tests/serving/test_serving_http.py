@@ -250,6 +250,7 @@ def test_health_ready_metrics_and_request_ids(client, body):
     assert r.headers["x-request-id"] == "req-42"
     r = client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
     assert r.headers["x-request-id"] != "bad id with spaces"
+    assert client.post("/v1/forecast", json=body).status_code == 401  # counted as an error
     text = client.get("/metrics").text
     assert 'geoclim_http_requests_total{method="POST",route="/v1/forecast",status="200"}' in text
     assert "geoclim_inference_duration_seconds_bucket" in text
