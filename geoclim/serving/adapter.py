@@ -244,37 +244,15 @@ class Forecaster:
 
     def forecast(self, inputs: Inputs, *, max_missing: float | None = None) -> RawForecast:
         """Normalise validated inputs, gather every sample, run the graph."""
-        meta, task = self.metadata, self.metadata.task
-        self._check_grid(inputs)
-        if max_missing is None:
-            max_missing = self.max_missing
-        if meta.io.nan_inputs == "refuse":  # the graph cannot route NaN (e.g. random forest)
-            max_missing = 0.0
-        valid, filled = validity.input_validity(
-            self.task, inputs, max_missing, known_past="known_past" in meta.io.inputs
-        )
+        meta = self.metadata
+        valid, filled = self.input_validity(inputs, max_missing)
         warnings = tuple(self.drift.check(inputs)) if self.drift is not None else ()
         arrays = self.window_arrays(inputs)
         t, y, x = self._samples(inputs)
         preds = []
         for s in range(0, t.size, self.max_batch):
             sl = slice(s, s + self.max_batch)
-            batch = gather(arrays, meta.window, t[sl], y[sl], x[sl])
-            if meta.io.kind == "tree":
-                batch |= tree_inputs(
-                    arrays,
-                    task,
-                    meta.io.calendar,
-                    inputs.times,
-                    inputs.latitude,
-                    inputs.longitude,
-                    (t[sl], y[sl], x[sl]),
-                    stations=inputs.layout == "station",
-                )
-            if inputs.domain_rows is not None and inputs.domain_cols is not None:
-                batch["lat_idx"] = inputs.domain_rows[y[sl], x[sl]].astype(np.int64)
-                batch["lon_idx"] = inputs.domain_cols[y[sl], x[sl]].astype(np.int64)
-            preds.append(self.run(batch))
+            preds.append(self.run(self.graph_batch(inputs, arrays, t[sl], y[sl], x[sl])))
         return RawForecast(
             np.concatenate(preds),
             t,
@@ -285,6 +263,59 @@ class Forecaster:
             filled=filled,
             warnings=warnings,
         )
+
+    def input_validity(
+        self, inputs: Inputs, max_missing: float | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:func:`~geoclim.serving.validity.input_validity` under this model's rules.
+
+        Checks the request's grid against the model's, takes the forecaster's ``max_missing``
+        unless given (0 for graphs that cannot route NaN, e.g. a random forest) and counts
+        the known inputs at the input steps when the graph reads them (the TFT's encoder).
+
+        Returns:
+            ``valid (N, H, W)`` and ``filled (N, H, W)``.
+        """
+        meta = self.metadata
+        self._check_grid(inputs)
+        if max_missing is None:
+            max_missing = self.max_missing
+        if meta.io.nan_inputs == "refuse":  # the graph cannot route NaN (e.g. random forest)
+            max_missing = 0.0
+        return validity.input_validity(
+            self.task, inputs, max_missing, known_past="known_past" in meta.io.inputs
+        )
+
+    def graph_batch(
+        self,
+        inputs: Inputs,
+        arrays: WindowArrays,
+        t: np.ndarray,
+        y: np.ndarray,
+        x: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """The graph's inputs for samples ``(t, y, x)`` of a request (Batch layout, numpy).
+
+        Windows gathered as in training, plus the tree features of tree exports and the
+        domain positions of the cells for nets that read ``lat_idx`` / ``lon_idx``.
+        """
+        meta = self.metadata
+        batch = gather(arrays, meta.window, t, y, x)
+        if meta.io.kind == "tree":
+            batch |= tree_inputs(
+                arrays,
+                self.task,
+                meta.io.calendar,
+                inputs.times,
+                inputs.latitude,
+                inputs.longitude,
+                (t, y, x),
+                stations=inputs.layout == "station",
+            )
+        if inputs.domain_rows is not None and inputs.domain_cols is not None:
+            batch["lat_idx"] = inputs.domain_rows[y, x].astype(np.int64)
+            batch["lon_idx"] = inputs.domain_cols[y, x].astype(np.int64)
+        return batch
 
     def window_arrays(self, inputs: Inputs) -> WindowArrays:
         """The request as the training datamodule's arrays: normalised, flags one-hot.

@@ -37,11 +37,8 @@ import pandas as pd
 import xarray as xr
 
 from geoclim.data import timeaxis
-from geoclim.data.tree_inputs import tree_inputs
-from geoclim.data.windows import gather
 from geoclim.errors import ConfigError
 from geoclim.explain.layout import InputLayout, attribution_dataset
-from geoclim.serving import validity
 from geoclim.serving.attribution import ablation, occlusion, reduce_output, shap_values
 from geoclim.serving.inputs import Inputs
 from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, STATION
@@ -60,32 +57,11 @@ def request_batch(
         sample positions ``(t, y, x)``.
 
     """
-    f, meta, task = forecaster, forecaster.metadata, forecaster.task
-    f._check_grid(inputs)
-    if max_missing is None:
-        max_missing = f.max_missing
-    if meta.io.nan_inputs == "refuse":
-        max_missing = 0.0
-    validity.input_validity(  # refuses a request with no valid input
-        task, inputs, max_missing, known_past="known_past" in meta.io.inputs
-    )
+    f = forecaster
+    f.input_validity(inputs, max_missing)  # refuses a request with no valid input
     arrays = f.window_arrays(inputs)
     t, y, x = f._samples(inputs)
-    batch = gather(arrays, meta.window, t, y, x)
-    if meta.io.kind == "tree":
-        batch |= tree_inputs(
-            arrays,
-            task,
-            meta.io.calendar,
-            inputs.times,
-            inputs.latitude,
-            inputs.longitude,
-            (t, y, x),
-            stations=inputs.layout == "station",
-        )
-    if inputs.domain_rows is not None and inputs.domain_cols is not None:
-        batch["lat_idx"] = inputs.domain_rows[y, x].astype(np.int64)
-        batch["lon_idx"] = inputs.domain_cols[y, x].astype(np.int64)
+    batch = f.graph_batch(inputs, arrays, t, y, x)
     return batch, (t, y, x)
 
 
