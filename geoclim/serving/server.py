@@ -275,21 +275,26 @@ class DrainingServer(uvicorn.Server):
                 flush_logs()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        """Start the drain on the first SIGTERM; otherwise shut down as uvicorn does."""
+        """Start the drain on the first SIGTERM; otherwise shut down as uvicorn does.
+
+        This runs in the signal handler, between any two bytecodes of the main thread, so
+        it only sets flags: logging or metrics here could wait forever on a lock that the
+        interrupted code holds (the log queue's, a counter's).
+        """
         if sig == signal.SIGTERM and not self.draining and self.limits.drain_seconds > 0:
             self.draining, self._signal = True, sig
             self._drain_until = time.monotonic() + self.limits.drain_seconds
-            log.info(
-                "SIGTERM: draining for %g s (readiness 503, Connection: close)",
-                self.limits.drain_seconds,
-            )
             return
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
         """Mark the app not ready once the drain starts; end the drain when its time is up."""
-        if self.draining and not self._marked:  # not in the signal handler: metrics take locks
+        if self.draining and not self._marked:  # on the event loop, not in the signal handler
             self._marked = True
+            log.info(
+                "SIGTERM: draining for %g s (readiness 503, Connection: close)",
+                self.limits.drain_seconds,
+            )
             metrics = _find_metrics(self.config.loaded_app)
             if metrics is not None:
                 metrics.ready.set(0)

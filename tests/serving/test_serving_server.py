@@ -211,3 +211,30 @@ def test_sigterm_drains_in_flight_requests_and_logs_json(station_export, serve_p
         assert r["status"] == 200 and r["model"] == "lstm_q"
         assert len(r["request_id"]) == 32 and r["duration_ms"] > 0
     assert any("draining" in r["message"] for r in records)
+
+
+def test_sigterm_handler_only_sets_flags_and_the_loop_logs_the_drain(caplog):
+    """The handler interrupts arbitrary code: logging there could deadlock on the log queue.
+
+    A SIGTERM that arrived while the main thread was inside the log queue's ``put`` used to
+    hang the server for good (the handler logged, and waited on the lock it interrupted).
+    """
+    import asyncio
+    import logging
+
+    import uvicorn
+
+    from geoclim.serving.server import DrainingServer, ServerLimits
+
+    config = uvicorn.Config(app=None)
+    config.loaded_app = None
+    server = DrainingServer(config, ServerLimits(drain_seconds=30))
+    with caplog.at_level(logging.DEBUG):
+        server.handle_exit(signal.SIGTERM, None)
+        assert server.draining and not server.should_exit
+        assert caplog.records == []  # nothing logged from the signal handler
+        assert asyncio.run(server.on_tick(1)) is False  # still serving: the drain runs
+    ours = [r.getMessage() for r in caplog.records if r.name == "geoclim.serving.server"]
+    assert ours == ["SIGTERM: draining for 30 s (readiness 503, Connection: close)"]
+    server.handle_exit(signal.SIGTERM, None)  # a second signal ends the drain early
+    assert server.should_exit
