@@ -10,7 +10,7 @@ from geoclim.data.windows import WindowSpec
 from geoclim.errors import ConfigError
 from geoclim.serving.adapter import RUN_CHUNK, Forecaster, optimization_level
 
-from .conftest import TASK
+from .conftest import EXPORTER, TASK
 
 LEVEL = ort.GraphOptimizationLevel
 
@@ -27,6 +27,7 @@ def tft_export(tmp_path_factory):
         hidden_size=8,
         attention_heads=2,
         hidden_continuous_size=4,
+        exporter=EXPORTER,
     )
 
 
@@ -64,7 +65,6 @@ def test_chunked_runs_equal_one_run(grid_export):
         Forecaster.from_onnx(grid_export.path, run_chunk=0)
 
 
-@pytest.mark.slow  # its own TFT export: ~15 s on a loaded 2-core machine
 def test_served_tft_reads_known_inputs_at_the_input_steps_like_torch(tft_export):
     f = Forecaster.from_onnx(tft_export.path, run_chunk=16)
     assert "known_past" in f.metadata.io.inputs  # the encoder's known inputs are a graph input
