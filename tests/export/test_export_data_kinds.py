@@ -1,8 +1,10 @@
 """Categorical (CF flag) inputs and calendar / cftime time steps export and serve.
 
 Each case trains a tiny LSTM run on a plain-xarray file (``data=file``, ``debug=smoke``),
-exports it with ``geoclim-export`` and checks that the serving adapter reproduces the run's
-``predictions.nc`` at the same init times, valid times included.
+exports it with ``geoclim-export --exporter torchscript`` and checks that the serving adapter
+reproduces the run's ``predictions.nc`` at the same init times, valid times included. (The
+default exporter, dynamo, takes about 30x longer; the smoke-run export of ``conftest.py`` and
+the categorical explanations of ``tests/explain/flags.py`` go through it.)
 """
 
 import json
@@ -49,7 +51,7 @@ def _exported(tmp_path, ds, *task):
     path = tmp_path / "data.nc"
     ds.to_netcdf(path)
     run = train_run(tmp_path / "run", [*FILE, f"data.source.path={path}", *task])
-    assert export_main([str(run), "--parity-batches", "2"]) == 0
+    assert export_main([str(run), "--parity-batches", "2", "--exporter", "torchscript"]) == 0
     model = run / "export" / "model.onnx"
     saved = xr.open_dataset(run / "predictions.nc").load()
     history = xr.open_dataset(path).load()
