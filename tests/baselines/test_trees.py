@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -198,3 +200,21 @@ def test_trees_learn_from_a_categorical_input():
     pred = model.predict(dm, "test")["no2"]
     truth = truth_at_valid_time(pred.to_dataset(), dm.ds)["no2"]
     np.testing.assert_allclose(pred.values, truth.values, atol=1.0)
+
+
+@pytest.mark.parametrize(
+    "env,expected",
+    [(None, 2), ("1", 1), ("8", 2), ("0", 2), ("", 2), ("auto", 2)],
+    ids=["unset", "one", "above-the-cores", "zero", "empty", "not-a-number"],
+)
+def test_tree_threads_are_the_cores_capped_by_omp_num_threads(monkeypatch, env, expected):
+    from geoclim.baselines.trees import available_cores
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    if env is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", env)
+    assert available_cores() == expected
+    assert LightGBMBaseline().params["n_jobs"] == expected
+    assert LightGBMBaseline(params={"n_jobs": 3}).params["n_jobs"] == 3  # said explicitly
