@@ -36,6 +36,9 @@ def check_override_keys(argv: list[str], config_path: str = CONFIG_PATH) -> None
     Hydra already lists the options of an unknown group choice; for a misspelt key it only
     says "not in struct". This composes the config with the command line's group choices
     (first value of a sweep) and checks every plain ``key=value`` override against it.
+
+    Raises:
+        ConfigError: naming the first unknown key and the keys valid at its level.
     """
     if any(a.startswith(("--config", "-cn", "-cp", "-cd")) for a in argv):
         return
@@ -83,11 +86,9 @@ def _check_key(cfg: DictConfig, key: str) -> None:
             return  # a list index or a value: Hydra decides
         if part not in node.keys():  # `in node` is False for a missing (???) value
             where = ".".join(path) or "the top level"
-            exit_with(
-                ConfigError(
-                    f"unknown config key {key!r}: {where} has no {part!r}; valid keys are "
-                    f"{sorted(str(k) for k in node.keys())} (use +{key}=... to add a new key)"
-                )
+            raise ConfigError(
+                f"unknown config key {key!r}: {where} has no {part!r}; valid keys are "
+                f"{sorted(str(k) for k in node.keys())} (use +{key}=... to add a new key)"
             )
         node = node._get_node(part)  # noqa: SLF001 -- no resolution of interpolations
         path.append(part)
@@ -153,7 +154,10 @@ def _single_log_handler() -> None:
 
 def main() -> None:
     """Console entry point (``geoclim-train``)."""
-    check_override_keys(sys.argv[1:])
+    try:
+        check_override_keys(sys.argv[1:])
+    except ConfigError as err:
+        exit_with(err)
     _hydra_main()
 
 

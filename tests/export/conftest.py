@@ -4,11 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
 SMOKE = [
     "data=synthetic_grid",
     "task=synthetic_no2",
@@ -19,19 +15,10 @@ SMOKE = [
 
 
 def train_run(run_dir: Path, overrides: list[str]) -> Path:
-    """Compose conf/train.yaml, train in-process, write the run directory like the CLI."""
-    from geoclim.training.train import train
+    """Train one smoke run directory in-process (:func:`geoclim.api.train`)."""
+    from geoclim import api
 
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF), version_base=None):
-            cfg = compose("train", overrides=[*SMOKE, *overrides, f"paths.output_dir={run_dir}"])
-    finally:
-        GlobalHydra.instance().clear()
-    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    train(cfg)
-    return run_dir
+    return api.train(*SMOKE, *overrides, run_dir=run_dir).path
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,7 @@
-"""Compose ``conf/train.yaml`` in-process (Hydra compose API) for tests."""
+"""Compose ``conf/train.yaml`` in-process for tests (:func:`geoclim.api.compose`)."""
 
-from pathlib import Path
+from geoclim import api
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "conf"
 TINY = [
     "data=synthetic_grid",
     "task=synthetic_no2",
@@ -17,12 +13,4 @@ TINY = [
 
 def compose_train(output_dir, *overrides, tiny=True):
     """Compose (with the tiny synthetic overrides unless ``tiny=False``) into ``output_dir``."""
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-            return compose(
-                "train",
-                overrides=[*(TINY if tiny else []), f"paths.output_dir={output_dir}", *overrides],
-            )
-    finally:
-        GlobalHydra.instance().clear()
+    return api.compose(*(TINY if tiny else []), *overrides, run_dir=output_dir)[0]
