@@ -52,23 +52,7 @@ def test_uvicorn_serves_a_registered_model_on_loopback(grid_export, tmp_path):
     registry = tmp_path / "registry"
     ModelRegistry(registry).register("no2", grid_export.path, stage="production")
     keys = tmp_path / "keys.json"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "geoclim.cli.main",
-            "serve",
-            "keygen",
-            "ci",
-            "--keys",
-            str(keys),
-            "--method",
-            "sha256",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    assert serve_main(["keygen", "ci", "--keys", str(keys), "--method", "sha256"]) == 0
     key = json.loads(keys.read_text())["keys"][0]["id"]
     assert key == "ci"
     port = free_port()
