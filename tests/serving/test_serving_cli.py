@@ -68,6 +68,8 @@ def test_uvicorn_serves_a_registered_model_on_loopback(grid_export, tmp_path):
             "--no-auth",
             "--port",
             str(port),
+            "--drain-seconds",  # the drain itself: test_serving_server.py
+            "0.2",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
