@@ -1,4 +1,4 @@
-"""Fixtures: one tiny trained LSTM run, exported once through the real CLI."""
+"""Fixtures: one tiny trained LSTM run, exported once per session through the real CLI."""
 
 import json
 from pathlib import Path
@@ -21,39 +21,29 @@ def train_run(run_dir: Path, overrides: list[str]) -> Path:
     return api.train(*SMOKE, *overrides, run_dir=run_dir).path
 
 
-@pytest.fixture(scope="session")
-def lstm_run(tmp_path_factory):
-    return train_run(tmp_path_factory.mktemp("lstm_run"), ["model=lstm"])
-
-
-@pytest.fixture(scope="session")
-def exported_run(lstm_run, tmp_path_factory):
+def _train_and_export(folder: Path) -> None:
+    """A smoke LSTM run, exported through the real CLI (int8 too) and registered."""
     from geoclim.cli.export import main
 
-    registry = tmp_path_factory.mktemp("registry")
-    assert (
-        main(
-            [
-                str(lstm_run),
-                "--quantize",
-                "--parity-batches",
-                "0",
-                "--register",
-                str(registry),
-                "--name",
-                "no2_lstm",
-                "--stage",
-                "production",
-            ]
-        )
-        == 0
-    )
-    report = json.loads((lstm_run / "export" / "export.json").read_text())
+    run = train_run(folder / "run", ["model=lstm"])
+    argv = [str(run), "--quantize", "--parity-batches", "0", "--register"]
+    argv += [str(folder / "registry"), "--name", "no2_lstm", "--stage", "production"]
+    assert main(argv) == 0
+
+
+@pytest.fixture(scope="session")
+def exported_run(tmp_path_factory):
+    """The exported smoke run (built once per session, read-only: see tests/support/shared)."""
+    from tests.support.shared import build_once
+
+    folder = build_once(tmp_path_factory, "exported_lstm_run", _train_and_export)
+    run = folder / "run"
+    report = json.loads((run / "export" / "export.json").read_text())
     return {
-        "run_dir": lstm_run,
+        "run_dir": run,
         "model": Path(report["model"]),
         "report": report,
-        "registry": registry,
+        "registry": folder / "registry",
     }
 
 

@@ -16,18 +16,14 @@ from tests.support.cli import geoclim_train
 TINY = ["data=synthetic_grid", "task=synthetic_no2", "debug=smoke"]
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """One real ``geoclim-train`` smoke run of the default network, shared by the checks below."""
-    cwd = tmp_path_factory.mktemp("smoke")
-    run = cwd / "run"
-    result = geoclim_train(*TINY, f"hydra.run.dir={run}", cwd=cwd, subprocess=True)
+def test_console_smoke_run_writes_its_run_directory_and_ends_with_a_score_table(tmp_path):
+    """One real ``geoclim-train`` smoke run of the default network, in a fresh interpreter.
+
+    One test, so that a parallel suite starts one console run rather than one per worker.
+    """
+    run = tmp_path / "run"
+    result = geoclim_train(*TINY, f"hydra.run.dir={run}", cwd=tmp_path, subprocess=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    return run, result
-
-
-def test_cli_smoke_run_writes_a_complete_run_directory(smoke_run):
-    run, _ = smoke_run
     for name in (
         "metrics.json",
         "predictions.nc",
@@ -42,16 +38,12 @@ def test_cli_smoke_run_writes_a_complete_run_directory(smoke_run):
         assert (run / name).exists(), name
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val/loss"] > 0 and "test/skill_persistence/no2" in metrics
-
-
-def test_a_job_ends_with_its_score_table(smoke_run):
-    run, result = smoke_run
+    # the job ends with its score table, on the console and in train.log
     log = result.stdout + result.stderr
     assert f"test scores of lstm ({run})" in log
     header = next(line for line in log.splitlines() if line.startswith("target  RMSE"))
     assert "skill vs persistence" in header and "skill vs climatology" in header
     row = log.splitlines()[log.splitlines().index(header) + 2].split()
-    metrics = json.loads((run / "metrics.json").read_text())
     assert row[0] == "no2" and float(row[1]) == pytest.approx(metrics["test/rmse/no2"], rel=1e-3)
     assert "skill vs persistence" in (run / "train.log").read_text()
 
