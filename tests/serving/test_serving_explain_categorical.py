@@ -15,6 +15,8 @@ from geoclim.serving.app import ServedModel, ServeSettings, create_app
 from geoclim.serving.explain import request_batch
 from geoclim.serving.security import KeyStore, Principal
 from tests.explain.flags import export_flag_model, flag_dm, train_flag_net
+from tests.support.demo_export import build_net
+from tests.support.shared import build_once
 
 KEY = {"X-API-Key": "alice.k1"}
 
@@ -23,9 +25,17 @@ KEY = {"X-API-Key": "alice.k1"}
 def flags(tmp_path_factory):
     torch.set_num_threads(1)
     dm = flag_dm()
-    net = train_flag_net(dm, epochs=4)
-    path = export_flag_model(tmp_path_factory.mktemp("flags") / "flags.onnx", dm, net)
-    forecaster = Forecaster.from_onnx(path, name="flags", max_missing=1.0)
+
+    def train_and_export(folder):
+        net = train_flag_net(dm, epochs=4)
+        torch.save(net.state_dict(), folder / "net.pt")
+        export_flag_model(folder / "flags.onnx", dm, net)
+
+    folder = build_once(tmp_path_factory, "flags_lstm", train_and_export)
+    net = build_net("lstm", dm.dims, hidden_size=16)  # the trained weights, read back
+    net.load_state_dict(torch.load(folder / "net.pt", weights_only=True))
+    net.eval()
+    forecaster = Forecaster.from_onnx(folder / "flags.onnx", name="flags", max_missing=1.0)
     history = dm.ds.isel(time=slice(100, 104))
     return forecaster, net, dm, history
 
