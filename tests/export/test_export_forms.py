@@ -62,6 +62,25 @@ def test_export_form_pads_only_wide_plain_convolutions_and_leaves_the_net_alone(
     assert export_form(plain) == (plain, ())
 
 
+def test_unet_form_appends_the_zeros_in_its_input_and_widens_the_stem():
+    torch.manual_seed(0)
+    net = build_net("cnn", DIMS, base_channels=16)
+    form, rewrites = export_form(net)
+    assert rewrites == (
+        "stem.body.0: Conv2d input channels 113 -> 128 (zeros, NCHWc)",
+        "stem.skip: Conv2d input channels 113 -> 128 (zeros, NCHWc)",
+    )
+    assert form.input_padding == 15 and net.input_padding == 0
+    assert form.stem.skip.weight.shape == (16, 128, 1, 1)
+    assert net.stem.skip.weight.shape == (16, 113, 1, 1)  # the trained network is not rewritten
+    assert not any(isinstance(m, ChannelPaddedConv2d) for m in form.modules())
+    batch = grid_batch(2, 7, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            form(batch)["prediction"], net(batch)["prediction"], rtol=1e-5, atol=1e-5
+        )
+
+
 def _nchwc_conv_input_channels(path, tmp_path) -> list[int]:
     """Input channels of the convolutions onnxruntime runs in NCHWc layout (level ALL)."""
     options = ort.SessionOptions()
