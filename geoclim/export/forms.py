@@ -116,6 +116,8 @@ def export_form(net: nn.Module) -> tuple[nn.Module, tuple[str, ...]]:
         (empty when nothing applied; ``copy`` is then ``net`` itself).
 
     """
+    if not any(isinstance(m, nn.Conv2d) and _paddable(m) for m in net.modules()):
+        return net, ()  # nothing to rewrite: no copy
     form = copy.deepcopy(net).eval()
     rewrites = _pad_unet_input(form)
     targets = {
