@@ -6,9 +6,12 @@ of :data:`tests.support.demo_export.DEMO_TASK` (untrained weights: speed does no
 and exports it. Then, on the same real batch gathered by the datamodule:
 
 * the bare network, ``torch.inference_mode()`` eager, vs onnxruntime as the service runs it
-  (``Forecaster.run``: the adapter's session options and chunking) at batch 1 (one location)
-  and batch 256 (point models), the two taking turns call by call -- median and p95 wall
-  time, median CPU time, ratios (batch 256 runs a quarter of ``--repeats``);
+  (``Forecaster.run``: the adapter's session options and chunking) at batch 1 (one location,
+  or one grid for the CNN) and at a bulk batch -- 256 locations for the point models, 16
+  grids (inits) for the CNN -- the two taking turns call by call: median and p95 wall time,
+  median CPU time, ratios (a bulk batch runs a quarter of ``--repeats``, the CNN's a tenth);
+* ``--rounds`` paired rounds of all that (the machine is shared): every round's ratios are
+  kept and the reported ratio is their median;
 * the full serving path for one location, ``Forecaster.predict_arrays`` (validation, units,
   normalisation, calendar, gather, onnxruntime, de-normalisation) -- median, p95.
 
@@ -20,6 +23,7 @@ inference per request thread). Nothing is written unless ``--save`` (all models)
     python -m scripts.bench_serving              # all models, prints only
     python -m scripts.bench_serving --save       # ... and records them
     python -m scripts.bench_serving --quick      # fewer repeats, LSTM only
+    python -m scripts.bench_serving --models cnn --rounds 5
 """
 
 from __future__ import annotations
@@ -84,6 +88,17 @@ def interleaved(fns: dict, repeats: int, warmup: int = 5) -> dict[str, dict[str,
     return out
 
 
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo`` on Linux), else what :mod:`platform` says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def net_sizes(model: str) -> dict:
     cfg = OmegaConf.load(ROOT / "conf" / "model" / f"{model}.yaml")
     net = OmegaConf.to_container(cfg.net)
@@ -95,7 +110,11 @@ def tile(batch: dict, n: int) -> dict:
     return {k: v[idx].contiguous() for k, v in batch.items()}
 
 
-def bench_model(model: str, tmp: Path, repeats: int, threads: int) -> dict:
+BULK_BATCH = {"lstm": 256, "tft": 256, "cnn": 16}
+"""The bulk batch of each network: 256 locations for point models, 16 whole grids (inits)."""
+
+
+def bench_model(model: str, tmp: Path, repeats: int, threads: int, rounds: int = 1) -> dict:
     sizes = net_sizes(model)
     grid = (32, 32) if model == "cnn" else (6, 5)
     demo = demo_export(tmp / f"{model}.onnx", model=model, grid=grid, days=16, **sizes)
@@ -112,23 +131,36 @@ def bench_model(model: str, tmp: Path, repeats: int, threads: int) -> dict:
         "opset": demo.result.opset,
         "graph_optimization": str(f.session.get_session_options().graph_optimization_level),
         "run_chunk": f.run_chunk,
+        "graph_rewrites": list(demo.result.rewrites),
         "cases": {},
     }
-    for bs in (1,) if model == "cnn" else (1, 256):
+    for bs in (1, BULK_BATCH[model]):
         b = tile(batch, bs)
         feed = {k: b[k].numpy() for k in names}
-        with torch.inference_mode():
-            got = interleaved(
-                {"eager": lambda b=b: demo.net(b), "ort": lambda feed=feed: f.run(feed)},
-                repeats if bs == 1 else max(repeats // 4, 10),
+        calls = repeats if bs == 1 else max(repeats // (10 if model == "cnn" else 4), 10)
+        runs = []
+        for _ in range(rounds):
+            with torch.inference_mode():
+                got = interleaved(
+                    {"eager": lambda b=b: demo.net(b), "ort": lambda feed=feed: f.run(feed)},
+                    calls,
+                )
+            runs.append(
+                {
+                    "torch_eager": got["eager"],
+                    "onnxruntime": got["ort"],
+                    "speedup_median": got["eager"]["median_ms"] / got["ort"]["median_ms"],
+                    "speedup_cpu_median": got["eager"]["cpu_median_ms"]
+                    / got["ort"]["cpu_median_ms"],
+                }
             )
-        eager, onnx = got["eager"], got["ort"]
+        middle = sorted(runs, key=lambda r: r["speedup_median"])[len(runs) // 2]
         rows["cases"][f"batch_{bs}"] = {
-            "torch_eager": eager,
-            "onnxruntime": onnx,
-            "speedup_median": eager["median_ms"] / onnx["median_ms"],
-            "speedup_p95": eager["p95_ms"] / onnx["p95_ms"],
-            "speedup_cpu_median": eager["cpu_median_ms"] / onnx["cpu_median_ms"],
+            "torch_eager": middle["torch_eager"],  # the round with the median ratio
+            "onnxruntime": middle["onnxruntime"],
+            "speedup_median": statistics.median(r["speedup_median"] for r in runs),
+            "speedup_cpu_median": statistics.median(r["speedup_cpu_median"] for r in runs),
+            "rounds": runs,
         }
     if model != "cnn":
         body = f.example_request(1)
@@ -150,6 +182,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3, help="paired rounds per case")
     parser.add_argument("--models", nargs="+", help="a subset of lstm tft cnn")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
@@ -163,8 +196,9 @@ def main() -> None:
         "task": DEMO_TASK.to_dict(),
         "threads": args.threads,
         "repeats": repeats,
+        "rounds": args.rounds,
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_name(),
             "cores": os.cpu_count(),
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -175,16 +209,18 @@ def main() -> None:
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
-            row = bench_model(model, Path(tmp), repeats, args.threads)
+            row = bench_model(model, Path(tmp), repeats, args.threads, args.rounds)
             results["models"].append(row)
             for case, r in row["cases"].items():
                 if "onnxruntime" in r:
+                    each = ", ".join(f"{x['speedup_median']:.2f}" for x in r["rounds"])
                     print(
                         f"{model:5s} {case:10s} eager {r['torch_eager']['median_ms']:8.3f} ms "
                         f"(p95 {r['torch_eager']['p95_ms']:8.3f})  onnxruntime "
                         f"{r['onnxruntime']['median_ms']:8.3f} ms (p95 "
                         f"{r['onnxruntime']['p95_ms']:8.3f})  ratio "
-                        f"{r['speedup_median']:5.2f}x wall, {r['speedup_cpu_median']:5.2f}x cpu"
+                        f"{r['speedup_median']:5.2f}x wall, {r['speedup_cpu_median']:5.2f}x cpu "
+                        f"(median of rounds {each})"
                     )
                 else:
                     print(

@@ -13,7 +13,9 @@ size -- if that fails the export falls back to fixed ``h`` and ``w``.
 The torch.export-based exporter (``dynamo=True``, the default since torch 2.9) is tried
 first; the TorchScript exporter is the fallback. Weights are stored inside the .onnx file
 (no external data), so one file is the whole bundle once :func:`write_metadata` has added
-the metadata.
+the metadata. The graph is traced from :func:`~geoclim.export.forms.export_form` of the network
+(equivalent rewrites that onnxruntime runs faster, e.g. convolution channels padded for its
+NCHWc kernels) and checked against the network itself.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from geoclim.errors import GeoclimError
+from geoclim.export.forms import export_form
 from geoclim.export.metadata import ExportMetadata
 
 log = logging.getLogger(__name__)
@@ -126,6 +129,8 @@ class ExportResult:
         dynamic_spatial: whether ``h`` and ``w`` are dynamic.
         exporter: ``"dynamo"`` or ``"torchscript"``.
         opset: ONNX opset.
+        rewrites: the export-form rewrites traced instead of the original modules
+            (:func:`~geoclim.export.forms.export_form`).
 
     """
 
@@ -134,6 +139,7 @@ class ExportResult:
     dynamic_spatial: bool
     exporter: str
     opset: int
+    rewrites: tuple[str, ...] = ()
 
 
 def _example(batch: dict[str, Tensor], names: tuple[str, ...]) -> tuple[Tensor, ...]:
@@ -218,7 +224,11 @@ def _quiet():
 def _check_shapes(
     module: GraphModule, path: Path, args: tuple[Tensor, ...], spatial: bool, atol: float = 1e-3
 ) -> str | None:
-    """Run onnxruntime at another batch size (and grid size); return a problem or None."""
+    """Run onnxruntime at another batch size (and grid size); return a problem or None.
+
+    ``module`` wraps the original network (not its export form): the graph is compared
+    with what was trained.
+    """
     import onnxruntime as ort
 
     variants = [tuple(torch.cat([a, a[:1]]) for a in args)]  # batch + 1
@@ -279,6 +289,8 @@ def export_net(
     net = net.eval()
     names = batch_keys_read(net, batch)
     module = GraphModule(net, names).eval()
+    form, rewrites = export_form(net)
+    traced = GraphModule(form, names).eval()
     args = _example(batch, names)
     h, w = args[0].shape[-2:]
     spatial_example = h > 1 or w > 1
@@ -292,7 +304,7 @@ def export_net(
     for spatial in tries:  # a dynamic grid matters more than which exporter made it
         for kind in exporters:
             try:
-                _export_once(module, args, path, exporter=kind, spatial=spatial, opset=opset)
+                _export_once(traced, args, path, exporter=kind, spatial=spatial, opset=opset)
             except Exception as err:  # exporters raise many exception types
                 problems.append(f"{kind} (dynamic h/w={spatial}): {type(err).__name__}: {err}")
                 continue
@@ -304,7 +316,7 @@ def export_net(
                     o.version for o in model.opset_import if o.domain in ("", "ai.onnx")
                 )
                 log.info("exported %s with %s (dynamic h/w: %s)", path, kind, spatial)
-                return ExportResult(path, names, spatial, kind, opset_used)
+                return ExportResult(path, names, spatial, kind, opset_used, rewrites)
             problems.append(f"{kind} (dynamic h/w={spatial}): {problem}")
     raise ExportError("no exporter produced a usable graph:\n  " + "\n  ".join(problems))
 

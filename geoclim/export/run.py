@@ -275,6 +275,7 @@ def export_run(
         "dynamic_spatial": result.dynamic_spatial,
         "exporter": result.exporter,
         "opset": result.opset,
+        "graph_rewrites": list(result.rewrites),
         "parity": parity.to_dict(),
         "data_fingerprint": meta.data_fingerprint,
         "size_bytes": out.stat().st_size,

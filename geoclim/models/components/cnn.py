@@ -96,6 +96,9 @@ class UNetNet(nn.Module):
         super().__init__()
         self.c_out, self.n_quantiles, self.horizon = c_out, n_quantiles, horizon
         self.depth = depth
+        # zero channels appended to the stacked input x: 0 here; an export form sets it and
+        # widens the stem with zero weights (geoclim.export.forms), so the result is the same
+        self.input_padding = 0
         self.context = NetworkContext(
             c_out,
             n_lat,
@@ -146,6 +149,7 @@ class UNetNet(nn.Module):
                 batch["known_future"].flatten(1, 2),
                 batch["static"],
                 *([context] if context is not None else []),
+                *([past.new_zeros(b, self.input_padding, h, w)] if self.input_padding else []),
             ],
             dim=1,
         )  # (B, C, H, W)

@@ -104,9 +104,10 @@ class LSTMNet(nn.Module):
             else None
         )
         lstm_dropout = dropout if num_layers > 1 else 0.0
-        self.encoder = nn.LSTM(
-            c_past, hidden_size, num_layers, batch_first=True, dropout=lstm_dropout
-        )
+        # time-major LSTMs (T, N, C), the layout of torch's kernels and of onnxruntime's LSTM
+        # op: only the narrow inputs are transposed, never the (T, N, C_known + D) decoder
+        # input or the (T, N, D) outputs (bitwise the same results as batch_first=True)
+        self.encoder = nn.LSTM(c_past, hidden_size, num_layers, dropout=lstm_dropout)
         self.lead_embedding = nn.Parameter(torch.randn(horizon, hidden_size) * 0.1)
         self.decoder: nn.Module  # LSTM (decoder="lstm") or MLP over [last, known, lead]
         if decoder == "lstm":
@@ -114,7 +115,6 @@ class LSTMNet(nn.Module):
                 c_known + hidden_size,
                 hidden_size,
                 num_layers,
-                batch_first=True,
                 dropout=lstm_dropout,
             )
         else:
@@ -151,30 +151,30 @@ class LSTMNet(nn.Module):
         """
         past = self.context.encode(batch)  # (B, T_in, C_in, H, W), per-location scaled if asked
         b, _, _, h, w = past.shape
-        x_past = fold_space(past)  # (N, T_in, C_in), N = B * H * W
-        x_known = fold_space(batch["known_future"])  # (N, T_out, C_known)
+        x_past = fold_space(past).transpose(0, 1)  # (T_in, N, C_in), N = B * H * W
+        x_known = fold_space(batch["known_future"]).transpose(0, 1)  # (T_out, N, C_known)
         x_static = fold_static(batch["static"])  # (N, C_static)
-        n = x_past.shape[0]
+        n = x_past.shape[1]
         context = self.context(batch, past)  # (B, F, H, W) or None
         x_context = fold_static(context) if context is not None else None  # (N, F)
         if x_context is not None:
             x_static = torch.cat([x_static, x_context], dim=-1)  # (N, C_static + F)
 
         enc_out, (h_n, c_n) = self.encoder(x_past, self._initial_state(x_static))
-        lead = self.lead_embedding.expand(n, -1, -1)  # (N, T_out, D)
+        lead = self.lead_embedding[:, None].expand(-1, n, -1)  # (T_out, N, D)
         if self.decoder_kind == "lstm":
-            dec_in = torch.cat([x_known, lead], dim=-1)  # (N, T_out, C_known + D)
-            dec_out, _ = self.decoder(dec_in, (h_n, c_n))  # (N, T_out, D)
+            dec_in = torch.cat([x_known, lead], dim=-1)  # (T_out, N, C_known + D)
+            dec_out, _ = self.decoder(dec_in, (h_n, c_n))  # (T_out, N, D)
         else:
-            last = enc_out[:, -1:].expand(-1, self.horizon, -1)  # (N, T_out, D)
-            dec_out = self.decoder(torch.cat([last, x_known, lead], dim=-1))  # (N, T_out, D)
+            last = enc_out[-1:].expand(self.horizon, -1, -1)  # (T_out, N, D)
+            dec_out = self.decoder(torch.cat([last, x_known, lead], dim=-1))  # (T_out, N, D)
 
         dec_out = self.dropout(dec_out)
         if x_context is not None:
-            ctx = x_context[:, None].expand(-1, self.horizon, -1)  # (N, T_out, F)
-            dec_out = torch.cat([dec_out, ctx], dim=-1)  # (N, T_out, D + F)
-        y = self.head(dec_out)  # (N, T_out, C_out * Q)
-        y = split_outputs(y, self.c_out, self.n_quantiles)  # (N, T_out, C_out[, Q])
-        prediction = unfold_space(y, b, h, w)  # (B, T_out, C_out[, Q], H, W)
+            ctx = x_context[None].expand(self.horizon, -1, -1)  # (T_out, N, F)
+            dec_out = torch.cat([dec_out, ctx], dim=-1)  # (T_out, N, D + F)
+        y = self.head(dec_out)  # (T_out, N, C_out * Q)
+        y = split_outputs(y, self.c_out, self.n_quantiles)  # (T_out, N, C_out[, Q])
+        prediction = unfold_space(y.transpose(0, 1), b, h, w)  # (B, T_out, C_out[, Q], H, W)
         prediction = self.anchor(prediction, past)  # (B, T_out, C_out[, Q], H, W)
         return {"prediction": self.context.decode(prediction, batch)}
