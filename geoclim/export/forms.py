@@ -21,6 +21,7 @@ Every rewrite computes the same function with the same weights (only exact zeros
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -64,16 +65,16 @@ def widened(conv: nn.Conv2d, extra: int) -> nn.Conv2d:
     wide = nn.Conv2d(
         conv.in_channels + extra,
         conv.out_channels,
-        conv.kernel_size,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
+        cast(tuple[int, int], conv.kernel_size),
+        cast(tuple[int, int], conv.stride),
+        cast("str | tuple[int, int]", conv.padding),
+        cast(tuple[int, int], conv.dilation),
         bias=conv.bias is not None,
     )
     with torch.no_grad():
         wide.weight.zero_()
         wide.weight[:, : conv.in_channels] = conv.weight
-        if conv.bias is not None:
+        if conv.bias is not None and wide.bias is not None:
             wide.bias.copy_(conv.bias)
     return wide.eval()
 
@@ -82,12 +83,15 @@ def _pad_unet_input(form: nn.Module) -> list[str]:
     """Zero channels in a U-Net's input concatenation, zero weights in its stem."""
     if not isinstance(form, UNetNet) or form.input_padding:
         return []
-    stem = form.stem
-    first, skip = stem.body[0], stem.skip
-    if not isinstance(skip, nn.Conv2d) or not (extra := _paddable(first)):
+    stem = cast(nn.Module, form.stem)
+    first, skip = cast(nn.Sequential, stem.body)[0], stem.skip
+    if not isinstance(first, nn.Conv2d) or not isinstance(skip, nn.Conv2d):
         return []  # a stem without a skip convolution reads x once: pad there
+    if not (extra := _paddable(first)):
+        return []
     form.input_padding = extra
-    stem.body[0], stem.skip = widened(first, extra), widened(skip, extra)
+    cast(nn.Sequential, stem.body)[0] = widened(first, extra)
+    stem.skip = widened(skip, extra)
     c = first.in_channels
     return [
         f"{name}: Conv2d input channels {c} -> {c + extra} (zeros, NCHWc)"
