@@ -1,14 +1,13 @@
 """Every command's --help shows its defaults and an example a user can run."""
 
-import os
 import shlex
-import subprocess
 import sys
 
 import pytest
 
 from geoclim.cli import demo
 from geoclim.cli.main import main
+from tests.support.cli import console
 
 
 def _help(capsys, *argv):
@@ -66,21 +65,14 @@ def test_demo_help_shows_defaults(capsys):
     assert "(default: outputs/demo)" in out and "geoclim demo debug=smoke" in out
 
 
-def _hydra_help(module, *overrides):
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *overrides, "--help"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+def _hydra_help(module, *overrides, tmp_path):
+    proc = console(module.rsplit(".", 1)[1], *overrides, "--help", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
 
-def test_train_help_is_the_apps_with_this_command_lines_values():
-    out = _hydra_help("geoclim.cli.train", "model=cnn", "seed=7")
+def test_train_help_is_the_apps_with_this_command_lines_values(tmp_path):
+    out = _hydra_help("geoclim.cli.train", "model=cnn", "seed=7", tmp_path=tmp_path)
     assert out.startswith("geoclim-train: train one model")
     assert "is powered by Hydra" not in out
     assert "network or baseline (options below) [cnn]" in out
@@ -89,15 +81,15 @@ def test_train_help_is_the_apps_with_this_command_lines_values():
     assert "model: climatology, cnn," in out  # the config groups and their options
 
 
-def test_eval_help_is_the_apps_with_defaults():
-    out = _hydra_help("geoclim.cli.evaluate")
+def test_eval_help_is_the_apps_with_defaults(tmp_path):
+    out = _hydra_help("geoclim.cli.evaluate", tmp_path=tmp_path)
     assert out.startswith("geoclim-eval: score")
     assert "train | val | test [test]" in out and "[200]" in out
     assert "geoclim-eval run_dir=logs/train/runs/" in out and "split=val" in out
 
 
-def test_explain_help_is_the_apps_with_defaults():
-    out = _hydra_help("geoclim.cli.explain")
+def test_explain_help_is_the_apps_with_defaults(tmp_path):
+    out = _hydra_help("geoclim.cli.explain", tmp_path=tmp_path)
     assert out.startswith("geoclim-explain: attribute")
     assert "integrated_gradients" in out and "[256]" in out and "geoclim-explain run_dir=" in out
 

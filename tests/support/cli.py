@@ -22,25 +22,33 @@ from unittest import mock
 
 def geoclim_train(*args, cwd, timeout=300, subprocess=False) -> sp.CompletedProcess:
     """``geoclim-train *args`` run in ``cwd``; returncode, stdout and stderr as text."""
+    return console("train", *args, cwd=cwd, timeout=timeout, subprocess=subprocess)
+
+
+def console(command, *args, cwd, timeout=300, subprocess=False) -> sp.CompletedProcess:
+    """``geoclim-<command> *args`` in ``cwd``, for the Hydra apps: train, evaluate, explain."""
+    import importlib
+
+    module = f"geoclim.cli.{command}"
     env = {"GEOCLIM_LOG_DIR": str(Path(cwd) / "logs"), "HYDRA_FULL_ERROR": "0"}
     if subprocess:
         return sp.run(
-            [sys.executable, "-m", "geoclim.cli.train", *args],
+            [sys.executable, "-m", module, *args],
             cwd=cwd,
             env={**os.environ, **env},
             capture_output=True,
             text=True,
             timeout=timeout,
         )
-    from geoclim.cli import train as cli
-
+    cli = importlib.import_module(module)
+    prog = f"geoclim-{command}"
     out, err = io.StringIO(), io.StringIO()
     code = 0
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     with (
         mock.patch.dict(os.environ, env),
-        mock.patch.object(sys, "argv", ["geoclim-train", *args]),
+        mock.patch.object(sys, "argv", [prog, *args]),
         contextlib.chdir(cwd),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
@@ -56,4 +64,4 @@ def geoclim_train(*args, cwd, timeout=300, subprocess=False) -> sp.CompletedProc
                     handler.close()
             root.handlers[:] = handlers
             root.setLevel(level)
-    return sp.CompletedProcess(["geoclim-train", *args], code, out.getvalue(), err.getvalue())
+    return sp.CompletedProcess([prog, *args], code, out.getvalue(), err.getvalue())
