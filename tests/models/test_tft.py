@@ -265,3 +265,21 @@ def test_variable_selection_equals_embed_transform_and_mix_done_step_by_step():
     torch.testing.assert_close(weights, want_w)
     want = (processed * want_w.reshape(-1, 3).T.unsqueeze(-1)).sum(0).reshape(2, 6, 8)
     torch.testing.assert_close(got, want)
+
+
+def test_variable_selection_backward_keeps_the_per_variable_gradients_contiguous():
+    # the mixing weights are laid out (V, M, 1) contiguously: a transposed (M, V) view would
+    # give every (V, M, D) gradient of the per-variable GRNs its layout (slow, copied in
+    # layer-norm backward)
+    vsn = VariableSelectionNetwork(4, hidden_size=8, context_size=8).train()
+    seen, grns = [], vsn.variable_grns.forward_scalars
+
+    def forward_scalars(*args, **kwargs):
+        processed = grns(*args, **kwargs)  # (V, M, D)
+        processed.register_hook(lambda g: seen.append(g.is_contiguous()))
+        return processed
+
+    vsn.variable_grns.forward_scalars = forward_scalars
+    out, _ = vsn(torch.randn(3, 6, 4), torch.randn(3, 1, 8))
+    out.sum().backward()
+    assert seen == [True]

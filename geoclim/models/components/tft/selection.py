@@ -80,6 +80,8 @@ class VariableSelectionNetwork(nn.Module):
         block = (eye.unsqueeze(-1) * self.embed_w.unsqueeze(0)).flatten(1)  # (V, V * H)
         flat = torch.addmm(self.embed_b.flatten(), rows, block).view(*lead, -1)  # (..., V*H)
         weights = torch.softmax(self.weight_grn(flat, context), dim=-1)  # (..., V)
-        w = weights.reshape(-1, n_vars).T.unsqueeze(-1)  # (V, M, 1)
+        # contiguous (V, M, 1): a transposed view would hand its (M, V) layout to
+        # ``processed * w`` and, in backward, to every (V, M, D) gradient of the GRNs
+        w = weights.reshape(-1, n_vars).T.contiguous().unsqueeze(-1)  # (V, M, 1)
         selected = (processed * w).sum(dim=0)  # (M, D); cheaper than M tiny (1, V) x (V, D) bmm
         return selected.reshape(*lead, self.hidden_size), weights
