@@ -66,11 +66,9 @@ class VariableSelectionNetwork(nn.Module):
         steps = x.shape[1] if x.dim() == 3 else 1  # dropout masks are shared over time
         rows = x.reshape(-1, n_vars)  # (M, V), M = prod(...)
         xv = rows.T.contiguous().unsqueeze(-1)  # (V, M, 1) variable-major
-        # x * skip_w + skip_b as a batched outer product: its backward is two bmm, not a
-        # broadcast product and a reduction over (V, M, D)
-        skip = torch.baddbmm(self.skip_b.unsqueeze(1), xv, self.skip_w.unsqueeze(1))  # (V,M,D)
+        # the skip x * skip_w + skip_b is added inside, by a batched product (no (V, M, D) skip)
         processed = self.variable_grns.forward_scalars(
-            xv, self.embed_w, self.embed_b, skip, steps
+            xv, self.embed_w, self.embed_b, self.skip_w, self.skip_b, steps
         )  # (V, M, D)
         if self.weight_grn is None:
             weights = torch.ones_like(x)  # (..., 1)
