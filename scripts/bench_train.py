@@ -9,7 +9,8 @@ own defaults (Adam). Each model trains ``--batches`` batches
 ``TimeSeriesDataSet`` construction is timed separately (setup), as is geoclim's
 ``dm.setup()``. The models take turns for ``--repeats`` rounds and the best round of each
 counts (other jobs on a shared machine only ever slow a round down). Reports samples/s of
-wall time and of process CPU time and the ratios against pf_tft.
+wall time and of process CPU time and the ratios against pf_tft: of the best rounds, and the
+median over rounds of the ratio of each round to pf_tft's round run beside it (paired).
 
     .venv/bin/python scripts/bench_train.py [--data naps_no2] [--batches 40] [--repeats 3]
     .venv/bin/python scripts/bench_train.py --save   # also record under experiments/bench_train/
@@ -24,6 +25,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import time
 import warnings
 from pathlib import Path
@@ -180,6 +182,10 @@ def main() -> None:
             "samples_per_cpu_s": samples / cpu,
         }
     ref = results["pf_tft"]
+    for r in results.values():  # the models alternate: round i of each ran side by side
+        pairs = list(zip(r["rounds"], ref["rounds"], strict=True))
+        r["paired_median_wall"] = statistics.median(p[0] / m[0] for m, p in pairs)
+        r["paired_median_cpu"] = statistics.median(p[1] / m[1] for m, p in pairs)
     log.info(
         "data=%s task=%s train samples=%d (timed %d), batch=%d, hidden=%d, heads=%d, "
         "hidden_continuous=%d, dropout=%.2f, threads=%d, best of %d rounds, load average "
@@ -198,23 +204,27 @@ def main() -> None:
         os.getloadavg(),
     )
     log.info(
-        "%-8s %10s %14s %16s %12s %12s",
+        "%-8s %10s %14s %16s %12s %12s %14s %14s",
         "model",
         "setup_s",
         "samples/s",
         "samples/cpu_s",
         "x pf (wall)",
         "x pf (cpu)",
+        "paired (wall)",
+        "paired (cpu)",
     )
     for name, r in results.items():
         log.info(
-            "%-8s %10.2f %14.0f %16.0f %12.2f %12.2f",
+            "%-8s %10.2f %14.0f %16.0f %12.2f %12.2f %14.2f %14.2f",
             name,
             r["setup_s"],
             r["samples_per_s"],
             r["samples_per_cpu_s"],
             r["samples_per_s"] / ref["samples_per_s"],
             r["samples_per_cpu_s"] / ref["samples_per_cpu_s"],
+            r["paired_median_wall"],
+            r["paired_median_cpu"],
         )
     record = {
         "args": vars(args) | {"json": str(args.json)},
@@ -230,6 +240,8 @@ def main() -> None:
             name: {
                 "wall": r["samples_per_s"] / ref["samples_per_s"],
                 "cpu": r["samples_per_cpu_s"] / ref["samples_per_cpu_s"],
+                "paired_median_wall": r["paired_median_wall"],
+                "paired_median_cpu": r["paired_median_cpu"],
             }
             for name, r in results.items()
         },

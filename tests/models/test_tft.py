@@ -257,11 +257,62 @@ def test_variable_selection_equals_embed_transform_and_mix_done_step_by_step():
     emb = xv * vsn.embed_w.unsqueeze(1) + vsn.embed_b.unsqueeze(1)  # (V, M, H)
     skip = xv * vsn.skip_w.unsqueeze(1) + vsn.skip_b.unsqueeze(1)  # (V, M, D)
     processed = vsn.variable_grns(emb, skip)  # the plain per-variable GRNs on the embeddings
-    torch.testing.assert_close(
-        vsn.variable_grns.forward_scalars(xv, vsn.embed_w, vsn.embed_b, skip), processed
+    got_processed = vsn.variable_grns.forward_scalars(
+        xv, vsn.embed_w, vsn.embed_b, vsn.skip_w, vsn.skip_b
     )
+    torch.testing.assert_close(got_processed, processed)
     assert vsn.weight_grn is not None
     want_w = torch.softmax(vsn.weight_grn(emb.permute(1, 0, 2).reshape(2, 6, 15), context), -1)
     torch.testing.assert_close(weights, want_w)
     want = (processed * want_w.reshape(-1, 3).T.unsqueeze(-1)).sum(0).reshape(2, 6, 8)
     torch.testing.assert_close(got, want)
+
+
+def test_variable_selection_backward_keeps_the_per_variable_gradients_contiguous():
+    # the mixing weights are laid out (V, M, 1) contiguously: a transposed (M, V) view would
+    # give every (V, M, D) gradient of the per-variable GRNs its layout (slow, copied in
+    # layer-norm backward)
+    vsn = VariableSelectionNetwork(4, hidden_size=8, context_size=8).train()
+    seen, grns = [], vsn.variable_grns.forward_scalars
+
+    def forward_scalars(*args, **kwargs):
+        processed = grns(*args, **kwargs)  # (V, M, D)
+        processed.register_hook(lambda g: seen.append(g.is_contiguous()))
+        return processed
+
+    vsn.variable_grns.forward_scalars = forward_scalars
+    out, _ = vsn(torch.randn(3, 6, 4), torch.randn(3, 1, 8))
+    out.sum().backward()
+    assert seen == [True]
+
+
+@pytest.mark.parametrize("steps", [0, 3])
+def test_time_shared_dropout_in_place_draws_and_scales_as_out_of_place(steps):
+    x = torch.randn(2, 6, 5)
+    torch.manual_seed(3)
+    want = time_shared_dropout(x, 0.5, True, steps=steps)
+    torch.manual_seed(3)
+    got = time_shared_dropout(x.clone(), 0.5, True, steps=steps, inplace=True)
+    torch.testing.assert_close(got, want)
+    assert (want == 0).any() and (want != 0).any()
+
+
+def test_variable_grn_of_scalars_matches_the_explicit_skip_in_training_with_gradients():
+    # dropout on (training): the fused skip and in-place steps give the same values and
+    # gradients as the explicit embedding and skip with the same random masks
+    torch.manual_seed(0)
+    grn = VariableGRN(n_vars=3, input_size=4, output_size=6, dropout=0.3).train()
+    xv = torch.randn(3, 10, 1)  # (V, M, 1), M = 2 sequences x 5 steps
+    embed_w, embed_b = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4)
+    skip_w, skip_b = torch.randn(3, 6, requires_grad=True), torch.randn(3, 6)
+    g = torch.randn(3, 10, 6)
+    torch.manual_seed(1)
+    got = grn.forward_scalars(xv, embed_w, embed_b, skip_w, skip_b, steps=5)
+    got_grads = torch.autograd.grad(got, [embed_w, skip_w, grn.fc2_w, grn.glu_w], g)
+    torch.manual_seed(1)
+    emb = xv * embed_w.unsqueeze(1) + embed_b.unsqueeze(1)  # (V, M, H)
+    want = grn(emb, xv * skip_w.unsqueeze(1) + skip_b.unsqueeze(1), steps=5)
+    want_grads = torch.autograd.grad(want, [embed_w, skip_w, grn.fc2_w, grn.glu_w], g)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b)

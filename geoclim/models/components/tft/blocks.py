@@ -15,6 +15,7 @@ over variables).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,9 @@ __all__ = [
 ]
 
 
-def time_shared_dropout(x: Tensor, p: float, training: bool, steps: int = 0) -> Tensor:
+def time_shared_dropout(
+    x: Tensor, p: float, training: bool, steps: int = 0, inplace: bool = False
+) -> Tensor:
     """Dropout with one mask per sequence and feature, shared over the time axis.
 
     Args:
@@ -41,6 +44,8 @@ def time_shared_dropout(x: Tensor, p: float, training: bool, steps: int = 0) -> 
         steps: when ``> 0``, ``x`` is ``(..., M, D)`` with ``M = N * steps`` rows that are
             ``N`` sequences of ``steps`` steps each (the variable-major layout of
             :class:`VariableGRN`); ``0`` means time is axis ``-2`` (or no time, for 2-D ``x``).
+        inplace: scale ``x`` itself (a fresh intermediate whose autograd node does not keep
+            it) instead of a new tensor: one allocation less.
 
     Returns:
         ``x`` with the dropped entries zeroed and the kept ones scaled by ``1 / (1 - p)``.
@@ -50,9 +55,13 @@ def time_shared_dropout(x: Tensor, p: float, training: bool, steps: int = 0) -> 
     if steps:
         shape = (*x.shape[:-2], x.shape[-2] // steps, 1, x.shape[-1])  # (..., N, 1, D)
         mask = x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+        if inplace:
+            x.unflatten(-2, (-1, steps)).mul_(mask)
+            return x
         return (x.unflatten(-2, (-1, steps)) * mask).flatten(-3, -2)
     shape = x.shape if x.dim() < 3 else (*x.shape[:-2], 1, x.shape[-1])
-    return x * x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+    mask = x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+    return x.mul_(mask) if inplace else x * mask
 
 
 class TimeSharedDropout(nn.Module):
@@ -122,7 +131,8 @@ class GateAddNorm(nn.Module):
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         """``(..., input_size)``, ``(..., hidden_size)`` -> ``(..., hidden_size)``."""
-        return self.add_norm(self.glu(x), skip)
+        # the GLU's output is a fresh tensor its backward does not keep: add the skip in place
+        return self.add_norm.norm(self.glu(x).add_(skip))
 
 
 class GatedResidualNetwork(nn.Module):
@@ -220,24 +230,34 @@ class VariableGRN(nn.Module):
         per sequence). Keeping the variable axis first lets each layer be one ``baddbmm``
         (bias fused) over the ``V`` weight matrices, with no transposes in between.
         """
-        eta = F.elu(torch.baddbmm(self.fc1_b.unsqueeze(1), e, self.fc1_w))  # (V, M, H)
-        return self._gate(eta, skip, steps)
+        eta = F.elu(torch.baddbmm(self.fc1_b.unsqueeze(1), e, self.fc1_w), inplace=True)
+        return self._gate(eta, steps, lambda out: out.add_(skip))  # (V, M, H) -> (V, M, D)
 
     def forward_scalars(
-        self, xv: Tensor, embed_w: Tensor, embed_b: Tensor, skip: Tensor, steps: int = 1
+        self,
+        xv: Tensor,
+        embed_w: Tensor,
+        embed_b: Tensor,
+        skip_w: Tensor,
+        skip_b: Tensor,
+        steps: int = 1,
     ) -> Tensor:
         """The GRNs of linearly embedded scalars, ``e = x * embed_w + embed_b``, without ``e``.
 
         ``fc1(e) = x * (embed_w @ W1) + (embed_b @ W1 + b1)`` is again one scalar times a
         vector per variable, so the first layer is an outer product instead of an
         ``(M, H) x (H, H)`` matrix product, and the ``(V, M, H)`` embedding is never
-        materialised (the same function and gradients as ``forward(e, skip)``).
+        materialised (the same function and gradients as ``forward(e, skip)``). The residual
+        ``skip = x * skip_w + skip_b`` is rank one per variable too: it is added to the GLU's
+        output by one in-place ``baddbmm_`` of ``[x, 1]`` with ``[skip_w; skip_b]``, so the
+        ``(V, M, D)`` skip tensor is never built either.
 
         Args:
             xv: ``(V, M, 1)`` the variables' values, variable-major.
             embed_w: ``(V, H)`` embedding slopes.
             embed_b: ``(V, H)`` embedding offsets.
-            skip: ``(V, M, D)`` the residual.
+            skip_w: ``(V, D)`` residual slopes.
+            skip_b: ``(V, D)`` residual offsets.
             steps: time steps per sequence (dropout masks).
 
         Returns:
@@ -245,13 +265,20 @@ class VariableGRN(nn.Module):
         """
         slope = embed_w.unsqueeze(1) @ self.fc1_w  # (V, 1, H)
         offset = torch.baddbmm(self.fc1_b.unsqueeze(1), embed_b.unsqueeze(1), self.fc1_w)
-        eta = F.elu(torch.baddbmm(offset, xv, slope))  # (V, M, H)
-        return self._gate(eta, skip, steps)
+        eta = F.elu(torch.baddbmm(offset, xv, slope), inplace=True)  # (V, M, H)
+        x1 = torch.cat([xv, torch.ones_like(xv)], dim=-1)  # (V, M, 2): [x, 1]
+        skip = torch.stack([skip_w, skip_b], dim=1)  # (V, 2, D)
+        return self._gate(eta, steps, lambda out: out.baddbmm_(x1, skip))
 
-    def _gate(self, eta: Tensor, skip: Tensor, steps: int) -> Tensor:
-        """Second layer, dropout, GLU, add-and-norm: ``(V, M, H)``, skip -> ``(V, M, D)``."""
+    def _gate(self, eta: Tensor, steps: int, add_skip: Callable[[Tensor], Tensor]) -> Tensor:
+        """Second layer, dropout, GLU, add-and-norm: ``(V, M, H)`` -> ``(V, M, D)``.
+
+        ``add_skip`` adds the residual to the GLU's ``(V, M, D)`` output in place (a fresh
+        tensor that GLU's backward does not keep); dropout scales the second layer's output in
+        place for the same reason (the matrix products' backward keeps their inputs only).
+        """
         eta = torch.baddbmm(self.fc2_b.unsqueeze(1), eta, self.fc2_w)  # (V, M, H)
-        eta = time_shared_dropout(eta, self.p, self.training, steps=steps)
+        eta = time_shared_dropout(eta, self.p, self.training, steps=steps, inplace=True)
         gated = torch.baddbmm(self.glu_b.unsqueeze(1), eta, self.glu_w)  # (V, M, 2D)
-        out = F.layer_norm(F.glu(gated, dim=-1) + skip, (self.output_size,))  # (V, M, D)
+        out = F.layer_norm(add_skip(F.glu(gated, dim=-1)), (self.output_size,))  # (V, M, D)
         return torch.addcmul(self.norm_b.unsqueeze(1), out, self.norm_w.unsqueeze(1))

@@ -66,11 +66,9 @@ class VariableSelectionNetwork(nn.Module):
         steps = x.shape[1] if x.dim() == 3 else 1  # dropout masks are shared over time
         rows = x.reshape(-1, n_vars)  # (M, V), M = prod(...)
         xv = rows.T.contiguous().unsqueeze(-1)  # (V, M, 1) variable-major
-        # x * skip_w + skip_b as a batched outer product: its backward is two bmm, not a
-        # broadcast product and a reduction over (V, M, D)
-        skip = torch.baddbmm(self.skip_b.unsqueeze(1), xv, self.skip_w.unsqueeze(1))  # (V,M,D)
+        # the skip x * skip_w + skip_b is added inside, by a batched product (no (V, M, D) skip)
         processed = self.variable_grns.forward_scalars(
-            xv, self.embed_w, self.embed_b, skip, steps
+            xv, self.embed_w, self.embed_b, self.skip_w, self.skip_b, steps
         )  # (V, M, D)
         if self.weight_grn is None:
             weights = torch.ones_like(x)  # (..., 1)
@@ -80,6 +78,8 @@ class VariableSelectionNetwork(nn.Module):
         block = (eye.unsqueeze(-1) * self.embed_w.unsqueeze(0)).flatten(1)  # (V, V * H)
         flat = torch.addmm(self.embed_b.flatten(), rows, block).view(*lead, -1)  # (..., V*H)
         weights = torch.softmax(self.weight_grn(flat, context), dim=-1)  # (..., V)
-        w = weights.reshape(-1, n_vars).T.unsqueeze(-1)  # (V, M, 1)
+        # contiguous (V, M, 1): a transposed view would hand its (M, V) layout to
+        # ``processed * w`` and, in backward, to every (V, M, D) gradient of the GRNs
+        w = weights.reshape(-1, n_vars).T.contiguous().unsqueeze(-1)  # (V, M, 1)
         selected = (processed * w).sum(dim=0)  # (M, D); cheaper than M tiny (1, V) x (V, D) bmm
         return selected.reshape(*lead, self.hidden_size), weights
