@@ -46,6 +46,8 @@ def console(command, *args, cwd, timeout=300, subprocess=False) -> sp.CompletedP
     code = 0
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    loggers = [x for x in logging.root.manager.loggerDict.values() if isinstance(x, logging.Logger)]
+    disabled = {x: x.disabled for x in loggers}  # hydra_logging=disabled disables all of them
     with (
         mock.patch.dict(os.environ, env),
         mock.patch.object(sys, "argv", [prog, *args]),
@@ -57,11 +59,13 @@ def console(command, *args, cwd, timeout=300, subprocess=False) -> sp.CompletedP
             cli.main()
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
-        finally:  # Hydra configures the root logger per run: leave it as it was
+        finally:  # Hydra configures the loggers per run: leave them as they were
             for handler in root.handlers[:]:
                 if handler not in handlers:
                     root.removeHandler(handler)
                     handler.close()
             root.handlers[:] = handlers
             root.setLevel(level)
+            for logger, was in disabled.items():
+                logger.disabled = was
     return sp.CompletedProcess([prog, *args], code, out.getvalue(), err.getvalue())
