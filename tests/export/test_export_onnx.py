@@ -1,11 +1,16 @@
+import dataclasses
+import json
+from pathlib import Path
+
 import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
-from geoclim.export.onnx import ExportError, batch_keys_read, export_net
+from geoclim.export.onnx import ExportError, ExportResult, batch_keys_read, export_net
 from geoclim.export.parity import ParityError, check_parity
 from tests.support.demo_export import build_net
+from tests.support.shared import build_once
 
 DIMS = {"c_past": 3, "c_known": 2, "c_static": 2, "c_out": 1, "input_steps": 12, "horizon": 6}
 
@@ -25,12 +30,24 @@ def make_batch(b=4, h=1, w=1, seed=0, dims=DIMS):
     }
 
 
+def _lstm_net():
+    torch.manual_seed(0)
+    return build_net("lstm", DIMS, hidden_size=16)
+
+
 @pytest.fixture(scope="module")
 def lstm_export(tmp_path_factory):
-    torch.manual_seed(0)
-    net = build_net("lstm", DIMS, hidden_size=16)
-    path = tmp_path_factory.mktemp("onnx") / "lstm.onnx"
-    return net, export_net(net, make_batch(), path)
+    """A dynamo export of a seeded LSTM, once per session (tests/support/shared.py)."""
+
+    def export(folder):
+        result = export_net(_lstm_net(), make_batch(), folder / "lstm.onnx")
+        fields = dataclasses.asdict(result) | {"path": str(result.path)}
+        (folder / "result.json").write_text(json.dumps(fields))
+
+    folder = build_once(tmp_path_factory, "lstm_dynamo_export", export)
+    fields = json.loads((folder / "result.json").read_text())
+    result = ExportResult(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    return _lstm_net(), dataclasses.replace(result, path=Path(result.path))
 
 
 @pytest.mark.slow  # ~13 s: torch.export traces every TFT block
