@@ -293,7 +293,7 @@ class BatchLoader:
 
     """
 
-    batch_size = None  # whole batches, as a DataLoader with ``batch_size=None``
+    batch_size = batch_sampler = None  # whole batches, as a DataLoader with batch_size=None
 
     def __init__(
         self, dataset: BatchDataset, sampler: EpochBatchSampler, per_group: int, num_workers: int

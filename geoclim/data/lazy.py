@@ -33,6 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import torch
 import xarray as xr
@@ -178,14 +179,16 @@ class BlockReader:
         self._cache: OrderedDict[tuple[int, ...], Span] = OrderedDict()
         self._pending: dict[tuple[int, ...], Future[Span]] = {}  # read ahead
         self._group: dict[int, tuple[int, ...]] = {}  # block -> its group, from the hints
-        self._spare: list[np.ndarray] = []  # dynamic arrays of dropped spans, to reuse
-        self._lock = threading.Lock()  # guards _spare (the read-ahead thread takes from it)
+        # arrays to reuse: dynamic arrays of dropped spans, raw variables of earlier reads
+        self._spare: list[np.ndarray] = []
+        self._raw: list[np.ndarray] = []
+        self._lock = threading.Lock()  # guards both (the read-ahead thread takes from them)
         self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (spawned workers) without cache, reads in flight or thread."""
-        fresh = {"_cache": OrderedDict(), "_pending": {}, "_spare": [], "_pool": None}
+        fresh = {"_cache": OrderedDict(), "_pending": {}, "_spare": [], "_raw": [], "_pool": None}
         return {k: v for k, v in self.__dict__.items() if k != "_lock"} | fresh
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -206,7 +209,7 @@ class BlockReader:
         """After a fork (a DataLoader worker): a cache, reads and thread of its own."""
         if self._pid != os.getpid():
             self._cache, self._pending, self._group, self._pool = OrderedDict(), {}, {}, None
-            self._spare, self._lock = [], threading.Lock()
+            self._spare, self._raw, self._lock = [], [], threading.Lock()
             self._pid = os.getpid()
 
     def read(self, blocks: tuple[int, ...], scheduler: str | None = None) -> Span:
@@ -220,8 +223,21 @@ class BlockReader:
         ds = parts[0]
         if len(parts) > 1:  # the time-free variables (statics) once, from the first part
             ds = xr.concat(parts, TIME, data_vars="minimal", coords="minimal", compat="override")
-        spare = self._take_spare(ds.sizes[TIME])
-        arrays = self.build(ds.load(scheduler=scheduler), out=spare)
+        timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
+        raw = [self._take(self._raw, ds[n].shape, ds[n].dtype) for n in timed]
+        raw = [
+            np.empty(ds[n].shape, ds[n].dtype) if a is None else a
+            for n, a in zip(timed, raw, strict=True)
+        ]
+        # straight into reused arrays (fresh ones this size can be slow to fault in): dask
+        # writes each chunk where it goes, with no concatenation
+        da.store([ds[n].data for n in timed], raw, lock=False, scheduler=scheduler)
+        others = {n: v.values for n, v in ds.data_vars.items() if n not in timed}
+        loaded = ds.copy(data=dict(zip(timed, raw, strict=True)) | others)
+        spare = self._take(self._spare, (ds.sizes[TIME],), np.float32)
+        arrays = self.build(loaded, out=spare)
+        with self._lock:  # the build has copied them: one set kept for the next read
+            self._raw = raw
         arrays.all_finite  # noqa: B018 -- found here (in the reading thread), not at a gather
         first = np.cumsum([0] + [hi - lo for lo, hi in ranges[:-1]])  # each block's first row
         shift = {b: lo - int(f) for b, (lo, _), f in zip(blocks, ranges, first, strict=True)}
@@ -254,15 +270,15 @@ class BlockReader:
             # slow to fault in); no batch refers to it, batches are gathered copies
             dropped = self._cache.pop(old).arrays.dynamic
             with self._lock:
-                self._spare = [*self._spare[-1:], dropped]
+                self._spare = [dropped]  # one kept
         return got
 
-    def _take_spare(self, n_time: int) -> np.ndarray | None:
-        """A dropped span's dynamic array of ``n_time`` steps, taken from the spares."""
+    def _take(self, pool: list[np.ndarray], shape: tuple[int, ...], dtype: Any) -> Any:
+        """An array from ``pool`` (taken out) whose shape starts with ``shape``, or ``None``."""
         with self._lock:
-            for i, a in enumerate(self._spare):
-                if a.shape[0] == n_time:
-                    return self._spare.pop(i)
+            for i, a in enumerate(pool):
+                if a.dtype == dtype and a.shape[: len(shape)] == shape:
+                    return pool.pop(i)
         return None
 
     def prefetch(self, groups: Sequence[tuple[int, ...]]) -> None:
