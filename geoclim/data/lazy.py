@@ -23,6 +23,7 @@ worker reads are its own.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -140,7 +141,8 @@ class BlockReader:
         block_steps: init times per block; ``None`` derives it from the time chunks.
         blocks_in_memory: blocks cached per process (the sampler mixes this many).
         prefetch_blocks: blocks read ahead per process in a background thread, on top of the
-            cache (``None``: ``blocks_in_memory``, the next group; 0: none).
+            cache (``None``: ``blocks_in_memory``, the next group, in the training process
+            and none in DataLoader workers, which read ahead by themselves; 0: none).
 
     """
 
@@ -166,7 +168,7 @@ class BlockReader:
         self.n_time = ds.sizes[TIME]
         self.block_steps = block_steps or derive_block_steps(time_chunk(ds), spec)
         self.blocks_in_memory = blocks_in_memory
-        self.prefetch_blocks = blocks_in_memory if prefetch_blocks is None else prefetch_blocks
+        self.prefetch_blocks = prefetch_blocks
         self.space = schema.space_dims(ds)
         h = ds.sizes[self.space[0]]
         self.grid_shape = (h, ds.sizes[self.space[1]] if len(self.space) > 1 else 1)
@@ -215,33 +217,46 @@ class BlockReader:
     def read(self, blocks: tuple[int, ...], scheduler: str | None = None) -> Span:
         """The :class:`Span` of ``blocks`` read and normalised now (no cache).
 
-        The blocks' time ranges, one after the other, make one dataset read by one dask
-        compute (``scheduler``: dask's; ``None``: its default) and normalised as one array.
+        Block by block (``scheduler``: dask's; ``None``: its default), each normalised into
+        its rows of one dynamic array: a dropped span's when one fits.
         """
         ranges = [self.time_span(b) for b in blocks]
-        parts = [self.ds.isel({TIME: slice(lo, hi)}) for lo, hi in ranges]
-        ds = parts[0]
-        if len(parts) > 1:  # the time-free variables (statics) once, from the first part
-            ds = xr.concat(parts, TIME, data_vars="minimal", coords="minimal", compat="override")
+        first = np.cumsum([0] + [hi - lo for lo, hi in ranges[:-1]])  # each block's first row
+        n_time = sum(hi - lo for lo, hi in ranges)
+        dynamic = self._take(self._spare, (n_time,), np.float32)
+        parts = []
+        for (lo, hi), row in zip(ranges, first.tolist(), strict=True):
+            rows = slice(row, row + hi - lo)
+            dest = None if dynamic is None else dynamic[rows]
+            loaded, raw = self._load(lo, hi, scheduler)
+            parts.append(self.build(loaded, out=dest))
+            with self._lock:  # built: free for the next read
+                self._raw = raw
+            if len(ranges) > 1 and parts[-1].dynamic is not dest:  # no spare of this size
+                if dynamic is None:
+                    dynamic = np.empty((n_time, *parts[-1].dynamic.shape[1:]), np.float32)
+                dynamic[rows] = parts[-1].dynamic
+        arrays = parts[0] if len(parts) == 1 else _joined(parts, dynamic)
+        arrays.all_finite  # noqa: B018 -- found here (in the reading thread), not at a gather
+        shift = {b: lo - f for b, (lo, _), f in zip(blocks, ranges, first.tolist(), strict=True)}
+        return Span(blocks, shift, arrays)
+
+    def _load(self, lo: int, hi: int, scheduler: str | None) -> tuple[xr.Dataset, list]:
+        """Times ``[lo, hi)`` of every variable in memory, and the arrays holding them.
+
+        Dask stores each chunk straight where it goes (no concatenation), into the arrays of
+        an earlier read when they fit (fresh memory of this size can be slow to fault in).
+        """
+        ds = self.ds.isel({TIME: slice(lo, hi)})
         timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
         raw = [self._take(self._raw, ds[n].shape, ds[n].dtype) for n in timed]
         raw = [
             np.empty(ds[n].shape, ds[n].dtype) if a is None else a
             for n, a in zip(timed, raw, strict=True)
         ]
-        # straight into reused arrays (fresh ones this size can be slow to fault in): dask
-        # writes each chunk where it goes, with no concatenation
         da.store([ds[n].data for n in timed], raw, lock=False, scheduler=scheduler)
         others = {n: v.values for n, v in ds.data_vars.items() if n not in timed}
-        loaded = ds.copy(data=dict(zip(timed, raw, strict=True)) | others)
-        spare = self._take(self._spare, (ds.sizes[TIME],), np.float32)
-        arrays = self.build(loaded, out=spare)
-        with self._lock:  # the build has copied them: one set kept for the next read
-            self._raw = raw
-        arrays.all_finite  # noqa: B018 -- found here (in the reading thread), not at a gather
-        first = np.cumsum([0] + [hi - lo for lo, hi in ranges[:-1]])  # each block's first row
-        shift = {b: lo - int(f) for b, (lo, _), f in zip(blocks, ranges, first, strict=True)}
-        return Span(blocks, shift, arrays)
+        return ds.copy(data=dict(zip(timed, raw, strict=True)) | others), raw
 
     def span(self, block: int, keep: Sequence[Span] = ()) -> Span:
         """The span holding ``block``: cached, read ahead (waiting for it), or read now.
@@ -288,6 +303,9 @@ class BlockReader:
         ``prefetch_blocks`` blocks are read ahead besides the cache.
         """
         self._own_process()
+        depth = self.prefetch_blocks
+        if depth is None:  # workers are the read-ahead there (and memory stays lower)
+            depth = 0 if get_worker_info() is not None else self.blocks_in_memory
         for key in groups:
             self._group.update(dict.fromkeys(key, key))
         for stale in [k for k in self._pending if k not in groups]:
@@ -296,7 +314,7 @@ class BlockReader:
         for key in groups:
             if cached.issuperset(key) or key in self._pending:
                 continue
-            if sum(map(len, self._pending)) + len(key) > self.prefetch_blocks:
+            if sum(map(len, self._pending)) + len(key) > depth:
                 break
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(1, thread_name_prefix="geoclim-blocks")
@@ -414,6 +432,13 @@ class LazyWindowDataset(Dataset):
             blocks_in_memory=self.reader.blocks_in_memory,
             lanes=lanes,
         )
+
+
+def _joined(parts: list[WindowArrays], dynamic: np.ndarray) -> WindowArrays:
+    """The arrays of consecutive time ranges as one (``dynamic`` holds them already)."""
+    exclude = None if parts[0].exclude is None else np.concatenate([p.exclude for p in parts])
+    calendar = np.concatenate([p.calendar for p in parts])
+    return dataclasses.replace(parts[0], dynamic=dynamic, calendar=calendar, exclude=exclude)
 
 
 def _lookup(table: dict[int, int], keys: np.ndarray) -> np.ndarray:
