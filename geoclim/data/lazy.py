@@ -262,8 +262,9 @@ class BlockReader:
         """The span holding ``block``: cached, read ahead (waiting for it), or read now.
 
         Read now, it is the group the last read-ahead hint put ``block`` in (alone without a
-        hint). The cache then drops its least recently used spans while it holds more than
-        ``blocks_in_memory`` blocks, except those in ``keep`` (the batch's other spans).
+        hint), after the cache has dropped what it must to hold it. The cache holds at most
+        ``blocks_in_memory`` blocks besides those in ``keep`` (the batch's other spans): it
+        drops its least recently used spans first.
         """
         self._own_process()
         for key, got in self._cache.items():
@@ -271,22 +272,30 @@ class BlockReader:
                 self._cache.move_to_end(key)
                 return got
         key = self._group.get(block, (block,))
+        kept = {k.blocks for k in keep} | {key}
         ahead = self._pending.pop(key, None)
         if ahead is not None:
             got = ahead.result()
-        else:  # in a DataLoader worker the workers are the parallelism: no dask threads each
+        else:  # room first: the read reuses a dropped array, not fresh memory beside it
+            self._drop(len(key), kept)
+            # in a DataLoader worker the workers are the parallelism: no dask threads each
             got = self.read(key, "synchronous" if get_worker_info() is not None else None)
         self._cache[key] = got
-        kept = {k.blocks for k in keep} | {key}
+        self._drop(0, kept)
+        return got
+
+    def _drop(self, room: int, kept: set[tuple[int, ...]]) -> None:
+        """Drop spans not in ``kept`` until ``room`` more blocks fit in the cache.
+
+        A dropped span's dynamic array is the next read's (fresh memory of this size can be
+        slow to fault in); no batch refers to it, batches are gathered copies.
+        """
         for old in [k for k in self._cache if k not in kept]:
-            if sum(map(len, self._cache)) <= self.blocks_in_memory:
+            if sum(map(len, self._cache)) + room <= self.blocks_in_memory:
                 break
-            # its dynamic array is reused by a later read (fresh memory of this size can be
-            # slow to fault in); no batch refers to it, batches are gathered copies
             dropped = self._cache.pop(old).arrays.dynamic
             with self._lock:
                 self._spare = [dropped]  # one kept
-        return got
 
     def _take(self, pool: list[np.ndarray], shape: tuple[int, ...], dtype: Any) -> Any:
         """An array from ``pool`` (taken out) whose shape starts with ``shape``, or ``None``."""
