@@ -499,21 +499,20 @@ class BlockBatchSampler(EpochBatchSampler):
     def _order(self) -> np.ndarray:
         """All sample rows of this epoch: groups of permuted blocks, permuted within."""
         if not self.shuffle:
-            order = np.arange(self.n)
-            runs = self.blocks[order]
-            starts, ends = _runs(runs)
-            self._plan = (ends, [(int(runs[s]),) for s in starts])
-            return order
+            starts, ends = _runs(self.blocks)
+            self._plan = (ends, [(int(self.blocks[s]),) for s in starts])
+            return np.arange(self.n)
         rng = np.random.default_rng([self.seed, self.epoch])
         ids, inverse = np.unique(self.blocks, return_inverse=True)
         permutation = rng.permutation(ids.size)  # block at each position
         position = np.empty(ids.size, np.int64)
         position[permutation] = np.arange(ids.size)
-        group = position[inverse] // self.blocks_in_memory
-        order = np.lexsort((rng.random(self.n), group))
-        starts, ends = _runs(group[order])
         size = self.blocks_in_memory
-        members = [ids[permutation[g * size : (g + 1) * size]] for g in group[order][starts]]
+        group = position[inverse] // size
+        del inverse  # (N,) each: the temporaries of large indexes add up
+        order = np.lexsort((rng.random(self.n), group))
+        ends = np.cumsum(np.bincount(group))  # group g ends at ends[g] in the order
+        members = [ids[permutation[g * size : (g + 1) * size]] for g in range(ends.size)]
         self._plan = (ends, [tuple(int(b) for b in m) for m in members])
         return order
 
