@@ -10,6 +10,9 @@
 3. On the first ``--subset-gb`` GB of the same store, which fits in memory, measures the
    in-memory backend and the lazy backend side by side: training samples/s and loader-only
    samples/s (batches drawn without a model), printing lazy / in-memory ratios.
+4. The loader alone once more on the subset, paired: ``--rounds`` epochs of one in-memory and
+   one lazy loader, alternating, the same batches drawn from each; the printed loader ratio
+   is the median over rounds of lazy / in-memory in the same round (round 0 cold).
 
     .venv/bin/python scripts/bench_scale.py --gb 1 --dir /tmp/bench_scale     # a check
     .venv/bin/python scripts/bench_scale.py --gb 12 --save                    # the record
@@ -204,7 +207,47 @@ def datamodule(source, window: dict, args, backend: str) -> GeoDataModule:
         num_workers=args.workers if backend == "lazy" else 0,
         backend=backend,
         seed=0,
+        lazy={"prefetch_blocks": args.prefetch_blocks},
     )
+
+
+def draw(loader, n: int, epoch: int) -> float:
+    """Seconds to draw ``n`` batches of ``epoch`` from ``loader`` (first batch included)."""
+    loader.sampler.set_epoch(epoch)
+    t0 = time.perf_counter()
+    for i, _ in enumerate(loader):
+        if i + 1 == n:
+            break
+    return time.perf_counter() - t0
+
+
+def loader_rounds(sources: dict, model: str, window: dict, args) -> dict:
+    """The loader alone, in-memory then lazy, over ``--rounds`` epochs of one loader each.
+
+    Round ``r`` draws the same batches (epoch ``r``) from both, back to back, so both meet the
+    same load; round 0 starts cold (the lazy workers' start and first block reads), later
+    rounds are later epochs of the same loaders (persistent workers, as in training).
+    """
+    dms = {b: datamodule(src, dict(window), args, b) for b, src in sources.items()}
+    loaders = {b: dm.loader("train", shuffle=True) for b, dm in dms.items()}
+    batch = dms["memory"].batch_size
+    n = min(args.loader_batches or RUNS[model]["loader_batches"], len(loaders["memory"]))
+    rates: dict[str, list[float]] = {b: [] for b in dms}
+    for r in range(args.rounds):
+        for b, loader in loaders.items():
+            rates[b].append(n * batch / draw(loader, n, r))
+    ratios = [lz / mem for lz, mem in zip(rates["lazy"], rates["memory"], strict=True)]
+    out = {
+        "model": model,
+        "batches": n,
+        "batch_size": batch,
+        "memory_samples_per_s": rates["memory"],
+        "lazy_samples_per_s": rates["lazy"],
+        "ratio_per_round": ratios,
+        "ratio_median": float(np.median(ratios)),
+    }
+    log.info("%s", json.dumps(out))
+    return out
 
 
 def run(source, model: str, window: dict, args, backend: str, *, train: bool = True) -> dict:
@@ -222,11 +265,7 @@ def run(source, model: str, window: dict, args, backend: str, *, train: bool = T
         n = min(args.batches or RUNS[model]["batches"], n_all)
         n_loader = min(args.loader_batches or RUNS[model]["loader_batches"], n_all)
         samples = n * dm.batch_size
-        t0 = time.perf_counter()
-        for i, _ in enumerate(dm.loader("train", shuffle=True)):
-            if i + 1 == n_loader:
-                break
-        loader_s = time.perf_counter() - t0
+        loader_s = draw(dm.loader("train", shuffle=True), n_loader, 0)
         train_s = float("nan")
         if train:
             torch.manual_seed(0)
@@ -265,6 +304,13 @@ def main() -> None:
     )
     parser.add_argument("--models", default="cnn,lstm", help="comma-separated: cnn, lstm")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (lazy)")
+    parser.add_argument(
+        "--prefetch-blocks", type=int, help="data.lazy.prefetch_blocks (default: its default)"
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="paired loader-alone rounds")
+    parser.add_argument(
+        "--phases", default="full,subset,rounds", help="comma-separated: full, subset, rounds"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--save", action="store_true", help="record under experiments/")
@@ -315,11 +361,18 @@ def main() -> None:
             return subset_lazy().load()
 
         windows = {m: RUNS[m]["window"] for m in args.models.split(",")}
-        results["full"] = [run(full, m, w, args, "lazy") for m, w in windows.items()]
+        phases = args.phases.split(",")
+        results["full"] = [
+            run(full, m, w, args, "lazy") for m, w in windows.items() if "full" in phases
+        ]
         results["subset"] = []
-        for m, w in windows.items():
+        for m, w in windows.items() if "subset" in phases else ():
             results["subset"].append(run(subset_memory, m, w, args, "memory"))
             results["subset"].append(run(subset_lazy, m, w, args, "lazy"))
+        sources = {"memory": subset_memory, "lazy": subset_lazy}
+        results["rounds"] = [
+            loader_rounds(sources, m, w, args) for m, w in windows.items() if "rounds" in phases
+        ]
     finally:
         if not args.keep:
             shutil.rmtree(store, ignore_errors=True)
@@ -330,6 +383,8 @@ def main() -> None:
         variables=list(VARIABLES),
         chunk=args.chunk,
         workers=args.workers,
+        prefetch_blocks=args.prefetch_blocks,
+        paired_rounds=args.rounds,
         threads=args.threads,
         machine=f"{platform.node()} {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs",
@@ -367,6 +422,26 @@ def report(results: dict) -> None:
                 r["train_samples_per_s"],
                 r["peak_rss_gb"],
             )
+    for r in results["rounds"]:
+        log.info(
+            "%s loader alone, %d rounds of %d batches (memory | lazy samples/s): %s",
+            r["model"],
+            len(r["ratio_per_round"]),
+            r["batches"],
+            ", ".join(
+                f"{m:.0f} | {z:.0f}"
+                for m, z in zip(r["memory_samples_per_s"], r["lazy_samples_per_s"], strict=True)
+            ),
+        )
+        log.info(
+            "%s: loader alone lazy / in-memory on the %.2f GB subset: median %.2f (rounds: %s)",
+            r["model"],
+            results["subset_gb"],
+            r["ratio_median"],
+            ", ".join(f"{x:.2f}" for x in r["ratio_per_round"]),
+        )
+    if not (results["full"] and results["subset"]):
+        return
     for model in {r["model"] for r in results["full"]}:
         mem, lz = (
             next(r for r in results["subset"] if r["model"] == model and r["backend"] == b)
@@ -374,7 +449,7 @@ def report(results: dict) -> None:
         )
         full = next(r for r in results["full"] if r["model"] == model)
         log.info(
-            "%s: lazy / in-memory on the %.2f GB subset: train %.2f, loader %.2f; "
+            "%s: lazy / in-memory on the %.2f GB subset: train %.2f, loader (one cold pass) %.2f; "
             "full %.1f GB store lazy / in-memory subset: train %.2f; peak RSS %.2f GB",
             model,
             results["subset_gb"],

@@ -275,7 +275,12 @@ class GeoDataModule(L.LightningDataModule):
         assert self.normalizer is not None
         return self.normalizer.encode(values, name)[..., None]
 
-    def _build_arrays(self, ds: xr.Dataset) -> WindowArrays:
+    def _build_arrays(self, ds: xr.Dataset, out: np.ndarray | None = None) -> WindowArrays:
+        """The normalised :class:`WindowArrays` of ``ds``.
+
+        ``out``, when its shape and dtype fit, receives the dynamic array (the lazy reader
+        reuses the arrays of blocks it has dropped instead of faulting in fresh memory).
+        """
         task = self.task
         grid = schema.layout_of(ds) == "grid"
         space = schema.space_dims(ds)
@@ -288,7 +293,8 @@ class GeoDataModule(L.LightningDataModule):
         for name in task.dynamic_variables:
             first[name] = c
             c += len(task.channel_names(name))
-        dynamic = np.empty((n_time, h, w, c), np.float32)
+        fits = out is not None and out.shape == (n_time, h, w, c) and out.dtype == np.float32
+        dynamic = out if fits else np.empty((n_time, h, w, c), np.float32)
         # (T, H, W) values of each variable: views of the data (a lazy block is loaded already)
         raw = [ds[name].transpose(TIME, *space).values for name in task.dynamic_variables]
         # time slabs of all channels at once: each slab of the channels-last array is written

@@ -9,7 +9,9 @@ netCDF) and read in *blocks* of init times, each a whole number of the store's t
 
 A block is normalised into an ordinary :class:`WindowArrays` and its windows are gathered
 with the in-memory :func:`gather`, so a lazy batch equals the in-memory batch of the same
-sample rows exactly. Each process (DataLoader worker) keeps a few blocks in a small cache.
+sample rows exactly. Each process (DataLoader worker) keeps a few blocks in a small cache and
+reads the blocks its next batches need in a background thread (read-ahead) while it gathers
+from the blocks it has: :class:`~geoclim.data.datasets.BatchGroup` names them.
 
 Order (:class:`BlockBatchSampler`): epoch ``e`` permutes the blocks with ``(seed, e)``, takes
 them ``blocks_in_memory`` at a time and permutes the samples of each group, so batches mix
@@ -21,20 +23,25 @@ worker reads are its own.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
+import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
-import dask
+import dask.array as da
 import numpy as np
 import torch
 import xarray as xr
 from torch.utils.data import Dataset, get_worker_info
 
 from geoclim.data import schema
-from geoclim.data.datasets import EpochBatchSampler
+from geoclim.data.datasets import EpochBatchSampler, group_batches
 from geoclim.data.windows import SampleIndex, WindowArrays, WindowSpec, gather
 from geoclim.errors import ConfigError
 from geoclim.types import TIME, Batch
@@ -105,36 +112,63 @@ class PackedMask:
         return bits.view(bool).reshape(-1, h, w)
 
 
+@dataclass(frozen=True)
+class Span:
+    """Blocks read together: their time ranges one after the other in one set of arrays.
+
+    Attributes:
+        blocks: the blocks, in array order.
+        shift: for each block, its first time position minus its first array row (a sample
+            of that block at time ``t`` starts its window at row ``t - shift[block]``).
+        arrays: the normalised arrays.
+
+    """
+
+    blocks: tuple[int, ...]
+    shift: dict[int, int]
+    arrays: WindowArrays
+
+
 class BlockReader:
     """Reads and normalises time blocks of a lazy dataset (a small cache per process).
 
     Args:
         ds: the dask-backed canonical dataset (the task's variables).
         build: turns a time slice of ``ds`` into normalised :class:`WindowArrays` (the
-            datamodule's array builder, so both backends encode identically).
+            datamodule's array builder, so both backends encode identically); its ``out``
+            argument, a spare dynamic array, may receive the result.
         spec: window spec (input and lead steps set the halo).
         block_steps: init times per block; ``None`` derives it from the time chunks.
         blocks_in_memory: blocks cached per process (the sampler mixes this many).
+        prefetch_blocks: blocks read ahead per process in a background thread, on top of the
+            cache (``None``: ``blocks_in_memory``, the next group, in the training process
+            and none in DataLoader workers, which read ahead by themselves; 0: none).
 
     """
 
     def __init__(
         self,
         ds: xr.Dataset,
-        build: Callable[[xr.Dataset], WindowArrays],
+        build: Callable[..., WindowArrays],
         spec: WindowSpec,
         *,
         block_steps: int | None = None,
         blocks_in_memory: int = 2,
+        prefetch_blocks: int | None = None,
     ):
         if block_steps is not None and block_steps < 1:
             raise ConfigError(f"data.lazy.block_steps must be >= 1 or null, got {block_steps}")
         if blocks_in_memory < 1:
             raise ConfigError(f"data.lazy.blocks_in_memory must be >= 1, got {blocks_in_memory}")
+        if prefetch_blocks is not None and prefetch_blocks < 0:
+            raise ConfigError(
+                f"data.lazy.prefetch_blocks must be >= 0 or null, got {prefetch_blocks}"
+            )
         self.ds, self.build, self.spec = ds, build, spec
         self.n_time = ds.sizes[TIME]
         self.block_steps = block_steps or derive_block_steps(time_chunk(ds), spec)
         self.blocks_in_memory = blocks_in_memory
+        self.prefetch_blocks = prefetch_blocks
         self.space = schema.space_dims(ds)
         h = ds.sizes[self.space[0]]
         self.grid_shape = (h, ds.sizes[self.space[1]] if len(self.space) > 1 else 1)
@@ -144,8 +178,23 @@ class BlockReader:
             self.n_blocks,
             blocks_in_memory,
         )
-        self._cache: OrderedDict[int, tuple[int, WindowArrays]] = OrderedDict()
+        self._cache: OrderedDict[tuple[int, ...], Span] = OrderedDict()
+        self._pending: dict[tuple[int, ...], Future[Span]] = {}  # read ahead
+        self._group: dict[int, tuple[int, ...]] = {}  # block -> its group, from the hints
+        # arrays to reuse: dynamic arrays of dropped spans, raw variables of earlier reads
+        self._spare: list[np.ndarray] = []
+        self._raw: list[np.ndarray] = []
+        self._lock = threading.Lock()  # guards both (the read-ahead thread takes from them)
+        self._pool: ThreadPoolExecutor | None = None
         self._pid = os.getpid()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (spawned workers) without cache, reads in flight or thread."""
+        fresh = {"_cache": OrderedDict(), "_pending": {}, "_spare": [], "_raw": [], "_pool": None}
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"} | fresh
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     @property
     def n_blocks(self) -> int:
@@ -158,23 +207,128 @@ class BlockReader:
         lo = max(0, block * s - self.spec.input_steps + 1)
         return lo, min(self.n_time, (block + 1) * s + self.spec.lead_steps)
 
-    def block(self, block: int) -> tuple[int, WindowArrays]:
-        """``(lo, arrays)``: the normalised arrays of ``block``, time axis starting at ``lo``."""
-        if self._pid != os.getpid():  # a forked worker: its own cache (and dask state)
-            self._cache.clear()
+    def _own_process(self) -> None:
+        """After a fork (a DataLoader worker): a cache, reads and thread of its own."""
+        if self._pid != os.getpid():
+            self._cache, self._pending, self._group, self._pool = OrderedDict(), {}, {}, None
+            self._spare, self._raw, self._lock = [], [], threading.Lock()
             self._pid = os.getpid()
-        if block in self._cache:
-            self._cache.move_to_end(block)
-            return self._cache[block]
-        lo, hi = self.time_span(block)
-        # in a DataLoader worker the workers are the parallelism: no dask thread pool each
-        scheduler = "synchronous" if get_worker_info() is not None else None
-        with dask.config.set(scheduler=scheduler):  # one compute reads every variable
-            arrays = self.build(self.ds.isel({TIME: slice(lo, hi)}).load())
-        self._cache[block] = (lo, arrays)
-        while len(self._cache) > self.blocks_in_memory:
-            self._cache.popitem(last=False)
-        return lo, arrays
+
+    def read(self, blocks: tuple[int, ...], scheduler: str | None = None) -> Span:
+        """The :class:`Span` of ``blocks`` read and normalised now (no cache).
+
+        Block by block (``scheduler``: dask's; ``None``: its default), each normalised into
+        its rows of one dynamic array: a dropped span's when one fits.
+        """
+        ranges = [self.time_span(b) for b in blocks]
+        first = np.cumsum([0] + [hi - lo for lo, hi in ranges[:-1]])  # each block's first row
+        n_time = sum(hi - lo for lo, hi in ranges)
+        dynamic = self._take(self._spare, (n_time,), np.float32)
+        parts = []
+        for (lo, hi), row in zip(ranges, first.tolist(), strict=True):
+            rows = slice(row, row + hi - lo)
+            dest = None if dynamic is None else dynamic[rows]
+            loaded, raw = self._load(lo, hi, scheduler)
+            parts.append(self.build(loaded, out=dest))
+            with self._lock:  # built: free for the next read
+                self._raw = raw
+            if len(ranges) > 1 and parts[-1].dynamic is not dest:  # no spare of this size
+                if dynamic is None:
+                    dynamic = np.empty((n_time, *parts[-1].dynamic.shape[1:]), np.float32)
+                dynamic[rows] = parts[-1].dynamic
+        arrays = parts[0] if len(parts) == 1 else _joined(parts, dynamic)
+        arrays.all_finite  # noqa: B018 -- found here (in the reading thread), not at a gather
+        shift = {b: lo - f for b, (lo, _), f in zip(blocks, ranges, first.tolist(), strict=True)}
+        return Span(blocks, shift, arrays)
+
+    def _load(self, lo: int, hi: int, scheduler: str | None) -> tuple[xr.Dataset, list]:
+        """Times ``[lo, hi)`` of every variable in memory, and the arrays holding them.
+
+        Dask stores each chunk straight where it goes (no concatenation), into the arrays of
+        an earlier read when they fit (fresh memory of this size can be slow to fault in).
+        """
+        ds = self.ds.isel({TIME: slice(lo, hi)})
+        timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
+        raw = [self._take(self._raw, ds[n].shape, ds[n].dtype) for n in timed]
+        raw = [
+            np.empty(ds[n].shape, ds[n].dtype) if a is None else a
+            for n, a in zip(timed, raw, strict=True)
+        ]
+        da.store([ds[n].data for n in timed], raw, lock=False, scheduler=scheduler)
+        others = {n: v.values for n, v in ds.data_vars.items() if n not in timed}
+        return ds.copy(data=dict(zip(timed, raw, strict=True)) | others), raw
+
+    def span(self, block: int, keep: Sequence[Span] = ()) -> Span:
+        """The span holding ``block``: cached, read ahead (waiting for it), or read now.
+
+        Read now, it is the group the last read-ahead hint put ``block`` in (alone without a
+        hint), after the cache has dropped what it must to hold it. The cache holds at most
+        ``blocks_in_memory`` blocks besides those in ``keep`` (the batch's other spans): it
+        drops its least recently used spans first.
+        """
+        self._own_process()
+        for key, got in self._cache.items():
+            if block in key:
+                self._cache.move_to_end(key)
+                return got
+        key = self._group.get(block, (block,))
+        kept = {k.blocks for k in keep} | {key}
+        ahead = self._pending.pop(key, None)
+        if ahead is not None:
+            got = ahead.result()
+        else:  # room first: the read reuses a dropped array, not fresh memory beside it
+            self._drop(len(key), kept)
+            # in a DataLoader worker the workers are the parallelism: no dask threads each
+            got = self.read(key, "synchronous" if get_worker_info() is not None else None)
+        self._cache[key] = got
+        self._drop(0, kept)
+        return got
+
+    def _drop(self, room: int, kept: set[tuple[int, ...]]) -> None:
+        """Drop spans not in ``kept`` until ``room`` more blocks fit in the cache.
+
+        A dropped span's dynamic array is the next read's (fresh memory of this size can be
+        slow to fault in); no batch refers to it, batches are gathered copies.
+        """
+        for old in [k for k in self._cache if k not in kept]:
+            if sum(map(len, self._cache)) + room <= self.blocks_in_memory:
+                break
+            dropped = self._cache.pop(old).arrays.dynamic
+            with self._lock:
+                self._spare = [dropped]  # one kept
+
+    def _take(self, pool: list[np.ndarray], shape: tuple[int, ...], dtype: Any) -> Any:
+        """An array from ``pool`` (taken out) whose shape starts with ``shape``, or ``None``."""
+        with self._lock:
+            for i, a in enumerate(pool):
+                if a.dtype == dtype and a.shape[: len(shape)] == shape:
+                    return pool.pop(i)
+        return None
+
+    def prefetch(self, groups: Sequence[tuple[int, ...]]) -> None:
+        """Read ``groups`` of blocks (the ones wanted next, soonest first) in the background.
+
+        Each group is read as one span. Reads ahead no longer wanted are dropped; at most
+        ``prefetch_blocks`` blocks are read ahead besides the cache.
+        """
+        self._own_process()
+        depth = self.prefetch_blocks
+        if depth is None:  # workers are the read-ahead there (and memory stays lower)
+            depth = 0 if get_worker_info() is not None else self.blocks_in_memory
+        for key in groups:
+            self._group.update(dict.fromkeys(key, key))
+        for stale in [k for k in self._pending if k not in groups]:
+            self._pending.pop(stale).cancel()
+        cached = {b for k in self._cache for b in k}
+        for key in groups:
+            if cached.issuperset(key) or key in self._pending:
+                continue
+            if sum(map(len, self._pending)) + len(key) > depth:
+                break
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix="geoclim-blocks")
+            # the thread reads while this one gathers: dask's synchronous scheduler in it
+            self._pending[key] = self._pool.submit(self.read, key, "synchronous")
 
     def target_valid(self, targets: Sequence[str], exclude: Sequence[str] = ()) -> PackedMask:
         """Where every target is observed and counts, read block by block (targets only).
@@ -224,22 +378,43 @@ class LazyWindowDataset(Dataset):
         """The Batch fields (numpy) of sample ``rows``, in that order."""
         t, y, x = self.index.decode(rows)
         blocks = t // self.reader.block_steps
-        parts, order = [], []
-        for b in np.unique(blocks):  # usually one block per batch
-            sel = np.flatnonzero(blocks == b)
-            lo, arrays = self.reader.block(int(b))
-            fields = gather(arrays, self.spec, t[sel] - lo, y[sel], x[sel])
+        spans: list[Span] = []
+        for b in np.unique(blocks).tolist():  # usually all in the span of one group
+            if not any(b in s.blocks for s in spans):
+                spans.append(self.reader.span(b, keep=spans))
+        out: dict[str, np.ndarray] = {}
+        for span in spans:
+            sel = np.isin(blocks, span.blocks) if len(spans) > 1 else slice(None)
+            start = t[sel] - _lookup(span.shift, blocks[sel])  # (n,) first rows in the span
+            fields = gather(span.arrays, self.spec, start, y[sel], x[sel])
             fields["time_idx"] = t[sel]
-            parts.append(fields)
-            order.append(sel)
-        if len(parts) == 1:
-            return parts[0]
-        inverse = np.argsort(np.concatenate(order), kind="stable")
-        return {k: np.concatenate([p[k] for p in parts])[inverse] for k in parts[0]}
+            if len(spans) == 1:
+                return fields
+            for k, v in fields.items():  # each span's samples straight into their rows
+                out.setdefault(k, np.empty((rows.size, *v.shape[1:]), v.dtype))[sel] = v
+        return out
 
     def __getitem__(self, rows: int | Sequence[int] | np.ndarray) -> Batch:
         fields = self.gather(np.atleast_1d(np.asarray(rows, dtype=np.int64)))
         return {k: torch.from_numpy(v) for k, v in fields.items()}  # type: ignore[return-value]
+
+    def sample_nbytes(self) -> int:
+        """Bytes of one sample's Batch fields, from a read of one window's times (0 if none)."""
+        if not len(self):
+            return 0
+        t, y, x = self.index.decode(np.zeros(1, np.int64))
+        lo = int(t[0]) - self.spec.input_steps + 1
+        part = self.reader.ds.isel({TIME: slice(lo, int(t[0]) + self.spec.lead_steps + 1)})
+        arrays = self.reader.build(part.load(scheduler="synchronous"))
+        return sum(v.nbytes for v in gather(arrays, self.spec, t - lo, y, x).values())
+
+    def batches_per_group(self, batch_size: int, num_workers: int) -> int:
+        """Batches gathered together: about :data:`~geoclim.data.datasets.GROUP_BYTES`."""
+        return group_batches(self.sample_nbytes(), batch_size)
+
+    def prefetch(self, ahead: Sequence[tuple[int, ...]]) -> None:
+        """Read the groups of blocks ``ahead`` in the background (:meth:`BlockReader.prefetch`)."""
+        self.reader.prefetch(ahead)
 
     def batch_sampler(
         self,
@@ -268,6 +443,23 @@ class LazyWindowDataset(Dataset):
         )
 
 
+def _joined(parts: list[WindowArrays], dynamic: np.ndarray) -> WindowArrays:
+    """The arrays of consecutive time ranges as one (``dynamic`` holds them already)."""
+    exclude = None if parts[0].exclude is None else np.concatenate([p.exclude for p in parts])
+    calendar = np.concatenate([p.calendar for p in parts])
+    return dataclasses.replace(parts[0], dynamic=dynamic, calendar=calendar, exclude=exclude)
+
+
+def _lookup(table: dict[int, int], keys: np.ndarray) -> np.ndarray:
+    """``table[k]`` for every entry of ``keys`` (a few distinct keys)."""
+    if len(table) == 1:
+        return np.full(keys.shape, next(iter(table.values())), keys.dtype)
+    out = np.empty_like(keys)
+    for k, v in table.items():
+        out[keys == k] = v
+    return out
+
+
 class BlockBatchSampler(EpochBatchSampler):
     """:class:`EpochBatchSampler` with a block-grouped order, handed out in worker lanes.
 
@@ -279,8 +471,8 @@ class BlockBatchSampler(EpochBatchSampler):
         rank: this process's rank.
         world_size: number of processes.
         blocks_in_memory: blocks whose samples are shuffled together.
-        lanes: DataLoader workers (``max(1, num_workers)``); batch ``i`` of the yielded
-            sequence goes to worker ``i % lanes``, so lane ``w`` is a contiguous run.
+        lanes: DataLoader workers (``max(1, num_workers)``): lane ``w``, a contiguous run of
+            batches, goes to worker ``w`` (:meth:`EpochBatchSampler.groups`).
 
     """
 
@@ -299,26 +491,51 @@ class BlockBatchSampler(EpochBatchSampler):
         super().__init__(
             len(blocks), batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size
         )
-        self.blocks, self.blocks_in_memory, self.lanes = blocks, blocks_in_memory, max(1, lanes)
+        self.blocks, self.blocks_in_memory, self.n_lanes = blocks, blocks_in_memory, max(1, lanes)
+        # the epoch's groups of blocks, set by _order: end position of each in the order, and
+        # its blocks (unshuffled: each run of one block is a group)
+        self._plan: tuple[np.ndarray, list[tuple[int, ...]]] = (np.zeros(0, np.int64), [])
 
     def _order(self) -> np.ndarray:
         """All sample rows of this epoch: groups of permuted blocks, permuted within."""
         if not self.shuffle:
+            starts, ends = _runs(self.blocks)
+            self._plan = (ends, [(int(self.blocks[s]),) for s in starts])
             return np.arange(self.n)
         rng = np.random.default_rng([self.seed, self.epoch])
         ids, inverse = np.unique(self.blocks, return_inverse=True)
+        permutation = rng.permutation(ids.size)  # block at each position
         position = np.empty(ids.size, np.int64)
-        position[rng.permutation(ids.size)] = np.arange(ids.size)
-        group = position[inverse] // self.blocks_in_memory
-        return np.lexsort((rng.random(self.n), group))
+        position[permutation] = np.arange(ids.size)
+        size = self.blocks_in_memory
+        group = position[inverse] // size
+        del inverse  # (N,) each: the temporaries of large indexes add up
+        order = np.lexsort((rng.random(self.n), group))
+        ends = np.cumsum(np.bincount(group))  # group g ends at ends[g] in the order
+        members = [ids[permutation[g * size : (g + 1) * size]] for g in range(ends.size)]
+        self._plan = (ends, [tuple(int(b) for b in m) for m in members])
+        return order
 
-    def batch_order(self) -> list[int]:
-        """Global batch numbers in the order they are yielded (lanes interleaved)."""
-        lanes = np.array_split(np.arange(len(self)), self.lanes)  # longer lanes first
-        return [int(lane[i]) for i in range(len(lanes[0])) for lane in lanes if i < len(lane)]
+    def lanes(self) -> list[np.ndarray]:
+        """``n_lanes`` contiguous runs of the global batches (longer lanes first)."""
+        return np.array_split(np.arange(len(self)), self.n_lanes)
 
-    def __iter__(self) -> Iterator[np.ndarray]:
-        order = self._order()
-        for b in self.batch_order():
-            rows = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield np.array_split(rows, self.world_size)[self.rank]  # int64, as the base
+    def _ahead(self, order: np.ndarray, last: int, lane_end: int) -> tuple[tuple[int, ...], ...]:
+        """The group of blocks holding batch ``last``'s end, then the next group.
+
+        The next group's only if the lane (ending with batch ``lane_end``) reaches it.
+        """
+        ends, members = self._plan
+        p = min((last + 1) * self.batch_size, self.n) - 1  # order position of that sample
+        g = int(np.searchsorted(ends, p, side="right"))
+        if g >= len(members):
+            return ()
+        stop = min((lane_end + 1) * self.batch_size, self.n)
+        reaches = g + 1 < len(members) and ends[g] < stop
+        return (members[g], members[g + 1]) if reaches else (members[g],)
+
+
+def _runs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(starts, ends)`` of the runs of equal consecutive ``labels``."""
+    starts = np.flatnonzero(np.diff(labels, prepend=labels[:1] - 1)) if labels.size else labels
+    return starts, np.append(starts[1:], labels.size).astype(np.int64)

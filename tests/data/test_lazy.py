@@ -193,7 +193,9 @@ def test_imputer_is_refused_in_lazy_mode(store):
         _dm(open_dataset(store, chunks={}), imputer=Imputer())
 
 
-@pytest.mark.parametrize("bad", [{"block_steps": 0}, {"blocks_in_memory": 0}])
+@pytest.mark.parametrize(
+    "bad", [{"block_steps": 0}, {"blocks_in_memory": 0}, {"prefetch_blocks": -1}]
+)
 def test_bad_lazy_options_are_errors(store, bad):
     with pytest.raises(ConfigError, match="data.lazy"):
         _dm(open_dataset(store, chunks={}), lazy=bad)
