@@ -294,7 +294,9 @@ class GeoDataModule(L.LightningDataModule):
             first[name] = c
             c += len(task.channel_names(name))
         fits = out is not None and out.shape == (n_time, h, w, c) and out.dtype == np.float32
-        dynamic = out if fits else np.empty((n_time, h, w, c), np.float32)
+        dynamic: np.ndarray = (
+            out if fits and out is not None else np.empty((n_time, h, w, c), np.float32)
+        )
         # (T, H, W) values of each variable: views of the data (a lazy block is loaded already)
         raw = [ds[name].transpose(TIME, *space).values for name in task.dynamic_variables]
         # time slabs of all channels at once: each slab of the channels-last array is written

@@ -190,7 +190,13 @@ class BlockReader:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickled (spawned workers) without cache, reads in flight or thread."""
-        fresh = {"_cache": OrderedDict(), "_pending": {}, "_spare": [], "_raw": [], "_pool": None}
+        fresh: dict[str, Any] = {
+            "_cache": OrderedDict(),
+            "_pending": {},
+            "_spare": [],
+            "_raw": [],
+            "_pool": None,
+        }
         return {k: v for k, v in self.__dict__.items() if k != "_lock"} | fresh
 
     def __setstate__(self, state: dict[str, Any]) -> None:
