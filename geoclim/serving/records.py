@@ -10,7 +10,6 @@ import datetime as dt
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ValidationError
 
 from geoclim.data.quantiles import point_from_quantiles
@@ -142,13 +141,13 @@ def forecast_records(
         )
     # elapsed hours to each valid time: exact for fixed and calendar (month, year) steps
     t0 = result.inputs.times[result.inputs.inits[0]]
-    hours = [pd.Timedelta(t - t0) / pd.Timedelta(hours=1) for t in valid]
+    hours = _hours_since(valid, t0)
     return {
         "model": name or f.name,
         "version": version,
         "init_time": f"{np.datetime_as_string(init, unit='s')}Z",
         "lead_time_hours": hours,
-        "valid_time": [f"{_iso(t)}Z" for t in valid],
+        "valid_time": [f"{t}Z" for t in _iso_all(valid)],
         "units": {var: f.metadata.variables.get(var, {}).get("units", "") for var in task.targets},
         "forecasts": forecasts,
         "inputs_filled": int(result.filled.sum()),
@@ -222,6 +221,22 @@ def json_floats(values: np.ndarray) -> list:
     if finite.all():
         return a.tolist()
     return np.where(finite, a.astype(object), np.array(None, dtype=object)).tolist()
+
+
+def _hours_since(times, t0) -> list[float]:
+    """Elapsed hours from ``t0`` to each of ``times`` (datetime64 at once, cftime one by one)."""
+    stamps = np.asarray(times)
+    if stamps.dtype.kind == "M":
+        return ((stamps - np.datetime64(t0)) / np.timedelta64(1, "h")).tolist()
+    return [(t - t0).total_seconds() / 3600.0 for t in times]
+
+
+def _iso_all(times) -> list[str]:
+    """:func:`_iso` of each stamp (datetime64 arrays formatted in one call)."""
+    stamps = np.asarray(times)
+    if stamps.dtype.kind == "M":
+        return np.datetime_as_string(stamps, unit="s").tolist()
+    return [_iso(t) for t in times]
 
 
 def _iso(stamp) -> str:
