@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,10 @@ class InputDrift:
         self._counts = {
             n: np.zeros(len(r["fractions"]), np.float64) for n, r in self.reference.items()
         }
+        self._bins = {  # per variable: inner edges and expected fractions, as arrays once
+            n: (np.asarray(r["edges"], np.float64), np.asarray(r["fractions"], np.float64))
+            for n, r in self.reference.items()
+        }
         self._lock = threading.Lock()
         self.horizon = task.horizon
 
@@ -90,8 +95,7 @@ class InputDrift:
             v = self.values(inputs, name)
             if not v.size:
                 continue
-            edges = np.asarray(ref["edges"], np.float64)
-            expected = np.asarray(ref["fractions"], np.float64)
+            edges, expected = self._bins[name]
             counts = bin_fractions(v, edges) * v.size
             with self._lock:
                 keep = max(0.0, 1.0 - v.size / self.window)
@@ -144,7 +148,12 @@ def install(models: list, registry, *, block: bool = False) -> None:
         if not meta.reference:
             continue
 
-        def set_psi(variable: str, value: float, _name: str = m.name) -> None:
-            gauge.labels(model=_name, variable=variable).set(value)
+        children: dict[str, Any] = {}  # the labelled gauges, looked up once per variable
+
+        def set_psi(variable: str, value: float, _name: str = m.name, _kids=children) -> None:
+            child = _kids.get(variable)
+            if child is None:
+                child = _kids[variable] = gauge.labels(model=_name, variable=variable)
+            child.set(value)
 
         m.forecaster.drift = InputDrift(meta, gauge=set_psi, block=block)
