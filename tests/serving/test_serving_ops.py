@@ -53,13 +53,18 @@ def test_metrics_token_env_must_be_set(station_export, monkeypatch, capsys):
 
 def test_log_file_rotates_and_every_line_is_json(tmp_path):
     path = tmp_path / "serve.log"
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     configure_logging("INFO", str(path), max_bytes=2000, backups=2)
     try:
         log = logging.getLogger("geoclim.serving.access")
         for i in range(60):
             log.info("GET /health 200", extra={"status": 200, "n": i})
-    finally:
-        configure_logging("WARNING")
+    finally:  # close the file's writer and give the root logger back as it was
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
     files = sorted(tmp_path.glob("serve.log*"))
     assert [f.name for f in files] == ["serve.log", "serve.log.1", "serve.log.2"]
     for f in files:
