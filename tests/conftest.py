@@ -14,6 +14,19 @@ import xarray as xr
 from geoclim.data import schema
 
 
+def pytest_configure(config):
+    """In the xdist controller, import Lightning (and torch) before the workers start.
+
+    The controller re-creates each warning a worker reports, importing the module of its
+    category (Lightning's ``PossibleUserWarning``, torch's). Done lazily, that first import of
+    torch in the controller failed half-way ("partially initialized module 'torch'") and the
+    controller crashed with a segmentation fault, ending the run. Imported here, once, the
+    later imports are lookups.
+    """
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        import lightning  # noqa: F401
+
+
 def make_grid(nt=60, nlat=3, nlon=4, seed=0, nan_fraction=0.1, variables=("pm25", "t2m"), freq="h"):
     """Random canonical grid with NaN holes and two static fields."""
     rng = np.random.default_rng(seed)
