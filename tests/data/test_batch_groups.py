@@ -9,23 +9,7 @@ from geoclim.data import datasets, lazy
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.data.datasets import EpochBatchSampler
 from geoclim.data.sources import open_dataset
-from tests.conftest import make_grid
-
-TASK = dict(
-    targets=["pm25"],
-    past_inputs=["t2m"],
-    future_inputs=["hour_sin", "t2m"],
-    static_inputs=["elevation"],
-    input_steps=6,
-    horizon=4,
-)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("groups") / "grid.zarr"
-    make_grid(nt=400, nlat=4, nlon=5, seed=3).chunk({"time": 24}).to_zarr(path)
-    return path
+from tests.data.conftest import LAZY_TASK as TASK
 
 
 def _dm(source, **kw):

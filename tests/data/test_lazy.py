@@ -8,23 +8,8 @@ from geoclim.data.normalize import Normalizer
 from geoclim.data.sources import open_dataset
 from geoclim.data.windows import WindowSpec
 from geoclim.errors import ConfigError
-from tests.conftest import make_grid, make_stations
-
-TASK = dict(
-    targets=["pm25"],
-    past_inputs=["t2m"],
-    future_inputs=["hour_sin", "t2m"],
-    static_inputs=["elevation"],
-    input_steps=6,
-    horizon=4,
-)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("lazy") / "grid.zarr"
-    make_grid(nt=400, nlat=4, nlon=5, seed=3).chunk({"time": 24}).to_zarr(path)
-    return path
+from tests.conftest import make_stations
+from tests.data.conftest import LAZY_TASK as TASK
 
 
 def _dm(source, backend=None, window=None, batch_size=16, **kw):
