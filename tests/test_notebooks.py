@@ -1,10 +1,18 @@
+"""Every notebook runs top to bottom on its tiny configs.
+
+The default suite runs each notebook's cells in the test worker (``run_in_process``);
+``make test-all`` also runs each in a fresh Jupyter kernel, as a researcher does.
+"""
+
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
+
+from tests.support.notebooks import NotebookError, run_in_kernel, run_in_process
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
 
 
 def test_notebooks_are_stored_without_outputs():
@@ -15,19 +23,27 @@ def test_notebooks_are_stored_without_outputs():
         assert all(not c.outputs and c.execution_count is None for c in code), path.name
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_runs_in_the_test_process(path, tmp_path):
+    run_in_process(path, tmp_path)
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path, tmp_path):
-    """Every notebook runs top to bottom on its tiny configs, in ``make test``."""
-    nb = nbformat.read(path, as_version=4)
-    NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
-    ).execute()
-    errors = [
-        o
-        for c in nb.cells
-        if c.cell_type == "code"
-        for o in c.get("outputs", [])
-        if o.output_type == "error"
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_notebook_runs_in_a_fresh_kernel(path, tmp_path):
+    run_in_kernel(path, tmp_path)
+
+
+def test_a_failing_cell_is_reported_with_its_notebook_and_cell(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# broken"),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("y = x / 0"),
     ]
-    assert not errors
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    expected = r"broken.ipynb, code cell 2 \('y = x / 0'\) raised ZeroDivisionError"
+    with pytest.raises(NotebookError, match=expected):
+        run_in_process(path, tmp_path)

@@ -44,28 +44,41 @@ def console(command, *args, cwd, timeout=300, subprocess=False) -> sp.CompletedP
     prog = f"geoclim-{command}"
     out, err = io.StringIO(), io.StringIO()
     code = 0
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    loggers = [x for x in logging.root.manager.loggerDict.values() if isinstance(x, logging.Logger)]
-    disabled = {x: x.disabled for x in loggers}  # hydra_logging=disabled disables all of them
     with (
         mock.patch.dict(os.environ, env),
         mock.patch.object(sys, "argv", [prog, *args]),
         contextlib.chdir(cwd),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
+        preserved_logging(),
     ):
         try:
             cli.main()
         except SystemExit as exit_:
             code = exit_.code if isinstance(exit_.code, int) else 1
-        finally:  # Hydra configures the loggers per run: leave them as they were
-            for handler in root.handlers[:]:
-                if handler not in handlers:
-                    root.removeHandler(handler)
-                    handler.close()
-            root.handlers[:] = handlers
-            root.setLevel(level)
-            for logger, was in disabled.items():
-                logger.disabled = was
     return sp.CompletedProcess([prog, *args], code, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def preserved_logging():
+    """Give the logging tree back as it was: Hydra configures the loggers per run.
+
+    Handlers added to the root logger are closed and removed, its level restored, and the
+    loggers that ``hydra_logging=disabled`` (``disable_existing_loggers``) switched off are
+    switched on again, so later tests in the same worker still see their records.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    loggers = [x for x in logging.root.manager.loggerDict.values() if isinstance(x, logging.Logger)]
+    disabled = {x: x.disabled for x in loggers}
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for logger, was in disabled.items():
+            logger.disabled = was
