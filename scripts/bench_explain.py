@@ -26,7 +26,7 @@ import torch
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.data.synthetic import make_dataset
 from geoclim.data.task import ForecastTask
-from geoclim.explain.captum import explain_network
+from geoclim.explain.network import explain_network
 from geoclim.explain.tft import explain_tft
 from geoclim.explain.tree_shap import explain_trees
 from geoclim.fileio import write_text

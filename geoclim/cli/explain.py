@@ -124,7 +124,8 @@ def _checkpoint(cfg: DictConfig, run_dir: Path) -> Path:
 
 
 def _explain_network(cfg: DictConfig, run_dir: Path, dm: Any, name: str, out: Path) -> Path:
-    from geoclim.explain.captum import METHODS, explain_network
+    from geoclim.explain.captum import METHODS
+    from geoclim.explain.network import explain_network
     from geoclim.explain.target import is_spatial
     from geoclim.models.module import ForecastModule
 

@@ -4,8 +4,9 @@ import torch
 
 from geoclim.errors import ConfigError
 from geoclim.explain.baselines import make_baseline
-from geoclim.explain.captum import explain_network, gradient_context
+from geoclim.explain.captum import gradient_context
 from geoclim.explain.layout import InputLayout
+from geoclim.explain.network import explain_network
 from geoclim.explain.target import ExplainTarget
 from tests.explain.conftest import TASK, make_dm
 from tests.support.demo_export import build_net

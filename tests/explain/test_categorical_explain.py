@@ -8,8 +8,8 @@ import torch
 from geoclim.baselines.trees import LightGBMBaseline
 from geoclim.errors import ConfigError
 from geoclim.explain.baselines import make_baseline, train_modes
-from geoclim.explain.captum import explain_network
 from geoclim.explain.layout import InputLayout, importance
+from geoclim.explain.network import explain_network
 from geoclim.explain.target import ExplainTarget, select_samples
 from geoclim.explain.tree_shap import explain_trees
 from tests.explain.flags import FLAG_TASK, flag_dm, train_flag_net

@@ -15,8 +15,8 @@ import torch
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.data.synthetic import make_dataset
 from geoclim.data.task import ForecastTask
-from geoclim.explain.captum import explain_network
 from geoclim.explain.layout import importance
+from geoclim.explain.network import explain_network
 from tests.support.demo_export import build_net
 
 pytestmark = pytest.mark.slow  # trains an LSTM for ~1 minute on a shared CPU

@@ -31,7 +31,7 @@ import torch
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.data.synthetic import make_dataset
 from geoclim.data.task import ForecastTask
-from geoclim.explain.captum import explain_network
+from geoclim.explain.network import explain_network
 from tests.support.demo_export import build_net
 
 pytestmark = pytest.mark.slow  # trains a small U-Net for 40 epochs: about a minute here
