@@ -37,7 +37,7 @@ from geoclim.cli.errors import friendly_errors
 from geoclim.data import timeaxis
 from geoclim.errors import DataError
 from geoclim.evaluation import leaderboard as lb
-from geoclim.evaluation import plots
+from geoclim.evaluation import plots, render
 from geoclim.types import INIT_TIME, LATITUDE, LEAD_TIME, LONGITUDE, STATION, VALID_TIME
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         "column; also the lead of the time-series plot",
     )
     p.add_argument("--split", default="test", help="scored split prefix (default test)")
-    p.add_argument("--format", choices=lb.FORMATS, default="table", help="printed format")
+    p.add_argument("--format", choices=render.FORMATS, default="table", help="printed format")
     p.add_argument(
         "--out",
         type=Path,
@@ -134,11 +134,11 @@ def compare_main(argv: Sequence[str] | None = None) -> int:
             "within one 'data' value only"
         )
     print(header if args.format != "csv" else "", end="\n" if args.format != "csv" else "")
-    print(lb.render(df, args.format, lead=args.lead))
+    print(render.render(df, args.format, lead=args.lead))
     folds = lb.aggregate_folds(df, runs)
     if folds is not None and args.format != "csv":
         print(f"\ncross-validation folds ({df.attrs['sort_column']}):")
-        print(lb.to_table(folds) if args.format == "table" else lb.to_markdown(folds))
+        print(render.to_table(folds) if args.format == "table" else render.to_markdown(folds))
     if args.out is not None:
         write_report(
             runs,
@@ -174,7 +174,7 @@ def write_report(
 ) -> None:
     """Write the leaderboard files and figures into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    fileio.write_text(out / "leaderboard.csv", lb.render(df, "csv"))
+    fileio.write_text(out / "leaderboard.csv", render.render(df, "csv"))
     labels = lb.run_labels(runs)
     figures: list[Path] = []
     scores = {labels[r.path]: _whole_domain(s) for r in runs if (s := r.scores()) is not None}
@@ -191,11 +191,18 @@ def write_report(
                 figures += _map_figures(group, labels, out, suffix, lead, location)
             except Exception as err:  # noqa: BLE001 -- figures must not lose the leaderboard
                 log.warning("no maps / time series for data %s: %s", data_id, err)
-    lines = [f"# Leaderboard ({split})", "", header, "", lb.render(df, "markdown", lead=lead), ""]
+    lines = [
+        f"# Leaderboard ({split})",
+        "",
+        header,
+        "",
+        render.render(df, "markdown", lead=lead),
+        "",
+    ]
     folds = lb.aggregate_folds(df, runs)
     if folds is not None:
         fileio.write_text(out / "folds.csv", folds.to_csv(index=False, float_format="%.6g"))
-        lines += ["## Cross-validation folds", "", lb.to_markdown(folds), ""]
+        lines += ["## Cross-validation folds", "", render.to_markdown(folds), ""]
     lines += [f"![{f.stem}]({f.name})" for f in figures]
     fileio.write_text(out / "leaderboard.md", "\n".join(lines) + "\n")
     log.info(

@@ -7,7 +7,7 @@ import pytest
 from geoclim.cli.compare import compare_main
 from geoclim.errors import DataError
 from geoclim.evaluation import leaderboard as lb
-from geoclim.evaluation import table
+from geoclim.evaluation import render, table
 
 
 def test_find_runs_searches_recursively_and_names_bad_paths(multirun_dir, tmp_path):
@@ -48,15 +48,15 @@ def test_leaderboard_ranks_by_the_chosen_score(multirun_dir):
 def test_render_formats(multirun_dir):
     runs = [lb.load_run(p) for p in lb.find_runs([multirun_dir])]
     df = lb.leaderboard(runs, root=multirun_dir)
-    table = lb.render(df, "table")
+    table = render.render(df, "table")
     assert "persistence" in table.splitlines()[2] or "persistence" in table.splitlines()[3]
-    markdown = lb.render(df, "markdown")
+    markdown = render.render(df, "markdown")
     assert markdown.splitlines()[1].startswith("|---:|:---|")
-    back = pd.read_csv(io.StringIO(lb.render(df, "csv")))
+    back = pd.read_csv(io.StringIO(render.render(df, "csv")))
     assert list(back["model"]) == list(df["model"])
     assert "skill_persistence/no2/lead_3" in back.columns
     with pytest.raises(DataError, match="valid formats"):
-        lb.render(df, "html")
+        render.render(df, "html")
 
 
 def test_compare_cli_writes_tables_and_figures(multirun_dir, tmp_path, capsys):
@@ -140,9 +140,9 @@ def test_intervals_paired_columns_and_fold_summary(tmp_path):
     assert list(df["vs/no2"]) == ["persistence", "persistence"]
     assert list(df["rmse_diff_best/no2"]) == [-1.0, 0.0]
     assert df["dm_pvalue_best/no2/lead_1"].tolist() == [0.01, 0.01]
-    back = pd.read_csv(io.StringIO(lb.render(df, "csv")))
+    back = pd.read_csv(io.StringIO(render.render(df, "csv")))
     assert {"rmse_ci_lower/no2", "rmse_ci_upper/no2/lead_1"} <= set(back.columns)
-    shown = lb.render(df, "markdown")
+    shown = render.render(df, "markdown")
     assert "1 [0.9, 1.1]" in shown and "rmse_ci_lower" not in shown
     folds = lb.aggregate_folds(df, runs)
     assert folds["folds"].tolist() == [2]
@@ -157,8 +157,8 @@ def test_lead_columns_name_the_step(multirun_dir):
     runs = [lb.load_run(p) for p in lb.find_runs([multirun_dir])]
     df = lb.leaderboard(runs, root=multirun_dir)
     assert df.attrs["lead_step"] == "1h"
-    assert lb.render(df, "table").splitlines()[-1] == "@k: lead k, in steps of 1h"
-    assert "in steps of" not in lb.render(df, "csv")
+    assert render.render(df, "table").splitlines()[-1] == "@k: lead k, in steps of 1h"
+    assert "in steps of" not in render.render(df, "csv")
 
 
 def test_lead_axis_reads_calendar_units():
