@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from geoclim.models.components.tft import fused, selection
+from geoclim.models.components.tft.blocks import GatedResidualNetwork
 from geoclim.models.components.tft.fused import GluNormMix, glu_norm_mix, glu_norm_mix_reference
 from geoclim.models.components.tft.selection import VariableSelectionNetwork
 
@@ -78,3 +79,25 @@ def test_variable_selection_eval_output_is_the_plain_computation(n_vars):
         inference, _ = vsn(x, context)
     with_grads, _ = vsn(x, context)  # parameters need grads: the fused function runs
     torch.testing.assert_close(with_grads, inference)
+
+
+@pytest.mark.parametrize(("input_size", "output_size"), [(12, 3), (6, 6)])
+def test_grn_of_an_affine_input_equals_the_grn_of_the_built_input(input_size, output_size):
+    # variable selection's weight GRN folds the embedding map into its first layer and
+    # its residual's interpolation: same values and gradients as building the input
+    torch.manual_seed(0)
+    grn = GatedResidualNetwork(input_size, 4, output_size, dropout=0.0, context_size=5)
+    x, context = torch.randn(2, 7, 3), torch.randn(2, 1, 5)
+    a = torch.randn(3, input_size, requires_grad=True)
+    b = torch.randn(input_size, requires_grad=True)
+    got = grn.forward_affine(x, a, b, context)
+    want = grn(x @ a + b, context)
+    torch.testing.assert_close(got, want)
+    params = [a, b, *grn.parameters()]
+    g = torch.randn_like(want)
+    grads = torch.autograd.grad(got, params, g, allow_unused=True)
+    want_grads = torch.autograd.grad(want, params, g, allow_unused=True)
+    for p, q in zip(grads, want_grads, strict=True):
+        assert (p is None) == (q is None)
+        if p is not None:
+            torch.testing.assert_close(p, q)

@@ -181,7 +181,43 @@ class GatedResidualNetwork(nn.Module):
             ``(..., output_size)``.
         """
         residual = x if self.input_size == self.output_size else self.resample_norm(x)
-        eta = self.fc1(x)
+        return self._tail(self.fc1(x), residual, context)
+
+    def forward_affine(
+        self, x: Tensor, a: Tensor, b: Tensor, context: Tensor | None = None
+    ) -> Tensor:
+        """``forward(x @ a + b, context)`` without building ``x @ a + b``.
+
+        For an input that is an affine map of a few features (variable selection's weight
+        GRN sees ``V`` scalars embedded in ``V * H``), both maps that read it are linear: the
+        first layer is ``x @ (a @ W1^T) + (b @ W1^T + b1)``, and the residual's linear
+        interpolation to the output width (pytorch-forecasting's ``ResampleNorm``) acts row
+        by row, so it is ``x @ interp(a) + interp(b)``. The same function and gradients,
+        with ``(..., K)`` instead of ``(..., input_size)`` products.
+
+        Args:
+            x: ``(..., K)`` the features.
+            a: ``(K, input_size)`` the map's matrix.
+            b: ``(input_size,)`` its offset.
+            context: as in :meth:`forward`.
+
+        Returns:
+            ``(..., output_size)``.
+        """
+        if self.input_size == self.output_size:
+            return self(x @ a + b, context)
+        ab = torch.cat([a, b.unsqueeze(0)])  # (K + 1, input_size)
+        first = F.linear(ab, self.fc1.weight)  # (K + 1, hidden)
+        eta = x @ first[:-1] + (first[-1] + self.fc1.bias)  # (..., hidden)
+        rs = self.resample_norm
+        resampled = rs.resample(ab)  # (K + 1, output_size), linear in each row
+        residual = x @ resampled[:-1] + resampled[-1]  # (..., output_size)
+        if rs.trainable_add:
+            residual = residual * rs.gate(rs.mask) * 2.0
+        return self._tail(eta, rs.norm(residual), context)
+
+    def _tail(self, eta: Tensor, residual: Tensor, context: Tensor | None) -> Tensor:
+        """Context, ELU, second layer and the gated skip: eq. 2-4 after the first layer."""
         if context is not None and self.context is not None:
             eta = eta + self.context(context)  # (N, 1, hidden) broadcast over time
         eta = self.fc2(F.elu(eta))

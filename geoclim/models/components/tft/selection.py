@@ -77,11 +77,12 @@ class VariableSelectionNetwork(nn.Module):
             weights = torch.ones_like(x)  # (..., 1)
             processed = grns.normalize(glu_residual(*gated))  # (1, M, D)
             return processed[0].reshape(*lead, self.hidden_size), weights
-        # the embeddings side by side, (M, V * H): x times a block-diagonal (V, V * H) matrix
+        # the weight GRN reads the embeddings side by side, (..., V * H) = x @ block + embed_b
+        # with a block-diagonal (V, V * H) matrix: it folds the map into its first layers
         eye = torch.eye(n_vars, dtype=x.dtype, device=x.device)
         block = (eye.unsqueeze(-1) * self.embed_w.unsqueeze(0)).flatten(1)  # (V, V * H)
-        flat = torch.addmm(self.embed_b.flatten(), rows, block).view(*lead, -1)  # (..., V*H)
-        weights = torch.softmax(self.weight_grn(flat, context), dim=-1)  # (..., V)
+        logits = self.weight_grn.forward_affine(x, block, self.embed_b.flatten(), context)
+        weights = torch.softmax(logits, dim=-1)  # (..., V)
         # GLU, residual, layer norm, per-variable affine and weighted sum in one pass
         selected = glu_norm_mix(
             *gated, grns.norm_w, grns.norm_b, weights.reshape(-1, n_vars), size=self.hidden_size
