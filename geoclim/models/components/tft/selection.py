@@ -67,7 +67,6 @@ class VariableSelectionNetwork(nn.Module):
         steps = x.shape[1] if x.dim() == 3 else 1  # dropout masks are shared over time
         rows = x.reshape(-1, n_vars)  # (M, V), M = prod(...)
         xv = rows.T.contiguous().unsqueeze(-1)  # (V, M, 1) variable-major
-        # the skip x * skip_w + skip_b is added inside, by a batched product (no (V, M, D) skip)
         grns = self.variable_grns
         # up to the GLU's input; the skip x * skip_w + skip_b stays rank one (no (V, M, D) skip)
         gated = grns.gated_scalars(
