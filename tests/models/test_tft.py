@@ -269,18 +269,17 @@ def test_variable_selection_equals_embed_transform_and_mix_done_step_by_step():
 
 
 def test_variable_selection_backward_keeps_the_per_variable_gradients_contiguous():
-    # the mixing weights are laid out (V, M, 1) contiguously: a transposed (M, V) view would
-    # give every (V, M, D) gradient of the per-variable GRNs its layout (slow, copied in
-    # layer-norm backward)
+    # the fused GLU + layer norm + mix writes the (V, M, 2D) gradient of the GLU's input
+    # one contiguous variable at a time (a strided layout would slow every pass before it)
     vsn = VariableSelectionNetwork(4, hidden_size=8, context_size=8).train()
-    seen, grns = [], vsn.variable_grns.forward_scalars
+    seen, grns = [], vsn.variable_grns.gated_scalars
 
-    def forward_scalars(*args, **kwargs):
-        processed = grns(*args, **kwargs)  # (V, M, D)
-        processed.register_hook(lambda g: seen.append(g.is_contiguous()))
-        return processed
+    def gated_scalars(*args, **kwargs):
+        gated, x1, skip = grns(*args, **kwargs)  # (V, M, 2D), ...
+        gated.register_hook(lambda g: seen.append(g.is_contiguous()))
+        return gated, x1, skip
 
-    vsn.variable_grns.forward_scalars = forward_scalars
+    vsn.variable_grns.gated_scalars = gated_scalars
     out, _ = vsn(torch.randn(3, 6, 4), torch.randn(3, 1, 8))
     out.sum().backward()
     assert seen == [True]

@@ -15,12 +15,13 @@ over variables).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import ResampleNorm
 from torch import Tensor, nn
+
+from geoclim.models.components.tft.fused import EPS, glu_residual
 
 __all__ = [
     "GateAddNorm",
@@ -180,7 +181,43 @@ class GatedResidualNetwork(nn.Module):
             ``(..., output_size)``.
         """
         residual = x if self.input_size == self.output_size else self.resample_norm(x)
-        eta = self.fc1(x)
+        return self._tail(self.fc1(x), residual, context)
+
+    def forward_affine(
+        self, x: Tensor, a: Tensor, b: Tensor, context: Tensor | None = None
+    ) -> Tensor:
+        """``forward(x @ a + b, context)`` without building ``x @ a + b``.
+
+        For an input that is an affine map of a few features (variable selection's weight
+        GRN sees ``V`` scalars embedded in ``V * H``), both maps that read it are linear: the
+        first layer is ``x @ (a @ W1^T) + (b @ W1^T + b1)``, and the residual's linear
+        interpolation to the output width (pytorch-forecasting's ``ResampleNorm``) acts row
+        by row, so it is ``x @ interp(a) + interp(b)``. The same function and gradients,
+        with ``(..., K)`` instead of ``(..., input_size)`` products.
+
+        Args:
+            x: ``(..., K)`` the features.
+            a: ``(K, input_size)`` the map's matrix.
+            b: ``(input_size,)`` its offset.
+            context: as in :meth:`forward`.
+
+        Returns:
+            ``(..., output_size)``.
+        """
+        if self.input_size == self.output_size:
+            return self(x @ a + b, context)
+        ab = torch.cat([a, b.unsqueeze(0)])  # (K + 1, input_size)
+        first = F.linear(ab, self.fc1.weight)  # (K + 1, hidden)
+        eta = x @ first[:-1] + (first[-1] + self.fc1.bias)  # (..., hidden)
+        rs = self.resample_norm
+        resampled = rs.resample(ab)  # (K + 1, output_size), linear in each row
+        residual = x @ resampled[:-1] + resampled[-1]  # (..., output_size)
+        if rs.trainable_add:
+            residual = residual * rs.gate(rs.mask) * 2.0
+        return self._tail(eta, rs.norm(residual), context)
+
+    def _tail(self, eta: Tensor, residual: Tensor, context: Tensor | None) -> Tensor:
+        """Context, ELU, second layer and the gated skip: eq. 2-4 after the first layer."""
         if context is not None and self.context is not None:
             eta = eta + self.context(context)  # (N, 1, hidden) broadcast over time
         eta = self.fc2(F.elu(eta))
@@ -231,7 +268,8 @@ class VariableGRN(nn.Module):
         (bias fused) over the ``V`` weight matrices, with no transposes in between.
         """
         eta = F.elu(torch.baddbmm(self.fc1_b.unsqueeze(1), e, self.fc1_w), inplace=True)
-        return self._gate(eta, steps, lambda out: out.add_(skip))  # (V, M, H) -> (V, M, D)
+        # the GLU's output is fresh and its backward does not keep it: add the skip in place
+        return self.normalize(F.glu(self._gated(eta, steps), dim=-1).add_(skip))  # (V, M, D)
 
     def forward_scalars(
         self,
@@ -244,13 +282,8 @@ class VariableGRN(nn.Module):
     ) -> Tensor:
         """The GRNs of linearly embedded scalars, ``e = x * embed_w + embed_b``, without ``e``.
 
-        ``fc1(e) = x * (embed_w @ W1) + (embed_b @ W1 + b1)`` is again one scalar times a
-        vector per variable, so the first layer is an outer product instead of an
-        ``(M, H) x (H, H)`` matrix product, and the ``(V, M, H)`` embedding is never
-        materialised (the same function and gradients as ``forward(e, skip)``). The residual
-        ``skip = x * skip_w + skip_b`` is rank one per variable too: it is added to the GLU's
-        output by one in-place ``baddbmm_`` of ``[x, 1]`` with ``[skip_w; skip_b]``, so the
-        ``(V, M, D)`` skip tensor is never built either.
+        The same function and gradients as ``forward(e, x * skip_w + skip_b)``, computed
+        from :meth:`gated_scalars` (see there).
 
         Args:
             xv: ``(V, M, 1)`` the variables' values, variable-major.
@@ -263,22 +296,51 @@ class VariableGRN(nn.Module):
         Returns:
             ``(V, M, D)``.
         """
+        gated = self.gated_scalars(xv, embed_w, embed_b, skip_w, skip_b, steps)
+        return self.normalize(glu_residual(*gated))  # (V, M, D)
+
+    def gated_scalars(
+        self,
+        xv: Tensor,
+        embed_w: Tensor,
+        embed_b: Tensor,
+        skip_w: Tensor,
+        skip_b: Tensor,
+        steps: int = 1,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """:meth:`forward_scalars` up to the GLU: its input and the rank-one residual.
+
+        ``fc1(e) = x * (embed_w @ W1) + (embed_b @ W1 + b1)`` is again one scalar times a
+        vector per variable, so the first layer is an outer product instead of an
+        ``(M, H) x (H, H)`` matrix product, and the ``(V, M, H)`` embedding is never
+        materialised. The residual ``skip = x * skip_w + skip_b`` is rank one per variable
+        too, ``[x, 1] @ [skip_w; skip_b]``, so the ``(V, M, D)`` skip tensor is never built
+        (:func:`~geoclim.models.components.tft.fused.glu_residual` adds it to the GLU's output
+        in place; variable selection fuses GLU, residual, layer norm and mixing in
+        :func:`~geoclim.models.components.tft.fused.glu_norm_mix`).
+
+        Returns:
+            ``gated (V, M, 2D)`` (the GLU's input), ``x1 (V, M, 2)`` (``[x, 1]``) and
+            ``skip (V, 2, D)`` (``[skip_w; skip_b]``).
+        """
         slope = embed_w.unsqueeze(1) @ self.fc1_w  # (V, 1, H)
         offset = torch.baddbmm(self.fc1_b.unsqueeze(1), embed_b.unsqueeze(1), self.fc1_w)
         eta = F.elu(torch.baddbmm(offset, xv, slope), inplace=True)  # (V, M, H)
         x1 = torch.cat([xv, torch.ones_like(xv)], dim=-1)  # (V, M, 2): [x, 1]
         skip = torch.stack([skip_w, skip_b], dim=1)  # (V, 2, D)
-        return self._gate(eta, steps, lambda out: out.baddbmm_(x1, skip))
+        return self._gated(eta, steps), x1, skip
 
-    def _gate(self, eta: Tensor, steps: int, add_skip: Callable[[Tensor], Tensor]) -> Tensor:
-        """Second layer, dropout, GLU, add-and-norm: ``(V, M, H)`` -> ``(V, M, D)``.
+    def normalize(self, r: Tensor) -> Tensor:
+        """Per-variable layer norm with its own affine: ``(V, M, D)`` -> ``(V, M, D)``."""
+        out = F.layer_norm(r, (self.output_size,), eps=EPS)  # (V, M, D)
+        return torch.addcmul(self.norm_b.unsqueeze(1), out, self.norm_w.unsqueeze(1))
 
-        ``add_skip`` adds the residual to the GLU's ``(V, M, D)`` output in place (a fresh
-        tensor that GLU's backward does not keep); dropout scales the second layer's output in
-        place for the same reason (the matrix products' backward keeps their inputs only).
+    def _gated(self, eta: Tensor, steps: int) -> Tensor:
+        """Second layer, dropout and the GLU's linear layer: ``(V, M, H)`` -> ``(V, M, 2D)``.
+
+        Dropout scales the second layer's output in place (the matrix products' backward
+        keeps their inputs only, so no copy is needed).
         """
         eta = torch.baddbmm(self.fc2_b.unsqueeze(1), eta, self.fc2_w)  # (V, M, H)
         eta = time_shared_dropout(eta, self.p, self.training, steps=steps, inplace=True)
-        gated = torch.baddbmm(self.glu_b.unsqueeze(1), eta, self.glu_w)  # (V, M, 2D)
-        out = F.layer_norm(add_skip(F.glu(gated, dim=-1)), (self.output_size,))  # (V, M, D)
-        return torch.addcmul(self.norm_b.unsqueeze(1), out, self.norm_w.unsqueeze(1))
+        return torch.baddbmm(self.glu_b.unsqueeze(1), eta, self.glu_w)  # (V, M, 2D)

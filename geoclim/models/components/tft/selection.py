@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from geoclim.models.components.tft.blocks import GatedResidualNetwork, VariableGRN
+from geoclim.models.components.tft.fused import glu_norm_mix, glu_residual
 
 
 class VariableSelectionNetwork(nn.Module):
@@ -66,20 +67,23 @@ class VariableSelectionNetwork(nn.Module):
         steps = x.shape[1] if x.dim() == 3 else 1  # dropout masks are shared over time
         rows = x.reshape(-1, n_vars)  # (M, V), M = prod(...)
         xv = rows.T.contiguous().unsqueeze(-1)  # (V, M, 1) variable-major
-        # the skip x * skip_w + skip_b is added inside, by a batched product (no (V, M, D) skip)
-        processed = self.variable_grns.forward_scalars(
+        grns = self.variable_grns
+        # up to the GLU's input; the skip x * skip_w + skip_b stays rank one (no (V, M, D) skip)
+        gated = grns.gated_scalars(
             xv, self.embed_w, self.embed_b, self.skip_w, self.skip_b, steps
-        )  # (V, M, D)
+        )  # (V, M, 2D), (V, M, 2), (V, 2, D)
         if self.weight_grn is None:
             weights = torch.ones_like(x)  # (..., 1)
+            processed = grns.normalize(glu_residual(*gated))  # (1, M, D)
             return processed[0].reshape(*lead, self.hidden_size), weights
-        # the embeddings side by side, (M, V * H): x times a block-diagonal (V, V * H) matrix
+        # the weight GRN reads the embeddings side by side, (..., V * H) = x @ block + embed_b
+        # with a block-diagonal (V, V * H) matrix: it folds the map into its first layers
         eye = torch.eye(n_vars, dtype=x.dtype, device=x.device)
         block = (eye.unsqueeze(-1) * self.embed_w.unsqueeze(0)).flatten(1)  # (V, V * H)
-        flat = torch.addmm(self.embed_b.flatten(), rows, block).view(*lead, -1)  # (..., V*H)
-        weights = torch.softmax(self.weight_grn(flat, context), dim=-1)  # (..., V)
-        # contiguous (V, M, 1): a transposed view would hand its (M, V) layout to
-        # ``processed * w`` and, in backward, to every (V, M, D) gradient of the GRNs
-        w = weights.reshape(-1, n_vars).T.contiguous().unsqueeze(-1)  # (V, M, 1)
-        selected = (processed * w).sum(dim=0)  # (M, D); cheaper than M tiny (1, V) x (V, D) bmm
+        logits = self.weight_grn.forward_affine(x, block, self.embed_b.flatten(), context)
+        weights = torch.softmax(logits, dim=-1)  # (..., V)
+        # GLU, residual, layer norm, per-variable affine and weighted sum in one pass
+        selected = glu_norm_mix(
+            *gated, grns.norm_w, grns.norm_b, weights.reshape(-1, n_vars), size=self.hidden_size
+        )  # (M, D)
         return selected.reshape(*lead, self.hidden_size), weights

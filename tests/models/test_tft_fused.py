@@ -1,0 +1,103 @@
+"""The fused GLU + residual + layer norm + mix of variable selection (tft/fused.py)."""
+
+import pytest
+import torch
+
+from geoclim.models.components.tft import fused, selection
+from geoclim.models.components.tft.blocks import GatedResidualNetwork
+from geoclim.models.components.tft.fused import GluNormMix, glu_norm_mix, glu_norm_mix_reference
+from geoclim.models.components.tft.selection import VariableSelectionNetwork
+
+
+def _inputs(v=3, m=7, d=5, dtype=torch.float64, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    shapes = [(v, m, 2 * d), (v, m, 2), (v, 2, d), (v, d), (v, d)]
+    tensors = [torch.randn(*s, generator=gen, dtype=dtype) for s in shapes]
+    w = torch.softmax(torch.randn(m, v, generator=gen, dtype=dtype), -1)  # (M, V)
+    return [t.requires_grad_() for t in (*tensors, w)]
+
+
+def test_fused_tail_has_the_exact_gradients_of_every_input():
+    assert torch.autograd.gradcheck(GluNormMix.apply, _inputs(v=2, m=4, d=3), fast_mode=True)
+
+
+def test_fused_tail_equals_the_op_by_op_function():
+    args = _inputs(v=4, m=11, d=6, dtype=torch.float32)
+    got = GluNormMix.apply(*args)
+    want = glu_norm_mix_reference(*args, size=6)
+    torch.testing.assert_close(got, want)
+    grads = torch.autograd.grad(got, args, torch.ones_like(got))
+    want_grads = torch.autograd.grad(want, args, torch.ones_like(want))
+    for a, b in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_without_gradients_the_plain_ops_run(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("the fused function ran without gradients")
+
+    monkeypatch.setattr(GluNormMix, "apply", refuse)
+    args = [t.detach() for t in _inputs()]
+    with torch.no_grad():
+        got = glu_norm_mix(*_inputs(), size=5)
+    torch.testing.assert_close(got, glu_norm_mix_reference(*args, size=5))
+
+
+def test_variable_selection_trains_as_with_the_op_by_op_tail(monkeypatch):
+    # same seed (same dropout masks): the fused and the op-by-op tail give the same
+    # selected embedding, weights and parameter gradients in training
+    def run():
+        torch.manual_seed(0)
+        vsn = VariableSelectionNetwork(4, hidden_size=8, dropout=0.3, context_size=8).train()
+        x, context = torch.randn(3, 6, 4), torch.randn(3, 1, 8)
+        out, weights = vsn(x, context)
+        (out.square().sum() + weights[..., 0].sum()).backward()
+        return out, weights, {n: p.grad for n, p in vsn.named_parameters()}
+
+    got = run()
+    calls = []
+    monkeypatch.setattr(
+        selection,
+        "glu_norm_mix",
+        lambda *a, size: calls.append(1) or fused.glu_norm_mix_reference(*a, size=size),
+    )
+    want = run()
+    assert calls == [1]
+    torch.testing.assert_close(got[0], want[0])
+    torch.testing.assert_close(got[1], want[1])
+    assert got[2].keys() == want[2].keys()
+    for name, grad in got[2].items():
+        torch.testing.assert_close(grad, want[2][name], msg=name)
+
+
+@pytest.mark.parametrize("n_vars", [1, 2])
+def test_variable_selection_eval_output_is_the_plain_computation(n_vars):
+    torch.manual_seed(1)
+    vsn = VariableSelectionNetwork(n_vars, hidden_size=8, context_size=4).eval()
+    x, context = torch.randn(2, 5, n_vars), torch.randn(2, 1, 4)
+    with torch.no_grad():
+        inference, _ = vsn(x, context)
+    with_grads, _ = vsn(x, context)  # parameters need grads: the fused function runs
+    torch.testing.assert_close(with_grads, inference)
+
+
+@pytest.mark.parametrize(("input_size", "output_size"), [(12, 3), (6, 6)])
+def test_grn_of_an_affine_input_equals_the_grn_of_the_built_input(input_size, output_size):
+    # variable selection's weight GRN folds the embedding map into its first layer and
+    # its residual's interpolation: same values and gradients as building the input
+    torch.manual_seed(0)
+    grn = GatedResidualNetwork(input_size, 4, output_size, dropout=0.0, context_size=5)
+    x, context = torch.randn(2, 7, 3), torch.randn(2, 1, 5)
+    a = torch.randn(3, input_size, requires_grad=True)
+    b = torch.randn(input_size, requires_grad=True)
+    got = grn.forward_affine(x, a, b, context)
+    want = grn(x @ a + b, context)
+    torch.testing.assert_close(got, want)
+    params = [a, b, *grn.parameters()]
+    g = torch.randn_like(want)
+    grads = torch.autograd.grad(got, params, g, allow_unused=True)
+    want_grads = torch.autograd.grad(want, params, g, allow_unused=True)
+    for p, q in zip(grads, want_grads, strict=True):
+        assert (p is None) == (q is None)
+        if p is not None:
+            torch.testing.assert_close(p, q)
