@@ -7,7 +7,7 @@ with the same seed gives the same loss and gradients, then alternates ``--pairs`
 training steps (forward, loss, backward, the module's AdamW) of each, in alternating order,
 and prints the median ratio of CPU times (new / base). Nothing is written.
 
-    .venv/bin/python experiments/bench_train/ab_tft_step.py --base 6cb27f6 --pairs 40
+    .venv/bin/python scripts/bench_tft_step.py --base 6cb27f6 --pairs 40
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from hydra import compose, initialize_config_dir
 from geoclim.training.instantiate import build_datamodule, build_module
 from geoclim.training.loaders import WindowLoaders
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 TFT = "geoclim/models/components/tft"
 SIZES = ["hidden_size=32", "dropout=0.1", "attention_heads=4", "hidden_continuous_size=16"]
 
