@@ -74,11 +74,11 @@ class GluNormMix(torch.autograd.Function):
     ) -> Tensor:
         """Residual, normalise, scale and accumulate one ``(M, D)`` variable at a time."""
         d = skip.shape[-1]
-        out = None
-        for v in range(gated.shape[0]):
+        out = _norm(_residual(gated, x1, skip, 0), [d], weight[0], bias[0], EPS)[0]  # (M, D)
+        out.mul_(w[:, 0:1])
+        for v in range(1, gated.shape[0]):
             p = _norm(_residual(gated, x1, skip, v), [d], weight[v], bias[v], EPS)[0]  # (M, D)
-            wv = w[:, v : v + 1]  # (M, 1)
-            out = p.mul_(wv) if out is None else out.addcmul_(p, wv)
+            out.addcmul_(p, w[:, v : v + 1])  # w[:, v] as (M, 1)
         ctx.save_for_backward(gated, x1, skip, weight, bias, w)
         return out
 
