@@ -264,21 +264,28 @@ class BlockReader:
         others = {n: v.values for n, v in ds.data_vars.items() if n not in timed}
         return ds.copy(data=dict(zip(timed, raw, strict=True)) | others), raw
 
-    def span(self, block: int, keep: Sequence[Span] = ()) -> Span:
+    def span(self, block: int, keep: Sequence[Span] = (), wanted: Sequence[int] = ()) -> Span:
         """The span holding ``block``: cached, read ahead (waiting for it), or read now.
 
         Read now, it is the group the last read-ahead hint put ``block`` in (alone without a
-        hint), after the cache has dropped what it must to hold it. The cache holds at most
-        ``blocks_in_memory`` blocks besides those in ``keep`` (the batch's other spans): it
-        drops its least recently used spans first.
+        hint), after the cache has dropped what it must to hold it. While that hinted group
+        is on its way, it serves ``block`` even if an older span (last epoch's group) holds
+        ``block`` too: a batch then gathers from one span, not from both.
+
+        The cache holds at most ``blocks_in_memory`` blocks besides those in ``keep`` (the
+        batch's other spans) and those holding a block of ``wanted`` (the batch's blocks, so
+        a batch where one group ends and the next starts reads each group once): it drops its
+        least recently used spans first.
         """
         self._own_process()
-        for key, got in self._cache.items():
-            if block in key:
-                self._cache.move_to_end(key)
-                return got
         key = self._group.get(block, (block,))
+        if key in self._cache or key not in self._pending:  # hinted span first, then any
+            for found in ([key] if key in self._cache else []) + list(self._cache):
+                if block in found:
+                    self._cache.move_to_end(found)
+                    return self._cache[found]
         kept = {k.blocks for k in keep} | {key}
+        kept |= {k for k in self._cache if not set(k).isdisjoint(wanted)}
         ahead = self._pending.pop(key, None)
         if ahead is not None:
             got = ahead.result()
@@ -385,9 +392,10 @@ class LazyWindowDataset(Dataset):
         t, y, x = self.index.decode(rows)
         blocks = t // self.reader.block_steps
         spans: list[Span] = []
-        for b in np.unique(blocks).tolist():  # usually all in the span of one group
+        wanted = np.unique(blocks).tolist()
+        for b in wanted:  # usually all in the span of one group
             if not any(b in s.blocks for s in spans):
-                spans.append(self.reader.span(b, keep=spans))
+                spans.append(self.reader.span(b, keep=spans, wanted=wanted))
         out: dict[str, np.ndarray] = {}
         for span in spans:
             sel = np.isin(blocks, span.blocks) if len(spans) > 1 else slice(None)
