@@ -21,9 +21,9 @@ import pandas as pd
 import xarray as xr
 
 from geoclim.data import calendar, categorical, folds, lazy, schema, timeaxis, variables
+from geoclim.data.blocks import BlockReader
 from geoclim.data.datasets import WindowDataset, batch_loader
 from geoclim.data.fingerprint import data_fingerprint
-from geoclim.data.lazy import BlockReader
 from geoclim.data.normalize import Normalizer
 from geoclim.data.task import SPLIT_NAMES, ForecastTask, TimeSplits, make_splits
 from geoclim.data.timeaxis import TimeStep

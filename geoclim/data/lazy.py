@@ -11,7 +11,8 @@ A block is normalised into an ordinary :class:`WindowArrays` and its windows are
 with the in-memory :func:`gather`, so a lazy batch equals the in-memory batch of the same
 sample rows exactly. Each process (DataLoader worker) keeps a few blocks in a small cache and
 reads the blocks its next batches need in a background thread (read-ahead) while it gathers
-from the blocks it has: :class:`~geoclim.data.datasets.BatchGroup` names them.
+from the blocks it has: :class:`~geoclim.data.datasets.BatchGroup` names them. The reading
+is :mod:`geoclim.data.blocks`; this module serves batches from it and orders them.
 
 Order (:class:`BlockBatchSampler`): epoch ``e`` permutes the blocks with ``(seed, e)``, takes
 them ``blocks_in_memory`` at a time and permutes the samples of each group, so batches mix
@@ -23,34 +24,20 @@ worker reads are its own.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import math
-import os
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
 
-import dask.array as da
 import numpy as np
 import torch
 import xarray as xr
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
-from geoclim.data import schema
+from geoclim.data.blocks import BlockReader, Span
 from geoclim.data.datasets import EpochBatchSampler, group_batches
-from geoclim.data.windows import SampleIndex, WindowArrays, WindowSpec, gather
+from geoclim.data.windows import SampleIndex, WindowSpec, gather
 from geoclim.errors import ConfigError
 from geoclim.types import TIME, Batch
 
-log = logging.getLogger(__name__)
-
 BACKENDS = ("memory", "lazy")
-HALO_SHARE = 4
-"""A derived block holds at least this many times its halo (``T_in + L - 1``) of init times."""
 
 
 def is_dask_backed(ds: xr.Dataset) -> bool:
@@ -74,290 +61,6 @@ def choose_backend(backend: str | None, ds: xr.Dataset) -> str:
             "(e.g. {} for the store's own chunks, or {time: 168})"
         )
     return backend
-
-
-def time_chunk(ds: xr.Dataset) -> int:
-    """The largest time chunk of the dask-backed variables (1 when none is chunked in time)."""
-    sizes = [
-        max(da.chunksizes[TIME]) for da in ds.data_vars.values() if da.chunks and TIME in da.dims
-    ]
-    return max(sizes, default=1)
-
-
-def derive_block_steps(chunk: int, spec: WindowSpec) -> int:
-    """The smallest multiple of ``chunk`` holding :data:`HALO_SHARE` halos of init times."""
-    halo = spec.input_steps + spec.lead_steps - 1
-    return chunk * max(1, math.ceil(HALO_SHARE * halo / chunk))
-
-
-class PackedMask:
-    """A ``(T, H, W)`` bool mask stored as bits; slicing along time returns bool arrays.
-
-    :func:`geoclim.data.windows.build_index` only indexes its mask along time (a slice, or an
-    array of steps), so it indexes from this one unchanged while the mask takes an eighth of a
-    bool array.
-    """
-
-    def __init__(self, packed: np.ndarray, grid_shape: tuple[int, int]):
-        self.packed, self.grid_shape = packed, grid_shape  # (T, ceil(H * W / 8)) uint8
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(T, H, W)``."""
-        return (self.packed.shape[0], *self.grid_shape)
-
-    def __getitem__(self, rows: slice | np.ndarray) -> np.ndarray:
-        h, w = self.grid_shape
-        bits = np.unpackbits(self.packed[rows], axis=1, count=h * w)
-        return bits.view(bool).reshape(-1, h, w)
-
-
-@dataclass(frozen=True)
-class Span:
-    """Blocks read together: their time ranges one after the other in one set of arrays.
-
-    Attributes:
-        blocks: the blocks, in array order.
-        shift: for each block, its first time position minus its first array row (a sample
-            of that block at time ``t`` starts its window at row ``t - shift[block]``).
-        arrays: the normalised arrays.
-
-    """
-
-    blocks: tuple[int, ...]
-    shift: dict[int, int]
-    arrays: WindowArrays
-
-
-class BlockReader:
-    """Reads and normalises time blocks of a lazy dataset (a small cache per process).
-
-    Args:
-        ds: the dask-backed canonical dataset (the task's variables).
-        build: turns a time slice of ``ds`` into normalised :class:`WindowArrays` (the
-            datamodule's array builder, so both backends encode identically); its ``out``
-            argument, a spare dynamic array, may receive the result.
-        spec: window spec (input and lead steps set the halo).
-        block_steps: init times per block; ``None`` derives it from the time chunks.
-        blocks_in_memory: blocks cached per process (the sampler mixes this many).
-        prefetch_blocks: blocks read ahead per process in a background thread, on top of the
-            cache (``None``: ``blocks_in_memory``, the next group, in the training process
-            and none in DataLoader workers, which read ahead by themselves; 0: none).
-
-    """
-
-    def __init__(
-        self,
-        ds: xr.Dataset,
-        build: Callable[..., WindowArrays],
-        spec: WindowSpec,
-        *,
-        block_steps: int | None = None,
-        blocks_in_memory: int = 2,
-        prefetch_blocks: int | None = None,
-    ):
-        if block_steps is not None and block_steps < 1:
-            raise ConfigError(f"data.lazy.block_steps must be >= 1 or null, got {block_steps}")
-        if blocks_in_memory < 1:
-            raise ConfigError(f"data.lazy.blocks_in_memory must be >= 1, got {blocks_in_memory}")
-        if prefetch_blocks is not None and prefetch_blocks < 0:
-            raise ConfigError(
-                f"data.lazy.prefetch_blocks must be >= 0 or null, got {prefetch_blocks}"
-            )
-        self.ds, self.build, self.spec = ds, build, spec
-        self.n_time = ds.sizes[TIME]
-        self.block_steps = block_steps or derive_block_steps(time_chunk(ds), spec)
-        self.blocks_in_memory = blocks_in_memory
-        self.prefetch_blocks = prefetch_blocks
-        self.space = schema.space_dims(ds)
-        h = ds.sizes[self.space[0]]
-        self.grid_shape = (h, ds.sizes[self.space[1]] if len(self.space) > 1 else 1)
-        log.info(
-            "lazy backend: blocks of %d init times (%d blocks), %d cached per process",
-            self.block_steps,
-            self.n_blocks,
-            blocks_in_memory,
-        )
-        self._cache: OrderedDict[tuple[int, ...], Span] = OrderedDict()
-        self._pending: dict[tuple[int, ...], Future[Span]] = {}  # read ahead
-        self._group: dict[int, tuple[int, ...]] = {}  # block -> its group, from the hints
-        # arrays to reuse: dynamic arrays of dropped spans, raw variables of earlier reads
-        self._spare: list[np.ndarray] = []
-        self._raw: list[np.ndarray] = []
-        self._lock = threading.Lock()  # guards both (the read-ahead thread takes from them)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pid = os.getpid()
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickled (spawned workers) without cache, reads in flight or thread."""
-        fresh: dict[str, Any] = {
-            "_cache": OrderedDict(),
-            "_pending": {},
-            "_spare": [],
-            "_raw": [],
-            "_pool": None,
-        }
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"} | fresh
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, _lock=threading.Lock())
-
-    @property
-    def n_blocks(self) -> int:
-        """Number of blocks along the time axis."""
-        return -(-self.n_time // self.block_steps)
-
-    def time_span(self, block: int) -> tuple[int, int]:
-        """``[lo, hi)`` time positions block ``block`` reads (its inits plus the halo)."""
-        s = self.block_steps
-        lo = max(0, block * s - self.spec.input_steps + 1)
-        return lo, min(self.n_time, (block + 1) * s + self.spec.lead_steps)
-
-    def _own_process(self) -> None:
-        """After a fork (a DataLoader worker): a cache, reads and thread of its own."""
-        if self._pid != os.getpid():
-            self._cache, self._pending, self._group, self._pool = OrderedDict(), {}, {}, None
-            self._spare, self._raw, self._lock = [], [], threading.Lock()
-            self._pid = os.getpid()
-
-    def read(self, blocks: tuple[int, ...], scheduler: str | None = None) -> Span:
-        """The :class:`Span` of ``blocks`` read and normalised now (no cache).
-
-        Block by block (``scheduler``: dask's; ``None``: its default), each normalised into
-        its rows of one dynamic array: a dropped span's when one fits.
-        """
-        ranges = [self.time_span(b) for b in blocks]
-        first = np.cumsum([0] + [hi - lo for lo, hi in ranges[:-1]])  # each block's first row
-        n_time = sum(hi - lo for lo, hi in ranges)
-        dynamic = self._take(self._spare, (n_time,), np.float32)
-        parts = []
-        for (lo, hi), row in zip(ranges, first.tolist(), strict=True):
-            rows = slice(row, row + hi - lo)
-            dest = None if dynamic is None else dynamic[rows]
-            loaded, raw = self._load(lo, hi, scheduler)
-            parts.append(self.build(loaded, out=dest))
-            with self._lock:  # built: free for the next read
-                self._raw = raw
-            if len(ranges) > 1 and parts[-1].dynamic is not dest:  # no spare of this size
-                if dynamic is None:
-                    dynamic = np.empty((n_time, *parts[-1].dynamic.shape[1:]), np.float32)
-                dynamic[rows] = parts[-1].dynamic
-        arrays = parts[0] if len(parts) == 1 else _joined(parts, dynamic)
-        arrays.all_finite  # noqa: B018 -- found here (in the reading thread), not at a gather
-        shift = {b: lo - f for b, (lo, _), f in zip(blocks, ranges, first.tolist(), strict=True)}
-        return Span(blocks, shift, arrays)
-
-    def _load(self, lo: int, hi: int, scheduler: str | None) -> tuple[xr.Dataset, list]:
-        """Times ``[lo, hi)`` of every variable in memory, and the arrays holding them.
-
-        Dask stores each chunk straight where it goes (no concatenation), into the arrays of
-        an earlier read when they fit (fresh memory of this size can be slow to fault in).
-        """
-        ds = self.ds.isel({TIME: slice(lo, hi)})
-        timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
-        raw = [self._take(self._raw, ds[n].shape, ds[n].dtype) for n in timed]
-        raw = [
-            np.empty(ds[n].shape, ds[n].dtype) if a is None else a
-            for n, a in zip(timed, raw, strict=True)
-        ]
-        da.store([ds[n].data for n in timed], raw, lock=False, scheduler=scheduler)
-        others = {n: v.values for n, v in ds.data_vars.items() if n not in timed}
-        return ds.copy(data=dict(zip(timed, raw, strict=True)) | others), raw
-
-    def span(self, block: int, keep: Sequence[Span] = ()) -> Span:
-        """The span holding ``block``: cached, read ahead (waiting for it), or read now.
-
-        Read now, it is the group the last read-ahead hint put ``block`` in (alone without a
-        hint), after the cache has dropped what it must to hold it. The cache holds at most
-        ``blocks_in_memory`` blocks besides those in ``keep`` (the batch's other spans): it
-        drops its least recently used spans first.
-        """
-        self._own_process()
-        for key, got in self._cache.items():
-            if block in key:
-                self._cache.move_to_end(key)
-                return got
-        key = self._group.get(block, (block,))
-        kept = {k.blocks for k in keep} | {key}
-        ahead = self._pending.pop(key, None)
-        if ahead is not None:
-            got = ahead.result()
-        else:  # room first: the read reuses a dropped array, not fresh memory beside it
-            self._drop(len(key), kept)
-            # in a DataLoader worker the workers are the parallelism: no dask threads each
-            got = self.read(key, "synchronous" if get_worker_info() is not None else None)
-        self._cache[key] = got
-        self._drop(0, kept)
-        return got
-
-    def _drop(self, room: int, kept: set[tuple[int, ...]]) -> None:
-        """Drop spans not in ``kept`` until ``room`` more blocks fit in the cache.
-
-        A dropped span's dynamic array is the next read's (fresh memory of this size can be
-        slow to fault in); no batch refers to it, batches are gathered copies.
-        """
-        for old in [k for k in self._cache if k not in kept]:
-            if sum(map(len, self._cache)) + room <= self.blocks_in_memory:
-                break
-            dropped = self._cache.pop(old).arrays.dynamic
-            with self._lock:
-                self._spare = [dropped]  # one kept
-
-    def _take(self, pool: list[np.ndarray], shape: tuple[int, ...], dtype: Any) -> Any:
-        """An array from ``pool`` (taken out) whose shape starts with ``shape``, or ``None``."""
-        with self._lock:
-            for i, a in enumerate(pool):
-                if a.dtype == dtype and a.shape[: len(shape)] == shape:
-                    return pool.pop(i)
-        return None
-
-    def prefetch(self, groups: Sequence[tuple[int, ...]]) -> None:
-        """Read ``groups`` of blocks (the ones wanted next, soonest first) in the background.
-
-        Each group is read as one span. Reads ahead no longer wanted are dropped; at most
-        ``prefetch_blocks`` blocks are read ahead besides the cache.
-        """
-        self._own_process()
-        depth = self.prefetch_blocks
-        if depth is None:  # workers are the read-ahead there (and memory stays lower)
-            depth = 0 if get_worker_info() is not None else self.blocks_in_memory
-        for key in groups:
-            self._group.update(dict.fromkeys(key, key))
-        for stale in [k for k in self._pending if k not in groups]:
-            self._pending.pop(stale).cancel()
-        cached = {b for k in self._cache for b in k}
-        for key in groups:
-            if cached.issuperset(key) or key in self._pending:
-                continue
-            if sum(map(len, self._pending)) + len(key) > depth:
-                break
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(1, thread_name_prefix="geoclim-blocks")
-            # the thread reads while this one gathers: dask's synchronous scheduler in it
-            self._pending[key] = self._pool.submit(self.read, key, "synchronous")
-
-    def target_valid(self, targets: Sequence[str], exclude: Sequence[str] = ()) -> PackedMask:
-        """Where every target is observed and counts, read block by block (targets only).
-
-        Args:
-            targets: target variables; a value counts where all are finite.
-            exclude: mask variables (True: imputed, does not count).
-
-        Returns:
-            The ``(T, H, W)`` mask of :meth:`WindowArrays.target_valid`, as bits.
-
-        """
-        space, (h, w) = self.space, self.grid_shape
-        packed = np.empty((self.n_time, -(-h * w // 8)), np.uint8)
-        for lo in range(0, self.n_time, self.block_steps):
-            part = self.ds.isel({TIME: slice(lo, lo + self.block_steps)})
-            valid = np.ones((part.sizes[TIME], h * w), bool)
-            for name in targets:
-                valid &= np.isfinite(part[name].transpose(TIME, *space).values).reshape(-1, h * w)
-            for name in exclude:
-                valid &= ~part[name].transpose(TIME, *space).values.reshape(-1, h * w)
-            packed[lo : lo + part.sizes[TIME]] = np.packbits(valid, axis=1)
-        return PackedMask(packed, (h, w))
 
 
 class LazyWindowDataset(Dataset):
@@ -385,9 +88,10 @@ class LazyWindowDataset(Dataset):
         t, y, x = self.index.decode(rows)
         blocks = t // self.reader.block_steps
         spans: list[Span] = []
-        for b in np.unique(blocks).tolist():  # usually all in the span of one group
+        wanted = np.unique(blocks).tolist()
+        for b in wanted:  # usually all in the span of one group
             if not any(b in s.blocks for s in spans):
-                spans.append(self.reader.span(b, keep=spans))
+                spans.append(self.reader.span(b, keep=spans, wanted=wanted))
         out: dict[str, np.ndarray] = {}
         for span in spans:
             sel = np.isin(blocks, span.blocks) if len(spans) > 1 else slice(None)
@@ -447,13 +151,6 @@ class LazyWindowDataset(Dataset):
             blocks_in_memory=self.reader.blocks_in_memory,
             lanes=lanes,
         )
-
-
-def _joined(parts: list[WindowArrays], dynamic: np.ndarray) -> WindowArrays:
-    """The arrays of consecutive time ranges as one (``dynamic`` holds them already)."""
-    exclude = None if parts[0].exclude is None else np.concatenate([p.exclude for p in parts])
-    calendar = np.concatenate([p.calendar for p in parts])
-    return dataclasses.replace(parts[0], dynamic=dynamic, calendar=calendar, exclude=exclude)
 
 
 def _lookup(table: dict[int, int], keys: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from geoclim.data import lazy
+from geoclim.data import blocks, lazy
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.data.impute import Imputer
 from geoclim.data.normalize import Normalizer
@@ -188,8 +188,8 @@ def test_bad_lazy_options_are_errors(store, bad):
 
 def test_derived_block_holds_several_halos():
     spec = WindowSpec(6, 4)
-    assert lazy.derive_block_steps(24, spec) == 48  # 4 halos of 9 steps = 36 -> 2 chunks
-    assert lazy.derive_block_steps(100, spec) == 100
+    assert blocks.derive_block_steps(24, spec) == 48  # 4 halos of 9 steps = 36 -> 2 chunks
+    assert blocks.derive_block_steps(100, spec) == 100
 
 
 def test_fingerprint_is_the_same_read_lazily(pair):
@@ -199,7 +199,7 @@ def test_fingerprint_is_the_same_read_lazily(pair):
 
 def test_packed_mask_indexes_like_the_bool_mask():
     valid = np.random.default_rng(0).random((30, 3, 5)) < 0.5
-    packed = lazy.PackedMask(np.packbits(valid.reshape(30, -1), axis=1), (3, 5))
+    packed = blocks.PackedMask(np.packbits(valid.reshape(30, -1), axis=1), (3, 5))
     assert packed.shape == (30, 3, 5)
     np.testing.assert_array_equal(packed[4:17], valid[4:17])
     steps = np.array([3, 3, 29, 0, 11])
