@@ -266,6 +266,7 @@ def export_net(
     dynamic_spatial: bool | None = None,
     exporter: str = "auto",
     opset: int = DEFAULT_OPSET,
+    graph_forms: bool = True,
 ) -> ExportResult:
     """Export ``net`` to ``path`` (no metadata yet; see :func:`write_metadata`).
 
@@ -276,6 +277,8 @@ def export_net(
         dynamic_spatial: make ``h``/``w`` dynamic; ``None``: try when the batch is spatial.
         exporter: ``"dynamo"``, ``"torchscript"`` or ``"auto"`` (dynamo, then torchscript).
         opset: ONNX opset (the TorchScript exporter caps it at 17).
+        graph_forms: apply :func:`~geoclim.export.graph_forms.segment_lstm_nodes` to the
+            exported graph (off: the graph as traced, for benchmarks of the rewrite).
 
     Returns:
         What was exported.
@@ -311,7 +314,7 @@ def export_net(
             except Exception as err:  # exporters raise many exception types
                 problems.append(f"{kind} (dynamic h/w={spatial}): {type(err).__name__}: {err}")
                 continue
-            graph_rewrites = _rewrite_graph(path)
+            graph_rewrites = _rewrite_graph(path) if graph_forms else ()
             problem = _check_shapes(module, path, args, spatial)
             if problem is None:
                 _finalise(path)
