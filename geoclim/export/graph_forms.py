@@ -167,7 +167,7 @@ def _fold(
     """
     width = const.values.shape[2]
     longest = max(sizes)
-    w = g.array(node.input[1]).astype(np.float64)  # (1, 4 D, K)
+    w = numpy_helper.to_array(g.inits[node.input[1]]).astype(np.float64)  # (1, 4 D, K)
     w_const = w[0, :, const.offset : const.offset + width]  # (4 D, L)
     steps = sum(sizes)
     one_hot = np.zeros((steps, 1, longest), np.float32)  # (T, 1, S)

@@ -177,7 +177,7 @@ def test_lstms_that_cannot_be_cut_in_time_are_left_as_they_are(model):
     assert model.SerializeToString() == before
 
 
-@pytest.mark.slow  # ~11 s: one dynamo export with its checks
+@pytest.mark.slow  # ~20 s: two dynamo exports with their checks
 def test_the_lstm_forecaster_exports_segmented_and_matches_the_network(tmp_path):
     torch.manual_seed(0)
     dims = {"c_past": 4, "c_known": 3, "c_static": 2, "c_out": 2, "input_steps": 20, "horizon": 9}
@@ -207,3 +207,7 @@ def test_the_lstm_forecaster_exports_segmented_and_matches_the_network(tmp_path)
     assert report.passed and report.max_abs < 1e-5
     with torch.no_grad():
         assert net(batch)["prediction"].abs().max() > 0.1  # a forecast, not a zero head
+    plain = export_net(net, batch, tmp_path / "plain.onnx", graph_forms=False)
+    assert plain.rewrites == ()
+    plain_graph = onnx.load(str(plain.path)).graph
+    assert sum(n.op_type == "LSTM" for n in plain_graph.node) == 2
