@@ -8,10 +8,14 @@ and exports it. Then, on the same real batch gathered by the datamodule:
 * the bare network, ``torch.inference_mode()`` eager, vs onnxruntime as the service runs it
   (``Forecaster.run``: the adapter's session options and chunking) at batch 1 (one location,
   or one grid for the CNN) and at a bulk batch -- 256 locations for the point models, 16
-  grids (inits) for the CNN -- the two taking turns call by call: median and p95 wall time,
+  grids (inits) for the CNN -- the two taking turns call by call, in random order:
+  median and p95 wall time,
   median CPU time, ratios (a bulk batch runs a quarter of ``--repeats``, the CNN's a tenth);
 * ``--rounds`` paired rounds of all that (the machine is shared): every round's ratios are
   kept and the reported ratio is their median;
+* with ``--plain``, also the graph exported without the graph forms
+  (:mod:`geoclim.export.graph_forms`: LSTM segments, folded step constants), taking turns
+  with the other two: the rewrite's own gain, paired;
 * the full serving path for one location, ``Forecaster.predict_arrays`` (validation, units,
   normalisation, calendar, gather, onnxruntime, de-normalisation) -- median, p95.
 
@@ -24,6 +28,7 @@ inference per request thread). Nothing is written unless ``--save`` (all models)
     python -m scripts.bench_serving --save       # ... and records them
     python -m scripts.bench_serving --quick      # fewer repeats, LSTM only
     python -m scripts.bench_serving --models cnn --rounds 5
+    python -m scripts.bench_serving --models lstm --plain   # ... and the graph without its forms
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +49,7 @@ import onnxruntime as ort
 import torch
 from omegaconf import OmegaConf
 
+from geoclim.export.onnx import export_net, write_metadata
 from geoclim.fileio import write_text
 from geoclim.serving.adapter import Forecaster
 from tests.support.demo_export import DEMO_TASK, demo_export
@@ -69,14 +77,20 @@ def timed(fn, repeats: int, warmup: int = 10) -> dict[str, float]:
 
 
 def interleaved(fns: dict, repeats: int, warmup: int = 5) -> dict[str, dict[str, float]]:
-    """:func:`timed` of each of ``fns``, taking turns call by call (load hits all alike)."""
+    """:func:`timed` of each of ``fns``, taking turns call by call (load hits all alike).
+
+    Each turn runs the functions in a fresh (seeded) random order: the call right after
+    torch eager finds the caches emptied by it (at batch 1 it ran 10-30 % slower than in the
+    next place), so every function follows every other one equally often.
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     calls = {k: [] for k in fns}
+    keys, rng = list(fns), random.Random(0)
     for _ in range(repeats):
-        for k, fn in fns.items():
-            calls[k].append(timed(fn, 1, warmup=0))
+        for k in rng.sample(keys, len(keys)):
+            calls[k].append(timed(fns[k], 1, warmup=0))
     out = {}
     for k, rows in calls.items():
         wall = sorted(r["median_ms"] for r in rows)
@@ -114,7 +128,19 @@ BULK_BATCH = {"lstm": 256, "tft": 256, "cnn": 16}
 """The bulk batch of each network: 256 locations for point models, 16 whole grids (inits)."""
 
 
-def bench_model(model: str, tmp: Path, repeats: int, threads: int, rounds: int = 1) -> dict:
+def plain_forecaster(demo, batch: dict, tmp: Path, threads: int) -> Forecaster:
+    """The demo network exported again without the graph forms, served the same way."""
+    path = tmp / f"{demo.path.stem}_plain.onnx"
+    export_net(
+        demo.net, batch, path, dynamic_spatial=demo.result.dynamic_spatial, graph_forms=False
+    )
+    write_metadata(path, demo.metadata)
+    return Forecaster.from_onnx(path, threads=threads)
+
+
+def bench_model(
+    model: str, tmp: Path, repeats: int, threads: int, rounds: int = 1, plain: bool = False
+) -> dict:
     sizes = net_sizes(model)
     grid = (32, 32) if model == "cnn" else (6, 5)
     demo = demo_export(tmp / f"{model}.onnx", model=model, grid=grid, days=16, **sizes)
@@ -123,6 +149,7 @@ def bench_model(model: str, tmp: Path, repeats: int, threads: int, rounds: int =
     f = Forecaster.from_onnx(demo.path, threads=threads)
     names = list(f.metadata.io.inputs)
     batch = next(iter(dm.test_dataloader()))
+    f_plain = plain_forecaster(demo, batch, tmp, threads) if plain else None
     rows = {
         "model": model,
         "sizes": sizes,
@@ -140,20 +167,26 @@ def bench_model(model: str, tmp: Path, repeats: int, threads: int, rounds: int =
         calls = repeats if bs == 1 else max(repeats // (10 if model == "cnn" else 4), 10)
         runs = []
         for _ in range(rounds):
+            fns = {"eager": lambda b=b: demo.net(b), "ort": lambda feed=feed: f.run(feed)}
+            if f_plain is not None:
+                fns["plain"] = lambda feed=feed: f_plain.run(feed)
             with torch.inference_mode():
-                got = interleaved(
-                    {"eager": lambda b=b: demo.net(b), "ort": lambda feed=feed: f.run(feed)},
-                    calls,
+                got = interleaved(fns, calls)
+            run = {
+                "torch_eager": got["eager"],
+                "onnxruntime": got["ort"],
+                "speedup_median": got["eager"]["median_ms"] / got["ort"]["median_ms"],
+                "speedup_cpu_median": got["eager"]["cpu_median_ms"] / got["ort"]["cpu_median_ms"],
+            }
+            if "plain" in got:  # the same network, its graph as traced
+                run["onnxruntime_plain_graph"] = got["plain"]
+                run["speedup_plain_graph_median"] = (
+                    got["eager"]["median_ms"] / got["plain"]["median_ms"]
                 )
-            runs.append(
-                {
-                    "torch_eager": got["eager"],
-                    "onnxruntime": got["ort"],
-                    "speedup_median": got["eager"]["median_ms"] / got["ort"]["median_ms"],
-                    "speedup_cpu_median": got["eager"]["cpu_median_ms"]
-                    / got["ort"]["cpu_median_ms"],
-                }
-            )
+                run["speedup_plain_graph_cpu_median"] = (
+                    got["eager"]["cpu_median_ms"] / got["plain"]["cpu_median_ms"]
+                )
+            runs.append(run)
         middle = sorted(runs, key=lambda r: r["speedup_median"])[len(runs) // 2]
         rows["cases"][f"batch_{bs}"] = {
             "torch_eager": middle["torch_eager"],  # the round with the median ratio
@@ -162,6 +195,10 @@ def bench_model(model: str, tmp: Path, repeats: int, threads: int, rounds: int =
             "speedup_cpu_median": statistics.median(r["speedup_cpu_median"] for r in runs),
             "rounds": runs,
         }
+        if f_plain is not None:
+            rows["cases"][f"batch_{bs}"]["speedup_plain_graph_median"] = statistics.median(
+                r["speedup_plain_graph_median"] for r in runs
+            )
     if model != "cnn":
         body = f.example_request(1)
         loc = body["locations"][0]
@@ -186,6 +223,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", help="a subset of lstm tft cnn")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
+        "--plain", action="store_true", help="also time the graph without the graph forms"
+    )
+    parser.add_argument(
         "--save", action="store_true", help="write experiments/bench_serving/serving.json"
     )
     args = parser.parse_args()
@@ -197,6 +237,7 @@ def main() -> None:
         "threads": args.threads,
         "repeats": repeats,
         "rounds": args.rounds,
+        "command": "python -m scripts.bench_serving " + " ".join(sys.argv[1:]),
         "machine": {
             "cpu": cpu_name(),
             "cores": os.cpu_count(),
@@ -209,7 +250,7 @@ def main() -> None:
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
-            row = bench_model(model, Path(tmp), repeats, args.threads, args.rounds)
+            row = bench_model(model, Path(tmp), repeats, args.threads, args.rounds, args.plain)
             results["models"].append(row)
             for case, r in row["cases"].items():
                 if "onnxruntime" in r:
@@ -222,6 +263,14 @@ def main() -> None:
                         f"{r['speedup_median']:5.2f}x wall, {r['speedup_cpu_median']:5.2f}x cpu "
                         f"(median of rounds {each})"
                     )
+                    if "speedup_plain_graph_median" in r:
+                        plain = ", ".join(
+                            f"{x['speedup_plain_graph_median']:.2f}" for x in r["rounds"]
+                        )
+                        print(
+                            f"{'':5s} {case:10s} graph without its forms: ratio "
+                            f"{r['speedup_plain_graph_median']:5.2f}x wall (rounds {plain})"
+                        )
                 else:
                     print(
                         f"{model:5s} {case:21s} median {r['median_ms']:.3f} ms, "

@@ -16,6 +16,9 @@ Every rewrite computes the same function with the same weights (only exact zeros
   that stacks its input (``UNetNet.input_padding``) and its stem convolutions get zero
   weights for them; any other convolution pads its own input
   (:class:`ChannelPaddedConv2d`; one more copy of the input: ~10 % slower on the U-Net).
+
+Rewrites of the exported ONNX graph itself (LSTM nodes cut into time segments) live in
+:mod:`geoclim.export.graph_forms`.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ first; the TorchScript exporter is the fallback. Weights are stored inside the .
 (no external data), so one file is the whole bundle once :func:`write_metadata` has added
 the metadata. The graph is traced from :func:`~geoclim.export.forms.export_form` of the network
 (equivalent rewrites that onnxruntime runs faster, e.g. convolution channels padded for its
-NCHWc kernels) and checked against the network itself.
+NCHWc kernels), its LSTM nodes are cut into time segments
+(:func:`~geoclim.export.graph_forms.segment_lstm_nodes`), and the result is checked against the
+network itself.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from torch import Tensor, nn
 
 from geoclim.errors import GeoclimError
 from geoclim.export.forms import export_form
+from geoclim.export.graph_forms import segment_lstm_nodes
 from geoclim.export.metadata import ExportMetadata
 
 log = logging.getLogger(__name__)
@@ -263,6 +266,7 @@ def export_net(
     dynamic_spatial: bool | None = None,
     exporter: str = "auto",
     opset: int = DEFAULT_OPSET,
+    graph_forms: bool = True,
 ) -> ExportResult:
     """Export ``net`` to ``path`` (no metadata yet; see :func:`write_metadata`).
 
@@ -273,6 +277,8 @@ def export_net(
         dynamic_spatial: make ``h``/``w`` dynamic; ``None``: try when the batch is spatial.
         exporter: ``"dynamo"``, ``"torchscript"`` or ``"auto"`` (dynamo, then torchscript).
         opset: ONNX opset (the TorchScript exporter caps it at 17).
+        graph_forms: apply :func:`~geoclim.export.graph_forms.segment_lstm_nodes` to the
+            exported graph (off: the graph as traced, for benchmarks of the rewrite).
 
     Returns:
         What was exported.
@@ -308,6 +314,7 @@ def export_net(
             except Exception as err:  # exporters raise many exception types
                 problems.append(f"{kind} (dynamic h/w={spatial}): {type(err).__name__}: {err}")
                 continue
+            graph_rewrites = _rewrite_graph(path) if graph_forms else ()
             problem = _check_shapes(module, path, args, spatial)
             if problem is None:
                 _finalise(path)
@@ -316,9 +323,20 @@ def export_net(
                     o.version for o in model.opset_import if o.domain in ("", "ai.onnx")
                 )
                 log.info("exported %s with %s (dynamic h/w: %s)", path, kind, spatial)
-                return ExportResult(path, names, spatial, kind, opset_used, rewrites)
+                return ExportResult(
+                    path, names, spatial, kind, opset_used, rewrites + graph_rewrites
+                )
             problems.append(f"{kind} (dynamic h/w={spatial}): {problem}")
     raise ExportError("no exporter produced a usable graph:\n  " + "\n  ".join(problems))
+
+
+def _rewrite_graph(path: Path) -> tuple[str, ...]:
+    """Apply the graph-level export forms to the exported file (in place); what changed."""
+    model = onnx.load(str(path))
+    rewrites = segment_lstm_nodes(model)
+    if rewrites:
+        onnx.save(model, str(path))
+    return tuple(rewrites)
 
 
 def _finalise(path: Path) -> None:
