@@ -421,19 +421,22 @@ def check_domain(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarra
         lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
     else:
         lat2, lon2 = lat[:, None], lon[:, None]
-    extent = (
-        f"latitude {domain.latitude.min():g}...{domain.latitude.max():g}, longitude "
-        f"{domain.longitude.min():g}...{domain.longitude.max():g}"
-    )
+    m = DOMAIN_MARGIN_DEG
     if domain.layout == "grid":
         ok = _cell(domain.latitude, lat2)[1] & _cell(domain.longitude, lon2)[1]
-        why = f"outside the training grid ({extent})"
     else:
-        m = DOMAIN_MARGIN_DEG
         ok = (lat2 >= domain.latitude.min() - m) & (lat2 <= domain.latitude.max() + m)
         ok &= (lon2 >= domain.longitude.min() - m) & (lon2 <= domain.longitude.max() + m)
-        why = f"more than {m:g} degree(s) outside the training stations' extent ({extent})"
-    if not ok.all():
+    if not ok.all():  # the message only now: formatting it costs as much as the check
+        extent = (
+            f"latitude {domain.latitude.min():g}...{domain.latitude.max():g}, longitude "
+            f"{domain.longitude.min():g}...{domain.longitude.max():g}"
+        )
+        why = (
+            f"outside the training grid ({extent})"
+            if domain.layout == "grid"
+            else f"more than {m:g} degree(s) outside the training stations' extent ({extent})"
+        )
         i = tuple(np.argwhere(~ok)[0])
         index = f"locations[{i[0]}] " if layout == "station" else ""
         raise DataError(
