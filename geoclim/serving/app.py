@@ -488,16 +488,19 @@ def _document_schema(app: FastAPI, model: type[BaseModel]) -> None:
     """Add ``model`` (and the models it refers to) to the OpenAPI components of ``app``."""
     base = app.openapi
 
+    done: dict[str, dict[str, Any]] = {}
+
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            spec = base()  # FastAPI caches it in app.openapi_schema
+        if "spec" not in done:
+            spec = base()  # FastAPI's document (also cached in app.openapi_schema)
             schemas = spec.setdefault("components", {}).setdefault("schemas", {})
             doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, sub in doc.pop("$defs", {}).items():
                 schemas.setdefault(name, sub)
             schemas.setdefault(model.__name__, doc)
             spec["components"]["schemas"] = dict(sorted(schemas.items()))
-        return app.openapi_schema
+            done["spec"] = spec
+        return done["spec"]
 
     app.openapi = openapi  # type: ignore[method-assign]
 
