@@ -9,10 +9,18 @@ transport error (the target is none). Client and server share this machine's cor
 numbers are a lower bound for a dedicated server. Nothing is written unless ``--save``
 (then ``experiments/bench_serving/http.json``). ``--url`` loads a server that is already
 running instead (plain HTTP; the body is the example of its ``/openapi.json``, the key from
-``--key`` or ``$GEOCLIM_API_KEY``).
+``--key`` or ``$GEOCLIM_API_KEY``). The server's CPU time per answered request (all its
+processes, read with psutil before and after the load) and the load generator's are
+reported too: with closed-loop clients, throughput is about the cores' time over that cost.
+
+``--in-process N`` skips sockets and uvicorn: N requests of the same shape go straight
+through the app's ASGI callable (middleware, auth, validation, adapter, onnxruntime, JSON)
+in this process, which prints the CPU time per request; ``--profile`` adds the functions
+that take it (cProfile, by own time).
 
     python -m scripts.bench_http                        # 50 clients, 30 s, print only
     python -m scripts.bench_http --clients 10 --seconds 5 --save
+    python -m scripts.bench_http --in-process 3000 --profile
     GEOCLIM_API_KEY=... python -m scripts.bench_http --url http://127.0.0.1:8000
 """
 
@@ -20,8 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import cProfile
+import io
 import json
 import os
+import pstats
 import socket
 import subprocess
 import sys
@@ -46,9 +58,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(
-    tmp: Path, threads: int, workers: int = 1
-) -> tuple[subprocess.Popen, str, str, dict]:
+def prepare(tmp: Path) -> tuple[Path, str, dict]:
+    """The demo LSTM export, a key file beside it (scrypt) and a one-location body."""
     from geoclim.serving.adapter import Forecaster
     from geoclim.serving.security import KeyStore, Principal, generate_key
     from tests.support.demo_export import demo_export
@@ -59,6 +70,13 @@ def start_server(
     store = KeyStore()
     store.add(key, Principal("bench", rate_per_minute=1e9, burst=10**9), method="scrypt")
     store.to_file(tmp / "keys.json")
+    return demo.path, key, body
+
+
+def start_server(
+    tmp: Path, threads: int, workers: int = 1
+) -> tuple[subprocess.Popen, str, str, dict]:
+    path, key, body = prepare(tmp)
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -66,7 +84,7 @@ def start_server(
             "-m",
             "geoclim.cli.main",
             "serve",
-            str(demo.path),
+            str(path),
             "--keys",
             str(tmp / "keys.json"),
             "--host",
@@ -94,6 +112,74 @@ def start_server(
             time.sleep(0.2)
     proc.kill()
     raise SystemExit(f"server did not become ready: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def process_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) of process ``pid`` and its children; ``None`` unknown."""
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+        total = 0.0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system
+        return total
+    except (ImportError, OSError, LookupError):  # psutil missing or the process gone
+        return None
+
+
+async def in_process(
+    body: dict, path: Path, key: str, n: int, profile: bool
+) -> tuple[float, str | None]:
+    """CPU ms per ``POST /v1/forecast`` through the app's ASGI callable (no sockets)."""
+    from geoclim.serving.adapter import Forecaster
+    from geoclim.serving.app import ServedModel, ServeSettings, create_app
+    from geoclim.serving.security import KeyStore
+
+    model = ServedModel(path.stem, Forecaster.from_onnx(path, threads=1), str(path))
+    app = create_app([model], ServeSettings(keys=KeyStore.from_file(path.parent / "keys.json")))
+    _, _, request = build_request("http://127.0.0.1:80", key, body)
+    head, payload = request.split(b"\r\n\r\n", 1)
+    headers = [
+        tuple(x.strip().lower() if i == 0 else x.strip() for i, x in enumerate(h.split(b":", 1)))
+        for h in head.split(b"\r\n")[1:]
+    ]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1"}
+    scope |= {"method": "POST", "scheme": "http", "path": "/v1/forecast", "query_string": b""}
+    scope |= {"root_path": "", "headers": headers, "client": (HOST, 1), "server": (HOST, 80)}
+    status: list[int] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": payload, "more_body": False}
+
+    async def send(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            status.append(message["status"])
+
+    async with app.router.lifespan_context(app):
+        for _ in range(200):  # warm-up (and the key's one scrypt check)
+            await app(dict(scope), receive, send)
+        if set(status) != {200}:
+            raise SystemExit(f"in-process requests answered {sorted(set(status))}")
+        prof = cProfile.Profile() if profile else None
+        start = time.process_time()
+        if prof is not None:
+            prof.enable()
+        for _ in range(n):
+            await app(dict(scope), receive, send)
+        if prof is not None:
+            prof.disable()
+        cpu = (time.process_time() - start) / n * 1e3
+    if prof is None:
+        return cpu, None
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(25)
+    return cpu, out.getvalue()
 
 
 class Connection:
@@ -177,17 +263,26 @@ async def client(
         conn.close()
 
 
-async def load(url: str, key: str, body: dict, clients: int, seconds: float) -> dict:
+async def load(
+    url: str, key: str, body: dict, clients: int, seconds: float, server_pid: int | None = None
+) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    server0, client0 = process_cpu(server_pid), time.process_time()
     start = time.perf_counter()
     stop = start + seconds
     target = build_request(url, key, body)
     tasks = [client(target, stop, latencies, errors) for _ in range(clients)]
     await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 30)
     elapsed = time.perf_counter() - start
+    client_cpu, server1 = time.process_time() - client0, process_cpu(server_pid)
     lat = np.asarray(latencies)
+    per = 1e3 / max(len(latencies), 1)
     return {
+        "server_cpu_ms_per_request": None
+        if server0 is None or server1 is None
+        else round((server1 - server0) * per, 3),
+        "client_cpu_ms_per_request": round(client_cpu * per, 3),
         "clients": clients,
         "seconds": round(elapsed, 2),
         "requests_ok": int(lat.size),
@@ -211,7 +306,24 @@ def main() -> None:
     )
     parser.add_argument("--url", help="load this running server instead of starting one")
     parser.add_argument("--key", default=os.environ.get("GEOCLIM_API_KEY"), help="API key")
+    parser.add_argument("--json", type=Path, help="record the result in this file instead")
+    parser.add_argument(
+        "--in-process", type=int, metavar="N", help="N requests through the ASGI app, no sockets"
+    )
+    parser.add_argument("--profile", action="store_true", help="with --in-process: cProfile")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    if args.in_process:
+        with tempfile.TemporaryDirectory() as tmp:
+            path, key, body = prepare(Path(tmp))
+            cpu, table = asyncio.run(in_process(body, path, key, args.in_process, args.profile))
+        print(
+            f"{args.in_process} requests in process: {cpu:.3f} ms CPU per request "
+            f"(load average {load_before:.2f} before)"
+        )
+        if table:
+            print(table)
+        return
     if args.url:
         url = args.url.rstrip("/")
         body = remote_body(url)
@@ -223,12 +335,15 @@ def main() -> None:
             proc, url, key, body = start_server(Path(tmp), args.threads, args.workers)
             try:
                 asyncio.run(load(url, key, body, min(args.clients, 4), 2.0))  # warm-up
-                result = asyncio.run(load(url, key, body, args.clients, args.seconds))
+                result = asyncio.run(
+                    load(url, key, body, args.clients, args.seconds, server_pid=proc.pid)
+                )
             finally:
                 proc.terminate()
                 proc.wait(timeout=20)
     result |= {
         "cpu_count": os.cpu_count(),
+        "load_average_1m_before": load_before,
         "load_average_1m_after": os.getloadavg()[0],
         "server_threads": args.threads,
         "server_workers": args.workers,
@@ -238,12 +353,16 @@ def main() -> None:
         f"{result['clients']} clients, {result['seconds']} s: "
         f"{result['throughput_rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
         f"p95 {result['p95_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, "
-        f"errors {result['errors'] or 'none'}"
+        f"errors {result['errors'] or 'none'}; server CPU "
+        f"{result['server_cpu_ms_per_request']} ms, client CPU "
+        f"{result['client_cpu_ms_per_request']} ms per request; load average "
+        f"{load_before:.2f} -> {result['load_average_1m_after']:.2f}"
     )
-    if args.save:
-        OUT.mkdir(parents=True, exist_ok=True)
-        write_text(OUT / "http.json", json.dumps(result, indent=2) + "\n")
-        print(f"saved {OUT / 'http.json'}")
+    if args.save or args.json:
+        target = args.json or OUT / "http.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_text(target, json.dumps(result, indent=2) + "\n")
+        print(f"saved {target}")
     if result["errors"]:
         raise SystemExit(1)
 

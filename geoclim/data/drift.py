@@ -109,10 +109,15 @@ def bin_fractions(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return counts / max(finite.size, 1)
 
 
-def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Population stability index of two bin-fraction vectors (floored at ``PSI_FLOOR``)."""
+def psi(expected: np.ndarray, actual: np.ndarray, axis: int | None = None) -> Any:
+    """Population stability index of two bin-fraction vectors (floored at ``PSI_FLOOR``).
+
+    With ``axis``, the PSI of each row along it (an array; bins that are zero in both
+    contribute nothing, so rows may be zero-padded to a common bin count).
+    """
     e, a = np.maximum(expected, PSI_FLOOR), np.maximum(actual, PSI_FLOOR)
-    return float(np.sum((a - e) * np.log(a / e)))
+    terms = (a - e) * np.log(a / e)
+    return float(np.sum(terms)) if axis is None else np.sum(terms, axis=axis)
 
 
 def _pair(ref: np.ndarray, new: np.ndarray, bounds: tuple[float, float], th: Thresholds) -> list:

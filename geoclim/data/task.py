@@ -8,6 +8,7 @@ train (normaliser, imputer, climatology, trees) ever sees a val or test value.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -124,17 +125,17 @@ class ForecastTask:
         """Names of the ``Batch.static`` channels."""
         return tuple(c for v in self.static_inputs for c in self.channel_names(v))
 
-    @property
+    @cached_property  # fields are frozen tuples: computed once per task
     def past_variables(self) -> tuple[str, ...]:
         """Channels of ``Batch.past``: targets first, then the other past inputs."""
         return self.targets + tuple(v for v in self.past_inputs if v not in self.targets)
 
-    @property
+    @cached_property  # fields are frozen tuples: computed once per task
     def future_variables(self) -> tuple[str, ...]:
         """Dataset variables among the known-future inputs (calendar features excluded)."""
         return tuple(v for v in self.future_inputs if v not in calendar.FEATURES)
 
-    @property
+    @cached_property  # fields are frozen tuples: computed once per task
     def dynamic_variables(self) -> tuple[str, ...]:
         """Every time-varying dataset variable the task reads, past channels first."""
         past = self.past_variables

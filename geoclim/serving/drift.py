@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from geoclim.data.drift import Thresholds, bin_fractions, psi
+from geoclim.data.drift import Thresholds, psi
 from geoclim.errors import DataError
 from geoclim.export.metadata import ExportMetadata
 from geoclim.serving.inputs import Inputs
@@ -66,15 +66,23 @@ class InputDrift:
         self.window, self.min_running = window, min_running
         self._past = set(task.past_variables)
         self._channels = {n: task.dynamic_variables.index(n) for n in self.reference}
-        self._counts = {
-            n: np.zeros(len(r["fractions"]), np.float64) for n, r in self.reference.items()
-        }
-        self._bins = {  # per variable: inner edges and expected fractions, as arrays once
-            n: (np.asarray(r["edges"], np.float64), np.asarray(r["fractions"], np.float64))
-            for n, r in self.reference.items()
-        }
         self._lock = threading.Lock()
         self.horizon = task.horizon
+        # Every variable at once: (V,) channels and past flags, (V, K) inner edges padded
+        # with +inf (no value lies above one), (V, K + 1) expected fractions padded with 0.
+        names = self._names = tuple(self.reference)
+        k = max((len(r["edges"]) for r in self.reference.values()), default=0)
+        self._ch = np.array([self._channels[n] for n in names], np.intp)
+        self._is_past = np.array([n in self._past for n in names], bool)
+        self._edges = np.full((len(names), k), np.inf)
+        self._expected = np.zeros((len(names), k + 1))
+        for i, r in enumerate(self.reference.values()):
+            self._edges[i, : len(r["edges"])] = r["edges"]
+            self._expected[i, : len(r["fractions"])] = r["fractions"]
+        self._lo = np.array([r["min"] for r in self.reference.values()], np.float64)
+        self._hi = np.array([r["max"] for r in self.reference.values()], np.float64)
+        self._offsets = np.arange(len(names))[:, None] * (k + 1)  # (V, 1) flat bin offsets
+        self._running = np.zeros((len(names), k + 1))  # decayed bin counts
 
     def values(self, inputs: Inputs, name: str) -> np.ndarray:
         """Finite request values of ``name``: history for past inputs, leads otherwise."""
@@ -83,6 +91,28 @@ class InputDrift:
         v = inputs.dynamic[rows, ..., self._channels[name]].ravel()
         return v[np.isfinite(v)]
 
+    def _request_counts(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The request's values of every variable at once (the rows of :meth:`values`).
+
+        Returns:
+            Bin counts ``(V, K + 1)``, finite values ``(V,)`` and finite values outside the
+            training range ``(V,)``.
+        """
+        v = inputs.dynamic[..., self._ch]  # (T, H, W, V)
+        v = v.reshape(v.shape[0], -1, v.shape[-1])  # (T, HW, V)
+        past_rows = np.arange(v.shape[0]) <= int(inputs.inits.max())  # (T,)
+        rows = past_rows[:, None] == self._is_past  # (T, V): history or leads
+        use = np.isfinite(v) & rows[:, None, :]  # (T, HW, V)
+        # right-closed bins, as bin_fractions' searchsorted(side="left"): edges below v
+        idx = np.count_nonzero(v[..., None] > self._edges, axis=-1)  # (T, HW, V)
+        counts = np.bincount((idx + self._offsets[:, 0])[use], minlength=self._running.size)
+        counts = counts.reshape(self._running.shape)
+        use = use.reshape(-1, use.shape[-1])  # (T * HW, V)
+        n = np.count_nonzero(use, axis=0)  # (V,)
+        beyond = (v < self._lo) | (v > self._hi)
+        outside = np.count_nonzero(use & beyond.reshape(use.shape), axis=0)
+        return counts.astype(np.float64), n, outside
+
     def check(self, inputs: Inputs) -> list[str]:
         """Update the running PSI; return warnings (or raise when blocking).
 
@@ -90,29 +120,33 @@ class InputDrift:
             DataError: with blocking on, naming the drifting variables and their PSI.
 
         """
+        if not self._names:
+            return []
         th, warnings = self.thresholds, []
-        for name, ref in self.reference.items():
-            v = self.values(inputs, name)
-            if not v.size:
-                continue
-            edges, expected = self._bins[name]
-            counts = bin_fractions(v, edges) * v.size
-            with self._lock:
-                keep = max(0.0, 1.0 - v.size / self.window)
-                self._counts[name] = self._counts[name] * keep + counts
-                total = float(self._counts[name].sum())
-                running = psi(expected, self._counts[name] / total)
+        counts, n, outside = self._request_counts(inputs)
+        seen = n > 0  # variables without a finite value are skipped (state unchanged)
+        keep = np.where(seen, np.maximum(0.0, 1.0 - n / self.window), 1.0)[:, None]
+        with self._lock:
+            self._running = self._running * keep + counts
+            total = self._running.sum(axis=1)  # (V,)
+            actual = self._running / np.maximum(total, 1e-300)[:, None]
+            running = psi(self._expected, actual, axis=1)
+        out_frac = (outside / np.maximum(n, 1)).tolist()
+        running_, total_ = running.tolist(), total.tolist()  # Python floats in the loop
+        for i in np.flatnonzero(seen).tolist():
+            name = self._names[i]
             if self.gauge is not None:
-                self.gauge(name, running)
-            outside = float(np.mean((v < ref["min"]) | (v > ref["max"])))
+                self.gauge(name, running_[i])
             problems = []
-            if total >= self.min_running and running > th.psi:
+            if total_[i] >= self.min_running and running_[i] > th.psi:
                 problems.append(
-                    f"PSI {running:.2f} > {th.psi:g} over the last ~{int(total)} values served"
+                    f"PSI {running_[i]:.2f} > {th.psi:g} over the last ~{int(total_[i])} "
+                    "values served"
                 )
-            if outside > th.out_of_range:
+            if out_frac[i] > th.out_of_range:
+                ref = self.reference[name]
                 problems.append(
-                    f"{outside:.0%} of values outside the training range "
+                    f"{out_frac[i]:.0%} of values outside the training range "
                     f"[{ref['min']:.4g}, {ref['max']:.4g}]"
                 )
             if problems:

@@ -365,10 +365,12 @@ def _finish(
     h, w = dynamic.shape[1:3]
     rows = cols = None
     lon_d = _wrap_longitude(lon, meta.domain.longitude)
-    check_domain(meta.domain, layout, lat, lon_d)
+    grid = meta.domain.layout == "grid"  # its cells are found once for both uses
+    cells = grid_cells(meta.domain, layout, lat, lon_d) if grid else None
+    check_domain(meta.domain, layout, lat, lon_d, cells=cells)
     need_lookup = [n for n in task.static_inputs if n not in given]
     if need_lookup or {"lat_idx", "lon_idx"} & set(meta.io.inputs):
-        rows, cols = locate(meta.domain, layout, lat, lon_d, stations)
+        rows, cols = locate(meta.domain, layout, lat, lon_d, stations, cells=cells)
     static = np.empty((h, w, len(task.static_inputs)), np.float32)
     for c, name in enumerate(task.static_inputs):
         if name in given:
@@ -407,11 +409,28 @@ def _wrap_longitude(lon: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (lon - centre + 180.0) % 360.0 - 180.0 + centre
 
 
-def check_domain(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarray) -> None:
+def grid_cells(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarray) -> tuple:
+    """``(rows, inside_rows, cols, inside_cols)`` of the locations on a grid domain's cells."""
+    if layout == "grid":
+        lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
+    else:
+        lat2, lon2 = lat[:, None], lon[:, None]
+    return (*_cell(domain.latitude, lat2), *_cell(domain.longitude, lon2))
+
+
+def check_domain(
+    domain: Domain,
+    layout: Layout,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    *,
+    cells: tuple[np.ndarray, ...] | None = None,
+) -> None:
     """Refuse locations outside the model's domain.
 
     Grid models serve the cells of their training grid; station models serve points within
-    the training stations' bounding box widened by :data:`DOMAIN_MARGIN_DEG`.
+    the training stations' bounding box widened by :data:`DOMAIN_MARGIN_DEG`. ``cells``: for
+    grid domains, :func:`grid_cells` of the same locations when already known.
 
     Raises:
         DataError: naming the first location outside and the domain's extent.
@@ -421,19 +440,23 @@ def check_domain(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarra
         lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
     else:
         lat2, lon2 = lat[:, None], lon[:, None]
-    extent = (
-        f"latitude {domain.latitude.min():g}...{domain.latitude.max():g}, longitude "
-        f"{domain.longitude.min():g}...{domain.longitude.max():g}"
-    )
+    m = DOMAIN_MARGIN_DEG
     if domain.layout == "grid":
-        ok = _cell(domain.latitude, lat2)[1] & _cell(domain.longitude, lon2)[1]
-        why = f"outside the training grid ({extent})"
+        cells = cells if cells is not None else grid_cells(domain, layout, lat, lon)
+        ok = cells[1] & cells[3]
     else:
-        m = DOMAIN_MARGIN_DEG
         ok = (lat2 >= domain.latitude.min() - m) & (lat2 <= domain.latitude.max() + m)
         ok &= (lon2 >= domain.longitude.min() - m) & (lon2 <= domain.longitude.max() + m)
-        why = f"more than {m:g} degree(s) outside the training stations' extent ({extent})"
-    if not ok.all():
+    if not ok.all():  # the message only now: formatting it costs as much as the check
+        extent = (
+            f"latitude {domain.latitude.min():g}...{domain.latitude.max():g}, longitude "
+            f"{domain.longitude.min():g}...{domain.longitude.max():g}"
+        )
+        why = (
+            f"outside the training grid ({extent})"
+            if domain.layout == "grid"
+            else f"more than {m:g} degree(s) outside the training stations' extent ({extent})"
+        )
         i = tuple(np.argwhere(~ok)[0])
         index = f"locations[{i[0]}] " if layout == "station" else ""
         raise DataError(
@@ -443,7 +466,13 @@ def check_domain(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarra
 
 
 def locate(
-    domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarray, stations: tuple[str, ...] = ()
+    domain: Domain,
+    layout: Layout,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    stations: tuple[str, ...] = (),
+    *,
+    cells: tuple[np.ndarray, ...] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positions of the request's locations on the training domain.
 
@@ -453,6 +482,7 @@ def locate(
         lat: request latitudes (grid axis or points).
         lon: request longitudes (grid axis or points).
         stations: request point ids (matched by id first on station domains).
+        cells: grid domains: :func:`grid_cells` of the same locations, when already known.
 
     Returns:
         ``(rows, cols)`` of shape ``(H, W)`` (``W = 1`` for points); for station domains
@@ -476,24 +506,26 @@ def locate(
         for i, s in enumerate(ids):
             if s in known:
                 rows[i, 0], ok[i, 0] = known[s], True
+        if not ok.all():  # messages are formatted only for an answer that needs them
+            _raise_outside(
+                ok,
+                lat2,
+                lon2,
+                "no training station within "
+                f"{STATION_TOLERANCE_DEG} degrees (known ids: {list(domain.station)[:10]})",
+            )
+        return rows, np.zeros_like(rows)
+    rows, ok_r = cells[:2] if cells is not None else _cell(domain.latitude, lat2)
+    cols, ok_c = cells[2:] if cells is not None else _cell(domain.longitude, lon2)
+    if not (ok_r.all() and ok_c.all()):
         _raise_outside(
-            ok,
+            ok_r & ok_c,
             lat2,
             lon2,
-            "no training station within "
-            f"{STATION_TOLERANCE_DEG} degrees (known ids: {list(domain.station)[:10]})",
+            f"outside the training grid (latitude {domain.latitude.min()}..."
+            f"{domain.latitude.max()}, longitude {domain.longitude.min()}..."
+            f"{domain.longitude.max()})",
         )
-        return rows, np.zeros_like(rows)
-    rows, ok_r = _cell(domain.latitude, lat2)
-    cols, ok_c = _cell(domain.longitude, lon2)
-    _raise_outside(
-        ok_r & ok_c,
-        lat2,
-        lon2,
-        f"outside the training grid (latitude {domain.latitude.min()}..."
-        f"{domain.latitude.max()}, longitude {domain.longitude.min()}..."
-        f"{domain.longitude.max()})",
-    )
     return rows, cols
 
 

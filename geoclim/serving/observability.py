@@ -276,6 +276,7 @@ class RequestContextMiddleware:
 
     def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app, self.metrics = app, metrics
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
@@ -313,27 +314,45 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             route = _route_label(scope)
             method = scope.get("method", "")
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            count, latency = self._series(method, route, status)
+            count.inc()
+            latency.observe(elapsed)
             if status >= 400:
                 self.metrics.errors.labels(route, str(status)).inc()
-            state = scope.get("state", {})
-            access_log.info(
-                "%s %s %d",
-                method,
-                scope.get("path", ""),
-                status,
-                extra={
-                    "method": method,
-                    "path": scope.get("path", ""),
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1e3, 3),
-                    "principal": state.get("principal"),
-                    "model": state.get("model"),
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):  # else skip building the record
+                state = scope.get("state", {})
+                access_log.info(
+                    "%s %s %d",
+                    method,
+                    scope.get("path", ""),
+                    status,
+                    extra={
+                        "method": method,
+                        "path": scope.get("path", ""),
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1e3, 3),
+                        "principal": state.get("principal"),
+                        "model": state.get("model"),
+                    },
+                )
             request_id_var.reset(token)
+
+    def _series(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram children of these labels.
+
+        Kept once looked up: a ``labels()`` call takes a lock and builds a key every time.
+        """
+        key = (method, route, status)
+        series = self._children.get(key)
+        if series is None:
+            m = self.metrics
+            series = (
+                m.requests.labels(method, route, str(status)),
+                m.latency.labels(method, route),
+            )
+            self._children[key] = series
+        return series
 
 
 class BodyLimitMiddleware:

@@ -12,7 +12,8 @@ remembered in memory by its sha256 so scrypt's deliberate cost is paid once per 
 process. Clients send the key in ``X-API-Key``. Keys not yet verified are hashed at most
 ``failed_per_minute`` times a minute per key id, so guessing cannot turn scrypt's cost into
 a denial of service (a sustained guessing attack on one id can delay that key's first use
-in a fresh process; keys already verified are not affected).
+in a fresh process; keys already verified are not affected). Concurrent first uses of one
+key wait for a single check, so a burst of clients meeting a fresh process costs one hash.
 
 **JWT.** With a shared secret configured, ``Authorization: Bearer <token>`` is accepted
 too: HS256, ``exp`` and ``sub`` required, optional ``models`` claim (list of model names or
@@ -126,6 +127,7 @@ class KeyStore:
     _verified: dict[bytes, Principal] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _attempts: RateLimiter = field(default_factory=lambda: RateLimiter(), repr=False)
+    _checking: dict[bytes, threading.Lock] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike) -> KeyStore:
@@ -168,16 +170,27 @@ class KeyStore:
         if key_id not in self.entries or len(key) > 256:
             return None
         stored, principal = self.entries[key_id]
-        # Unverified keys of a known id are hashed at most failed_per_minute times a minute:
-        # guessing secrets cannot turn scrypt's cost into a denial of service.
-        budget = Principal(
-            f"attempts:{key_id}", (), self.failed_per_minute, max(1, int(self.failed_per_minute))
-        )
-        if self._attempts.acquire(budget) > 0 or not verify_key(key, stored):
-            return None
-        with self._lock:
-            self._verified[fingerprint] = principal
-        return principal
+        with self._lock:  # one check per key at a time: a burst of first uses of a valid
+            gate = self._checking.setdefault(fingerprint, threading.Lock())  # key hashes once
+        with gate:
+            with self._lock:
+                if fingerprint in self._verified:  # verified while this call waited
+                    return self._verified[fingerprint]
+            # Unverified keys of a known id are hashed at most failed_per_minute times a
+            # minute: guessing secrets cannot turn scrypt's cost into a denial of service.
+            budget = Principal(
+                f"attempts:{key_id}",
+                (),
+                self.failed_per_minute,
+                max(1, int(self.failed_per_minute)),
+            )
+            ok = self._attempts.acquire(budget) <= 0 and verify_key(key, stored)
+            with self._lock:
+                if ok:
+                    self._verified[fingerprint] = principal
+                if self._checking.get(fingerprint) is gate:
+                    del self._checking[fingerprint]  # waiters hold the gate; no leak per guess
+        return principal if ok else None
 
     def to_file(self, path: str | os.PathLike) -> Path:
         """Write the key file (hashes only), readable by the owner only."""

@@ -1,6 +1,8 @@
 import json
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 import numpy as np
@@ -288,6 +290,31 @@ def test_keys_are_hashed_at_rest(tmp_path):
     assert loaded.authenticate("dave.secret").id == "dave"
     assert loaded.authenticate("dave.other") is None
     assert verify_key("k", hash_key("k", "sha256")) and not verify_key("k", "md5$x")
+
+
+def test_a_burst_of_first_uses_of_a_valid_key_hashes_it_once(monkeypatch):
+    # a fresh worker meeting 30 clients at once: before, each hashed the key and the
+    # attempt budget (3 a minute) turned the valid key's later checks into 401s
+    import geoclim.serving.security as security
+
+    real, calls = security.verify_key, []
+    monkeypatch.setattr(
+        security, "verify_key", lambda key, stored: calls.append(key) or real(key, stored)
+    )
+    store = KeyStore(failed_per_minute=3)
+    store.add("fred.right", Principal("fred"), method="scrypt")
+    start = threading.Barrier(30)
+
+    def first_use(_):
+        start.wait()
+        return store.authenticate("fred.right")
+
+    with ThreadPoolExecutor(30) as pool:
+        principals = list(pool.map(first_use, range(30)))
+    assert [p.id if p else None for p in principals] == ["fred"] * 30
+    assert calls == ["fred.right"]
+    assert store.authenticate("fred.wrong") is None and store.cached("fred.wrong") is None
+    assert store._checking == {}  # no gate kept per checked key
 
 
 def test_guessing_secrets_of_a_known_key_id_is_throttled():
