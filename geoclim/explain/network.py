@@ -20,7 +20,13 @@ from geoclim.errors import ConfigError
 from geoclim.explain.baselines import train_modes
 from geoclim.explain.captum import attribute_batch
 from geoclim.explain.layout import INPUT_VARIABLE, LAG, InputLayout, attribution_dataset
-from geoclim.explain.target import ExplainTarget, inside, is_spatial, select_samples
+from geoclim.explain.target import (
+    ExplainTarget,
+    inside,
+    is_spatial,
+    sample_coordinates,
+    select_samples,
+)
 
 
 def explain_network(
@@ -128,24 +134,18 @@ def _cell_mask(dm: Any, spec: ExplainTarget) -> Tensor | None:
 
 
 def _to_dataset(merged, dm, rows, dataset, resolved, layout, method, baseline, kwargs):
-    from geoclim.data import schema
-    from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, STATION, TIME
+    from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, TIME
 
     ds = dm.ds
     t, y, x = dataset.index.decode(rows)
     times = ds[TIME].values
-    sample_coords: dict[str, np.ndarray] = {"init_time": times[t]}
     space: dict[str, np.ndarray] = {}
-    if is_spatial(dm):  # whole grids: only occlusion keeps the input cells
+    if is_spatial(dm):  # whole grids: a sample is an init time; only occlusion keeps cells
+        sample_coords: dict[str, np.ndarray] = {"init_time": times[t]}
         if method == "occlusion" or kwargs.get("maps"):
             space = {LATITUDE: ds[LATITUDE].values, LONGITUDE: ds[LONGITUDE].values}
-    elif schema.layout_of(ds) == "station":
-        sample_coords[STATION] = ds[STATION].values[y].astype(str)
-        sample_coords[LATITUDE] = ds[LATITUDE].values[y]
-        sample_coords[LONGITUDE] = ds[LONGITUDE].values[y]
     else:
-        sample_coords[LATITUDE] = ds[LATITUDE].values[y]
-        sample_coords[LONGITUDE] = ds[LONGITUDE].values[x]
+        sample_coords = sample_coordinates(ds, t, y, x)
     step = times[1] - times[0]
     leads = np.asarray(resolved.leads) if resolved.spec.per_lead else np.asarray([0])
     lead_time = (leads * step).astype("timedelta64[ns]")

@@ -208,6 +208,33 @@ def select_samples(
     return rows
 
 
+def sample_coordinates(ds: Any, t: np.ndarray, y: np.ndarray, x: np.ndarray) -> dict:
+    """Per-sample coordinates of window positions: ``init_time`` and the sample's place.
+
+    Args:
+        ds: the canonical dataset the windows are cut from.
+        t: init-time positions.
+        y: station positions (station data) or latitude positions (grids).
+        x: longitude positions (grids; unused for stations).
+
+    Returns:
+        ``{"init_time", "station", "latitude", "longitude"}`` (no ``station`` on grids), each a
+        ``(sample,)`` array.
+    """
+    from geoclim.data import schema
+    from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
+
+    coords: dict[str, np.ndarray] = {"init_time": ds[TIME].values[t]}
+    if schema.layout_of(ds) == "station":
+        coords[STATION] = ds[STATION].values[y].astype(str)
+        coords[LATITUDE] = ds[LATITUDE].values[y]
+        coords[LONGITUDE] = ds[LONGITUDE].values[y]
+    else:
+        coords[LATITUDE] = ds[LATITUDE].values[y]
+        coords[LONGITUDE] = ds[LONGITUDE].values[x]
+    return coords
+
+
 def inside(lat: np.ndarray, lon: np.ndarray, region: Mapping[str, Sequence[float]]) -> np.ndarray:
     """True where ``(lat, lon)`` lies in the inclusive ``region`` box."""
     ok = np.ones(np.broadcast(lat, lon).shape, bool)

@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 
 from geoclim.errors import ConfigError
 from geoclim.explain.layout import FIELDS, InputLayout, attribution_dataset
-from geoclim.explain.target import ExplainTarget, is_spatial, select_samples
-from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, STATION, TIME
+from geoclim.explain.target import ExplainTarget, is_spatial, sample_coordinates, select_samples
+from geoclim.types import LATITUDE, LEAD_TIME, LONGITUDE, TIME
 
 log = logging.getLogger(__name__)
 
@@ -219,18 +219,11 @@ def _estimator(models: dict, c: int, lead: int, q_index: int | None) -> Any:
 def _dataset(dm, baseline, positions, arrays, resolved, layout, names):
     t, y, x = positions
     cube, values, feature_values, expected, offset, categories = arrays
-    from geoclim.data import schema, variables
+    from geoclim.data import variables
 
     ds = dm.ds
     times = ds[TIME].values
-    sample_coords: dict[str, np.ndarray] = {"init_time": times[t]}
-    if schema.layout_of(ds) == "station":
-        sample_coords[STATION] = ds[STATION].values[y].astype(str)
-        sample_coords[LATITUDE] = ds[LATITUDE].values[y]
-        sample_coords[LONGITUDE] = ds[LONGITUDE].values[y]
-    else:
-        sample_coords[LATITUDE] = ds[LATITUDE].values[y]
-        sample_coords[LONGITUDE] = ds[LONGITUDE].values[x]
+    sample_coords = sample_coordinates(ds, t, y, x)
     lead_time = (np.asarray(resolved.leads) * (times[1] - times[0])).astype("timedelta64[ns]")
     prediction = offset[:, None] + expected[None, :] + values.sum(-1)
     units = variables.get(resolved.variable).units
