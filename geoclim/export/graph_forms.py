@@ -220,8 +220,19 @@ def _segment_nodes(
     return nodes, split
 
 
+def _inputs_used(graph: onnx.GraphProto) -> set[str]:
+    """Names read by ``graph``'s nodes, those of their subgraphs (If / Loop / Scan) included."""
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    for node in graph.node:
+        for attr in node.attribute:
+            subgraphs = [attr.g] if attr.HasField("g") else list(attr.graphs)
+            for sub in subgraphs:
+                used |= _inputs_used(sub)
+    return used
+
+
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    used = _inputs_used(model.graph)
     kept = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)

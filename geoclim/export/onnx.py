@@ -35,6 +35,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from geoclim import fileio
 from geoclim.errors import GeoclimError
 from geoclim.export.forms import export_form
 from geoclim.export.graph_forms import segment_lstm_nodes
@@ -331,11 +332,19 @@ def export_net(
 
 
 def _rewrite_graph(path: Path) -> tuple[str, ...]:
-    """Apply the graph-level export forms to the exported file (in place); what changed."""
+    """Apply the graph-level export forms to the exported file; what changed.
+
+    The forms only make onnxruntime faster: when one fails on a graph, the plain graph is
+    kept (and the failure logged). The file is replaced atomically, never half-written.
+    """
     model = onnx.load(str(path))
-    rewrites = segment_lstm_nodes(model)
+    try:
+        rewrites = segment_lstm_nodes(model)
+    except Exception as err:  # noqa: BLE001 -- onnx/numpy raise many types; the plain graph stays
+        log.warning("graph forms skipped for %s: %s: %s", path.name, type(err).__name__, err)
+        return ()
     if rewrites:
-        onnx.save(model, str(path))
+        fileio.write_bytes(path, model.SerializeToString())
     return tuple(rewrites)
 
 

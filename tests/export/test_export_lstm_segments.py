@@ -211,3 +211,51 @@ def test_the_lstm_forecaster_exports_segmented_and_matches_the_network(tmp_path)
     assert plain.rewrites == ()
     plain_graph = onnx.load(str(plain.path)).graph
     assert sum(n.op_type == "LSTM" for n in plain_graph.node) == 2
+
+
+def test_an_initializer_read_only_inside_a_subgraph_survives_the_rewrite():
+    model = lstm_model(24)
+    rng = np.random.default_rng(3)
+    scale = numpy_helper.from_array(rng.normal(size=(1,)).astype(np.float32), "branch_scale")
+    model.graph.initializer.append(scale)
+    branch = helper.make_graph(
+        [helper.make_node("Mul", ["Y_h", "branch_scale"], ["scaled"])],
+        "branch",
+        [],
+        [helper.make_tensor_value_info("scaled", TensorProto.FLOAT, None)],
+    )
+    model.graph.node.append(helper.make_node("Constant", [], ["yes"], value_int=1))
+    cast = helper.make_node("Cast", ["yes"], ["cond"], to=TensorProto.BOOL)
+    model.graph.node.append(cast)
+    model.graph.node.append(
+        helper.make_node("If", ["cond"], ["out"], then_branch=branch, else_branch=branch)
+    )
+    model.graph.output.append(helper.make_tensor_value_info("out", TensorProto.FLOAT, None))
+    want = run(model, feed(24, 3))
+    assert segment_lstm_nodes(model)
+    assert "branch_scale" in {t.name for t in model.graph.initializer}
+    for a, b in zip(run(model, feed(24, 3)), want, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_a_failing_graph_form_keeps_the_plain_graph_and_says_so(tmp_path, monkeypatch, caplog):
+    import geoclim.export.onnx as onnx_export
+
+    def broken(model):
+        raise ValueError("a graph the forms do not know")
+
+    monkeypatch.setattr(onnx_export, "segment_lstm_nodes", broken)
+    torch.manual_seed(0)
+    dims = {"c_past": 3, "c_known": 2, "c_static": 2, "c_out": 1, "input_steps": 20, "horizon": 6}
+    net = build_net("lstm", dims, hidden_size=16)
+    batch = {
+        "past": torch.randn(4, 20, 3, 1, 1),
+        "known_future": torch.randn(4, 6, 2, 1, 1),
+        "static": torch.randn(4, 2, 1, 1),
+    }
+    with caplog.at_level("WARNING", logger="geoclim.export.onnx"):
+        result = export_net(net, batch, tmp_path / "lstm.onnx", exporter="torchscript")
+    assert not any("segments" in r for r in result.rewrites)
+    assert "graph forms skipped for lstm.onnx: ValueError" in caplog.text
+    assert sum(n.op_type == "LSTM" for n in onnx.load(str(result.path)).graph.node) == 2
+    assert check_parity(net, result.path, [batch]).passed
