@@ -104,7 +104,9 @@ class InputDrift:
         rows = past_rows[:, None] == self._is_past  # (T, V): history or leads
         use = np.isfinite(v) & rows[:, None, :]  # (T, HW, V)
         # right-closed bins, as bin_fractions' searchsorted(side="left"): edges below v
-        idx = np.count_nonzero(v[..., None] > self._edges, axis=-1)  # (T, HW, V)
+        idx = np.zeros(v.shape, np.intp)  # (T, HW, V); one pass per edge, no (T, HW, V, K)
+        for edge in self._edges.T:  # (V,): inf pads the variables with fewer edges
+            idx += v > edge
         counts = np.bincount((idx + self._offsets[:, 0])[use], minlength=self._running.size)
         counts = counts.reshape(self._running.shape)
         use = use.reshape(-1, use.shape[-1])  # (T * HW, V)
@@ -125,7 +127,7 @@ class InputDrift:
         th, warnings = self.thresholds, []
         counts, n, outside = self._request_counts(inputs)
         seen = n > 0  # variables without a finite value are skipped (state unchanged)
-        keep = np.where(seen, np.maximum(0.0, 1.0 - n / self.window), 1.0)[:, None]
+        keep = np.maximum(0.0, 1.0 - n / self.window)[:, None]  # 1 where nothing was seen
         with self._lock:
             self._running = self._running * keep + counts
             total = self._running.sum(axis=1)  # (V,)

@@ -77,11 +77,17 @@ def test_a_variable_without_values_leaves_its_state_alone(point):
     meta, task = point.metadata, point.task
     seen = {}
     monitor = InputDrift(meta, gauge=seen.__setitem__)
-    inputs = _inputs(meta, np.random.default_rng(0), 0.0, task.input_steps, task.horizon)
+    rng = np.random.default_rng(0)
+    monitor.check(_inputs(meta, rng, 0.0, task.input_steps, task.horizon))
     first = next(iter(monitor.reference))
+    before = monitor._running[0].copy()
+    assert before.any()  # the first call counted its values
+    seen.clear()
+    inputs = _inputs(meta, rng, 0.0, task.input_steps, task.horizon)
     inputs.dynamic[..., task.dynamic_variables.index(first)] = np.nan
     monitor.check(inputs)
-    assert first not in seen and not monitor._running[0].any()
+    np.testing.assert_array_equal(monitor._running[0], before)  # not decayed, not counted
+    assert first not in seen
     assert set(seen) == set(monitor.reference) - {first}
 
 
