@@ -120,17 +120,19 @@ def process_cpu(pid: int | None) -> float | None:
         return None
     try:
         import psutil
-
+    except ImportError:
+        return None
+    try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
-        total = 0.0
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                t = p.cpu_times()
-                total += t.user + t.system
-        return total
-    except (ImportError, OSError, LookupError):  # psutil missing or the process gone
+    except psutil.Error:  # the process is gone (or not ours)
         return None
+    total = 0.0
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
 
 
 async def in_process(

@@ -19,6 +19,15 @@ def test_process_cpu_counts_this_process_and_nothing_for_no_process():
     assert process_cpu(None) is None
 
 
+def test_process_cpu_of_a_process_that_is_gone_is_unknown():
+    import subprocess
+    import sys
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    assert process_cpu(gone.pid) is None
+
+
 @pytest.mark.slow
 def test_in_process_runs_authenticated_forecasts_and_profiles_them(tmp_path):
     path, key, body = prepare(tmp_path)
