@@ -54,7 +54,12 @@ def test_variable_selection_trains_as_with_the_op_by_op_tail(monkeypatch):
         (out.square().sum() + weights[..., 0].sum()).backward()
         return out, weights, {n: p.grad for n, p in vsn.named_parameters()}
 
+    applied, apply = [], fused.GluNormMix.apply
+    monkeypatch.setattr(
+        fused.GluNormMix, "apply", staticmethod(lambda *a: applied.append(1) or apply(*a))
+    )
     got = run()
+    assert applied == [1]  # the first run went through the fused function
     calls = []
     monkeypatch.setattr(
         selection,
@@ -70,18 +75,23 @@ def test_variable_selection_trains_as_with_the_op_by_op_tail(monkeypatch):
         torch.testing.assert_close(grad, want[2][name], msg=name)
 
 
-@pytest.mark.parametrize("n_vars", [1, 2])
-def test_variable_selection_eval_output_is_the_plain_computation(n_vars):
+@pytest.mark.parametrize("n_vars", [2, 4])
+def test_variable_selection_eval_output_is_the_plain_computation(n_vars, monkeypatch):
     torch.manual_seed(1)
     vsn = VariableSelectionNetwork(n_vars, hidden_size=8, context_size=4).eval()
     x, context = torch.randn(2, 5, n_vars), torch.randn(2, 1, 4)
     with torch.no_grad():
         inference, _ = vsn(x, context)
+    applied, apply = [], fused.GluNormMix.apply
+    monkeypatch.setattr(
+        fused.GluNormMix, "apply", staticmethod(lambda *a: applied.append(1) or apply(*a))
+    )
     with_grads, _ = vsn(x, context)  # parameters need grads: the fused function runs
+    assert applied == [1]
     torch.testing.assert_close(with_grads, inference)
 
 
-@pytest.mark.parametrize(("input_size", "output_size"), [(12, 3), (6, 6)])
+@pytest.mark.parametrize(("input_size", "output_size"), [(12, 3), (8, 5)])  # both resample
 def test_grn_of_an_affine_input_equals_the_grn_of_the_built_input(input_size, output_size):
     # variable selection's weight GRN folds the embedding map into its first layer and
     # its residual's interpolation: same values and gradients as building the input
