@@ -39,6 +39,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -430,7 +431,7 @@ def _credentials(request: Request) -> tuple[str | None, str | None]:
     """
     headers = request.headers
     key = headers.get("x-api-key") or None
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
+    scheme, token = get_authorization_scheme_param(headers.get("authorization"))
     return key, token if scheme.lower() == "bearer" and token else None
 
 

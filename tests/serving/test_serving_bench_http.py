@@ -11,11 +11,12 @@ from scripts.bench_http import in_process, prepare, process_cpu
 
 def test_process_cpu_counts_this_process_and_nothing_for_no_process():
     before = process_cpu(os.getpid())
-    end = time.process_time() + 0.05
+    end = time.process_time() + 0.2
     while time.process_time() < end:  # burn a little CPU
         pass
     after = process_cpu(os.getpid())
-    assert before is not None and after is not None and after - before >= 0.04
+    # psutil reads the kernel's clock ticks (10 ms): well under the 0.2 s burnt
+    assert before is not None and after is not None and after - before >= 0.1
     assert process_cpu(None) is None
 
 
