@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import ResampleNorm
 from torch import Tensor, nn
 
-from geoclim.models.components.tft.fused import EPS, glu_residual
+from geoclim.models.components.tft.fused import glu_residual, norm_affine
 
 __all__ = [
     "GateAddNorm",
@@ -332,8 +332,7 @@ class VariableGRN(nn.Module):
 
     def normalize(self, r: Tensor) -> Tensor:
         """Per-variable layer norm with its own affine: ``(V, M, D)`` -> ``(V, M, D)``."""
-        out = F.layer_norm(r, (self.output_size,), eps=EPS)  # (V, M, D)
-        return torch.addcmul(self.norm_b.unsqueeze(1), out, self.norm_w.unsqueeze(1))
+        return norm_affine(r, self.norm_w, self.norm_b, self.output_size)
 
     def _gated(self, eta: Tensor, steps: int) -> Tensor:
         """Second layer, dropout and the GLU's linear layer: ``(V, M, H)`` -> ``(V, M, 2D)``.

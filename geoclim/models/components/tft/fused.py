@@ -44,12 +44,20 @@ def glu_residual(gated: Tensor, x1: Tensor, skip: Tensor) -> Tensor:
     return F.glu(gated, dim=-1).baddbmm_(x1, skip)
 
 
+def norm_affine(r: Tensor, weight: Tensor, bias: Tensor, size: int) -> Tensor:
+    """Each variable's layer norm with its own affine: ``(V, M, D)`` -> ``(V, M, D)``.
+
+    ``weight`` and ``bias`` are ``(V, D)``; ``size`` is ``D`` as a Python int.
+    """
+    normed = F.layer_norm(r, (size,), eps=EPS)  # (V, M, D)
+    return torch.addcmul(bias.unsqueeze(1), normed, weight.unsqueeze(1))
+
+
 def glu_norm_mix_reference(
     gated: Tensor, x1: Tensor, skip: Tensor, weight: Tensor, bias: Tensor, w: Tensor, size: int
 ) -> Tensor:
     """:func:`glu_norm_mix` op by op (``size`` = ``D``, a Python int for ONNX tracing)."""
-    normed = F.layer_norm(glu_residual(gated, x1, skip), (size,), eps=EPS)  # (V, M, D)
-    processed = torch.addcmul(bias.unsqueeze(1), normed, weight.unsqueeze(1))  # (V, M, D)
+    processed = norm_affine(glu_residual(gated, x1, skip), weight, bias, size)  # (V, M, D)
     # contiguous (V, M, 1): a transposed view would hand its layout to the (V, M, D) grads
     return (processed * w.T.contiguous().unsqueeze(-1)).sum(dim=0)  # (M, D)
 

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from geoclim.models.components.tft.blocks import GatedResidualNetwork, VariableGRN
-from geoclim.models.components.tft.fused import glu_norm_mix, glu_residual
+from geoclim.models.components.tft.fused import glu_norm_mix
 
 
 class VariableSelectionNetwork(nn.Module):
@@ -68,14 +68,13 @@ class VariableSelectionNetwork(nn.Module):
         rows = x.reshape(-1, n_vars)  # (M, V), M = prod(...)
         xv = rows.T.contiguous().unsqueeze(-1)  # (V, M, 1) variable-major
         grns = self.variable_grns
-        # up to the GLU's input; the skip x * skip_w + skip_b stays rank one (no (V, M, D) skip)
-        gated = grns.gated_scalars(
-            xv, self.embed_w, self.embed_b, self.skip_w, self.skip_b, steps
-        )  # (V, M, 2D), (V, M, 2), (V, 2, D)
+        scalars = (xv, self.embed_w, self.embed_b, self.skip_w, self.skip_b, steps)
         if self.weight_grn is None:
             weights = torch.ones_like(x)  # (..., 1)
-            processed = grns.normalize(glu_residual(*gated))  # (1, M, D)
+            processed = grns.forward_scalars(*scalars)  # (1, M, D)
             return processed[0].reshape(*lead, self.hidden_size), weights
+        # up to the GLU's input; the skip x * skip_w + skip_b stays rank one (no (V, M, D) skip)
+        gated = grns.gated_scalars(*scalars)  # (V, M, 2D), (V, M, 2), (V, 2, D)
         # the weight GRN reads the embeddings side by side, (..., V * H) = x @ block + embed_b
         # with a block-diagonal (V, V * H) matrix: it folds the map into its first layers
         eye = torch.eye(n_vars, dtype=x.dtype, device=x.device)
