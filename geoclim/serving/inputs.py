@@ -409,12 +409,22 @@ def _wrap_longitude(lon: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return (lon - centre + 180.0) % 360.0 - 180.0 + centre
 
 
-def grid_cells(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarray) -> tuple:
-    """``(rows, inside_rows, cols, inside_cols)`` of the locations on a grid domain's cells."""
+def _points(layout: Layout, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude of every location: ``(H, W)`` for a grid, ``(N, 1)`` points."""
     if layout == "grid":
         lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
-    else:
-        lat2, lon2 = lat[:, None], lon[:, None]
+        return lat2, lon2
+    return lat[:, None], lon[:, None]
+
+
+def grid_cells(domain: Domain, layout: Layout, lat: np.ndarray, lon: np.ndarray) -> tuple:
+    """``(rows, inside_rows, cols, inside_cols)`` of the locations on a grid domain's cells."""
+    if layout == "grid":  # each axis once, then broadcast: no (H, W, n) distances
+        shape = (lat.size, lon.size)
+        rows = _cell(domain.latitude, lat[:, None])
+        cols = _cell(domain.longitude, lon[None, :])
+        return tuple(np.broadcast_to(a, shape).copy() for a in (*rows, *cols))
+    lat2, lon2 = _points(layout, lat, lon)
     return (*_cell(domain.latitude, lat2), *_cell(domain.longitude, lon2))
 
 
@@ -436,15 +446,12 @@ def check_domain(
         DataError: naming the first location outside and the domain's extent.
 
     """
-    if layout == "grid":
-        lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
-    else:
-        lat2, lon2 = lat[:, None], lon[:, None]
     m = DOMAIN_MARGIN_DEG
     if domain.layout == "grid":
         cells = cells if cells is not None else grid_cells(domain, layout, lat, lon)
         ok = cells[1] & cells[3]
     else:
+        lat2, lon2 = _points(layout, lat, lon)
         ok = (lat2 >= domain.latitude.min() - m) & (lat2 <= domain.latitude.max() + m)
         ok &= (lon2 >= domain.longitude.min() - m) & (lon2 <= domain.longitude.max() + m)
     if not ok.all():  # the message only now: formatting it costs as much as the check
@@ -457,6 +464,7 @@ def check_domain(
             if domain.layout == "grid"
             else f"more than {m:g} degree(s) outside the training stations' extent ({extent})"
         )
+        lat2, lon2 = _points(layout, lat, lon)
         i = tuple(np.argwhere(~ok)[0])
         index = f"locations[{i[0]}] " if layout == "station" else ""
         raise DataError(
@@ -492,12 +500,8 @@ def locate(
         DataError: naming the first location outside the training domain.
 
     """
-    if layout == "grid":
-        lat2, lon2 = np.meshgrid(lat, lon, indexing="ij")
-        ids: list[str] = []
-    else:
-        lat2, lon2 = lat[:, None], lon[:, None]
-        ids = list(stations)
+    lat2, lon2 = _points(layout, lat, lon)
+    ids: list[str] = [] if layout == "grid" else list(stations)
     if domain.layout == "station":
         known = {s: i for i, s in enumerate(domain.station)}
         d = np.abs(lat2[..., None] - domain.latitude) + np.abs(lon2[..., None] - domain.longitude)
