@@ -17,7 +17,10 @@ and exports it. Then, on the same real batch gathered by the datamodule:
   (:mod:`geoclim.export.graph_forms`: LSTM segments, folded step constants), taking turns
   with the other two: the rewrite's own gain, paired;
 * the full serving path for one location, ``Forecaster.predict_arrays`` (validation, units,
-  normalisation, calendar, gather, onnxruntime, de-normalisation) -- median, p95.
+  normalisation, calendar, gather, onnxruntime, de-normalisation) -- median, p95;
+* with ``--profile``, where each runtime spends its time at batch 1: onnxruntime's own node
+  profile (``SessionOptions.enable_profiling``, the service's optimisation level) and
+  ``torch.profiler``'s self CPU time, both per operator type and per call.
 
 Both runtimes use the same thread count (``--threads``, default 1: the service runs one
 inference per request thread). Nothing is written unless ``--save`` (all models) or
@@ -29,11 +32,13 @@ inference per request thread). Nothing is written unless ``--save`` (all models)
     python -m scripts.bench_serving --quick      # fewer repeats, LSTM only
     python -m scripts.bench_serving --models cnn --rounds 5
     python -m scripts.bench_serving --models lstm --plain   # ... and the graph without its forms
+    python -m scripts.bench_serving --models cnn --profile  # ... and per-operator profiles
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
@@ -138,8 +143,73 @@ def plain_forecaster(demo, batch: dict, tmp: Path, threads: int) -> Forecaster:
     return Forecaster.from_onnx(path, threads=threads)
 
 
+def ort_node_profile(trace: list[dict], calls: int) -> dict[str, float]:
+    """Kernel time per operator type and call (us), from an onnxruntime profile trace.
+
+    Args:
+        trace: the events of the JSON file ``InferenceSession.end_profiling`` wrote.
+        calls: the profiled ``run`` calls: each node's time is its median over its last
+            ``calls`` runs (earlier ones are warm-up), summed over the nodes of each type.
+
+    Returns:
+        ``{op_type: us per call}``, largest first.
+
+    """
+    per_node: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+    for event in trace:
+        name = event.get("name", "")
+        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
+            per_node[(event["args"]["op_name"], name)].append(float(event["dur"]))
+    by_op: dict[str, float] = collections.defaultdict(float)
+    for (op, _), durations in per_node.items():
+        by_op[op] += statistics.median(durations[-calls:])
+    return dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
+
+
+def profile_batch_1(f: Forecaster, path: Path, net, batch: dict, threads: int, calls: int) -> dict:
+    """Per-operator time of onnxruntime (as the service runs it) and torch eager, batch 1."""
+    from torch.profiler import ProfilerActivity, profile
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = f.session.get_session_options().graph_optimization_level
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {k: batch[k].numpy() for k in f.metadata.io.inputs}
+    for _ in range(calls + 10):  # 10 warm-up calls
+        session.run(None, feed)
+    trace = json.loads(Path(session.end_profiling()).read_text())
+    with torch.inference_mode():
+        for _ in range(10):
+            net(batch)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(calls):
+                net(batch)
+    eager = {
+        e.key: e.self_cpu_time_total / calls
+        for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        if e.self_cpu_time_total > 0
+    }
+    return {"calls": calls, "onnxruntime_us": ort_node_profile(trace, calls), "torch_us": eager}
+
+
+def print_profile(model: str, prof: dict, top: int = 12) -> None:
+    """The largest operator types of both runtimes, us per call."""
+    for runtime in ("onnxruntime_us", "torch_us"):
+        ops = prof[runtime]
+        rows = ", ".join(f"{op} {us:.0f}" for op, us in list(ops.items())[:top])
+        print(f"{model:5s} profile {runtime[:-3]:11s} total {sum(ops.values()):7.0f} us: {rows}")
+
+
 def bench_model(
-    model: str, tmp: Path, repeats: int, threads: int, rounds: int = 1, plain: bool = False
+    model: str,
+    tmp: Path,
+    repeats: int,
+    threads: int,
+    rounds: int = 1,
+    plain: bool = False,
+    profile: bool = False,
 ) -> dict:
     sizes = net_sizes(model)
     grid = (32, 32) if model == "cnn" else (6, 5)
@@ -199,6 +269,10 @@ def bench_model(
             rows["cases"][f"batch_{bs}"]["speedup_plain_graph_median"] = statistics.median(
                 r["speedup_plain_graph_median"] for r in runs
             )
+    if profile:
+        rows["profile_batch_1"] = profile_batch_1(
+            f, demo.path, demo.net, tile(batch, 1), threads, calls=min(repeats, 200)
+        )
     if model != "cnn":
         body = f.example_request(1)
         loc = body["locations"][0]
@@ -226,6 +300,9 @@ def main() -> None:
         "--plain", action="store_true", help="also time the graph without the graph forms"
     )
     parser.add_argument(
+        "--profile", action="store_true", help="also profile both runtimes per operator"
+    )
+    parser.add_argument(
         "--save", action="store_true", help="write experiments/bench_serving/serving.json"
     )
     args = parser.parse_args()
@@ -250,8 +327,12 @@ def main() -> None:
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
-            row = bench_model(model, Path(tmp), repeats, args.threads, args.rounds, args.plain)
+            row = bench_model(
+                model, Path(tmp), repeats, args.threads, args.rounds, args.plain, args.profile
+            )
             results["models"].append(row)
+            if "profile_batch_1" in row:
+                print_profile(model, row["profile_batch_1"])
             for case, r in row["cases"].items():
                 if "onnxruntime" in r:
                     each = ", ".join(f"{x['speedup_median']:.2f}" for x in r["rounds"])
