@@ -11,6 +11,7 @@ and exports it. Then, on the same real batch gathered by the datamodule:
   grids (inits) for the CNN -- the two taking turns call by call, in random order:
   median and p95 wall time,
   median CPU time, ratios (a bulk batch runs a quarter of ``--repeats``, the CNN's a tenth);
+  with ``--block N`` each takes N calls in a row per turn (steady state, as a server);
 * ``--rounds`` paired rounds of all that (the machine is shared): every round's ratios are
   kept and the reported ratio is their median;
 * with ``--plain``, also the graph exported without the graph forms
@@ -81,21 +82,32 @@ def timed(fn, repeats: int, warmup: int = 10) -> dict[str, float]:
     }
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 5) -> dict[str, dict[str, float]]:
-    """:func:`timed` of each of ``fns``, taking turns call by call (load hits all alike).
+def interleaved(
+    fns: dict, repeats: int, warmup: int = 5, block: int = 1
+) -> dict[str, dict[str, float]]:
+    """:func:`timed` of each of ``fns``, taking turns (load hits all alike).
 
     Each turn runs the functions in a fresh (seeded) random order: the call right after
     torch eager finds the caches emptied by it (at batch 1 it ran 10-30 % slower than in the
-    next place), so every function follows every other one equally often.
+    next place), so every function follows every other one equally often. With ``block``
+    > 1 a turn runs each function ``block`` times in a row (every call timed), as a server
+    running only that model would: the first call of a block still follows another runtime.
+
+    Args:
+        fns: the functions to time, by name.
+        repeats: timed calls of each function (rounded up to whole blocks).
+        warmup: untimed calls of each function first.
+        block: consecutive calls of one function per turn.
+
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     calls = {k: [] for k in fns}
     keys, rng = list(fns), random.Random(0)
-    for _ in range(repeats):
+    for _ in range(-(-repeats // block)):
         for k in rng.sample(keys, len(keys)):
-            calls[k].append(timed(fns[k], 1, warmup=0))
+            calls[k].extend(timed(fns[k], 1, warmup=0) for _ in range(block))
     out = {}
     for k, rows in calls.items():
         wall = sorted(r["median_ms"] for r in rows)
@@ -210,6 +222,7 @@ def bench_model(
     rounds: int = 1,
     plain: bool = False,
     profile: bool = False,
+    block: int = 1,
 ) -> dict:
     sizes = net_sizes(model)
     grid = (32, 32) if model == "cnn" else (6, 5)
@@ -241,7 +254,7 @@ def bench_model(
             if f_plain is not None:
                 fns["plain"] = lambda feed=feed: f_plain.run(feed)
             with torch.inference_mode():
-                got = interleaved(fns, calls)
+                got = interleaved(fns, calls, block=block)
             run = {
                 "torch_eager": got["eager"],
                 "onnxruntime": got["ort"],
@@ -300,12 +313,17 @@ def main() -> None:
         "--plain", action="store_true", help="also time the graph without the graph forms"
     )
     parser.add_argument(
+        "--block", type=int, default=1, help="consecutive calls of one runtime per turn"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="also profile both runtimes per operator"
     )
     parser.add_argument(
         "--save", action="store_true", help="write experiments/bench_serving/serving.json"
     )
     args = parser.parse_args()
+    if args.block < 1:
+        parser.error(f"--block must be >= 1 (consecutive calls per turn); got {args.block}")
     torch.set_num_threads(args.threads)
     models = args.models or (["lstm"] if args.quick else ["lstm", "tft", "cnn"])
     repeats = 50 if args.quick else args.repeats
@@ -314,6 +332,7 @@ def main() -> None:
         "threads": args.threads,
         "repeats": repeats,
         "rounds": args.rounds,
+        "block": args.block,
         "command": "python -m scripts.bench_serving " + " ".join(sys.argv[1:]),
         "machine": {
             "cpu": cpu_name(),
@@ -328,7 +347,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             row = bench_model(
-                model, Path(tmp), repeats, args.threads, args.rounds, args.plain, args.profile
+                model,
+                Path(tmp),
+                repeats,
+                args.threads,
+                args.rounds,
+                args.plain,
+                args.profile,
+                args.block,
             )
             results["models"].append(row)
             if "profile_batch_1" in row:

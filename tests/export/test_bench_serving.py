@@ -1,4 +1,4 @@
-"""The benchmark's per-operator profile: onnxruntime trace events summed per operator type."""
+"""The serving benchmark's helpers: turns of the timed runtimes, the per-operator profile."""
 
 import json
 
@@ -7,7 +7,21 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from scripts.bench_serving import ort_node_profile
+from scripts.bench_serving import interleaved, ort_node_profile
+
+
+@pytest.mark.parametrize(("block", "repeats", "calls"), [(1, 6, 6), (3, 6, 6), (4, 6, 8)])
+def test_turns_run_each_function_in_blocks_and_time_every_call(block, repeats, calls):
+    order = []
+    fns = {k: (lambda k=k: order.append(k)) for k in ("eager", "ort", "plain")}
+    got = interleaved(fns, repeats, warmup=2, block=block)
+    timed = order[6:]  # 2 warm-up calls each, in order
+    assert order[:6] == ["eager"] * 2 + ["ort"] * 2 + ["plain"] * 2
+    assert sorted(set(timed)) == ["eager", "ort", "plain"]
+    assert all(timed.count(k) == calls for k in fns)  # whole blocks
+    runs = [timed[i : i + block] for i in range(0, len(timed), block)]
+    assert all(len(set(run)) == 1 for run in runs)  # one function per block
+    assert set(got) == set(fns) and all(r["median_ms"] >= 0 for r in got.values())
 
 
 def node(op: str, name: str, dur: float) -> dict:
