@@ -11,13 +11,17 @@ and exports it. Then, on the same real batch gathered by the datamodule:
   grids (inits) for the CNN -- the two taking turns call by call, in random order:
   median and p95 wall time,
   median CPU time, ratios (a bulk batch runs a quarter of ``--repeats``, the CNN's a tenth);
+  with ``--block N`` each takes N calls in a row per turn (steady state, as a server);
 * ``--rounds`` paired rounds of all that (the machine is shared): every round's ratios are
   kept and the reported ratio is their median;
 * with ``--plain``, also the graph exported without the graph forms
   (:mod:`geoclim.export.graph_forms`: LSTM segments, folded step constants), taking turns
   with the other two: the rewrite's own gain, paired;
 * the full serving path for one location, ``Forecaster.predict_arrays`` (validation, units,
-  normalisation, calendar, gather, onnxruntime, de-normalisation) -- median, p95.
+  normalisation, calendar, gather, onnxruntime, de-normalisation) -- median, p95;
+* with ``--profile``, where each runtime spends its time at batch 1: onnxruntime's own node
+  profile (``SessionOptions.enable_profiling``, the service's optimisation level) and
+  ``torch.profiler``'s self CPU time, both per operator type and per call.
 
 Both runtimes use the same thread count (``--threads``, default 1: the service runs one
 inference per request thread). Nothing is written unless ``--save`` (all models) or
@@ -29,11 +33,13 @@ inference per request thread). Nothing is written unless ``--save`` (all models)
     python -m scripts.bench_serving --quick      # fewer repeats, LSTM only
     python -m scripts.bench_serving --models cnn --rounds 5
     python -m scripts.bench_serving --models lstm --plain   # ... and the graph without its forms
+    python -m scripts.bench_serving --models cnn --profile  # ... and per-operator profiles
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
@@ -76,21 +82,32 @@ def timed(fn, repeats: int, warmup: int = 10) -> dict[str, float]:
     }
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 5) -> dict[str, dict[str, float]]:
-    """:func:`timed` of each of ``fns``, taking turns call by call (load hits all alike).
+def interleaved(
+    fns: dict, repeats: int, warmup: int = 5, block: int = 1
+) -> dict[str, dict[str, float]]:
+    """:func:`timed` of each of ``fns``, taking turns (load hits all alike).
 
     Each turn runs the functions in a fresh (seeded) random order: the call right after
     torch eager finds the caches emptied by it (at batch 1 it ran 10-30 % slower than in the
-    next place), so every function follows every other one equally often.
+    next place), so every function follows every other one equally often. With ``block``
+    > 1 a turn runs each function ``block`` times in a row (every call timed), as a server
+    running only that model would: the first call of a block still follows another runtime.
+
+    Args:
+        fns: the functions to time, by name.
+        repeats: timed calls of each function (rounded up to whole blocks).
+        warmup: untimed calls of each function first.
+        block: consecutive calls of one function per turn.
+
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     calls = {k: [] for k in fns}
     keys, rng = list(fns), random.Random(0)
-    for _ in range(repeats):
+    for _ in range(-(-repeats // block)):
         for k in rng.sample(keys, len(keys)):
-            calls[k].append(timed(fns[k], 1, warmup=0))
+            calls[k].extend(timed(fns[k], 1, warmup=0) for _ in range(block))
     out = {}
     for k, rows in calls.items():
         wall = sorted(r["median_ms"] for r in rows)
@@ -138,8 +155,74 @@ def plain_forecaster(demo, batch: dict, tmp: Path, threads: int) -> Forecaster:
     return Forecaster.from_onnx(path, threads=threads)
 
 
+def ort_node_profile(trace: list[dict], calls: int) -> dict[str, float]:
+    """Kernel time per operator type and call (us), from an onnxruntime profile trace.
+
+    Args:
+        trace: the events of the JSON file ``InferenceSession.end_profiling`` wrote.
+        calls: the profiled ``run`` calls: each node's time is its median over its last
+            ``calls`` runs (earlier ones are warm-up), summed over the nodes of each type.
+
+    Returns:
+        ``{op_type: us per call}``, largest first.
+
+    """
+    per_node: dict[tuple[str, str], list[float]] = collections.defaultdict(list)
+    for event in trace:
+        name = event.get("name", "")
+        if event.get("cat") == "Node" and name.endswith("_kernel_time"):
+            per_node[(event["args"]["op_name"], name)].append(float(event["dur"]))
+    by_op: dict[str, float] = collections.defaultdict(float)
+    for (op, _), durations in per_node.items():
+        by_op[op] += statistics.median(durations[-calls:])
+    return dict(sorted(by_op.items(), key=lambda kv: -kv[1]))
+
+
+def profile_batch_1(f: Forecaster, path: Path, net, batch: dict, threads: int, calls: int) -> dict:
+    """Per-operator time of onnxruntime (as the service runs it) and torch eager, batch 1."""
+    from torch.profiler import ProfilerActivity, profile
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = f.session.get_session_options().graph_optimization_level
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.enable_profiling = True
+    options.profile_file_prefix = str(path.with_suffix(""))
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {k: batch[k].numpy() for k in f.metadata.io.inputs}
+    for _ in range(calls + 10):  # 10 warm-up calls
+        session.run(None, feed)
+    trace = json.loads(Path(session.end_profiling()).read_text())
+    with torch.inference_mode():
+        for _ in range(10):
+            net(batch)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(calls):
+                net(batch)
+    eager = {
+        e.key: e.self_cpu_time_total / calls
+        for e in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+        if e.self_cpu_time_total > 0
+    }
+    return {"calls": calls, "onnxruntime_us": ort_node_profile(trace, calls), "torch_us": eager}
+
+
+def print_profile(model: str, prof: dict, top: int = 12) -> None:
+    """The largest operator types of both runtimes, us per call."""
+    for runtime in ("onnxruntime_us", "torch_us"):
+        ops = prof[runtime]
+        rows = ", ".join(f"{op} {us:.0f}" for op, us in list(ops.items())[:top])
+        print(f"{model:5s} profile {runtime[:-3]:11s} total {sum(ops.values()):7.0f} us: {rows}")
+
+
 def bench_model(
-    model: str, tmp: Path, repeats: int, threads: int, rounds: int = 1, plain: bool = False
+    model: str,
+    tmp: Path,
+    repeats: int,
+    threads: int,
+    rounds: int = 1,
+    plain: bool = False,
+    profile: bool = False,
+    block: int = 1,
 ) -> dict:
     sizes = net_sizes(model)
     grid = (32, 32) if model == "cnn" else (6, 5)
@@ -171,7 +254,7 @@ def bench_model(
             if f_plain is not None:
                 fns["plain"] = lambda feed=feed: f_plain.run(feed)
             with torch.inference_mode():
-                got = interleaved(fns, calls)
+                got = interleaved(fns, calls, block=block)
             run = {
                 "torch_eager": got["eager"],
                 "onnxruntime": got["ort"],
@@ -199,6 +282,10 @@ def bench_model(
             rows["cases"][f"batch_{bs}"]["speedup_plain_graph_median"] = statistics.median(
                 r["speedup_plain_graph_median"] for r in runs
             )
+    if profile:
+        rows["profile_batch_1"] = profile_batch_1(
+            f, demo.path, demo.net, tile(batch, 1), threads, calls=min(repeats, 200)
+        )
     if model != "cnn":
         body = f.example_request(1)
         loc = body["locations"][0]
@@ -226,9 +313,17 @@ def main() -> None:
         "--plain", action="store_true", help="also time the graph without the graph forms"
     )
     parser.add_argument(
+        "--block", type=int, default=1, help="consecutive calls of one runtime per turn"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile both runtimes per operator"
+    )
+    parser.add_argument(
         "--save", action="store_true", help="write experiments/bench_serving/serving.json"
     )
     args = parser.parse_args()
+    if args.block < 1:
+        parser.error(f"--block must be >= 1 (consecutive calls per turn); got {args.block}")
     torch.set_num_threads(args.threads)
     models = args.models or (["lstm"] if args.quick else ["lstm", "tft", "cnn"])
     repeats = 50 if args.quick else args.repeats
@@ -237,6 +332,7 @@ def main() -> None:
         "threads": args.threads,
         "repeats": repeats,
         "rounds": args.rounds,
+        "block": args.block,
         "command": "python -m scripts.bench_serving " + " ".join(sys.argv[1:]),
         "machine": {
             "cpu": cpu_name(),
@@ -250,8 +346,19 @@ def main() -> None:
     load_start = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
-            row = bench_model(model, Path(tmp), repeats, args.threads, args.rounds, args.plain)
+            row = bench_model(
+                model,
+                Path(tmp),
+                repeats,
+                args.threads,
+                args.rounds,
+                args.plain,
+                args.profile,
+                args.block,
+            )
             results["models"].append(row)
+            if "profile_batch_1" in row:
+                print_profile(model, row["profile_batch_1"])
             for case, r in row["cases"].items():
                 if "onnxruntime" in r:
                     each = ", ".join(f"{x['speedup_median']:.2f}" for x in r["rounds"])
