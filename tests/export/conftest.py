@@ -1,4 +1,9 @@
-"""Fixtures: one tiny trained LSTM run, exported once per session through the real CLI."""
+"""Fixtures: one tiny trained LSTM run, exported once per session through the real CLI.
+
+Its dynamo export is the one the export tests share: the report and run tests read the run,
+and ``test_export_onnx`` checks the graph of the same file against the same network (an
+export costs 3-6 s of tracing, so the suite makes it once, not once per test module).
+"""
 
 import json
 from pathlib import Path
@@ -45,6 +50,14 @@ def exported_run(tmp_path_factory):
         "report": report,
         "registry": folder / "registry",
     }
+
+
+@pytest.fixture(scope="session")
+def loaded_run(exported_run):
+    """The exported run read back: network, Lightning module and datamodule (``load_run``)."""
+    from geoclim.export.run import load_run
+
+    return load_run(exported_run["run_dir"])
 
 
 @pytest.fixture

@@ -1,7 +1,3 @@
-import dataclasses
-import json
-from pathlib import Path
-
 import onnxruntime as ort
 import pytest
 import torch
@@ -10,7 +6,6 @@ from torch import nn
 from geoclim.export.onnx import ExportError, ExportResult, batch_keys_read, export_net
 from geoclim.export.parity import ParityError, check_parity
 from tests.support.demo_export import build_net
-from tests.support.shared import build_once
 
 DIMS = {"c_past": 3, "c_known": 2, "c_static": 2, "c_out": 1, "input_steps": 12, "horizon": 6}
 
@@ -30,24 +25,24 @@ def make_batch(b=4, h=1, w=1, seed=0, dims=DIMS):
     }
 
 
-def _lstm_net():
-    torch.manual_seed(0)
-    return build_net("lstm", DIMS, hidden_size=16)
-
-
 @pytest.fixture(scope="module")
-def lstm_export(tmp_path_factory):
-    """A dynamo export of a seeded LSTM, once per session (tests/support/shared.py)."""
+def lstm_export(exported_run, loaded_run):
+    """The dynamo export of the exported smoke run (conftest.py): net, result, dims.
 
-    def export(folder):
-        result = export_net(_lstm_net(), make_batch(), folder / "lstm.onnx")
-        fields = dataclasses.asdict(result) | {"path": str(result.path)}
-        (folder / "result.json").write_text(json.dumps(fields))
-
-    folder = build_once(tmp_path_factory, "lstm_dynamo_export", export)
-    fields = json.loads((folder / "result.json").read_text())
-    result = ExportResult(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
-    return _lstm_net(), dataclasses.replace(result, path=Path(result.path))
+    The LSTM export these tests check is the one ``geoclim-export`` made of that run; the
+    suite traces it once. ``dims`` sizes :func:`make_batch` for it.
+    """
+    report = exported_run["report"]
+    assert report["exporter"] == "dynamo"  # the real exporter path, not the fallback
+    result = ExportResult(
+        path=exported_run["model"],
+        inputs=tuple(report["inputs"]),
+        dynamic_spatial=report["dynamic_spatial"],
+        exporter=report["exporter"],
+        opset=report["opset"],
+        rewrites=tuple(report["graph_rewrites"]),
+    )
+    return loaded_run.net, result, loaded_run.datamodule.dims
 
 
 @pytest.mark.slow  # ~13 s: torch.export traces every TFT block
@@ -63,12 +58,13 @@ def test_tft_with_quantiles_exports_and_matches_torch(tmp_path):
 
 
 def test_lstm_export_has_a_dynamic_batch_axis_and_named_inputs(lstm_export):
-    net, result = lstm_export
+    net, result, dims = lstm_export
     session = ort.InferenceSession(str(result.path))
     shapes = {i.name: i.shape for i in session.get_inputs()}
-    assert shapes["past"] == ["batch", 12, 3, 1, 1]
+    assert shapes["past"] == ["batch", dims["input_steps"], dims["c_past"], 1, 1]
     assert not result.dynamic_spatial
-    report = check_parity(net, session, [make_batch(b, seed=b) for b in (1, 2, 300)])
+    batches = [make_batch(b, seed=b, dims=dims) for b in (1, 2, 300)]
+    report = check_parity(net, session, batches)
     assert report.passed
 
 
@@ -87,12 +83,12 @@ def test_cnn_export_accepts_other_grid_sizes(tmp_path):
 
 
 def test_parity_check_fails_loudly_for_a_different_network(lstm_export):
-    _, result = lstm_export
+    _, result, dims = lstm_export
     torch.manual_seed(1)
-    other = build_net("lstm", DIMS, hidden_size=16)
+    other = build_net("lstm", dims, hidden_size=16)
     with pytest.raises(ParityError, match="max abs error"):
-        check_parity(other, result.path, [make_batch()])
-    report = check_parity(other, result.path, [make_batch()], raise_on_failure=False)
+        check_parity(other, result.path, [make_batch(dims=dims)])
+    report = check_parity(other, result.path, [make_batch(dims=dims)], raise_on_failure=False)
     assert not report.passed and report.worst["batch"] == 0
 
 

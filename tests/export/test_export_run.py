@@ -8,13 +8,7 @@ import xarray as xr
 from geoclim.data.fingerprint import data_fingerprint
 from geoclim.export.onnx import read_metadata
 from geoclim.export.registry import ModelRegistry
-from geoclim.export.run import load_run
 from geoclim.serving.adapter import Forecaster
-
-
-@pytest.fixture(scope="module")
-def loaded(exported_run):
-    return load_run(exported_run["run_dir"])
 
 
 def test_export_report_records_a_passed_parity_check_and_the_int8_study(exported_run):
@@ -29,9 +23,9 @@ def test_export_report_records_a_passed_parity_check_and_the_int8_study(exported
     assert (exported_run["model"].parent / "model.int8.onnx").is_file()
 
 
-def test_embedded_metadata_describes_the_run(exported_run, loaded):
+def test_embedded_metadata_describes_the_run(exported_run, loaded_run):
     meta = read_metadata(exported_run["model"])
-    dm = loaded.datamodule
+    dm = loaded_run.datamodule
     assert meta.task == dm.task
     assert meta.normalizer == dm.normalizer
     assert meta.window == dm.spec
@@ -50,19 +44,19 @@ def test_embedded_metadata_describes_the_run(exported_run, loaded):
     assert meta.parity["passed"]
 
 
-def test_adapter_reproduces_the_runs_test_predictions(exported_run, loaded):
+def test_adapter_reproduces_the_runs_test_predictions(exported_run, loaded_run):
     saved = xr.open_dataset(exported_run["run_dir"] / "predictions.nc").load()
     forecaster = Forecaster.from_onnx(exported_run["model"])
     out = forecaster.predict(
-        loaded.datamodule.ds, init_times=saved.init_time.values, max_missing=1.0
+        loaded_run.datamodule.ds, init_times=saved.init_time.values, max_missing=1.0
     )
     xr.testing.assert_allclose(out.no2, saved.no2, rtol=1e-5, atol=1e-3)
     np.testing.assert_array_equal(out.valid_time.values, saved.valid_time.values)
 
 
-def test_adapter_matches_the_lightning_module_batch_by_batch(exported_run, loaded):
+def test_adapter_matches_the_lightning_module_batch_by_batch(exported_run, loaded_run):
     forecaster = Forecaster.from_onnx(exported_run["model"])
-    module, dm = loaded.module, loaded.datamodule
+    module, dm = loaded_run.module, loaded_run.datamodule
     batch = next(iter(dm.test_dataloader()))
     with torch.no_grad():
         want = module(batch)["prediction"].numpy()
@@ -77,11 +71,11 @@ def test_export_is_registered_in_production(exported_run):
     assert mv.scores["test/rmse/no2"] > 0
 
 
-def test_int8_model_serves_close_to_float(exported_run, loaded):
+def test_int8_model_serves_close_to_float(exported_run, loaded_run):
     fp32 = Forecaster.from_onnx(exported_run["model"])
     int8 = Forecaster.from_onnx(exported_run["model"].parent / "model.int8.onnx")
     assert int8.metadata.io.quantized and not fp32.metadata.io.quantized
-    ds = loaded.datamodule.ds
+    ds = loaded_run.datamodule.ds
     a = fp32.predict(ds, max_missing=1.0).no2
     b = int8.predict(ds, max_missing=1.0).no2
     assert float(np.abs(a - b).max()) < 0.1 * float(np.abs(a).max())
