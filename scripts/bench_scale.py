@@ -212,6 +212,7 @@ def datamodule(source, window: dict, args, backend: str) -> GeoDataModule:
             "prefetch_blocks": args.prefetch_blocks,
             "memory_gb": args.memory_gb,
             "direct": not args.dask_reads,
+            "huge_pages": args.huge_pages,
         },
     )
 
@@ -324,6 +325,9 @@ def main() -> None:
     parser.add_argument(
         "--dask-reads", action="store_true", help="data.lazy.direct=false: every read via dask"
     )
+    parser.add_argument(
+        "--huge-pages", action="store_true", help="data.lazy.huge_pages=true (numpy's THP hint)"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="paired loader-alone rounds")
     parser.add_argument(
         "--phases", default="full,subset,rounds", help="comma-separated: full, subset, rounds"
@@ -403,6 +407,7 @@ def main() -> None:
         prefetch_blocks=args.prefetch_blocks,
         memory_gb=args.memory_gb,
         direct_reads=not args.dask_reads,
+        huge_pages=args.huge_pages,
         paired_rounds=args.rounds,
         threads=args.threads,
         machine=f"{platform.node()} {platform.processor() or platform.machine()}, "

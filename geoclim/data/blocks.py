@@ -99,6 +99,22 @@ def resident_step_bytes(
     return grid_cells * (spans * 4 * channels + sum(raw_itemsizes))
 
 
+def set_huge_pages(enabled: bool) -> None:
+    r"""Whether numpy asks the kernel for transparent huge pages for its larger arrays.
+
+    numpy ``madvise``\ s ``MADV_HUGEPAGE`` on arrays of 4 MB and more (``NUMPY_MADVISE_HUGEPAGE``
+    sets it at import); where the kernel then compacts memory on the first touch (THP
+    ``defrag = madvise``), every fresh block read and batch group stalls on its page faults,
+    until memory is compacted: the lazy loader ran at 0.3x the in-memory one in the first
+    round of a process and up to 0.7x later, and at 0.97x from the first round without it
+    (``experiments/bench_scale/README.md``). A process-wide numpy flag (a no-op if numpy
+    lacks it); the arrays are as fast to use either way once touched.
+    """
+    setter = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+    if setter is not None:
+        setter(bool(enabled))
+
+
 class PackedMask:
     """A ``(T, H, W)`` bool mask stored as bits; slicing along time returns bool arrays.
 
@@ -157,6 +173,8 @@ class BlockReader:
             reading processes together, shared equally among ``processes``; it bounds a
             derived ``block_steps`` (``None``: no bound).
         processes: processes that read blocks (the DataLoader's workers, or 1).
+        huge_pages: leave numpy's transparent-huge-page hint on in this process and its
+            workers (:func:`set_huge_pages`; ``False``, the default, turns it off).
         direct: read each variable whose graph is a plain read of the file as one backend
             read per block (:mod:`geoclim.data.direct_read`); the others, and all with
             ``False``, through dask.
@@ -174,6 +192,7 @@ class BlockReader:
         prefetch_blocks: int | None = None,
         memory_gb: float | None = MEMORY_GB,
         processes: int = 1,
+        huge_pages: bool = False,
         direct: bool = True,
     ):
         if block_steps is not None and block_steps < 1:
@@ -186,6 +205,8 @@ class BlockReader:
             )
         if memory_gb is not None and not memory_gb > 0:
             raise ConfigError(f"data.lazy.memory_gb must be > 0 or null, got {memory_gb}")
+        self.huge_pages = huge_pages
+        set_huge_pages(huge_pages)  # before the first block read; forked workers inherit it
         self.ds, self.build, self.spec = ds, build, spec
         self.n_time = ds.sizes[TIME]
         self.blocks_in_memory = blocks_in_memory
@@ -232,6 +253,7 @@ class BlockReader:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _lock=threading.Lock())
+        set_huge_pages(self.huge_pages)  # a spawned worker: a fresh numpy
 
     @property
     def n_blocks(self) -> int:

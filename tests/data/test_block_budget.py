@@ -1,12 +1,14 @@
 """The lazy backend's memory budget: block sizes derived from ``data.lazy.memory_gb``."""
 
 import logging
+import pickle
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geoclim.data.blocks import derive_block_steps, resident_step_bytes
+from geoclim.data.blocks import derive_block_steps, resident_step_bytes, set_huge_pages
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.data.sources import open_dataset
 from geoclim.data.windows import WindowSpec
@@ -78,3 +80,26 @@ def test_reader_shares_the_budget_among_its_workers(store, caplog):
 def test_bad_memory_budget_is_named(store, bad):
     with pytest.raises(ConfigError, match=r"data\.lazy\.memory_gb must be > 0 or null"):
         _reader(store, memory_gb=bad)
+
+
+def _huge_pages_now():
+    setter = np._core.multiarray._set_madvise_hugepage
+    now = setter(True)
+    setter(now)
+    return now
+
+
+def test_reader_turns_numpy_huge_pages_off_unless_asked(store):
+    before = _huge_pages_now()
+    try:
+        set_huge_pages(True)
+        _reader(store)
+        assert _huge_pages_now() is False
+        _reader(store, huge_pages=True)
+        assert _huge_pages_now() is True
+        reader = pickle.loads(pickle.dumps(_reader(store)))  # a spawned worker sets it too
+        set_huge_pages(True)
+        pickle.loads(pickle.dumps(reader))
+        assert _huge_pages_now() is False
+    finally:
+        set_huge_pages(before)
