@@ -16,7 +16,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -212,7 +212,7 @@ class BlockReader:
         self.blocks_in_memory = blocks_in_memory
         self.prefetch_blocks = prefetch_blocks
         timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
-        self.plain: dict[str, PlainRead] = {}  # the variables read without dask
+        self.plain: dict[Hashable, PlainRead] = {}  # the variables read without dask
         for name in timed if direct else ():
             found = plain_read(ds[name], TIME)
             if found is not None:
