@@ -46,6 +46,7 @@ import zarr
 from hydra import compose, initialize_config_dir
 
 from geoclim import fileio
+from geoclim.data.blocks import MEMORY_GB
 from geoclim.data.datamodule import GeoDataModule
 from geoclim.data.sources import open_dataset
 from geoclim.training.instantiate import build_module
@@ -207,7 +208,12 @@ def datamodule(source, window: dict, args, backend: str) -> GeoDataModule:
         num_workers=args.workers if backend == "lazy" else 0,
         backend=backend,
         seed=0,
-        lazy={"prefetch_blocks": args.prefetch_blocks},
+        lazy={
+            "prefetch_blocks": args.prefetch_blocks,
+            "memory_gb": args.memory_gb,
+            "direct": not args.dask_reads,
+            "huge_pages": args.huge_pages,
+        },
     )
 
 
@@ -245,6 +251,8 @@ def loader_rounds(sources: dict, model: str, window: dict, args) -> dict:
         "lazy_samples_per_s": rates["lazy"],
         "ratio_per_round": ratios,
         "ratio_median": float(np.median(ratios)),
+        "block_steps": dms["lazy"].reader.block_steps,
+        "direct_variables": sorted(dms["lazy"].reader.plain),
     }
     log.info("%s", json.dumps(out))
     return out
@@ -285,6 +293,7 @@ def run(source, model: str, window: dict, args, backend: str, *, train: bool = T
         "train_samples_per_s": samples / train_s,
         "peak_rss_gb": peak.peak / 1e9,  # PSS of the process and its workers
         "block_steps": dm.reader.block_steps if dm.reader is not None else None,
+        "direct_variables": sorted(dm.reader.plain) if dm.reader is not None else None,
     }
     log.info("%s", json.dumps(out))
     return out
@@ -306,6 +315,18 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (lazy)")
     parser.add_argument(
         "--prefetch-blocks", type=int, help="data.lazy.prefetch_blocks (default: its default)"
+    )
+    parser.add_argument(
+        "--memory-gb",
+        type=float,
+        default=MEMORY_GB,
+        help=f"data.lazy.memory_gb, the block arrays' budget (default {MEMORY_GB})",
+    )
+    parser.add_argument(
+        "--dask-reads", action="store_true", help="data.lazy.direct=false: every read via dask"
+    )
+    parser.add_argument(
+        "--huge-pages", action="store_true", help="data.lazy.huge_pages=true (numpy's THP hint)"
     )
     parser.add_argument("--rounds", type=int, default=5, help="paired loader-alone rounds")
     parser.add_argument(
@@ -384,6 +405,9 @@ def main() -> None:
         chunk=args.chunk,
         workers=args.workers,
         prefetch_blocks=args.prefetch_blocks,
+        memory_gb=args.memory_gb,
+        direct_reads=not args.dask_reads,
+        huge_pages=args.huge_pages,
         paired_rounds=args.rounds,
         threads=args.threads,
         machine=f"{platform.node()} {platform.processor() or platform.machine()}, "

@@ -16,7 +16,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +27,7 @@ import xarray as xr
 from torch.utils.data import get_worker_info
 
 from geoclim.data import schema
+from geoclim.data.direct_read import PlainRead, plain_read
 from geoclim.data.windows import WindowArrays, WindowSpec
 from geoclim.errors import ConfigError
 from geoclim.types import TIME
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 HALO_SHARE = 4
 """A derived block holds at least this many times its halo (``T_in + L - 1``) of init times."""
+
+MEMORY_GB = 0.6
+"""Default budget (GB) for the block arrays of all reading processes together (``memory_gb``)."""
 
 
 def time_chunk(ds: xr.Dataset) -> int:
@@ -45,10 +49,70 @@ def time_chunk(ds: xr.Dataset) -> int:
     return max(sizes, default=1)
 
 
-def derive_block_steps(chunk: int, spec: WindowSpec) -> int:
-    """The smallest multiple of ``chunk`` holding :data:`HALO_SHARE` halos of init times."""
+def derive_block_steps(
+    chunk: int, spec: WindowSpec, step_bytes: int = 0, budget_bytes: float | None = None
+) -> int:
+    """Init times per block: :data:`HALO_SHARE` halos, fewer where a memory budget says so.
+
+    Args:
+        chunk: the store's time chunk (a block is a whole number of them).
+        spec: window spec (its halo is ``input_steps + lead_steps - 1`` times).
+        step_bytes: bytes one process holds per time step a block reads
+            (:func:`resident_step_bytes`).
+        budget_bytes: what one process may hold in block arrays (``None``: no bound).
+
+    Returns:
+        The smallest multiple of ``chunk`` holding :data:`HALO_SHARE` halos, or, where
+        ``(block + halo) * step_bytes`` would pass the budget, the largest multiple that does
+        not (one chunk at least: a budget below that is logged, not met).
+    """
     halo = spec.input_steps + spec.lead_steps - 1
-    return chunk * max(1, math.ceil(HALO_SHARE * halo / chunk))
+    steps = chunk * max(1, math.ceil(HALO_SHARE * halo / chunk))
+    if budget_bytes is None or step_bytes <= 0:
+        return steps
+    fits = chunk * ((int(budget_bytes // step_bytes) - halo) // chunk)  # (S + halo) * b <= B
+    if fits < chunk:
+        log.warning(
+            "data.lazy.memory_gb: one time chunk (%d steps + a halo of %d) needs %.2f GB per "
+            "process, over its share of the budget (%.2f GB): blocks of one chunk",
+            chunk,
+            halo,
+            (chunk + halo) * step_bytes / 1e9,
+            budget_bytes / 1e9,
+        )
+    return max(chunk, min(steps, fits))
+
+
+def resident_step_bytes(
+    grid_cells: int, channels: int, raw_itemsizes: Sequence[int], spans: int
+) -> int:
+    """Bytes one reading process holds per time step of a block.
+
+    Args:
+        grid_cells: ``H * W`` (stations: ``S``).
+        channels: dynamic channels of the normalised arrays (float32).
+        raw_itemsizes: itemsize of each time-dependent variable as read (one block of them
+            is kept for the next read).
+        spans: blocks' worth of normalised arrays resident at once (the cached group and the
+            one read next or ahead: ``blocks_in_memory + max(blocks_in_memory, read ahead)``).
+    """
+    return grid_cells * (spans * 4 * channels + sum(raw_itemsizes))
+
+
+def set_huge_pages(enabled: bool) -> None:
+    r"""Whether numpy asks the kernel for transparent huge pages for its larger arrays.
+
+    numpy ``madvise``\ s ``MADV_HUGEPAGE`` on arrays of 4 MB and more (``NUMPY_MADVISE_HUGEPAGE``
+    sets it at import); where the kernel then compacts memory on the first touch (THP
+    ``defrag = madvise``), every fresh block read and batch group stalls on its page faults,
+    until memory is compacted: the lazy loader ran at 0.3x the in-memory one in the first
+    round of a process and up to 0.7x later, and at 0.97x from the first round without it
+    (``experiments/bench_scale/README.md``). A process-wide numpy flag (a no-op if numpy
+    lacks it); the arrays are as fast to use either way once touched.
+    """
+    setter = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+    if setter is not None:
+        setter(bool(enabled))
 
 
 class PackedMask:
@@ -99,11 +163,21 @@ class BlockReader:
             datamodule's array builder, so both backends encode identically); its ``out``
             argument, a spare dynamic array, may receive the result.
         spec: window spec (input and lead steps set the halo).
-        block_steps: init times per block; ``None`` derives it from the time chunks.
+        block_steps: init times per block; ``None`` derives it from the time chunks and the
+            memory budget (:func:`derive_block_steps`).
         blocks_in_memory: blocks cached per process (the sampler mixes this many).
         prefetch_blocks: blocks read ahead per process in a background thread, on top of the
             cache (``None``: ``blocks_in_memory``, the next group, in the training process
             and none in DataLoader workers, which read ahead by themselves; 0: none).
+        memory_gb: budget for the block arrays (cached, read next, raw reads) of all
+            reading processes together, shared equally among ``processes``; it bounds a
+            derived ``block_steps`` (``None``: no bound).
+        processes: processes that read blocks (the DataLoader's workers, or 1).
+        huge_pages: leave numpy's transparent-huge-page hint on in this process and its
+            workers (:func:`set_huge_pages`; ``False``, the default, turns it off).
+        direct: read each variable whose graph is a plain read of the file as one backend
+            read per block (:mod:`geoclim.data.direct_read`); the others, and all with
+            ``False``, through dask.
 
     """
 
@@ -116,6 +190,10 @@ class BlockReader:
         block_steps: int | None = None,
         blocks_in_memory: int = 2,
         prefetch_blocks: int | None = None,
+        memory_gb: float | None = MEMORY_GB,
+        processes: int = 1,
+        huge_pages: bool = False,
+        direct: bool = True,
     ):
         if block_steps is not None and block_steps < 1:
             raise ConfigError(f"data.lazy.block_steps must be >= 1 or null, got {block_steps}")
@@ -125,19 +203,32 @@ class BlockReader:
             raise ConfigError(
                 f"data.lazy.prefetch_blocks must be >= 0 or null, got {prefetch_blocks}"
             )
+        if memory_gb is not None and not memory_gb > 0:
+            raise ConfigError(f"data.lazy.memory_gb must be > 0 or null, got {memory_gb}")
+        self.huge_pages = huge_pages
+        set_huge_pages(huge_pages)  # before the first block read; forked workers inherit it
         self.ds, self.build, self.spec = ds, build, spec
         self.n_time = ds.sizes[TIME]
-        self.block_steps = block_steps or derive_block_steps(time_chunk(ds), spec)
         self.blocks_in_memory = blocks_in_memory
         self.prefetch_blocks = prefetch_blocks
+        timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
+        self.plain: dict[Hashable, PlainRead] = {}  # the variables read without dask
+        for name in timed if direct else ():
+            found = plain_read(ds[name], TIME)
+            if found is not None:
+                self.plain[name] = found
         self.space = schema.space_dims(ds)
         h = ds.sizes[self.space[0]]
         self.grid_shape = (h, ds.sizes[self.space[1]] if len(self.space) > 1 else 1)
+        self.block_steps = block_steps or self._derived_steps(memory_gb, max(1, processes))
         log.info(
-            "lazy backend: blocks of %d init times (%d blocks), %d cached per process",
+            "lazy backend: blocks of %d init times (%d blocks), %d cached per process; "
+            "%d of %d variables read directly, the others through dask",
             self.block_steps,
             self.n_blocks,
             blocks_in_memory,
+            len(self.plain),
+            len(timed),
         )
         self._cache: OrderedDict[tuple[int, ...], Span] = OrderedDict()
         self._pending: dict[tuple[int, ...], Future[Span]] = {}  # read ahead
@@ -162,11 +253,27 @@ class BlockReader:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _lock=threading.Lock())
+        set_huge_pages(self.huge_pages)  # a spawned worker: a fresh numpy
 
     @property
     def n_blocks(self) -> int:
         """Number of blocks along the time axis."""
         return -(-self.n_time // self.block_steps)
+
+    def _derived_steps(self, memory_gb: float | None, processes: int) -> int:
+        """:func:`derive_block_steps` with this process's share of ``memory_gb``."""
+        chunk = time_chunk(self.ds)
+        if memory_gb is None:
+            return derive_block_steps(chunk, self.spec)
+        timed = [v for v in self.ds.data_vars.values() if TIME in v.dims]
+        one = self.ds.isel({TIME: slice(0, 1)}).compute(scheduler="synchronous")  # not in place
+        channels = self.build(one).dynamic.shape[-1]  # one-hot inputs widen it
+        ahead = self.prefetch_blocks if self.prefetch_blocks is not None else 0
+        spans = self.blocks_in_memory + max(self.blocks_in_memory, ahead)
+        step = resident_step_bytes(
+            int(np.prod(self.grid_shape)), channels, [v.dtype.itemsize for v in timed], spans
+        )
+        return derive_block_steps(chunk, self.spec, step, memory_gb * 1e9 / processes)
 
     def time_span(self, block: int) -> tuple[int, int]:
         """``[lo, hi)`` time positions block ``block`` reads (its inits plus the halo)."""
@@ -211,8 +318,10 @@ class BlockReader:
     def _load(self, lo: int, hi: int, scheduler: str | None) -> tuple[xr.Dataset, list]:
         """Times ``[lo, hi)`` of every variable in memory, and the arrays holding them.
 
-        Dask stores each chunk straight where it goes (no concatenation), into the arrays of
-        an earlier read when they fit (fresh memory of this size can be slow to fault in).
+        A variable that is a plain read of the file is one backend read (:attr:`plain`); dask
+        stores each chunk of the others straight where it goes (no concatenation). Both
+        fill the arrays of an earlier read when they fit (fresh memory of this size can be
+        slow to fault in).
         """
         ds = self.ds.isel({TIME: slice(lo, hi)})
         timed = [n for n, v in ds.data_vars.items() if TIME in v.dims]
@@ -221,7 +330,13 @@ class BlockReader:
             np.empty(ds[n].shape, ds[n].dtype) if a is None else a
             for n, a in zip(timed, raw, strict=True)
         ]
-        da.store([ds[n].data for n in timed], raw, lock=False, scheduler=scheduler)
+        for name, out in zip(timed, raw, strict=True):
+            if name in self.plain:
+                self.plain[name].read(lo, hi, out=out)
+        rest = [(ds[n].data, a) for n, a in zip(timed, raw, strict=True) if n not in self.plain]
+        if rest:
+            sources, targets = zip(*rest, strict=True)
+            da.store(list(sources), list(targets), lock=False, scheduler=scheduler)
         others = {n: v.values for n, v in ds.data_vars.items() if n not in timed}
         return ds.copy(data=dict(zip(timed, raw, strict=True)) | others), raw
 

@@ -103,7 +103,8 @@ class GeoDataModule(L.LightningDataModule):
             that they travel with the datamodule's config.
         backend: ``memory`` (arrays held once), ``lazy`` (time blocks read on demand,
             :mod:`geoclim.data.lazy`) or ``None``: lazy when the data is dask-backed.
-        lazy: ``block_steps`` and ``blocks_in_memory`` of the lazy backend.
+        lazy: ``block_steps``, ``blocks_in_memory``, ``prefetch_blocks``, ``memory_gb`` and
+            ``direct`` of the lazy backend (:class:`~geoclim.data.blocks.BlockReader`).
 
     """
 
@@ -202,7 +203,10 @@ class GeoDataModule(L.LightningDataModule):
         )
         valid: Any  # (T, H, W) bool, bit-packed in the lazy backend
         if self.backend == "lazy":
-            self.reader = BlockReader(ds, self._build_arrays, self.spec, **self.lazy_args)
+            readers = max(1, self.num_workers)  # the processes that share data.lazy.memory_gb
+            self.reader = BlockReader(
+                ds, self._build_arrays, self.spec, processes=readers, **self.lazy_args
+            )
             valid = self.reader.target_valid(task.targets, self._exclude_masks(ds))
         else:
             self.arrays = self._build_arrays(ds)
