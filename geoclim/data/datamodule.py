@@ -103,8 +103,9 @@ class GeoDataModule(L.LightningDataModule):
             that they travel with the datamodule's config.
         backend: ``memory`` (arrays held once), ``lazy`` (time blocks read on demand,
             :mod:`geoclim.data.lazy`) or ``None``: lazy when the data is dask-backed.
-        lazy: ``block_steps``, ``blocks_in_memory``, ``prefetch_blocks``, ``memory_gb`` and
-            ``direct`` of the lazy backend (:class:`~geoclim.data.blocks.BlockReader`).
+        lazy: ``block_steps``, ``blocks_in_memory``, ``prefetch_blocks``, ``memory_gb``,
+            ``direct`` and ``huge_pages`` of the lazy backend
+            (:class:`~geoclim.data.blocks.BlockReader`).
 
     """
 
