@@ -321,6 +321,7 @@ def main() -> None:
     parser.add_argument("--url", help="load this running server instead of starting one")
     parser.add_argument("--key", default=os.environ.get("GEOCLIM_API_KEY"), help="API key")
     parser.add_argument("--json", type=Path, help="record the result in this file instead")
+    parser.add_argument("--note", help="a remark stored with the result (e.g. a shared machine)")
     parser.add_argument(
         "--in-process", type=int, metavar="N", help="N requests through the ASGI app, no sockets"
     )
@@ -365,6 +366,8 @@ def main() -> None:
         "server_workers": args.workers,
         "payload": "one location, 24 h history, 24 h forecast (LSTM)",
     }
+    if args.note:
+        result["note"] = args.note
     print(
         f"{result['clients']} clients, {result['seconds']} s: "
         f"{result['throughput_rps']:.0f} req/s, p50 {result['p50_ms']:.1f} ms, "
