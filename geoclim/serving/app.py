@@ -41,8 +41,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
-from pydantic_core import to_json
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import geoclim
@@ -85,6 +84,9 @@ MAX_DECODED_BYTES = 512 * 1024 * 1024
 """Largest uncompressed size of an uploaded netCDF history."""
 INLINE_LOCATIONS = 8
 """Point requests up to this size run on the event loop; larger ones in the thread pool."""
+_JSON = TypeAdapter(Any, config=ConfigDict(ser_json_inf_nan="null"))
+"""Writes the JSON answers: pydantic-core's serialiser, about 5x ``json.dumps`` on their
+nested float lists. A value that is not finite (records already write None) becomes null."""
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
@@ -540,9 +542,9 @@ def _json_answer(
 
     ``records`` is :func:`~geoclim.serving.records.forecast_records` or
     :func:`~geoclim.serving.explain.explain_records`; the request's ``max_missing`` wins
-    over the service default. The answer is serialised here directly (pydantic-core's ``to_json`` of
-    plain lists) rather than through the response model: that halves the serving overhead
-    of a one-location forecast.
+    over the service default. The answer is serialised here directly (``_JSON``, of plain
+    lists) rather than through the response model: that halves the serving overhead of a
+    one-location forecast.
 
     Args:
         records: builds the response document.
@@ -567,9 +569,7 @@ def _json_answer(
     metrics.inference.labels(served.name).observe(time.perf_counter() - start)
     if locations:
         metrics.locations.labels(served.name).inc(locations)
-    # pydantic-core's serialiser: about 5x json.dumps on these nested float lists; a value
-    # that is not finite (records already write None for those) would become null
-    return Response(to_json(payload, inf_nan_mode="null"), media_type="application/json")
+    return Response(_JSON.dump_json(payload), media_type="application/json")
 
 
 def _read_netcdf(file: UploadFile) -> xr.Dataset:

@@ -171,3 +171,10 @@ def test_serve_settings_freeze_heap_freezes_after_warmup(station_model):
     assert frozen > 10_000  # numpy, onnxruntime, FastAPI, this test process
     with TestClient(create_app([station_model], ServeSettings(keys=keys))):
         assert gc.get_freeze_count() == 0
+
+
+def test_json_answers_write_non_finite_values_as_null():
+    from geoclim.serving.app import _JSON
+
+    body = {"values": [float("nan"), 1.5, float("inf")], "model": "m", "v": None}
+    assert _JSON.dump_json(body) == b'{"values":[null,1.5,null],"model":"m","v":null}'
