@@ -60,7 +60,7 @@ class DirectRoute:
         routes = [
             r
             for r in app.routes
-            if isinstance(r, APIRoute) and r.path == path and method in r.methods
+            if isinstance(r, APIRoute) and r.path == path and method in (r.methods or ())
         ]
         if len(routes) != 1:
             raise ConfigError(f"DirectRoute: the app has {len(routes)} routes {method} {path}")
