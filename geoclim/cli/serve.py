@@ -96,6 +96,7 @@ def _build_app(args: argparse.Namespace):
         max_missing=args.max_missing,
         metrics_token=_secret_env(args.metrics_token_env, "--metrics-token-env"),
         drift_block=args.drift_block,
+        freeze_heap=True,  # a server process: see ServeSettings
     )
     models = _load_models(args.models, args.registry, args.threads, args.max_missing)
     return create_app(models, settings)
