@@ -42,7 +42,7 @@ LSTM_SEGMENT_BYTES = 512 * 1024
 1 MB L2 cache, which leaves room for the weights, gates and states of the step loop."""
 LSTM_SEGMENT_ROWS = 128
 """Rows (samples) per onnxruntime call the segments are sized for: the service runs bulk
-batches in chunks of 128 (``RUN_CHUNK`` of the serving adapter)."""
+batches in chunks of 128 (``geoclim.serving.session.RUN_CHUNK``)."""
 MIN_SEGMENT_STEPS = 2
 """Shortest segment: every segment is one more operator call."""
 

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import pandas as pd
 import xarray as xr
 
 from geoclim.data import calendar
@@ -37,13 +36,15 @@ from geoclim.data.assemble import to_forecast_dataset
 from geoclim.data.calendar import calendar_on_axis
 from geoclim.data.categorical import encode_channels
 from geoclim.data.tree_inputs import tree_inputs
-from geoclim.data.windows import WindowArrays, WindowSpec, gather, patch_origins
+from geoclim.data.windows import WindowArrays, gather, patch_origins
 from geoclim.errors import ConfigError, SchemaError
 from geoclim.export.metadata import ExportMetadata
 from geoclim.serving import inputs as request
 from geoclim.serving import validity
 from geoclim.serving.drift import InputDrift
+from geoclim.serving.examples import example_request
 from geoclim.serving.inputs import Inputs
+from geoclim.serving.session import RUN_CHUNK, check_graph, open_session, run_graph
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
 
 
@@ -113,8 +114,8 @@ class Forecaster:
             that is filled (``0``: any gap masks the location; ``1``: fill everything like
             training does, except locations without a single real past value).
         max_batch: samples gathered at once (memory bound of one request).
-        run_chunk: samples per onnxruntime call of a network (see :data:`RUN_CHUNK`);
-            ``None``: ``max_batch``.
+        run_chunk: samples per onnxruntime call of a network (see
+            :data:`~geoclim.serving.session.RUN_CHUNK`); ``None``: ``max_batch``.
 
     """
 
@@ -138,22 +139,7 @@ class Forecaster:
             raise ConfigError(f"run_chunk must be >= 1 sample, got {run_chunk}")
         self.run_chunk = run_chunk
         self.drift: InputDrift | None = None  # set by the app (geoclim.serving.drift)
-        graph_inputs = [i.name for i in session.get_inputs()]
-        if metadata.io.kind == "tree" and metadata.window.patch != 1:
-            raise SchemaError(
-                "tree exports forecast points (window.patch = 1); metadata says "
-                f"patch = {metadata.window.patch}"
-            )
-        if list(metadata.io.inputs) != graph_inputs:
-            raise SchemaError(
-                f"export metadata lists inputs {list(metadata.io.inputs)} but the "
-                f"graph has {graph_inputs}"
-            )
-        if "time_idx" in graph_inputs:
-            raise SchemaError(
-                "the graph reads 'time_idx', a position on the training data's "
-                "time axis, which has no meaning when serving"
-            )
+        check_graph(session, metadata)
         task = metadata.task
         self._cal_names = tuple(n for n in task.future_inputs if n in calendar.FEATURES)
         first, c = {}, 0  # first dynamic channel of each variable (one-hot ones are wider)
@@ -189,30 +175,21 @@ class Forecaster:
             providers: onnxruntime execution providers (default CPU).
             max_missing: see the class docstring.
             max_batch: samples gathered at once.
-            run_chunk: samples per onnxruntime call (default :data:`RUN_CHUNK` for networks).
+            run_chunk: samples per onnxruntime call (default
+                :data:`~geoclim.serving.session.RUN_CHUNK` for networks).
             optimization: onnxruntime graph optimisation level, ``"basic"``,
-                ``"extended"``, ``"all"`` or ``"auto"`` (see :func:`optimization_level`;
-                an unknown value raises :class:`~geoclim.errors.ConfigError`).
+                ``"extended"``, ``"all"`` or ``"auto"`` (see
+                :func:`~geoclim.serving.session.optimization_level`; an unknown value raises
+                :class:`~geoclim.errors.ConfigError`).
 
         """
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"no exported model at {path}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = optimization_level(optimization)
-        if threads:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        session = _session(path, options, providers)
-        meta = ExportMetadata.from_props(session.get_modelmeta().custom_metadata_map)
-        level = optimization_level(optimization, meta.window)
-        if level != options.graph_optimization_level:  # "auto" on a spatial model
-            options.graph_optimization_level = level
-            session = _session(path, options, providers)
+        session, meta = open_session(
+            path, threads=threads, providers=providers, optimization=optimization
+        )
         return cls(
             session,
             meta,
-            name=name or path.stem,
+            name=name or Path(path).stem,
             max_missing=max_missing,
             max_batch=max_batch,
             run_chunk=run_chunk,
@@ -233,14 +210,7 @@ class Forecaster:
             ``(B, L, C_out[, Q], h, w)`` normalised prediction.
 
         """
-        names = self.metadata.io.inputs
-        n = len(batch[names[0]])
-        out = []
-        step = self.run_chunk
-        for start in range(0, max(n, 1), step):
-            feed = {k: _dtype(k, batch[k][start : start + step]) for k in names}
-            out.append(self.session.run([self.metadata.io.outputs[0]], feed)[0])
-        return out[0] if len(out) == 1 else np.concatenate(out)
+        return run_graph(self.session, self.metadata.io, batch, self.run_chunk)
 
     def forecast(self, inputs: Inputs, *, max_missing: float | None = None) -> RawForecast:
         """Normalise validated inputs, gather every sample, run the graph."""
@@ -533,51 +503,8 @@ class Forecaster:
         )
 
     def example_request(self, n_locations: int = 1) -> dict:
-        """A valid ``POST /v1/forecast`` body: train-mean values at training locations."""
-        meta, task = self.metadata, self.task
-        d = meta.domain
-        if d.layout == "station":
-            points = [
-                (
-                    d.station[i % len(d.station)],
-                    float(d.latitude[i % d.latitude.size]),
-                    float(d.longitude[i % d.longitude.size]),
-                )
-                for i in range(n_locations)
-            ]
-        else:
-            points = [
-                (
-                    f"cell-{i}",
-                    float(d.latitude[i % d.latitude.size]),
-                    float(d.longitude[(i // d.latitude.size) % d.longitude.size]),
-                )
-                for i in range(n_locations)
-            ]
-
-        def mean(name: str, n: int) -> list[float]:
-            if name in task.categories:  # a flag code, not a quantity: the first category
-                return [float(next(iter(task.categories[name].values())))] * n
-            value = float(meta.normalizer.decode(np.zeros(1), name)[0])
-            return [round(value, 3)] * n
-
-        init = (
-            pd.Timestamp("2024-06-01T12:00:00")
-            if meta.step.is_sub_daily
-            else pd.Timestamp("2024-06-01")
-        )
-        locations = []
-        for station, lat, lon in points:
-            loc: dict = {
-                "station": station,
-                "latitude": lat,
-                "longitude": lon,
-                "past": {v: mean(v, task.input_steps) for v in task.past_variables},
-            }
-            if task.future_variables:
-                loc["future"] = {v: mean(v, task.horizon) for v in task.future_variables}
-            locations.append(loc)
-        return {"init_time": init.isoformat() + "Z", "locations": locations}
+        """A valid ``POST /v1/forecast`` body (see :mod:`geoclim.serving.examples`)."""
+        return example_request(self.metadata, n_locations)
 
     def warmup(self) -> None:
         """Run one all-zero sample through the graph (first-call latency, readiness)."""
@@ -622,55 +549,6 @@ class Forecaster:
                     f"{expected[1]} training grid; the request grid is {inputs.grid_shape[0]} "
                     f"x {inputs.grid_shape[1]}"
                 )
-
-
-RUN_CHUNK = 128
-"""Samples per onnxruntime call of a network: measured on 2 CPU cores (batch 256, one
-thread, ``scripts/bench_serving.py``), chunks of 64-128 ran the LSTM and the TFT as fast or
-faster than whole batches (onnxruntime's kernels were seen to slow down past ~160 samples)."""
-
-_LEVELS = {
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-}
-
-
-def optimization_level(choice: str, window: WindowSpec | None = None) -> ort.GraphOptimizationLevel:
-    """The onnxruntime graph optimisation level for ``choice`` (and the export's window).
-
-    ``"auto"``: ``all`` for spatial samples (the CNN: its layout transforms, NCHWc, serve
-    convolutions; it ran 1.6x torch against 1.5x with ``basic``) and ``basic`` for point
-    models (constant folding and redundant-node removal only: the TFT ran ~1.5x torch at
-    batch 256 with ``basic`` and ~1.0-1.1x with ``extended`` / ``all``, whose fusions
-    re-lay its many small matrix products; the LSTM ran the same under all three).
-
-    Raises:
-        ConfigError: for an unknown ``choice``.
-    """
-    if choice == "auto":
-        choice = "basic" if window is None or window.patch == 1 else "all"
-    if choice not in _LEVELS:
-        raise ConfigError(
-            f"unknown onnxruntime optimization {choice!r}; valid are auto, {', '.join(_LEVELS)}"
-        )
-    return _LEVELS[choice]
-
-
-def _session(
-    path: Path, options: ort.SessionOptions, providers: list[str] | None
-) -> ort.InferenceSession:
-    try:
-        return ort.InferenceSession(
-            str(path), options, providers=providers or ["CPUExecutionProvider"]
-        )
-    except Exception as err:  # onnxruntime raises its own exception types
-        raise SchemaError(f"{path}: not a loadable ONNX model ({err})") from None
-
-
-def _dtype(name: str, values: np.ndarray) -> np.ndarray:
-    kind = np.int64 if name.endswith("_idx") else np.float32
-    return np.ascontiguousarray(values, dtype=kind)
 
 
 def _domain_shape(meta: ExportMetadata) -> tuple[int, int]:

@@ -8,7 +8,8 @@ import torch
 from geoclim.data.assemble import to_forecast_dataset
 from geoclim.data.windows import WindowSpec
 from geoclim.errors import ConfigError
-from geoclim.serving.adapter import RUN_CHUNK, Forecaster, optimization_level
+from geoclim.serving.adapter import Forecaster
+from geoclim.serving.session import RUN_CHUNK, optimization_level
 
 from .conftest import EXPORTER, TASK
 
