@@ -38,7 +38,6 @@ import logging
 
 import numpy as np
 import xarray as xr
-from arch.bootstrap import optimal_block_length
 from scipy import stats
 
 from geoclim.evaluation import metrics as m
@@ -70,6 +69,8 @@ def block_length(series: np.ndarray) -> float:
     x = x[np.isfinite(x)]
     if x.size < 8 or np.allclose(x, x[0]):
         return 1.0
+    from arch.bootstrap import optimal_block_length  # here: arch takes 0.3 s to import
+
     pw = float(optimal_block_length(x)["stationary"].iloc[0])
     pw = max(pw, 1.0) if np.isfinite(pw) else 1.0
     return float(np.clip(1.0 + BLOCK_FACTOR * (pw - 1.0), 1.0, x.size / 2))
@@ -169,6 +170,17 @@ def bootstrap_scores(
         :func:`confidence_interval` applies) and ``seed``.
 
     """
+    with m.shared_terms():
+        return _bootstrap_scores(inputs, n_boot, mean_block, seed, rows)
+
+
+def _bootstrap_scores(
+    inputs: table.Inputs,
+    n_boot: int,
+    mean_block: float | None,
+    seed: int,
+    rows: list[table.Metric] | None,
+) -> xr.Dataset:
     auto_block, widen = choose_block_length(inputs)
     mean_block = auto_block if mean_block is None else mean_block
     n_init = inputs.truth.sizes[INIT_TIME]

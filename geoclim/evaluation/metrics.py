@@ -19,11 +19,22 @@ verified points weigh more); both agree when nothing is missing.
 replicate's draw counts, so point estimates and intervals share one code path.
 
 Weights are cell areas (:func:`cell_area_weights`) and may only vary along reduced dims.
+
+Scoring asks for the same terms many times (the forecast's MSE feeds ``rmse``, ``mse``,
+every ``skill_<ref>`` and ``rmse_diff_<ref>``). Inside :func:`shared_terms` the functions
+marked :func:`shared` compute each distinct call once: calls are the same when they get the
+same objects (by identity) and equal plain arguments, so values are exactly those of the
+separate calls. Their results are shared: callers must not modify them in place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import functools
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import cf_xarray  # noqa: F401 -- registers the .cf accessor (bounds from cell centres)
 import numpy as np
@@ -35,6 +46,50 @@ from geoclim.types import INIT_TIME, LATITUDE, QUANTILE
 
 Dims = Sequence[str]
 BOUNDS_NAMES = ("lat_bnds", "latitude_bnds", "lat_bounds", "latitude_bounds")
+F = TypeVar("F", bound=Callable[..., Any])
+_SHARED: ContextVar[dict | None] = ContextVar("geoclim_shared_terms", default=None)
+
+
+@contextlib.contextmanager
+def shared_terms() -> Iterator[None]:
+    """Within the block, repeated calls of :func:`shared` functions are computed once.
+
+    Nested blocks share the outermost one's results; they are dropped when it ends.
+    """
+    token = _SHARED.set({}) if _SHARED.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _SHARED.reset(token)
+
+
+def _key_part(value: Any) -> Any:
+    """Arrays and other objects by identity, plain values (dims lists, flags) by value."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    return ("id", id(value))
+
+
+def shared(fn: F) -> F:
+    """Mark ``fn`` as a term computed once per distinct call inside :func:`shared_terms`."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        memo = _SHARED.get()
+        if memo is None:
+            return fn(*args, **kwargs)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()  # a default passed or left out is the same call
+        key = (fn.__qualname__, *((k, _key_part(v)) for k, v in bound.arguments.items()))
+        if key not in memo:  # the arguments are kept too: their ids stay theirs
+            memo[key] = (fn(*args, **kwargs), bound.arguments)
+        return memo[key][0]
+
+    return wrapper  # type: ignore[return-value]
 
 
 def cell_area_weights(latitude: xr.DataArray, bounds: xr.DataArray | None = None) -> xr.DataArray:
@@ -92,16 +147,17 @@ def spatial_weights(ds: xr.Dataset) -> xr.DataArray | None:
     return cell_area_weights(ds[LATITUDE], ds[found] if found else None)
 
 
+@shared
 def prepare(forecast: xr.Dataset, truth: xr.Dataset) -> tuple[xr.Dataset, xr.Dataset]:
-    """The variables in both, aligned, float64."""
+    """The variables in both, aligned, float64 (no copy of what already is)."""
     names = [n for n in forecast.data_vars if n in truth.data_vars]
     if not names:
         raise DataError(
             f"forecast variables {list(forecast.data_vars)} and truth variables "
             f"{list(truth.data_vars)} have none in common"
         )
-    f, o = xr.align(forecast[names], truth[names], join="inner")
-    return f.astype(np.float64), o.astype(np.float64)
+    f, o = xr.align(forecast[names], truth[names], join="inner", copy=False)
+    return f.astype(np.float64, copy=False), o.astype(np.float64, copy=False)
 
 
 def _dims(ds: xr.Dataset, reduce_dims: Dims) -> list[str]:
@@ -167,6 +223,7 @@ def _reduce(z: xr.Dataset, reduce_dims: Dims, weights, pooled, init_counts) -> x
     return weighted_mean(z, reduce_dims, weights, pooled=pooled, init_counts=init_counts)
 
 
+@shared
 def mse(
     forecast: xr.Dataset,
     truth: xr.Dataset,

@@ -55,6 +55,7 @@ def rmse_difference(
     return score(forecast) - score(reference)
 
 
+@m.shared
 def loss_differential(
     forecast: xr.Dataset,
     truth: xr.Dataset,
@@ -112,26 +113,29 @@ def diebold_mariano(d: np.ndarray, h: int) -> tuple[float, float]:
     return float(hln), float(2.0 * stats.t.sf(abs(hln), df=n - 1))
 
 
-def _dm(forecast, truth, reference, reduce_dims, weights, pick: int) -> xr.Dataset:
+@m.shared
+def _dm(forecast, truth, reference, reduce_dims, weights) -> tuple[xr.Dataset, xr.Dataset]:
+    """``(HLN statistic, p-value)`` per lead: one pass over the loss differentials."""
     if INIT_TIME not in reduce_dims:
         raise DataError(
             f"the Diebold-Mariano test runs over {INIT_TIME!r}; got {list(reduce_dims)}"
         )
     d = loss_differential(forecast, truth, reference, reduce_dims=reduce_dims, weights=weights)
     h = horizon_steps(d[INIT_TIME].values, d[LEAD_TIME].values)
-    parts = []
-    for k in range(d.sizes[LEAD_TIME]):
-        lead = d.isel({LEAD_TIME: slice(k, k + 1)})
-        parts.append(
-            xr.apply_ufunc(
-                lambda x, hk=int(h[k]): np.apply_along_axis(
-                    lambda s: diebold_mariano(s, hk)[pick], -1, x
-                ),
-                lead,
-                input_core_dims=[[INIT_TIME]],
-            )
-        )
-    return xr.concat(parts, dim=LEAD_TIME)
+    steps = xr.DataArray(h, dims=LEAD_TIME)
+
+    def test(x: np.ndarray, hk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # x: (..., n_init), hk: (...) horizon of each series; both outputs (...)
+        stat, pvalue = np.empty(x.shape[:-1]), np.empty(x.shape[:-1])
+        hk = np.broadcast_to(hk, x.shape[:-1])
+        for i in np.ndindex(x.shape[:-1]):
+            stat[i], pvalue[i] = diebold_mariano(x[i], int(hk[i]))
+        return stat, pvalue
+
+    stat, pvalue = xr.apply_ufunc(
+        test, d, steps, input_core_dims=[[INIT_TIME], []], output_core_dims=[[], []]
+    )
+    return stat, pvalue
 
 
 def dm_statistic(
@@ -145,7 +149,7 @@ def dm_statistic(
     init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """HLN-corrected Diebold-Mariano statistic per lead (negative: forecast better)."""
-    return _dm(forecast, truth, reference, reduce_dims, weights, 0)
+    return _dm(forecast, truth, reference, reduce_dims, weights)[0]
 
 
 def dm_pvalue(
@@ -159,4 +163,4 @@ def dm_pvalue(
     init_counts: xr.DataArray | None = None,
 ) -> xr.Dataset:
     """Two-sided p-value of the HLN-corrected Diebold-Mariano test per lead."""
-    return _dm(forecast, truth, reference, reduce_dims, weights, 1)
+    return _dm(forecast, truth, reference, reduce_dims, weights)[1]

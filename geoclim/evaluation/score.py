@@ -60,11 +60,13 @@ def observed(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
 
 
 def _inputs(forecast, truth, reduce_dims, references, climatology, weights, pooled) -> table.Inputs:
-    """Apply the common mask and gather what the metric rows need."""
+    """Apply the common mask and gather what the metric rows need (point data in float64)."""
     names = [n for n in forecast.data_vars if n in truth.data_vars]
-    point = m.point_forecast(forecast[names])
-    refs = {k: v[names].reindex_like(point) for k, v in references.items()}
-    clim = climatology[names].reindex_like(point) if climatology is not None else None
+    point = m.point_forecast(forecast[names]).astype(np.float64)
+    refs = {k: v[names].reindex_like(point).astype(np.float64) for k, v in references.items()}
+    clim = None
+    if climatology is not None:
+        clim = climatology[names].reindex_like(point).astype(np.float64)
     valid = truth[names].notnull()
     for ref in [*refs.values(), *([clim] if clim is not None else [])]:
         valid = valid & ref.notnull()
@@ -77,7 +79,7 @@ def _inputs(forecast, truth, reduce_dims, references, climatology, weights, pool
     return table.Inputs(
         forecast=forecast[names],
         point=point,
-        truth=truth[names].where(valid),
+        truth=truth[names].astype(np.float64).where(valid),
         reduce_dims=list(reduce_dims),
         weights=weights,
         references=refs,
@@ -120,11 +122,12 @@ def compute_scores(
         forecast, truth, reduce_dims, dict(references or {}), climatology, weights, pooled
     )
     scores: dict[str, xr.Dataset] = {}
-    for row in table.METRICS:
-        scores.update(table.evaluate(row, inputs))
-    out = _stack(scores)
-    if n_boot > 0 and INIT_TIME in reduce_dims:
-        out = _add_intervals(out, inputs, n_boot, seed)
+    with m.shared_terms():  # the rows (and replicates) share their MSEs, alignments...
+        for row in table.METRICS:
+            scores.update(table.evaluate(row, inputs))
+        out = _stack(scores)
+        if n_boot > 0 and INIT_TIME in reduce_dims:
+            out = _add_intervals(out, inputs, n_boot, seed)
     for name in out.data_vars:
         out[name].attrs.pop("units", None)  # scores mix units (skill, counts): see target_units
         out[name].attrs.update(

@@ -150,3 +150,26 @@ def test_point_forecast_of_quantiles_is_the_median_or_interpolated():
     two = fq.isel(quantile=[0, 2])  # (0.1, 0.9): mid-point
     xr.testing.assert_allclose(m.point_forecast(two), o + 1)
     assert m.point_forecast(o) is o
+
+
+def test_shared_terms_compute_each_distinct_call_once_with_the_same_values(monkeypatch):
+    f, o = _ds(_random(seed=1)), _ds(_random(seed=2))
+    other = _ds(_random(seed=3))
+    calls = []
+    real = m.weighted_mean
+    monkeypatch.setattr(m, "weighted_mean", lambda *a, **k: calls.append(1) or real(*a, **k))
+    alone = m.rmse(f, o, reduce_dims=list(GRID))
+    assert len(calls) == 1
+    with m.shared_terms():
+        first = m.rmse(f, o, reduce_dims=list(GRID))  # a new list: equal dims are one call
+        again = m.mse(f, o, reduce_dims=list(GRID)) ** 0.5
+        with m.shared_terms():  # nested: the outer block's results
+            m.mse(f, o, reduce_dims=list(GRID))
+        assert len(calls) == 2
+        m.mse(other, o, reduce_dims=list(GRID))  # another forecast object: computed
+        m.mse(f, o, reduce_dims=["init_time"])  # other dims: computed
+        assert len(calls) == 4
+    m.mse(f, o, reduce_dims=list(GRID))  # outside the block nothing is kept
+    assert len(calls) == 5
+    xr.testing.assert_identical(first, alone)
+    xr.testing.assert_identical(again, alone)

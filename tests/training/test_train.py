@@ -9,6 +9,7 @@ import xarray as xr
 from geoclim.errors import ConfigError, GeoclimError
 from geoclim.training.train import train
 from tests.registry import models, names, params
+from tests.training.compose import compose_train
 
 RUN_FILES = (
     "metrics.json",
@@ -22,10 +23,23 @@ RUN_FILES = (
 )
 
 
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """``(cfg, metrics)`` of the tiny smoke run of a network, trained once per module."""
+    runs = {}
+
+    def _run(model):
+        if model not in runs:
+            cfg = compose_train(tmp_path_factory.mktemp(f"smoke_{model}"), f"model={model}")
+            runs[model] = cfg, train(cfg)
+        return runs[model]
+
+    return _run
+
+
 @pytest.mark.parametrize("model", names(models(kind="network")))
-def test_network_smoke_run_writes_the_run_directory(compose_cfg, model):
-    cfg = compose_cfg(f"model={model}")
-    metrics = train(cfg)
+def test_network_smoke_run_writes_the_run_directory(smoke_run, model):
+    cfg, metrics = smoke_run(model)
     out = Path(cfg.paths.output_dir)
     for name in RUN_FILES:
         assert (out / name).exists(), name
@@ -50,8 +64,8 @@ def test_predictions_sit_on_the_test_samples(compose_cfg):
     assert pred.no2.attrs["units"] == "ppb"
 
 
-def test_same_command_gives_same_metrics(compose_cfg):
-    a = train(compose_cfg("model=lstm", name="a"))
+def test_same_command_gives_same_metrics(compose_cfg, smoke_run):
+    _, a = smoke_run("lstm")  # the smoke run of the lstm, trained again here
     b = train(compose_cfg("model=lstm", name="b"))
     keys = [k for k in a if not k.startswith("time/")]
     assert {k: a[k] for k in keys} == {k: b[k] for k in keys}

@@ -18,7 +18,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import ResampleNorm
 from torch import Tensor, nn
 
 from geoclim.models.components.tft.fused import glu_residual, norm_affine
@@ -160,7 +159,11 @@ class GatedResidualNetwork(nn.Module):
     ):
         super().__init__()
         self.input_size, self.output_size = input_size, output_size
-        if input_size != output_size:
+        if input_size != output_size:  # imported here: only a resampling GRN needs it
+            from pytorch_forecasting.models.temporal_fusion_transformer.sub_modules import (
+                ResampleNorm,
+            )
+
             self.resample_norm = ResampleNorm(input_size, output_size)
         self.fc1 = nn.Linear(input_size, hidden_size)
         self.context = (
