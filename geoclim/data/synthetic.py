@@ -6,7 +6,8 @@ model step at a time (vectorised over space, kernels in
 The same seed always gives the same data, whatever subset of variables is requested;
 different seeds give different sources, coastlines and weather. Outputs are canonical
 Datasets (float32, CF attributes, latitude ascending) that pass
-:func:`geoclim.data.schema.validate`.
+:func:`geoclim.data.schema.validate`. A process keeps its few latest small results and hands
+out copies when the same arguments come again (a multirun's jobs, a notebook re-run).
 
 True drivers (what an explanation method should find):
 
@@ -40,10 +41,15 @@ defaults); the internal state is a few grids. Time is linear in steps x cells: 3
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -98,7 +104,63 @@ VARIABLES: tuple[str, ...] = tuple(_DIAGNOSTICS)
 """Time-varying variables the generator can produce."""
 _SUMMED = {"tp"}  # accumulated over an output step; everything else is averaged
 
+MEMO_ENTRIES = 8
+"""Results of the most recent distinct calls kept in the process (see :func:`_memoised`)."""
+MEMO_BYTES = 64e6
+"""Only results up to this size are kept."""
 
+_F = TypeVar("_F", bound=Callable[..., xr.Dataset])
+
+
+def _hashable(value: Any) -> Any:
+    """``value`` as a cache-key part: sequences (lists, Hydra ``ListConfig``) as tuples."""
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return value
+    return tuple(_hashable(v) for v in value)
+
+
+def _memoised(fn: _F) -> _F:
+    """Keep the Datasets of ``fn``'s last :data:`MEMO_ENTRIES` distinct calls; hand out copies.
+
+    The generator is a pure function of its arguments, and one process often asks for the
+    same data many times: every job of a Hydra multirun (the basic launcher runs them in
+    one process), a notebook's re-runs, a test session. A repeated call returns a deep copy
+    of the kept result (the caller may change it freely) instead of re-running the
+    simulation. Results over :data:`MEMO_BYTES` and calls with unhashable arguments are not
+    kept; errors are never kept.
+    """
+    signature = inspect.signature(fn)
+    kept: OrderedDict[tuple, xr.Dataset] = OrderedDict()
+    lock = threading.Lock()
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> xr.Dataset:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        key = tuple((name, _hashable(v)) for name, v in bound.arguments.items())
+        try:
+            hash(key)
+        except TypeError:
+            return fn(*args, **kwargs)
+        with lock:
+            hit = kept.get(key)
+            if hit is not None:
+                kept.move_to_end(key)
+        if hit is not None:
+            return hit.copy(deep=True)
+        ds = fn(*args, **kwargs)
+        if ds.nbytes <= MEMO_BYTES:
+            with lock:
+                kept[key] = ds.copy(deep=True)
+                while len(kept) > MEMO_ENTRIES:
+                    kept.popitem(last=False)
+        return ds
+
+    wrapper.cache_clear = kept.clear  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+@_memoised
 def make_dataset(
     variables: Sequence[str] = DEFAULT_VARIABLES,
     *,
@@ -161,6 +223,7 @@ def make_dataset(
     return _finish(ds, plan)
 
 
+@_memoised
 def make_station_dataset(
     n_stations: int = 10,
     variables: Sequence[str] = DEFAULT_VARIABLES,

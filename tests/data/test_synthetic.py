@@ -58,6 +58,7 @@ def test_every_variable_validates_without_nan(fortnight):
 
 
 def test_same_seed_same_data_other_seed_differs(tiny):
+    make_dataset.cache_clear()  # simulate again, not a kept copy
     xr.testing.assert_identical(make_dataset(), tiny)
     other = make_dataset(seed=1)
     for name in ("pm25", "o3", "t2m", "emissions"):
@@ -296,3 +297,48 @@ def test_global_coarse_grid_is_supported():
     ds = make_dataset(["t2m", "o3"], nlat=6, nlon=12, grid_deg=30.0, lat0=0.0, lon0=165.0, days=2)
     schema.validate(ds)
     assert ds.latitude.values[0] == -75.0 and ds.longitude.values[-1] == 330.0
+
+
+def _counting(monkeypatch):
+    """Count the simulations :func:`make_dataset` runs."""
+    from geoclim.data import synthetic
+
+    calls, original = [], synthetic._simulate
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(synthetic, "_simulate", counted)
+    make_dataset.cache_clear()
+    return calls
+
+
+def test_a_repeated_call_returns_a_private_copy_of_the_same_data(monkeypatch):
+    from omegaconf import OmegaConf
+
+    calls = _counting(monkeypatch)
+    args = {"nlat": 3, "nlon": 4, "days": 1, "seed": 11}
+    first = make_dataset(["no2", "t2m"], **args)
+    first["no2"][:] = -1.0  # the caller owns what it gets
+    first.attrs["title"] = "changed"
+    again = make_dataset(OmegaConf.create(["no2", "t2m"]), **args)  # a list as Hydra passes it
+    assert len(calls) == 1  # simulated once
+    assert float(again["no2"].min()) > 0 and again.attrs["title"] != "changed"
+    make_dataset.cache_clear()
+    xr.testing.assert_identical(again, make_dataset(["no2", "t2m"], **args))
+    assert len(calls) == 2
+    other = make_dataset(["no2", "t2m"], **{**args, "seed": 12})
+    assert len(calls) == 3 and not other["no2"].equals(again["no2"])
+
+
+def test_failed_calls_and_large_results_are_not_kept(monkeypatch):
+    from geoclim.data import synthetic
+
+    calls = _counting(monkeypatch)
+    with pytest.raises(ConfigError):
+        make_dataset(["no2"], nlat=0)
+    monkeypatch.setattr(synthetic, "MEMO_BYTES", 0)
+    make_dataset(["no2"], nlat=2, nlon=2, days=1)
+    make_dataset(["no2"], nlat=2, nlon=2, days=1)
+    assert len(calls) == 2  # over MEMO_BYTES: simulated each time
