@@ -41,14 +41,14 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import geoclim
 from geoclim.errors import GeoclimError
 from geoclim.serving.adapter import Forecaster
 from geoclim.serving.direct import DirectRoute
-from geoclim.serving.docs import mount_docs
+from geoclim.serving.docs import document_schema, forecast_openapi, mount_docs
 from geoclim.serving.drift import install as install_drift
 from geoclim.serving.observability import (
     BodyLimitMiddleware,
@@ -324,7 +324,7 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         responses=_ERRORS,
         tags=["forecast"],
         summary="Point forecasts for one location or a batch",
-        openapi_extra=_forecast_openapi(example),
+        openapi_extra=forecast_openapi(example),
     )
     async def forecast(request: Request) -> Response:
         # JSON in the ForecastResponse schema (response_model documents it). The body and
@@ -434,7 +434,7 @@ def create_app(models: list[ServedModel], settings: ServeSettings | None = None)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.state.metrics, app.state.models = metrics, by_name
-    _document_schema(app, ForecastRequest)
+    document_schema(app, ForecastRequest)
     return app
 
 
@@ -477,48 +477,6 @@ def _forecast_request(raw: bytes, content_type: str | None) -> ForecastRequest:
     except ValidationError as err:
         errors = err.errors(include_url=False, include_context=False, include_input=False)
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
-
-
-def _forecast_openapi(example: dict[str, Any]) -> dict[str, Any]:
-    """The forecast route's request body and security, as FastAPI documents declared ones."""
-    return {
-        "requestBody": {
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/ForecastRequest"},
-                    "examples": {
-                        "one_location": {
-                            "summary": "One location, default model",
-                            "value": example,
-                        }
-                    },
-                }
-            },
-            "required": True,
-        },
-        "security": [{"APIKeyHeader": []}, {"HTTPBearer": []}],
-    }
-
-
-def _document_schema(app: FastAPI, model: type[BaseModel]) -> None:
-    """Add ``model`` (and the models it refers to) to the OpenAPI components of ``app``."""
-    base = app.openapi
-
-    done: dict[str, dict[str, Any]] = {}
-
-    def openapi() -> dict[str, Any]:
-        if "spec" not in done:
-            spec = base()  # FastAPI's document (also cached in app.openapi_schema)
-            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-            doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            for name, sub in doc.pop("$defs", {}).items():
-                schemas.setdefault(name, sub)
-            schemas.setdefault(model.__name__, doc)
-            spec["components"]["schemas"] = dict(sorted(schemas.items()))
-            done["spec"] = spec
-        return done["spec"]
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _info(m: ServedModel) -> ModelInfo:

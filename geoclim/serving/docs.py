@@ -1,4 +1,9 @@
-"""Swagger UI and ReDoc from local assets, so ``/docs`` and ``/redoc`` work offline.
+"""The API's documents: Swagger UI and ReDoc from local assets, and the OpenAPI additions.
+
+:func:`mount_docs` serves ``/docs`` and ``/redoc`` offline. The forecast route parses its own
+body (``ForecastRequest.model_validate_json``), so FastAPI would not document it:
+:func:`forecast_openapi` declares its body and security and :func:`document_schema` adds the
+request model to the document's components.
 
 The JavaScript / CSS come from the ``fastapi-offline`` package (the ``serve`` extra), served
 under :data:`ASSETS`; FastAPI's own pages would load them from a CDN.
@@ -7,6 +12,7 @@ under :data:`ASSETS`; FastAPI's own pages would load them from a CDN.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import (
@@ -16,6 +22,7 @@ from fastapi.openapi.docs import (
 )
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 
 ASSETS = "/docs-assets"
 """URL prefix of the local Swagger UI / ReDoc files."""
@@ -61,3 +68,45 @@ def mount_docs(app: FastAPI) -> None:
             redoc_favicon_url=f"{ASSETS}/favicon.png",
             with_google_fonts=False,
         )
+
+
+def forecast_openapi(example: dict[str, Any]) -> dict[str, Any]:
+    """The forecast route's request body and security, as FastAPI documents declared ones."""
+    return {
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ForecastRequest"},
+                    "examples": {
+                        "one_location": {
+                            "summary": "One location, default model",
+                            "value": example,
+                        }
+                    },
+                }
+            },
+            "required": True,
+        },
+        "security": [{"APIKeyHeader": []}, {"HTTPBearer": []}],
+    }
+
+
+def document_schema(app: FastAPI, model: type[BaseModel]) -> None:
+    """Add ``model`` (and the models it refers to) to the OpenAPI components of ``app``."""
+    base = app.openapi
+
+    done: dict[str, dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        if "spec" not in done:
+            spec = base()  # FastAPI's document (also cached in app.openapi_schema)
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            doc = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, sub in doc.pop("$defs", {}).items():
+                schemas.setdefault(name, sub)
+            schemas.setdefault(model.__name__, doc)
+            spec["components"]["schemas"] = dict(sorted(schemas.items()))
+            done["spec"] = spec
+        return done["spec"]
+
+    app.openapi = openapi  # type: ignore[method-assign]
