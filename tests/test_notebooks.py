@@ -35,29 +35,26 @@ def test_notebook_runs_in_a_fresh_kernel(path, tmp_path):
     run_in_kernel(path, tmp_path)
 
 
-def test_a_failing_cell_is_reported_with_its_notebook_and_cell(tmp_path):
+def _notebook(path, *cells):
+    """Write a notebook of ``cells`` (``"# ..."``: markdown, else code) to ``path``."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_markdown_cell("# broken"),
-        nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_code_cell("y = x / 0"),
+        nbformat.v4.new_markdown_cell(c) if c.startswith("#") else nbformat.v4.new_code_cell(c)
+        for c in cells
     ]
-    path = tmp_path / "broken.ipynb"
     nbformat.write(nb, path)
+    return path
+
+
+def test_a_failing_cell_is_reported_with_its_notebook_and_cell(tmp_path):
+    path = _notebook(tmp_path / "broken.ipynb", "# broken", "x = 1", "y = x / 0")
     expected = r"broken.ipynb, code cell 2 \('y = x / 0'\) raised ZeroDivisionError"
     with pytest.raises(NotebookError, match=expected):
         run_in_process(path, tmp_path)
 
 
 def test_the_in_process_run_times_each_code_cell(tmp_path):
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("x = 1"),
-        nbformat.v4.new_markdown_cell("# not timed"),
-        nbformat.v4.new_code_cell("\ny = x + 1\nassert y == 2"),
-    ]
-    path = tmp_path / "two.ipynb"
-    nbformat.write(nb, path)
+    path = _notebook(tmp_path / "two.ipynb", "x = 1", "# not timed", "\ny = x + 1\nassert y == 2")
     times = run_in_process(path, tmp_path)
     assert [(t.number, t.first_line) for t in times] == [(1, "x = 1"), (2, "y = x + 1")]
     assert all(t.wall >= 0 and t.cpu >= 0 for t in times)
