@@ -110,7 +110,8 @@ def set_huge_pages(enabled: bool) -> None:
     (``experiments/bench_scale/README.md``). A process-wide numpy flag (a no-op if numpy
     lacks it); the arrays are as fast to use either way once touched.
     """
-    setter = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    setter = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
     if setter is not None:
         setter(bool(enabled))
 

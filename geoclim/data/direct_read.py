@@ -22,12 +22,18 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
-from dask._task_spec import Alias, DataNode, GraphNode, Task
 from dask.array import chunk
-from dask.array._shuffle import _getitem as _shuffle_getitem
 from xarray.core.indexing import ImplicitToExplicitIndexingAdapter as BackendRoot
 
-INDEXING = (da.core.getter, chunk.getitem, _shuffle_getitem, operator.getitem)
+try:  # dask's task spec (2024.12 on); without it every variable takes the dask path
+    from dask._task_spec import Alias, DataNode, GraphNode, Task
+    from dask.array._shuffle import _getitem as _shuffle_getitem
+except ImportError:  # pragma: no cover - older dask
+    TASK_SPEC = False
+    INDEXING: tuple = ()
+else:
+    TASK_SPEC = True
+    INDEXING = (da.core.getter, chunk.getitem, _shuffle_getitem, operator.getitem)
 """Task functions that only select elements (what ``from_array``, ``isel`` and sorts make)."""
 
 
@@ -118,7 +124,7 @@ def plain_read(var: xr.DataArray, time_dim: str) -> PlainRead | None:
 
     """
     data = var.data
-    if not isinstance(data, da.Array) or time_dim not in var.dims:
+    if not TASK_SPEC or not isinstance(data, da.Array) or time_dim not in var.dims:
         return None
     graph = dict(data.__dask_graph__())
     roots = [k for k, v in graph.items() if isinstance(_value(v), BackendRoot)]
@@ -142,8 +148,10 @@ def _value(node: Any) -> Any:
 
 def _indexing_only(node: Any) -> bool:
     """Whether ``node`` (a graph value) only selects: indexing tasks, aliases and constants."""
-    if isinstance(node, Alias | DataNode) or not isinstance(node, GraphNode):
+    if isinstance(node, Alias | DataNode):
         return True
+    if not isinstance(node, GraphNode):  # a constant; a legacy ``(func, *args)`` task is not
+        return not (isinstance(node, tuple) and bool(node) and callable(node[0]))
     if not isinstance(node, Task) or node.func not in INDEXING:
         return False
     inner = [a for a in (*node.args, *node.kwargs.values()) if isinstance(a, GraphNode)]

@@ -107,7 +107,7 @@ _SUMMED = {"tp"}  # accumulated over an output step; everything else is averaged
 MEMO_ENTRIES = 8
 """Results of the most recent distinct calls kept in the process (see :func:`_memoised`)."""
 MEMO_BYTES = 64e6
-"""Only results up to this size are kept."""
+"""The kept results' total size (older ones are dropped first); larger results are not kept."""
 
 _F = TypeVar("_F", bound=Callable[..., xr.Dataset])
 
@@ -152,7 +152,9 @@ def _memoised(fn: _F) -> _F:
         if ds.nbytes <= MEMO_BYTES:
             with lock:
                 kept[key] = ds.copy(deep=True)
-                while len(kept) > MEMO_ENTRIES:
+                while len(kept) > MEMO_ENTRIES or sum(d.nbytes for d in kept.values()) > (
+                    MEMO_BYTES
+                ):
                     kept.popitem(last=False)
         return ds
 

@@ -315,8 +315,14 @@ def export_net(
             except Exception as err:  # exporters raise many exception types
                 problems.append(f"{kind} (dynamic h/w={spatial}): {type(err).__name__}: {err}")
                 continue
+            plain = path.read_bytes()
             graph_rewrites = _rewrite_graph(path) if graph_forms else ()
             problem = _check_shapes(module, path, args, spatial)
+            if problem is not None and graph_rewrites:  # the forms broke it: keep the plain one
+                log.warning("graph forms undone for %s: %s", path.name, problem)
+                fileio.write_bytes(path, plain)
+                graph_rewrites = ()
+                problem = _check_shapes(module, path, args, spatial)
             if problem is None:
                 _finalise(path)
                 model = onnx.load(str(path))
@@ -335,16 +341,18 @@ def _rewrite_graph(path: Path) -> tuple[str, ...]:
     """Apply the graph-level export forms to the exported file; what changed.
 
     The forms only make onnxruntime faster: when one fails on a graph, the plain graph is
-    kept (and the failure logged). The file is replaced atomically, never half-written.
+    kept (and the failure logged); :func:`export_net` also puts the plain graph back when the
+    rewritten one fails its shape check. The file is replaced atomically, never half-written.
     """
     model = onnx.load(str(path))
     try:
         rewrites = segment_lstm_nodes(model)
+        rewritten = model.SerializeToString() if rewrites else b""
     except Exception as err:  # noqa: BLE001 -- onnx/numpy raise many types; the plain graph stays
         log.warning("graph forms skipped for %s: %s: %s", path.name, type(err).__name__, err)
         return ()
     if rewrites:
-        fileio.write_bytes(path, model.SerializeToString())
+        fileio.write_bytes(path, rewritten)
     return tuple(rewrites)
 
 

@@ -259,3 +259,32 @@ def test_a_failing_graph_form_keeps_the_plain_graph_and_says_so(tmp_path, monkey
     assert "graph forms skipped for lstm.onnx: ValueError" in caplog.text
     assert sum(n.op_type == "LSTM" for n in onnx.load(str(result.path)).graph.node) == 2
     assert check_parity(net, result.path, [batch]).passed
+
+
+def test_a_graph_form_that_breaks_the_graph_is_undone_before_the_shape_check(
+    tmp_path, monkeypatch, caplog
+):
+    import geoclim.export.onnx as onnx_export
+
+    def breaks_the_output(model):  # runs, but doubles the forecast
+        out = model.graph.output[0]
+        model.graph.initializer.append(onnx.numpy_helper.from_array(np.float32(2.0), "two"))
+        model.graph.node.append(onnx.helper.make_node("Mul", [out.name, "two"], ["doubled"]))
+        out.name = "doubled"
+        return ["a form that breaks the graph"]
+
+    monkeypatch.setattr(onnx_export, "segment_lstm_nodes", breaks_the_output)
+    torch.manual_seed(0)
+    dims = {"c_past": 3, "c_known": 2, "c_static": 2, "c_out": 1, "input_steps": 20, "horizon": 6}
+    net = build_net("lstm", dims, hidden_size=16)
+    batch = {
+        "past": torch.randn(4, 20, 3, 1, 1),
+        "known_future": torch.randn(4, 6, 2, 1, 1),
+        "static": torch.randn(4, 2, 1, 1),
+    }
+    with caplog.at_level("WARNING", logger="geoclim.export.onnx"):
+        result = export_net(net, batch, tmp_path / "lstm.onnx", exporter="torchscript")
+    assert "a form that breaks the graph" not in result.rewrites
+    assert "graph forms undone for lstm.onnx" in caplog.text
+    assert "doubled" not in {n.output[0] for n in onnx.load(str(result.path)).graph.node}
+    assert check_parity(net, result.path, [batch]).passed
