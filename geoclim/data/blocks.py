@@ -5,7 +5,9 @@ store's time chunks) and reads times ``[b * S - T_in + 1, (b + 1) * S + L)``: al
 all space. :class:`BlockReader` reads the blocks a group of the sampler shuffles together as
 one :class:`Span` (one set of normalised :class:`~geoclim.data.windows.WindowArrays`), keeps a
 few in a small cache, and reads the next group in a background thread (read-ahead) while
-batches are gathered from the current one (:mod:`geoclim.data.lazy`).
+batches are gathered from the current one (:mod:`geoclim.data.lazy`). Files that cannot be
+read in a thread (netCDF: :func:`~geoclim.data.direct_read.thread_safe`) are read in the
+thread that wants them; DataLoader workers, processes, read ahead for those.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import xarray as xr
 from torch.utils.data import get_worker_info
 
 from geoclim.data import schema
-from geoclim.data.direct_read import PlainRead, plain_read
+from geoclim.data.direct_read import PlainRead, plain_read, thread_safe
 from geoclim.data.windows import WindowArrays, WindowSpec
 from geoclim.errors import ConfigError
 from geoclim.types import TIME
@@ -169,7 +171,9 @@ class BlockReader:
         blocks_in_memory: blocks cached per process (the sampler mixes this many).
         prefetch_blocks: blocks read ahead per process in a background thread, on top of the
             cache (``None``: ``blocks_in_memory``, the next group, in the training process
-            and none in DataLoader workers, which read ahead by themselves; 0: none).
+            and none in DataLoader workers, which read ahead by themselves; 0: none). Files
+            not safe to read in a thread (netCDF) have none: ``None`` means 0 for them and
+            a number above 0 is refused.
         memory_gb: budget for the block arrays (cached, read next, raw reads) of all
             reading processes together, shared equally among ``processes``; it bounds a
             derived ``block_steps`` (``None``: no bound).
@@ -206,6 +210,16 @@ class BlockReader:
             )
         if memory_gb is not None and not memory_gb > 0:
             raise ConfigError(f"data.lazy.memory_gb must be > 0 or null, got {memory_gb}")
+        threaded = thread_safe(ds)
+        if not threaded:
+            if prefetch_blocks:
+                raise ConfigError(
+                    f"data.lazy.prefetch_blocks={prefetch_blocks}: the data is read from "
+                    "netCDF, which cannot be read in a background thread (HDF5 is not "
+                    "thread-safe); set it to null or 0 and read ahead with "
+                    "data.num_workers > 0, or convert the data to zarr"
+                )
+            prefetch_blocks = 0
         self.huge_pages = huge_pages
         set_huge_pages(huge_pages)  # before the first block read; forked workers inherit it
         self.ds, self.build, self.spec = ds, build, spec
@@ -223,11 +237,12 @@ class BlockReader:
         self.grid_shape = (h, ds.sizes[self.space[1]] if len(self.space) > 1 else 1)
         self.block_steps = block_steps or self._derived_steps(memory_gb, max(1, processes))
         log.info(
-            "lazy backend: blocks of %d init times (%d blocks), %d cached per process; "
+            "lazy backend: blocks of %d init times (%d blocks), %d cached per process, %s; "
             "%d of %d variables read directly, the others through dask",
             self.block_steps,
             self.n_blocks,
             blocks_in_memory,
+            "read ahead in a thread" if threaded else "no read-ahead thread (netCDF)",
             len(self.plain),
             len(timed),
         )

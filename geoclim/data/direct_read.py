@@ -10,6 +10,8 @@ arithmetic) makes :func:`plain_read` answer ``None`` and the caller reads throug
 
 The positions are found by running the variable's own graph once per axis on a stand-in
 for the root whose values are their own positions along that axis (no data read).
+
+:func:`thread_safe` tells whether a dataset's files may be read in a background thread.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.array import chunk
+from xarray.backends.common import BackendArray
 from xarray.core.indexing import ImplicitToExplicitIndexingAdapter as BackendRoot
 
 try:  # dask's task spec (2024.12 on); without it every variable takes the dask path
@@ -35,6 +38,9 @@ else:
     TASK_SPEC = True
     INDEXING = (da.core.getter, chunk.getitem, _shuffle_getitem, operator.getitem)
 """Task functions that only select elements (what ``from_array``, ``isel`` and sorts make)."""
+
+THREAD_SAFE_BACKENDS = frozenset({"xarray.backends.zarr.ZarrArrayWrapper"})
+"""Backend arrays that may be read in one thread while another opens or writes a file."""
 
 
 @dataclass(frozen=True)
@@ -171,3 +177,35 @@ def _axis_positions(
     if found.size and found.max() >= shape[axis]:
         raise ValueError("positions outside the backend array")
     return found
+
+
+def thread_safe(ds: xr.Dataset) -> bool:
+    """Whether every file the dask-backed variables of ``ds`` read may be read in a thread.
+
+    netCDF-C and HDF5 are not thread-safe, and xarray serialises their data reads but not
+    the metadata calls of opening, decoding or writing a file (pydata/xarray#9779). A netCDF
+    variable read in a background thread while the main thread opens or writes any netCDF
+    file can corrupt HDF5's state: ``NetCDF: HDF error`` or a segfault, then or later. Only
+    the backends of :data:`THREAD_SAFE_BACKENDS` (zarr) are safe; in-memory and plain dask
+    arrays have no backend and are safe too.
+    """
+    for var in ds.variables.values():
+        if not isinstance(var.data, da.Array):
+            continue
+        for node in dict(var.data.__dask_graph__()).values():
+            backend = _backend_array(_value(node))
+            if backend is not None and _qualname(backend) not in THREAD_SAFE_BACKENDS:
+                return False
+    return True
+
+
+def _backend_array(node: Any) -> Any:
+    """The backend array under xarray's wrappers of a graph value (``None``: no file)."""
+    array = node if isinstance(node, BackendRoot) else None
+    while array is not None and not isinstance(array, BackendArray):
+        array = getattr(array, "array", None)
+    return array
+
+
+def _qualname(obj: Any) -> str:
+    return f"{type(obj).__module__}.{type(obj).__qualname__}"

@@ -47,8 +47,26 @@ class LayoutInfo:
 
 
 def _guessed(ds: xr.Dataset) -> xr.Dataset:
-    """``ds`` with every data variable as a coordinate and cf-xarray's axis guesses applied."""
-    return ds.set_coords(list(ds.data_vars)).cf.guess_coord_axis(verbose=False)
+    """A stand-in for ``ds``, every variable a coordinate, with cf-xarray's axis guesses.
+
+    The guesses read names, dims, dtypes and attributes (and a 1-D variable's first value,
+    to tell cftime dates), so the stand-in holds only those: cf-xarray caches its accessor
+    on the dataset it is used on, a reference cycle. On ``ds`` the cycle would keep the
+    file open until the garbage collector runs, in whichever thread it then runs; a netCDF
+    file closed there races the netCDF calls of the thread that works (HDF5 is not
+    thread-safe: ``NetCDF: HDF error`` or a crash).
+    """
+    stand_in = xr.Dataset(coords={n: _stand_in(v) for n, v in ds.variables.items()})
+    return stand_in.cf.guess_coord_axis(verbose=False)
+
+
+def _stand_in(var: xr.Variable) -> xr.Variable:
+    """``var``'s dims, dtype and attributes over at most one element, no file behind it."""
+    if var.ndim == 1 and var.dtype == object:  # cftime dates are told by their values
+        values = np.asarray(var[:1].values)
+    else:
+        values = np.zeros([min(1, n) for n in var.shape], var.dtype)
+    return xr.Variable(var.dims, values, var.attrs)
 
 
 def _pick(ds: xr.Dataset, guess: xr.Dataset, key: str, what: str) -> str | None:

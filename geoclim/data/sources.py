@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,19 +83,40 @@ def read(
     reference_temperature_c: float | None = None,
     reference_pressure_hpa: float | None = None,
 ) -> tuple[xr.Dataset, canonical.LoadReport]:
-    """Open ``path`` and canonicalise it without raising its problems: ``(ds, report)``."""
+    """Open ``path`` and canonicalise it without raising its problems: ``(ds, report)``.
+
+    ``ds.close()`` closes the file. A file opened here closes when the last reference to
+    its data goes (no reference cycle holds it, :mod:`geoclim.data.layout`): a file left
+    to the garbage collector is closed in whichever thread collects, and netCDF is not
+    thread-safe.
+    """
     path = Path(path)
     raw = _open_raw(path, chunks)
-    reference = _reference(reference_temperature_c, reference_pressure_hpa)
-    return canonical.canonicalise(
-        raw,
-        source=str(path),
-        rename=rename,
-        declared=variables,
-        drop=tuple(drop or ()),
-        reference=reference,
-        default_station=path.stem,
-    )
+    try:
+        reference = _reference(reference_temperature_c, reference_pressure_hpa)
+        ds, report = canonical.canonicalise(
+            raw,
+            source=str(path),
+            rename=rename,
+            declared=variables,
+            drop=tuple(drop or ()),
+            reference=reference,
+            default_station=path.stem,
+        )
+    except BaseException:
+        raw.close()  # not left open to the collector by the error's traceback
+        raise
+    ds.set_close(_file_close(raw))
+    return ds, report
+
+
+def _file_close(ds: xr.Dataset) -> Callable[[], None] | None:
+    """What closes the file of ``ds``: its store's ``close`` (the ``set_close`` slot).
+
+    Not ``ds.close``: that would keep ``ds`` and its arrays (unconverted, perhaps loaded)
+    alive as long as the dataset made from it.
+    """
+    return getattr(ds, "_close", None)
 
 
 def open_dataset(
@@ -110,6 +132,9 @@ def open_dataset(
     required: tuple[str, ...] = (),
 ) -> xr.Dataset:
     """Open a netCDF file or zarr store as a validated canonical Dataset (lazily).
+
+    ``ds.close()`` (or ``with open_dataset(...) as ds``) closes the file; dropping the last
+    reference to the data does too.
 
     Args:
         path: ``.nc`` file or ``.zarr`` store.
@@ -138,10 +163,15 @@ def open_dataset(
         reference_pressure_hpa=reference_pressure_hpa,
     )
     log.info("%s", report.table())
-    report.raise_problems()
-    if resample:
-        ds = timeaxis.resample(ds, resample)
-    return schema.validate(ds, required, source=str(path))
+    try:
+        report.raise_problems()
+        out = timeaxis.resample(ds, resample) if resample else ds
+        out = schema.validate(out, required, source=str(path))
+    except BaseException:
+        ds.close()  # the error's traceback holds ``ds``: the file must not wait for a collection
+        raise
+    out.set_close(_file_close(ds))
+    return out
 
 
 def _reference(temperature_c: float | None, pressure_hpa: float | None) -> units.Reference | None:

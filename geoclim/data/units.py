@@ -17,6 +17,7 @@ conversion is an error, never a silent default.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import re
@@ -40,7 +41,22 @@ def registry() -> pint.UnitRegistry:
 
     pint and the registry take about a second to import, which every command (and the
     serving process) would otherwise pay at start-up whether it converts a unit or not.
+
+    The import runs in a thread of its own. Importing pint imports matplotlib, which leaves
+    parse exceptions in pyparsing's packrat cache. Their tracebacks hold every frame above
+    the import, and so the locals of the caller: imported inside a file's opening, that
+    file's dataset would stay alive and open for the life of the process.
     """
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="geoclim-units") as pool:
+        ureg = pool.submit(_import_registry).result()
+    for definition in _EXTRA:
+        name = definition.split("=")[0].strip()
+        if name not in ureg:
+            ureg.define(definition)
+    return ureg
+
+
+def _import_registry() -> pint.UnitRegistry:
     # cf-xarray redefines pint's %, degrees_north, C, h, ... with their UDUNITS meaning on
     # purpose; pint logs each redefinition as a warning, which is noise to a user.
     pint_log = logging.getLogger("pint.util")
@@ -50,10 +66,6 @@ def registry() -> pint.UnitRegistry:
         from cf_xarray.units import units as ureg
     finally:
         pint_log.setLevel(level)
-    for definition in _EXTRA:
-        name = definition.split("=")[0].strip()
-        if name not in ureg:
-            ureg.define(definition)
     return ureg
 
 

@@ -6,8 +6,10 @@ import pytest
 import xarray as xr
 
 from geoclim.data.datamodule import GeoDataModule
-from geoclim.data.direct_read import plain_read
+from geoclim.data.direct_read import plain_read, thread_safe
 from geoclim.data.sources import open_dataset
+from geoclim.errors import ConfigError
+from tests.conftest import make_grid
 from tests.data.conftest import LAZY_TASK
 
 
@@ -110,3 +112,46 @@ def test_block_reader_spans_equal_either_way(store, direct):
         np.testing.assert_array_equal(a.arrays.dynamic, b.arrays.dynamic)
         np.testing.assert_array_equal(a.arrays.calendar, b.arrays.calendar)
         assert a.shift == b.shift
+
+
+def test_only_files_safe_in_a_thread_are_read_in_one(zarr_store, packed_nc):
+    assert thread_safe(open_dataset(zarr_store, chunks={}))
+    assert not thread_safe(xr.open_dataset(packed_nc, chunks={}))
+    converted = open_dataset(packed_nc, chunks={})[["o3"]]  # ppm -> ppb: not a plain read
+    assert plain_read(converted["o3"], "time") is None and not thread_safe(converted)
+    assert thread_safe(_grid().chunk({"time": 24}))  # dask over memory: no file
+    assert thread_safe(_grid())
+
+
+@pytest.fixture(scope="module")
+def netcdf_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("direct") / "grid.nc"
+    make_grid(nt=400, nlat=4, nlon=5, seed=3).to_netcdf(path)
+    return path
+
+
+def _lazy_dm(path, **lazy_options):
+    dm = GeoDataModule(
+        open_dataset(path, chunks={"time": 24}), LAZY_TASK, window={"stride": 1},
+        batch_size=16, backend="lazy", lazy={"block_steps": 48, **lazy_options},
+    )  # fmt: skip
+    dm.setup()
+    return dm
+
+
+def test_netcdf_is_read_where_it_is_wanted_not_in_a_read_ahead_thread(netcdf_store, store):
+    # netCDF-C / HDF5 are not thread-safe and xarray does not lock a file's opening: a
+    # read-ahead thread racing the next open corrupts HDF5 (pydata/xarray#9779)
+    reader = _lazy_dm(netcdf_store).reader
+    assert reader.prefetch_blocks == 0 and reader.plain
+    reader.prefetch([(1, 2)])
+    assert not reader._pending and reader._pool is None
+    zarr_reader = _lazy_dm(store).reader
+    zarr_reader.prefetch([(1, 2)])
+    assert list(zarr_reader._pending) == [(1, 2)]
+    zarr_reader.span(1)
+    np.testing.assert_array_equal(  # same values either way
+        reader.span(1).arrays.dynamic, zarr_reader.span(1).arrays.dynamic
+    )
+    with pytest.raises(ConfigError, match=r"data\.lazy\.prefetch_blocks=2: .*netCDF.*num_workers"):
+        _lazy_dm(netcdf_store, prefetch_blocks=2)
