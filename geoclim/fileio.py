@@ -6,6 +6,8 @@ teammate's leaderboard can read a run), and renamed over the destination. A cras
 moment leaves either the old file or the new one, never half of one; the temp file of an
 interrupted write starts with ``.<name>.`` and ends with ``.tmp`` so that stores can sweep
 stale ones (:func:`sweep_temp_files`).
+
+:data:`NETCDF_LOCK` serialises netCDF work done in threads that may overlap (a server's).
 """
 
 from __future__ import annotations
@@ -13,10 +15,18 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 TEMP_SUFFIX = ".tmp"
+
+NETCDF_LOCK = threading.RLock()
+"""Held around whole netCDF reads and writes (open, decode, load, close) in threads that may
+run at once. netCDF-C and HDF5 are not thread-safe and netCDF4-python releases the GIL in
+them; xarray serialises data reads but not the metadata calls of opening or writing a file
+(pydata/xarray#9779), so two threads doing both at once corrupt HDF5 (``NetCDF: HDF error``,
+crashes)."""
 
 
 def _default_mode() -> int:

@@ -234,6 +234,6 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike, *, encoding: dict | No
     enc = _encoding(out)
     for name, extra in (encoding or {}).items():
         enc[name] = {**enc.get(name, {}), **extra}
-    with fileio.atomic_path(path) as tmp:
+    with fileio.atomic_path(path) as tmp, fileio.NETCDF_LOCK:  # safe beside other threads
         out.to_netcdf(tmp, engine="netcdf4", encoding=enc)
     return path

@@ -45,6 +45,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import geoclim
+from geoclim import fileio
 from geoclim.errors import GeoclimError
 from geoclim.serving.adapter import Forecaster
 from geoclim.serving.direct import DirectRoute
@@ -531,7 +532,7 @@ def _json_answer(
 
 
 def _read_netcdf(file: UploadFile) -> xr.Dataset:
-    with tempfile.NamedTemporaryFile(suffix=".nc") as tmp:
+    with fileio.NETCDF_LOCK, tempfile.NamedTemporaryFile(suffix=".nc") as tmp:
         tmp.write(file.file.read())
         tmp.flush()
         try:
@@ -559,7 +560,7 @@ def _read_netcdf(file: UploadFile) -> xr.Dataset:
 def _to_netcdf(ds: xr.Dataset) -> bytes:
     ds = ds.copy()
     ds.attrs = {k: v for k, v in ds.attrs.items() if isinstance(v, (str, int, float))}
-    with tempfile.TemporaryDirectory() as tmp:
+    with fileio.NETCDF_LOCK, tempfile.TemporaryDirectory() as tmp:  # requests run in threads
         path = os.path.join(tmp, "forecast.nc")
         ds.to_netcdf(path)
         with open(path, "rb") as f:

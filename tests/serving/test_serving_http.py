@@ -245,6 +245,32 @@ def test_netcdf_upload_for_a_grid(client, grid_export, tmp_path):
     assert r.status_code == 422 and r.json()["error"] == "invalid_file"
 
 
+def test_netcdf_uploads_at_once_are_all_answered_alike(client, grid_export, tmp_path):
+    # requests run in FastAPI's threads; netCDF (HDF5) is not thread-safe: without the lock
+    # around reading the upload and writing the answer, overlapping uploads corrupt HDF5
+    ds = grid_export.datamodule.ds.isel(time=slice(100, 118))
+    ds.to_netcdf(tmp_path / "history.nc")
+    payload = (tmp_path / "history.nc").read_bytes()
+
+    def post(i):
+        files = {"file": (f"h{i}.nc", payload, "application/x-netcdf")}
+        r = client.post(
+            "/v1/forecast/netcdf", files=files, data={"max_missing": "1"}, headers=auth()
+        )
+        assert r.status_code == 200, r.text
+        return r.content
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(post, range(24)))
+    values = []
+    for i, content in enumerate(answers):  # decoded here, in one thread
+        (tmp_path / f"forecast{i}.nc").write_bytes(content)
+        with xr.open_dataset(tmp_path / f"forecast{i}.nc") as answer:
+            values.append(answer.no2.values)
+    for other in values[1:]:
+        np.testing.assert_array_equal(other, values[0])
+
+
 def test_health_ready_metrics_and_request_ids(client, body):
     assert client.get("/health").json()["status"] == "ok"
     assert client.get("/ready").json() == {"status": "ready", "models": ["no2_grid", "no2_station"]}
