@@ -87,3 +87,40 @@ def test_the_closed_form_gaussian_crps_equals_scoringrules():
     y = rng.normal(mu, sigma)
     want = sr.crps_normal(y, mu, sigma)
     np.testing.assert_allclose(gaussian_crps(y, mu, sigma), want, rtol=1e-10)
+
+
+def _quantile_case(levels, seed=4, n=400):
+    """Random quantile forecasts (sorted per point) at ``levels``, 10 % of observations missing."""
+    rng = np.random.default_rng(seed)
+    y = rng.gamma(2.0, 5.0, n)
+    q = np.sort(y[:, None] + rng.normal(0.5, 4.0, (n, len(levels))), axis=1)
+    y[rng.random(n) < 0.1] = np.nan
+    dims = ("init_time", "lead_time", "station")
+    fq = xr.Dataset(
+        {"x": (dims + ("quantile",), q.reshape(n, 1, 1, -1))}, coords={"quantile": list(levels)}
+    )
+    return fq, xr.Dataset({"x": (dims, y.reshape(n, 1, 1))}), q, y
+
+
+@pytest.mark.parametrize("levels", [(0.1, 0.5, 0.9), tuple(np.arange(1, 20) / 20)])
+def test_quantile_score_equals_scoringrules_crps_quantile(levels):
+    from geoclim.evaluation import probabilistic as p
+
+    sr = pytest.importorskip("scoringrules")
+    fq, truth, q, y = _quantile_case(levels)
+    got = p.quantile_score(fq, truth, reduce_dims=["init_time", "station"], pooled=True)
+    want = np.nanmean(sr.crps_quantile(y, q, np.asarray(levels), backend="numpy"))
+    np.testing.assert_allclose(got["x"].item(), want, rtol=1e-12)
+
+
+def test_trapezoidal_crps_is_scoringrules_crps_quantile_rescaled_on_even_levels():
+    # on the levels k / (Q + 1) every trapezoid weight is 1 / (Q + 1): crps = Q / (Q + 1) x
+    # the equally weighted score
+    from geoclim.evaluation import probabilistic as p
+
+    sr = pytest.importorskip("scoringrules")
+    levels = tuple(np.arange(1, 10) / 10)
+    fq, truth, q, y = _quantile_case(levels, seed=5)
+    got = p.crps(fq, truth, reduce_dims=["init_time", "station"], pooled=True)["x"].item()
+    want = np.nanmean(sr.crps_quantile(y, q, np.asarray(levels), backend="numpy")) * 9 / 10
+    np.testing.assert_allclose(got, want, rtol=1e-12)
