@@ -155,3 +155,12 @@ def test_netcdf_is_read_where_it_is_wanted_not_in_a_read_ahead_thread(netcdf_sto
     )
     with pytest.raises(ConfigError, match=r"data\.lazy\.prefetch_blocks=2: .*netCDF.*num_workers"):
         _lazy_dm(netcdf_store, prefetch_blocks=2)
+
+
+def test_strided_and_reversed_selections_read_like_dask(zarr_store, packed_nc):
+    var = open_dataset(zarr_store, chunks={})["pm25"].isel(time=slice(3, 90, 4), longitude=[3, 0])
+    found = _check_same_as_dask(var, ((0, 22), (5, 9), (21, 22)))
+    np.testing.assert_array_equal(found.positions[0], np.arange(3, 90, 4))
+    np.testing.assert_array_equal(found.positions[2], [3, 0])
+    nc = xr.open_dataset(packed_nc, chunks={})["pm25"].isel(time=slice(None, None, -3))
+    _check_same_as_dask(nc, ((0, 32), (10, 11)))
