@@ -24,9 +24,10 @@ TEMP_SUFFIX = ".tmp"
 NETCDF_LOCK = threading.RLock()
 """Held around whole netCDF reads and writes (open, decode, load, close) in threads that may
 run at once. netCDF-C and HDF5 are not thread-safe and netCDF4-python releases the GIL in
-them; xarray serialises data reads but not the metadata calls of opening or writing a file
-(pydata/xarray#9779), so two threads doing both at once corrupt HDF5 (``NetCDF: HDF error``,
-crashes)."""
+them; xarray serialises opening a file and reading data, but not the metadata calls after
+the opening nor the define steps of a write (pydata/xarray#9779), so two threads doing these
+at once corrupt HDF5 (``NetCDF: HDF error``, crashes). Take it before any xarray call (it is
+never taken inside xarray's own locks)."""
 
 
 def _default_mode() -> int:

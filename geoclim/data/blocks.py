@@ -5,9 +5,10 @@ store's time chunks) and reads times ``[b * S - T_in + 1, (b + 1) * S + L)``: al
 all space. :class:`BlockReader` reads the blocks a group of the sampler shuffles together as
 one :class:`Span` (one set of normalised :class:`~geoclim.data.windows.WindowArrays`), keeps a
 few in a small cache, and reads the next group in a background thread (read-ahead) while
-batches are gathered from the current one (:mod:`geoclim.data.lazy`). Files that cannot be
-read in a thread (netCDF: :func:`~geoclim.data.direct_read.thread_safe`) are read in the
-thread that wants them; DataLoader workers, processes, read ahead for those.
+batches are gathered from the current one (:mod:`geoclim.data.lazy`). Data not safe to read
+beside other netCDF work (anything but zarr: :func:`~geoclim.data.direct_read.thread_safe`)
+is read when a batch wants it, with no read-ahead thread; DataLoader workers, processes,
+read ahead for it.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ class BlockReader:
         prefetch_blocks: blocks read ahead per process in a background thread, on top of the
             cache (``None``: ``blocks_in_memory``, the next group, in the training process
             and none in DataLoader workers, which read ahead by themselves; 0: none). Files
-            not safe to read in a thread (netCDF) have none: ``None`` means 0 for them and
+            not safe to read in a thread (all but zarr) have none: ``None`` means 0 for them and
             a number above 0 is refused.
         memory_gb: budget for the block arrays (cached, read next, raw reads) of all
             reading processes together, shared equally among ``processes``; it bounds a
@@ -214,9 +215,9 @@ class BlockReader:
         if not threaded:
             if prefetch_blocks:
                 raise ConfigError(
-                    f"data.lazy.prefetch_blocks={prefetch_blocks}: the data is read from "
-                    "netCDF, which cannot be read in a background thread (HDF5 is not "
-                    "thread-safe); set it to null or 0 and read ahead with "
+                    f"data.lazy.prefetch_blocks={prefetch_blocks}: the data is not in a zarr "
+                    "store, and netCDF (HDF5) and the other backends cannot be read in a "
+                    "background thread safely; set it to null or 0 and read ahead with "
                     "data.num_workers > 0, or convert the data to zarr"
                 )
             prefetch_blocks = 0
@@ -242,7 +243,7 @@ class BlockReader:
             self.block_steps,
             self.n_blocks,
             blocks_in_memory,
-            "read ahead in a thread" if threaded else "no read-ahead thread (netCDF)",
+            "read ahead in a thread" if threaded else "no read-ahead thread (not zarr)",
             len(self.plain),
             len(timed),
         )

@@ -17,6 +17,7 @@ for the root whose values are their own positions along that axis (no data read)
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,8 @@ import numpy as np
 import xarray as xr
 from dask.array import chunk
 from xarray.backends.common import BackendArray
+from xarray.backends.zarr import ZarrArrayWrapper
+from xarray.core.indexing import ExplicitlyIndexed
 from xarray.core.indexing import ImplicitToExplicitIndexingAdapter as BackendRoot
 
 try:  # dask's task spec (2024.12 on); without it every variable takes the dask path
@@ -34,13 +37,17 @@ try:  # dask's task spec (2024.12 on); without it every variable takes the dask 
 except ImportError:  # pragma: no cover - older dask
     TASK_SPEC = False
     INDEXING: tuple = ()
+    Alias = DataNode = GraphNode = Task = ()  # type: ignore[assignment,misc]  # isinstance: False
 else:
     TASK_SPEC = True
     INDEXING = (da.core.getter, chunk.getitem, _shuffle_getitem, operator.getitem)
 """Task functions that only select elements (what ``from_array``, ``isel`` and sorts make)."""
 
-THREAD_SAFE_BACKENDS = frozenset({"xarray.backends.zarr.ZarrArrayWrapper"})
-"""Backend arrays that may be read in one thread while another opens or writes a file."""
+THREAD_SAFE_BACKENDS = (ZarrArrayWrapper,)
+"""Backend arrays that may be read in one thread while another reads or writes a file."""
+
+UNSAFE_LIBRARIES = ("netCDF4", "h5py", "h5netcdf")
+"""Arrays of these libraries wrapped by hand (``dask.array.from_array``) are not safe either."""
 
 
 @dataclass(frozen=True)
@@ -180,32 +187,53 @@ def _axis_positions(
 
 
 def thread_safe(ds: xr.Dataset) -> bool:
-    """Whether every file the dask-backed variables of ``ds`` read may be read in a thread.
+    """Whether the files behind ``ds`` may be read in a thread while another reads netCDF.
 
-    netCDF-C and HDF5 are not thread-safe, and xarray serialises their data reads but not
-    the metadata calls of opening, decoding or writing a file (pydata/xarray#9779). A netCDF
-    variable read in a background thread while the main thread opens or writes any netCDF
-    file can corrupt HDF5's state: ``NetCDF: HDF error`` or a segfault, then or later. Only
-    the backends of :data:`THREAD_SAFE_BACKENDS` (zarr) are safe; in-memory and plain dask
-    arrays have no backend and are safe too.
+    netCDF-C and HDF5 are not thread-safe, and netCDF4-python releases the GIL in them.
+    xarray serialises opening a file and reading data, but not the metadata calls after
+    the opening nor the define steps of a write (pydata/xarray#9779): a netCDF variable
+    read in a background thread while another thread opens or writes a netCDF file can
+    corrupt HDF5 (``NetCDF: HDF error`` or a segfault, then or later). Only zarr's backend
+    array (:data:`THREAD_SAFE_BACKENDS`) is safe; arrays in memory have no file. Every
+    variable is looked at, dask-backed or lazily indexed, and a dask graph down to its
+    tasks' arguments (``inline_array=True`` puts the backend array there).
     """
-    for var in ds.variables.values():
-        if not isinstance(var.data, da.Array):
-            continue
-        for node in dict(var.data.__dask_graph__()).values():
-            backend = _backend_array(_value(node))
-            if backend is not None and _qualname(backend) not in THREAD_SAFE_BACKENDS:
-                return False
-    return True
+    variables = [v._data for v in ds.variables.values()]  # ``.data`` would load a lazy one
+    return all(_safe(leaf) for data in variables for leaf in _leaves(data))
 
 
-def _backend_array(node: Any) -> Any:
-    """The backend array under xarray's wrappers of a graph value (``None``: no file)."""
-    array = node if isinstance(node, BackendRoot) else None
-    while array is not None and not isinstance(array, BackendArray):
+def _leaves(data: Any) -> Iterator[Any]:
+    """The arrays holding the values of ``data``: under xarray's wrappers, or a graph's."""
+    if isinstance(data, da.Array):
+        for node in dict(data.__dask_graph__()).values():
+            yield from _graph_leaves(node)
+    else:
+        yield _unwrapped(data)
+
+
+def _graph_leaves(node: Any) -> Iterator[Any]:
+    if isinstance(node, DataNode):
+        node = node.value
+    if isinstance(node, Task):
+        for arg in (*node.args, *node.kwargs.values()):
+            yield from _graph_leaves(arg)
+    elif isinstance(node, tuple | list):  # a legacy ``(func, *args)`` task, or arguments
+        for arg in node:
+            yield from _graph_leaves(arg)
+    else:
+        yield _unwrapped(node)
+
+
+def _unwrapped(array: Any) -> Any:
+    """The array under xarray's lazy-indexing and copy-on-write wrappers."""
+    while isinstance(array, ExplicitlyIndexed | BackendRoot) and not isinstance(
+        array, BackendArray
+    ):
         array = getattr(array, "array", None)
     return array
 
 
-def _qualname(obj: Any) -> str:
-    return f"{type(obj).__module__}.{type(obj).__qualname__}"
+def _safe(leaf: Any) -> bool:
+    if isinstance(leaf, BackendArray):
+        return isinstance(leaf, THREAD_SAFE_BACKENDS)
+    return type(leaf).__module__.split(".")[0] not in UNSAFE_LIBRARIES

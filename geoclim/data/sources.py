@@ -134,7 +134,8 @@ def open_dataset(
     """Open a netCDF file or zarr store as a validated canonical Dataset (lazily).
 
     ``ds.close()`` (or ``with open_dataset(...) as ds``) closes the file; dropping the last
-    reference to the data does too.
+    reference to the data does too. A lazy read after ``close`` opens the file again (xarray
+    reopens on demand); it then closes when the data is dropped.
 
     Args:
         path: ``.nc`` file or ``.zarr`` store.

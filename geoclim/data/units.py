@@ -45,7 +45,9 @@ def registry() -> pint.UnitRegistry:
     The import runs in a thread of its own. Importing pint imports matplotlib, which leaves
     parse exceptions in pyparsing's packrat cache. Their tracebacks hold every frame above
     the import, and so the locals of the caller: imported inside a file's opening, that
-    file's dataset would stay alive and open for the life of the process.
+    file's dataset would stay alive and open for the life of the process. (Never call this
+    at module import time: the helper thread's import could wait on the module the calling
+    thread is importing, a deadlock.)
     """
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="geoclim-units") as pool:
         ureg = pool.submit(_import_registry).result()

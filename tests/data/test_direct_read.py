@@ -1,5 +1,7 @@
 """Plain reads: one backend read per variable per block gives what dask gives, or falls back."""
 
+import dask.array as da
+import netCDF4
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,6 +123,15 @@ def test_only_files_safe_in_a_thread_are_read_in_one(zarr_store, packed_nc):
     assert plain_read(converted["o3"], "time") is None and not thread_safe(converted)
     assert thread_safe(_grid().chunk({"time": 24}))  # dask over memory: no file
     assert thread_safe(_grid())
+    assert thread_safe(xr.open_zarr(zarr_store)) and thread_safe(xr.open_dataset(zarr_store))
+    # the backend array inside the tasks' arguments, a lazily indexed variable without dask,
+    # a netCDF4 variable wrapped by hand: all read netCDF
+    assert not thread_safe(xr.open_dataset(packed_nc, chunks={}, inline_array=True))
+    lazy = xr.open_dataset(packed_nc)
+    assert not thread_safe(lazy) and not thread_safe(lazy[["o3"]].chunk())
+    with netCDF4.Dataset(packed_nc) as nc:
+        wrapped = da.from_array(nc["o3"], chunks=(24, 3, 4))
+        assert not thread_safe(xr.Dataset({"o3": (("time", "lat", "lon"), wrapped)}))
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +164,7 @@ def test_netcdf_is_read_where_it_is_wanted_not_in_a_read_ahead_thread(netcdf_sto
     np.testing.assert_array_equal(  # same values either way
         reader.span(1).arrays.dynamic, zarr_reader.span(1).arrays.dynamic
     )
-    with pytest.raises(ConfigError, match=r"data\.lazy\.prefetch_blocks=2: .*netCDF.*num_workers"):
+    with pytest.raises(ConfigError, match=r"data\.lazy\.prefetch_blocks=2: .*zarr.*num_workers"):
         _lazy_dm(netcdf_store, prefetch_blocks=2)
 
 
