@@ -104,6 +104,9 @@ VARIABLES: tuple[str, ...] = tuple(_DIAGNOSTICS)
 """Time-varying variables the generator can produce."""
 _SUMMED = {"tp"}  # accumulated over an output step; everything else is averaged
 
+BLOCK_CELL_STEPS = 2**16
+"""Grid cells x model steps of meteorology computed at once (~6 MB a field, a dozen fields)."""
+
 MEMO_ENTRIES = 8
 """Results of the most recent distinct calls kept in the process (see :func:`_memoised`)."""
 MEMO_BYTES = 64e6
@@ -433,22 +436,27 @@ def _simulate(
         logger.warning("synthetic dataset needs %.1f GiB of memory", n_bytes / 2**30)
     out = {name: np.empty((n_out, *space), dtype=np.float32) for name in plan.variables}
     acc = {name: np.zeros(space) for name in plan.variables}
-    for k in range(n_steps):
-        met = meteorology.at(k)
-        chemistry.step(met)
-        if k < plan.n_spinup:
-            continue
-        i, r = divmod(k - plan.n_spinup, sub)
-        for name in plan.variables:
-            value = _DIAGNOSTICS[name](met, chemistry.c)
-            value = value if cells is None else value[cells]
-            if sub == 1:
-                out[name][i] = value
+    block = max(1, BLOCK_CELL_STEPS // math.prod(grid.shape))
+    for k0 in range(0, n_steps, block):
+        # Meteorology and emissions of a block of steps at once; the tracers step by step.
+        mets = meteorology.block(k0, min(k0 + block, n_steps))
+        emitted = phys.emissions(stat, mets)  # (n, tracer, nlat, nlon)
+        for j in range(len(emitted)):
+            k, met = k0 + j, mets.step(j)
+            chemistry.step(met, emitted[j])
+            if k < plan.n_spinup:
                 continue
-            acc[name] += value
-            if r == sub - 1:
-                out[name][i] = acc[name] if name in _SUMMED else acc[name] / sub
-                acc[name][:] = 0.0
+            i, r = divmod(k - plan.n_spinup, sub)
+            for name in plan.variables:
+                value = _DIAGNOSTICS[name](met, chemistry.c)
+                value = value if cells is None else value[cells]
+                if sub == 1:
+                    out[name][i] = value
+                    continue
+                acc[name] += value
+                if r == sub - 1:
+                    out[name][i] = acc[name] if name in _SUMMED else acc[name] / sub
+                    acc[name][:] = 0.0
     return out, stat
 
 

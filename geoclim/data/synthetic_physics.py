@@ -1,7 +1,9 @@
 """Physics kernels of the synthetic generator: static fields, meteorology, emissions, transport.
 
 Everything here is numpy, vectorised over the grid ``(nlat, nlon)`` (latitude ascending, so
-row ``i + 1`` lies north of row ``i``); the only loop over time lives in
+row ``i + 1`` lies north of row ``i``). Meteorology and emissions do not depend on the tracers,
+so they are computed for a block of model steps at once (a leading ``time`` axis); the only
+loop over time, the transport and chemistry of :class:`Chemistry`, lives in
 :mod:`geoclim.data.synthetic`. Units are the canonical ones of the variable registry; tracer
 concentrations are ppb (NOx, O3, SO2), ppm (CO) and ug m-3 (particles), and emissions are
 fluxes in ``<concentration unit> * m / h`` so that one model step adds ``E * dt / blh``.
@@ -157,7 +159,12 @@ def make_static(rng: np.random.Generator, grid: Grid) -> Static:
 
 @dataclass
 class Met:
-    """Meteorology of one model step; fields ``(nlat, nlon)``, calendar terms ``(1, nlon)``."""
+    """Meteorology of one model step or of a block of ``n`` steps.
+
+    Of one step: fields ``(nlat, nlon)``, calendar terms ``(1, nlon)``, ``doy`` a float. Of a
+    block (:meth:`Meteorology.block`): a leading ``time`` axis on each, ``(n, nlat, nlon)``,
+    ``(n, 1, nlon)`` and ``doy`` ``(n,)``; :meth:`step` picks one step out of it.
+    """
 
     t2m: np.ndarray  # K
     rh: np.ndarray  # %
@@ -170,15 +177,24 @@ class Met:
     cloud: np.ndarray  # cloud fraction 0..1
     local_hour: np.ndarray  # local solar hour, 0..24
     weekday: np.ndarray  # local day of week, Monday = 0
-    doy: float  # day of year (0-based, fractional)
+    doy: float | np.ndarray  # day of year (0-based, fractional)
+
+    def step(self, j: int) -> Met:
+        """Step ``j`` of a block, as the Met of one step (views, no copies)."""
+        fields = {name: value[j] for name, value in vars(self).items() if name != "doy"}
+        return Met(**fields, doy=float(np.asarray(self.doy)[j]))
 
 
-def solar_cos_zenith(t_s: float, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    """Cosine of the solar zenith angle ``(nlat, nlon)`` at ``t_s`` seconds since 1970 (UTC)."""
+def solar_cos_zenith(t_s: float | np.ndarray, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Cosine of the solar zenith angle at ``t_s`` seconds since 1970 (UTC).
+
+    A float ``t_s`` gives ``(nlat, nlon)``; an array of ``n`` times gives ``(n, nlat, nlon)``.
+    """
+    t_s = np.asarray(t_s, dtype=float)[..., None, None]  # (..., 1, 1)
     doy = (t_s / 86400.0) % 365.2425
     decl = np.deg2rad(23.44) * np.sin(2 * np.pi * (doy - 80.0) / 365.2425)
-    local_hour = ((t_s % 86400.0) / 3600.0 + lon / 15.0) % 24.0
-    hour_angle = np.deg2rad(15.0 * (local_hour - 12.0))[None, :]
+    local_hour = ((t_s % 86400.0) / 3600.0 + lon / 15.0) % 24.0  # (..., 1, nlon)
+    hour_angle = np.deg2rad(15.0 * (local_hour - 12.0))
     phi = np.deg2rad(lat)[:, None]
     return np.sin(phi) * np.sin(decl) + np.cos(phi) * np.cos(decl) * np.cos(hour_angle)
 
@@ -229,25 +245,33 @@ class Meteorology:
         self._lsm = static.land_sea_mask
         self._surface_p = 101325.0 * np.exp(-static.elevation / 8400.0)
 
-    def _field(self, name: str, k: int) -> np.ndarray:
-        return np.tensordot(self.coef[name][k], self.basis[name], axes=1) / np.sqrt(self.N_MODES)
+    def _field(self, name: str, k0: int, k1: int) -> np.ndarray:
+        """Field ``name`` at model steps ``k0 .. k1 - 1``, ``(n, nlat, nlon)``."""
+        return np.tensordot(self.coef[name][k0:k1], self.basis[name], axes=1) / np.sqrt(
+            self.N_MODES
+        )
 
     def at(self, k: int) -> Met:
         """Meteorology at model step ``k``."""
-        t_s = self.t0_s + k * self.dt_s
-        doy = (t_s / 86400.0) % 365.2425
-        lon = self.grid.lon[None, :]
-        local_hour = ((t_s % 86400.0) / 3600.0 + lon / 15.0) % 24.0
-        weekday = (np.floor((t_s + lon * 240.0) / 86400.0) + 3) % 7  # 1970-01-01 was Thursday
+        return self.block(k, k + 1).step(0)
 
-        cloud_raw = self._field("cloud", k)
+    def block(self, k0: int, k1: int) -> Met:
+        """Meteorology at model steps ``k0 .. k1 - 1``, each field with a leading time axis."""
+        t_s = self.t0_s + np.arange(k0, k1) * self.dt_s  # (n,)
+        doy = (t_s / 86400.0) % 365.2425
+        t_s3, doy3 = t_s[:, None, None], doy[:, None, None]  # (n, 1, 1)
+        lon = self.grid.lon[None, None, :]
+        local_hour = ((t_s3 % 86400.0) / 3600.0 + lon / 15.0) % 24.0  # (n, 1, nlon)
+        weekday = (np.floor((t_s3 + lon * 240.0) / 86400.0) + 3) % 7  # 1970-01-01: Thursday
+
+        cloud_raw = self._field("cloud", k0, k1)
         cloud = _sigmoid(1.5 * cloud_raw - 0.3)
         cosz = solar_cos_zenith(t_s, self.grid.lat, self.grid.lon)
         clear_sky = SOLAR_CONSTANT * 0.75 * np.clip(cosz, 0.0, None) ** 1.15
         ssrd = clear_sky * (1.0 - 0.75 * cloud**3.4)  # Kasten-Czeplak cloud attenuation
 
         # +1 in local summer, -1 in local winter (coldest mid-January in the north).
-        season = -np.cos(2 * np.pi * (doy - 15.0) / 365.2425) * self._hemisphere
+        season = -np.cos(2 * np.pi * (doy3 - 15.0) / 365.2425) * self._hemisphere
         t_clim = 302.0 - 0.4 * self._abs_lat + 0.25 * self._abs_lat * season
         diurnal = (
             6.0
@@ -257,23 +281,24 @@ class Meteorology:
         )
         t_daily = (
             t_clim
-            + 2.5 * self._field("temp", k)
+            + 2.5 * self._field("temp", k0, k1)
             + 1.0 * self.static.t_anomaly
             - LAPSE_RATE * self.static.elevation
         )
         t2m = t_daily + diurnal
         depression = np.clip(
-            3.0 + 5.0 * self._lsm * (1.0 - cloud) + 1.5 * self._field("moist", k), 0.3, None
+            3.0 + 5.0 * self._lsm * (1.0 - cloud) + 1.5 * self._field("moist", k0, k1), 0.3, None
         )
         e_dew = _saturation_vapour_pressure(t_daily - depression)
         rh = np.clip(100.0 * e_dew / _saturation_vapour_pressure(t2m), 5.0, 100.0)
 
+        shape = (k1 - k0, *self.grid.shape)
         if self.wind is None:
-            u10 = self.mean_wind[0] + 3.0 * self._field("u", k)
-            v10 = self.mean_wind[1] + 3.0 * self._field("v", k)
+            u10 = self.mean_wind[0] + 3.0 * self._field("u", k0, k1)
+            v10 = self.mean_wind[1] + 3.0 * self._field("v", k0, k1)
         else:
-            u10 = np.full(self.grid.shape, float(self.wind[0]))
-            v10 = np.full(self.grid.shape, float(self.wind[1]))
+            u10 = np.full(shape, float(self.wind[0]))
+            v10 = np.full(shape, float(self.wind[1]))
 
         day_shape = np.clip(np.sin(np.pi * (local_hour - 7.0) / 14.0), 0.0, None)
         h_night = 80.0 + 25.0 * np.hypot(u10, v10)  # mechanical mixing
@@ -293,6 +318,8 @@ def _hour_bump(hour: np.ndarray, centre: float, width: float) -> np.ndarray:
 def emissions(static: Static, met: Met) -> np.ndarray:
     """Emission fluxes ``(tracer, nlat, nlon)`` in ``<tracer unit> m h-1`` at one step.
 
+    Of a block of ``n`` steps (:meth:`Meteorology.block`): ``(n, tracer, nlat, nlon)``.
+
     Traffic (cities + highway) has morning/evening rush hours on weekdays only and is lower at
     weekends; residential heating (cities) grows as t2m falls below 288 K and peaks in the
     evening; industrial stacks are nearly constant. Coarse dust rises with wind over dry land.
@@ -309,14 +336,15 @@ def emissions(static: Static, met: Met) -> np.ndarray:
     ws = np.hypot(met.u10, met.v10)
     dust = 40.0 * static.land_sea_mask * np.clip(ws - 3.0, 0.0, None) ** 2 * (1.0 - met.rh / 100.0)
 
-    out = np.empty((len(TRACERS), *static.traffic.shape))
-    out[NOX] = 4500.0 * traffic + 5000.0 * stacks
-    out[O3] = 0.0
-    out[PMP] = 400.0 * traffic + 900.0 * heating + 500.0 * stacks
-    out[PMS] = 0.0
-    out[PMC] = 150.0 * traffic + dust
-    out[SO2] = 4000.0 * stacks + 80.0 * heating
-    out[CO] = 30.0 * traffic + 25.0 * heating + 5.0 * stacks
+    lead = met.t2m.shape[:-2]  # () for one step, (n,) for a block
+    out = np.empty((*lead, len(TRACERS), *static.traffic.shape))
+    out[..., NOX, :, :] = 4500.0 * traffic + 5000.0 * stacks
+    out[..., O3, :, :] = 0.0
+    out[..., PMP, :, :] = 400.0 * traffic + 900.0 * heating + 500.0 * stacks
+    out[..., PMS, :, :] = 0.0
+    out[..., PMC, :, :] = 150.0 * traffic + dust
+    out[..., SO2, :, :] = 4000.0 * stacks + 80.0 * heating
+    out[..., CO, :, :] = 30.0 * traffic + 25.0 * heating + 5.0 * stacks
     return out
 
 
@@ -391,18 +419,23 @@ class Chemistry:
         self.c = np.broadcast_to(BACKGROUND[:, None, None], (len(TRACERS), *grid.shape)).copy()
         self.blh_prev: np.ndarray | None = None
 
-    def step(self, met: Met) -> None:
-        """Advance the state by one model step under ``met``."""
+    def step(self, met: Met, emitted: np.ndarray | None = None) -> None:
+        """Advance the state by one model step under ``met`` (of one step).
+
+        ``emitted`` is ``emissions(static, met)`` when the caller has it already (computed for
+        a block of steps at once).
+        """
         c, dt_h = self.c, self.dt_h
         bg = BACKGROUND.copy()
-        bg[O3] = o3_background(met.doy)
+        bg[O3] = o3_background(float(met.doy))
         bgc = bg[:, None, None]
         if self.blh_prev is not None:  # a growing mixed layer entrains background air
             keep = np.minimum(self.blh_prev / met.blh, 1.0)
             c = c * keep + bgc * (1.0 - keep)
         exchange = 1.0 - np.exp(-dt_h / 48.0)  # slow exchange with the free troposphere
         c = c * (1.0 - exchange) + bgc * exchange
-        c += emissions(self.static, met) * (dt_h / met.blh)
+        emitted = emissions(self.static, met) if emitted is None else emitted
+        c += emitted * (dt_h / met.blh)
         c = advect(
             c, met.v10 * self.dt_s / self.grid.dy_m, met.u10 * self.dt_s / self.grid.dx_m, bg
         )

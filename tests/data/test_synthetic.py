@@ -342,3 +342,42 @@ def test_failed_calls_and_large_results_are_not_kept(monkeypatch):
     make_dataset(["no2"], nlat=2, nlon=2, days=1)
     make_dataset(["no2"], nlat=2, nlon=2, days=1)
     assert len(calls) == 2  # over MEMO_BYTES: simulated each time
+
+
+def test_meteorology_of_a_block_equals_the_steps_one_at_a_time():
+    grid = synthetic_physics.Grid(np.array([-0.5, 0.5, 1.5]), np.array([10.0, 11.0]), 1.0)
+    rng = np.random.default_rng(4)
+    static = synthetic_physics.make_static(rng, grid)
+    met = synthetic_physics.Meteorology(rng, grid, static, 30, 3600.0, 1.7e9)
+    block = met.block(5, 30)
+    assert block.t2m.shape == (25, 3, 2) and block.local_hour.shape == (25, 1, 2)
+    assert block.doy.shape == (25,)
+    emitted = synthetic_physics.emissions(static, block)
+    assert emitted.shape == (25, len(synthetic_physics.TRACERS), 3, 2)
+    for j in (0, 7, 24):
+        one = met.at(5 + j)
+        assert one.t2m.shape == (3, 2) and one.weekday.shape == (1, 2)
+        assert isinstance(one.doy, float) and one.doy == block.doy[j]
+        # equal up to the last bit of float64 (numpy's SIMD loops round a few functions,
+        # such as the power, differently from its one-element loops)
+        for name in ("t2m", "rh", "u10", "v10", "blh", "ssrd", "sp", "tp", "weekday"):
+            got, want = getattr(block.step(j), name), getattr(one, name)
+            np.testing.assert_allclose(got, want, rtol=1e-14, atol=0, err_msg=name)
+        want = synthetic_physics.emissions(static, one)
+        np.testing.assert_allclose(emitted[j], want, rtol=1e-14, atol=0)
+    cosz = synthetic_physics.solar_cos_zenith(np.array([0.0, 43200.0]), grid.lat, grid.lon)
+    np.testing.assert_allclose(
+        cosz[1], synthetic_physics.solar_cos_zenith(43200.0, grid.lat, grid.lon), rtol=1e-14
+    )
+
+
+@pytest.mark.parametrize("freq", ["1h", "3h"])
+def test_the_size_of_the_meteorology_blocks_does_not_change_the_data(monkeypatch, freq):
+    from geoclim.data import synthetic
+
+    args = {"nlat": 3, "nlon": 4, "days": 2, "seed": 7, "freq": freq}
+    whole = make_dataset.__wrapped__(VARIABLES, **args)  # one block (default size)
+    monkeypatch.setattr(synthetic, "BLOCK_CELL_STEPS", 5 * 12)  # blocks of 5 steps
+    blocks = make_dataset.__wrapped__(VARIABLES, **args)
+    assert blocks.attrs == whole.attrs
+    xr.testing.assert_allclose(blocks, whole, rtol=1e-6, atol=0)  # float32 data
