@@ -238,3 +238,36 @@ def test_requests_outside_the_plan_fall_back(grid_export):
     two = serving_inputs.Inputs(**{**vars(inputs), "inits": np.repeat(inputs.inits, 2)})
     short = serving_inputs.Inputs(**{**vars(inputs), "inits": inputs.inits - TASK.input_steps})
     assert not f.point_plan.covers(two) and not f.point_plan.covers(short)
+
+
+@pytest.mark.parametrize(
+    ("lat", "lon", "bad"),
+    [
+        (90.0, 360.0, None),
+        (-90.0, -180.0, None),
+        (90.0001, 0.0, "latitude"),
+        (np.nan, 0.0, "latitude"),
+        (-np.inf, 0.0, "latitude"),
+        (0.0, 360.1, "longitude"),
+        (0.0, np.inf, "longitude"),
+        (0.0, np.nan, "longitude"),
+    ],
+)
+def test_coordinate_checks_of_few_and_many_points_agree(lat, lon, bad):
+    """A few points are checked with Python floats, many with numpy: the same verdict."""
+    from geoclim.errors import SchemaError
+
+    for n in (1, 40):
+        lats, lons = np.full(n, lat), np.full(n, lon)
+        if bad is None:
+            serving_inputs._check_coordinates(lats, lons)
+        else:
+            with pytest.raises(SchemaError, match=bad):
+                serving_inputs._check_coordinates(lats, lons)
+
+
+def test_domain_axis_facts_follow_the_axis_object():
+    a, b = np.array([10.0, 10.5, 11.5]), np.array([0.0, 2.0])
+    assert serving_inputs._axis_facts(a) == (10.75, 0.25)
+    assert serving_inputs._axis_facts(b) == (1.0, 1.0)
+    assert serving_inputs._axis_facts(a) == (10.75, 0.25)  # cached, still a's own
