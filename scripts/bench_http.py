@@ -117,6 +117,12 @@ def start_server(
 
 def process_cpu(pid: int | None) -> float | None:
     """CPU seconds (user + system) of process ``pid`` and its children; ``None`` unknown."""
+    split = process_cpu_split(pid)
+    return None if split is None else sum(split.values())
+
+
+def process_cpu_split(pid: int | None) -> dict[int, float] | None:
+    """``{pid: CPU seconds}`` of process ``pid`` and each of its children; ``None`` unknown."""
     if pid is None:
         return None
     try:
@@ -128,12 +134,21 @@ def process_cpu(pid: int | None) -> float | None:
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:  # the process is gone (or not ours)
         return None
-    total = 0.0
+    out = {}
     for p in procs:
         with contextlib.suppress(psutil.Error):
             t = p.cpu_times()
-            total += t.user + t.system
-    return total
+            out[p.pid] = t.user + t.system
+    return out
+
+
+def worker_shares(before: dict[int, float] | None, after: dict[int, float] | None) -> list:
+    """Each server process's share of the server CPU over the run (largest first)."""
+    if not before or not after:
+        return []
+    used = {k: after[k] - before.get(k, 0.0) for k in after}
+    total = sum(used.values()) or 1.0
+    return sorted((round(v / total, 3) for v in used.values() if v > 0.01 * total), reverse=True)
 
 
 async def in_process(
@@ -257,9 +272,10 @@ async def client(
     stop: float,
     latencies: list[float],
     errors: dict[str, int],
-) -> None:
+) -> list[float]:
     host, port, request = target
     conn = Connection(port, request, host)
+    own: list[float] = []  # this connection's latencies
     try:
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
@@ -270,11 +286,13 @@ async def client(
                 conn.close()
                 conn = Connection(port, request, host)
             if status == "200":
-                latencies.append((time.perf_counter() - t0) * 1e3)
+                own.append((time.perf_counter() - t0) * 1e3)
             else:
                 errors[status] = errors.get(status, 0) + 1
     finally:
         conn.close()
+        latencies.extend(own)
+    return own
 
 
 async def load(
@@ -282,17 +300,26 @@ async def load(
 ) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    server0, client0 = process_cpu(server_pid), time.process_time()
+    split0, client0 = process_cpu_split(server_pid), time.process_time()
     start = time.perf_counter()
     stop = start + seconds
     target = build_request(url, key, body)
     tasks = [client(target, stop, latencies, errors) for _ in range(clients)]
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 30)
+    own = await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 30)
     elapsed = time.perf_counter() - start
-    client_cpu, server1 = time.process_time() - client0, process_cpu(server_pid)
+    client_cpu, split1 = time.process_time() - client0, process_cpu_split(server_pid)
+    server0 = None if split0 is None else sum(split0.values())
+    server1 = None if split1 is None else sum(split1.values())
     lat = np.asarray(latencies)
     per = 1e3 / max(len(latencies), 1)
+    means = sorted(float(np.mean(o)) for o in own if o)  # per connection: who waits longer
     return {
+        "server_cpu_shares": worker_shares(split0, split1),
+        "connection_mean_ms": {
+            "min": round(means[0], 1) if means else None,
+            "median": round(float(np.median(means)), 1) if means else None,
+            "max": round(means[-1], 1) if means else None,
+        },
         "server_cpu_ms_per_request": None
         if server0 is None or server1 is None
         else round((server1 - server0) * per, 3),
@@ -375,7 +402,9 @@ def main() -> None:
         f"errors {result['errors'] or 'none'}; server CPU "
         f"{result['server_cpu_ms_per_request']} ms, client CPU "
         f"{result['client_cpu_ms_per_request']} ms per request; load average "
-        f"{load_before:.2f} -> {result['load_average_1m_after']:.2f}"
+        f"{load_before:.2f} -> {result['load_average_1m_after']:.2f}; server CPU shares "
+        f"{result['server_cpu_shares']}, mean latency per connection "
+        f"{result['connection_mean_ms']}"
     )
     if args.save or args.json:
         target = args.json or OUT / "http.json"
