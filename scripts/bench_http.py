@@ -220,9 +220,12 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
     async def post(self) -> int:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            await self.connect()
         assert self.reader is not None
         self.writer.write(self.request)
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -272,9 +275,10 @@ async def client(
     stop: float,
     latencies: list[float],
     errors: dict[str, int],
+    conn: Connection | None = None,
 ) -> list[float]:
     host, port, request = target
-    conn = Connection(port, request, host)
+    conn = conn or Connection(port, request, host)
     own: list[float] = []  # this connection's latencies
     try:
         while time.perf_counter() < stop:
@@ -296,15 +300,27 @@ async def client(
 
 
 async def load(
-    url: str, key: str, body: dict, clients: int, seconds: float, server_pid: int | None = None
+    url: str,
+    key: str,
+    body: dict,
+    clients: int,
+    seconds: float,
+    server_pid: int | None = None,
+    stagger: bool = False,
 ) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
+    target = build_request(url, key, body)
+    conns = [Connection(target[1], target[2], target[0]) for _ in range(clients)]
+    if stagger:  # one connection at a time, each answered once, before the timed load
+        for c in conns:
+            await c.connect()
+            await c.post()
+            await asyncio.sleep(0.005)
     split0, client0 = process_cpu_split(server_pid), time.process_time()
     start = time.perf_counter()
     stop = start + seconds
-    target = build_request(url, key, body)
-    tasks = [client(target, stop, latencies, errors) for _ in range(clients)]
+    tasks = [client(target, stop, latencies, errors, c) for c in conns]
     own = await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 30)
     elapsed = time.perf_counter() - start
     client_cpu, split1 = time.process_time() - client0, process_cpu_split(server_pid)
@@ -353,6 +369,11 @@ def main() -> None:
         "--in-process", type=int, metavar="N", help="N requests through the ASGI app, no sockets"
     )
     parser.add_argument("--profile", action="store_true", help="with --in-process: cProfile")
+    parser.add_argument(
+        "--stagger",
+        action="store_true",
+        help="open the connections one at a time (each answered once) before the timed load",
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     if args.in_process:
@@ -371,7 +392,9 @@ def main() -> None:
         body = remote_body(url)
         asyncio.run(load(url, args.key, body, min(args.clients, 4), 2.0))  # warm-up
         freeze_heap()
-        result = asyncio.run(load(url, args.key, body, args.clients, args.seconds))
+        result = asyncio.run(
+            load(url, args.key, body, args.clients, args.seconds, stagger=args.stagger)
+        )
         result["url"] = url
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -380,7 +403,15 @@ def main() -> None:
                 asyncio.run(load(url, key, body, min(args.clients, 4), 2.0))  # warm-up
                 freeze_heap()
                 result = asyncio.run(
-                    load(url, key, body, args.clients, args.seconds, server_pid=proc.pid)
+                    load(
+                        url,
+                        key,
+                        body,
+                        args.clients,
+                        args.seconds,
+                        server_pid=proc.pid,
+                        stagger=args.stagger,
+                    )
                 )
             finally:
                 proc.terminate()
@@ -391,6 +422,7 @@ def main() -> None:
         "load_average_1m_after": os.getloadavg()[0],
         "server_threads": args.threads,
         "server_workers": args.workers,
+        "staggered_connect": args.stagger,
         "payload": "one location, 24 h history, 24 h forecast (LSTM)",
     }
     if args.note:
