@@ -117,6 +117,12 @@ def start_server(
 
 def process_cpu(pid: int | None) -> float | None:
     """CPU seconds (user + system) of process ``pid`` and its children; ``None`` unknown."""
+    split = process_cpu_split(pid)
+    return None if split is None else sum(split.values())
+
+
+def process_cpu_split(pid: int | None) -> dict[int, float] | None:
+    """``{pid: CPU seconds}`` of process ``pid`` and each of its children; ``None`` unknown."""
     if pid is None:
         return None
     try:
@@ -128,12 +134,21 @@ def process_cpu(pid: int | None) -> float | None:
         procs = [root, *root.children(recursive=True)]
     except psutil.Error:  # the process is gone (or not ours)
         return None
-    total = 0.0
+    out = {}
     for p in procs:
         with contextlib.suppress(psutil.Error):
             t = p.cpu_times()
-            total += t.user + t.system
-    return total
+            out[p.pid] = t.user + t.system
+    return out
+
+
+def worker_shares(before: dict[int, float] | None, after: dict[int, float] | None) -> list:
+    """Each server process's share of the server CPU over the run (largest first)."""
+    if not before or not after:
+        return []
+    used = {k: after[k] - before.get(k, 0.0) for k in after}
+    total = sum(used.values()) or 1.0
+    return sorted((round(v / total, 3) for v in used.values() if v > 0.01 * total), reverse=True)
 
 
 async def in_process(
@@ -205,9 +220,12 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+
     async def post(self) -> int:
         if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            await self.connect()
         assert self.reader is not None
         self.writer.write(self.request)
         head = await self.reader.readuntil(b"\r\n\r\n")
@@ -257,9 +275,11 @@ async def client(
     stop: float,
     latencies: list[float],
     errors: dict[str, int],
-) -> None:
+    conn: Connection | None = None,
+) -> list[float]:
     host, port, request = target
-    conn = Connection(port, request, host)
+    conn = conn or Connection(port, request, host)
+    own: list[float] = []  # this connection's latencies
     try:
         while time.perf_counter() < stop:
             t0 = time.perf_counter()
@@ -270,29 +290,52 @@ async def client(
                 conn.close()
                 conn = Connection(port, request, host)
             if status == "200":
-                latencies.append((time.perf_counter() - t0) * 1e3)
+                own.append((time.perf_counter() - t0) * 1e3)
             else:
                 errors[status] = errors.get(status, 0) + 1
     finally:
         conn.close()
+        latencies.extend(own)
+    return own
 
 
 async def load(
-    url: str, key: str, body: dict, clients: int, seconds: float, server_pid: int | None = None
+    url: str,
+    key: str,
+    body: dict,
+    clients: int,
+    seconds: float,
+    server_pid: int | None = None,
+    stagger: bool = False,
 ) -> dict:
     latencies: list[float] = []
     errors: dict[str, int] = {}
-    server0, client0 = process_cpu(server_pid), time.process_time()
+    target = build_request(url, key, body)
+    conns = [Connection(target[1], target[2], target[0]) for _ in range(clients)]
+    if stagger:  # one connection at a time, each answered once, before the timed load
+        for c in conns:
+            await c.connect()
+            await c.post()
+            await asyncio.sleep(0.005)
+    split0, client0 = process_cpu_split(server_pid), time.process_time()
     start = time.perf_counter()
     stop = start + seconds
-    target = build_request(url, key, body)
-    tasks = [client(target, stop, latencies, errors) for _ in range(clients)]
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 30)
+    tasks = [client(target, stop, latencies, errors, c) for c in conns]
+    own = await asyncio.wait_for(asyncio.gather(*tasks), timeout=seconds + 30)
     elapsed = time.perf_counter() - start
-    client_cpu, server1 = time.process_time() - client0, process_cpu(server_pid)
+    client_cpu, split1 = time.process_time() - client0, process_cpu_split(server_pid)
+    server0 = None if split0 is None else sum(split0.values())
+    server1 = None if split1 is None else sum(split1.values())
     lat = np.asarray(latencies)
     per = 1e3 / max(len(latencies), 1)
+    means = sorted(float(np.mean(o)) for o in own if o)  # per connection: who waits longer
     return {
+        "server_cpu_shares": worker_shares(split0, split1),
+        "connection_mean_ms": {
+            "min": round(means[0], 1) if means else None,
+            "median": round(float(np.median(means)), 1) if means else None,
+            "max": round(means[-1], 1) if means else None,
+        },
         "server_cpu_ms_per_request": None
         if server0 is None or server1 is None
         else round((server1 - server0) * per, 3),
@@ -326,6 +369,11 @@ def main() -> None:
         "--in-process", type=int, metavar="N", help="N requests through the ASGI app, no sockets"
     )
     parser.add_argument("--profile", action="store_true", help="with --in-process: cProfile")
+    parser.add_argument(
+        "--stagger",
+        action="store_true",
+        help="open the connections one at a time (each answered once) before the timed load",
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     if args.in_process:
@@ -344,7 +392,9 @@ def main() -> None:
         body = remote_body(url)
         asyncio.run(load(url, args.key, body, min(args.clients, 4), 2.0))  # warm-up
         freeze_heap()
-        result = asyncio.run(load(url, args.key, body, args.clients, args.seconds))
+        result = asyncio.run(
+            load(url, args.key, body, args.clients, args.seconds, stagger=args.stagger)
+        )
         result["url"] = url
     else:
         with tempfile.TemporaryDirectory() as tmp:
@@ -353,7 +403,15 @@ def main() -> None:
                 asyncio.run(load(url, key, body, min(args.clients, 4), 2.0))  # warm-up
                 freeze_heap()
                 result = asyncio.run(
-                    load(url, key, body, args.clients, args.seconds, server_pid=proc.pid)
+                    load(
+                        url,
+                        key,
+                        body,
+                        args.clients,
+                        args.seconds,
+                        server_pid=proc.pid,
+                        stagger=args.stagger,
+                    )
                 )
             finally:
                 proc.terminate()
@@ -364,6 +422,7 @@ def main() -> None:
         "load_average_1m_after": os.getloadavg()[0],
         "server_threads": args.threads,
         "server_workers": args.workers,
+        "staggered_connect": args.stagger,
         "payload": "one location, 24 h history, 24 h forecast (LSTM)",
     }
     if args.note:
@@ -375,7 +434,9 @@ def main() -> None:
         f"errors {result['errors'] or 'none'}; server CPU "
         f"{result['server_cpu_ms_per_request']} ms, client CPU "
         f"{result['client_cpu_ms_per_request']} ms per request; load average "
-        f"{load_before:.2f} -> {result['load_average_1m_after']:.2f}"
+        f"{load_before:.2f} -> {result['load_average_1m_after']:.2f}; server CPU shares "
+        f"{result['server_cpu_shares']}, mean latency per connection "
+        f"{result['connection_mean_ms']}"
     )
     if args.save or args.json:
         target = args.json or OUT / "http.json"

@@ -44,6 +44,7 @@ from geoclim.serving import validity
 from geoclim.serving.drift import InputDrift
 from geoclim.serving.examples import example_request
 from geoclim.serving.inputs import Inputs
+from geoclim.serving.points import PointPlan, point_batch
 from geoclim.serving.session import RUN_CHUNK, check_graph, open_session, run_graph
 from geoclim.types import LATITUDE, LONGITUDE, STATION, TIME
 
@@ -152,6 +153,8 @@ class Forecaster:
             for n in task.future_inputs
             for j in range(len(task.channel_names(n)))
         )
+        # point requests of plain nets: one pass to the graph's inputs (geoclim.serving.points)
+        self.point_plan = PointPlan.build(metadata, self._cal_names, self._known_sources)
 
     @classmethod
     def from_onnx(
@@ -217,12 +220,15 @@ class Forecaster:
         meta = self.metadata
         valid, filled = self.input_validity(inputs, max_missing)
         warnings = tuple(self.drift.check(inputs)) if self.drift is not None else ()
-        arrays = self.window_arrays(inputs)
         t, y, x = self._samples(inputs)
-        preds = []
-        for s in range(0, t.size, self.max_batch):
-            sl = slice(s, s + self.max_batch)
-            preds.append(self.run(self.graph_batch(inputs, arrays, t[sl], y[sl], x[sl])))
+        plan = self.point_plan
+        if plan is not None and t.size <= self.max_batch and plan.covers(inputs):
+            preds = [self.run(point_batch(plan, inputs))]  # the samples are the points
+        else:
+            arrays, preds = self.window_arrays(inputs), []
+            for s in range(0, t.size, self.max_batch):
+                sl = slice(s, s + self.max_batch)
+                preds.append(self.run(self.graph_batch(inputs, arrays, t[sl], y[sl], x[sl])))
         return RawForecast(
             np.concatenate(preds),
             t,

@@ -32,6 +32,9 @@ from geoclim.errors import DataError
 from geoclim.export.metadata import ExportMetadata
 from geoclim.serving.inputs import Inputs
 
+_BROADCAST_MAX = 1 << 16
+"""Requests with at most this many (value, bin edge) pairs bin all values in one comparison."""
+
 Gauge = Callable[[str, float], None]
 """``set(variable, psi)``: where the running PSI goes (a Prometheus gauge in the app)."""
 
@@ -104,9 +107,12 @@ class InputDrift:
         rows = past_rows[:, None] == self._is_past  # (T, V): history or leads
         use = np.isfinite(v) & rows[:, None, :]  # (T, HW, V)
         # right-closed bins, as bin_fractions' searchsorted(side="left"): edges below v
-        idx = np.zeros(v.shape, np.intp)  # (T, HW, V); one pass per edge, no (T, HW, V, K)
-        for edge in self._edges.T:  # (V,): inf pads the variables with fewer edges
-            idx += v > edge
+        if v.size * self._edges.shape[1] <= _BROADCAST_MAX:  # small (point) requests
+            idx = np.count_nonzero(v[..., None] > self._edges, axis=-1)  # via (T, HW, V, K)
+        else:  # one pass per edge, no (T, HW, V, K) temporary
+            idx = np.zeros(v.shape, np.intp)  # (T, HW, V)
+            for edge in self._edges.T:  # (V,): inf pads the variables with fewer edges
+                idx += v > edge
         counts = np.bincount((idx + self._offsets[:, 0])[use], minlength=self._running.size)
         counts = counts.reshape(self._running.shape)
         use = use.reshape(-1, use.shape[-1])  # (T * HW, V)

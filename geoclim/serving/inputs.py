@@ -19,6 +19,7 @@ domain embedded in the export (station id, else the nearest station within
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -330,10 +331,17 @@ def _as_2d(values: np.ndarray, n: int, name: str, where: str) -> np.ndarray:
     return a
 
 
+def _within(values: np.ndarray, lo: float, hi: float) -> bool:
+    """Every value finite and within ``[lo, hi]`` (NaN and inf fail both comparisons)."""
+    if values.size <= 16:  # a few points: Python floats beat numpy's per-call cost
+        return all(lo <= v <= hi for v in values.ravel().tolist())
+    return bool(np.isfinite(values).all() and (values >= lo).all() and (values <= hi).all())
+
+
 def _check_coordinates(lat: np.ndarray, lon: np.ndarray) -> None:
-    if not (np.isfinite(lat).all() and (np.abs(lat) <= 90).all()):
+    if not _within(lat, -90.0, 90.0):
         raise SchemaError(f"latitude must be finite and within [-90, 90], got {lat.tolist()[:5]}")
-    if not (np.isfinite(lon).all() and (lon >= -180).all() and (lon <= 360).all()):
+    if not _within(lon, -180.0, 360.0):
         raise SchemaError(
             f"longitude must be finite and within [-180, 360], got {lon.tolist()[:5]}"
         )
@@ -405,7 +413,7 @@ def _wrap_longitude(lon: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """``lon`` shifted by multiples of 360 to lie within 180 degrees of ``reference``'s centre."""
     if reference.size == 0:
         return lon
-    centre = (float(np.min(reference)) + float(np.max(reference))) / 2
+    centre = _axis_facts(reference)[0]
     return (lon - centre + 180.0) % 360.0 - 180.0 + centre
 
 
@@ -535,9 +543,29 @@ def locate(
 
 def _cell(axis: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the cell of ``axis`` (centres) containing ``x``, and whether it is inside."""
-    half = np.abs(np.diff(axis)).min() / 2 if axis.size > 1 else 0.5
+    half = _axis_facts(axis)[1]
     idx = np.argmin(np.abs(x[..., None] - axis), axis=-1)
     return idx, np.abs(axis[idx] - x) <= half + 1e-9
+
+
+_AXIS_FACTS: dict[int, tuple[np.ndarray, float, Any]] = {}
+"""``id(axis) -> (axis, centre, half spacing)`` of the domain axes seen (each a model's)."""
+
+
+def _axis_facts(axis: np.ndarray) -> tuple[float, Any]:
+    """``(centre, half the smallest spacing)`` of a domain axis, found once per axis.
+
+    The entry holds the axis itself, so its ``id`` stays its own while cached; the domain
+    axes of the served models are the only callers, and the cache is bounded all the same.
+    """
+    facts = _AXIS_FACTS.get(id(axis))
+    if facts is None or facts[0] is not axis:
+        centre = (float(np.min(axis)) + float(np.max(axis))) / 2
+        half = np.abs(np.diff(axis)).min() / 2 if axis.size > 1 else 0.5  # axis dtype kept
+        if len(_AXIS_FACTS) >= 64:
+            _AXIS_FACTS.clear()
+        facts = _AXIS_FACTS[id(axis)] = (axis, centre, half)
+    return facts[1], facts[2]
 
 
 def _raise_outside(ok: np.ndarray, lat: np.ndarray, lon: np.ndarray, why: str) -> None:

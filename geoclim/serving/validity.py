@@ -44,22 +44,19 @@ def input_validity(
 
     """
     t_in, lead, n_past = task.input_steps, task.horizon, len(task.past_variables)
-    miss = ~np.isfinite(inputs.dynamic)
-    csum = np.concatenate(
-        [np.zeros_like(miss[:1], np.int32), np.cumsum(miss, axis=0, dtype=np.int32)]
-    )
     t = inputs.inits
-    past = (csum[t + 1] - csum[t + 1 - t_in])[..., :n_past]  # (N, H, W, C_past) counts
+    inputs_missing, leads_missing = _window_counts(inputs.dynamic, t, t_in, lead)
+    past = inputs_missing[..., :n_past]  # (N, H, W, C_past) counts
     counts, sizes, names = [past], [t_in], [list(task.past_variables)]
     fut = [task.dynamic_variables.index(v) for v in task.future_variables]
     if fut:
-        counts.append((csum[t + 1 + lead] - csum[t + 1])[..., fut])
+        counts.append(leads_missing[..., fut])
         sizes.append(lead)
         names.append(list(task.future_variables))
     known_only = [v for v in task.future_variables if v not in task.past_variables]
     if known_past and known_only:
         at = [task.dynamic_variables.index(v) for v in known_only]
-        counts.append((csum[t + 1] - csum[t + 1 - t_in])[..., at])
+        counts.append(inputs_missing[..., at])
         sizes.append(t_in)
         names.append(known_only)
     if task.static_inputs:
@@ -75,6 +72,34 @@ def input_validity(
     if not valid.any():
         _raise_missing(inputs, fracs, names, max_missing)
     return valid, np.asarray(filled, dtype=np.int64)
+
+
+def _window_counts(
+    dynamic: np.ndarray, t: np.ndarray, t_in: int, lead: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Missing values per channel in each init's input steps and in its leads.
+
+    Args:
+        dynamic: ``(T, H, W, C)`` request values, NaN where missing.
+        t: ``(N,)`` init positions.
+        t_in: input steps (``t - t_in + 1 .. t``).
+        lead: lead steps (``t + 1 .. t + lead``).
+
+    Returns:
+        ``(N, H, W, C)`` int32 counts over the input steps and over the leads. One init (a
+        point request) sums its two windows; several take differences of one running count.
+    """
+    if t.size == 1 and 0 <= int(t[0]) + 1 - t_in and int(t[0]) + lead < dynamic.shape[0]:
+        i = int(t[0])
+        miss = ~np.isfinite(dynamic[i + 1 - t_in : i + 1 + lead])  # (T_in + L, H, W, C)
+        inputs = np.count_nonzero(miss[:t_in], axis=0).astype(np.int32)
+        leads = np.count_nonzero(miss[t_in:], axis=0).astype(np.int32)
+        return inputs[None], leads[None]
+    miss = ~np.isfinite(dynamic)
+    csum = np.concatenate(
+        [np.zeros_like(miss[:1], np.int32), np.cumsum(miss, axis=0, dtype=np.int32)]
+    )
+    return csum[t + 1] - csum[t + 1 - t_in], csum[t + 1 + lead] - csum[t + 1]
 
 
 def _raise_missing(inputs: Inputs, fracs: list, names: list, max_missing: float) -> None:
