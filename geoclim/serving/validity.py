@@ -65,7 +65,7 @@ def input_validity(
         sizes.append(1)
         names.append(list(task.static_inputs))
     fracs = [c / n for c, n in zip(counts, sizes, strict=True)]
-    valid = (past < t_in).any(axis=-1)  # some real past value
+    valid = np.asarray((past < t_in).any(axis=-1))  # some real past value
     for frac in fracs:
         valid &= (frac <= max_missing).all(axis=-1)
     filled = sum(c.sum(axis=-1) for c in counts)
