@@ -33,6 +33,32 @@ class VariableStats:
     log: bool
 
 
+@dataclass(frozen=True)
+class ChannelEncoder:
+    """:meth:`Normalizer.encode` over the channels (last axis) of one array at once.
+
+    The same float32 operations in the same order as variable by variable, so the result is
+    bit-identical (``(f(x) - mean) / std`` with ``f = log1p(max(x, 0))`` on the log ones).
+    Build with :meth:`Normalizer.channels`.
+    """
+
+    mean: np.ndarray  # (C,) float32
+    std: np.ndarray  # (C,) float32
+    log: np.ndarray  # (K,) channel positions of the log-transformed variables
+
+    def encode(self, values: np.ndarray) -> np.ndarray:
+        """``(..., C)`` physical values -> a normalised float32 copy."""
+        out = np.array(values, dtype=np.float32)
+        if self.log.size:
+            part = out[..., self.log]  # a copy: transformed, then written back
+            np.maximum(part, 0.0, out=part)
+            np.log1p(part, out=part)
+            out[..., self.log] = part
+        out -= self.mean
+        out /= self.std
+        return out
+
+
 class Normalizer:
     """Maps physical values to a standardised space and back.
 
@@ -94,6 +120,15 @@ class Normalizer:
         out -= np.float32(s.mean)
         out /= np.float32(s.std)
         return out
+
+    def channels(self, names: tuple[str, ...] | list[str]) -> ChannelEncoder:
+        """:meth:`encode` of several variables at once, as channels of one array."""
+        stats = [self._get(n) for n in names]
+        return ChannelEncoder(
+            np.array([np.float32(s.mean) for s in stats], np.float32),
+            np.array([np.float32(s.std) for s in stats], np.float32),
+            np.array([c for c, s in enumerate(stats) if s.log], np.intp),
+        )
 
     def decode(self, values: np.ndarray, name: str) -> np.ndarray:
         """Normalised -> physical, for a numpy array of variable ``name``."""

@@ -105,7 +105,7 @@ VARIABLES: tuple[str, ...] = tuple(_DIAGNOSTICS)
 _SUMMED = {"tp"}  # accumulated over an output step; everything else is averaged
 
 BLOCK_CELL_STEPS = 2**16
-"""Grid cells x model steps of meteorology computed at once (~6 MB a field, a dozen fields)."""
+"""Grid cells x model steps of meteorology computed at once (0.5 MiB a float64 field)."""
 
 MEMO_ENTRIES = 8
 """Results of the most recent distinct calls kept in the process (see :func:`_memoised`)."""

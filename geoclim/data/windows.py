@@ -333,7 +333,7 @@ def gather(
     static = _static(arrays.static, y, x, _layout(arrays.grid_shape, spec))  # (B, h, w, C_st)
     if fill_missing and not arrays.all_finite:
         for a in (past, future, static):  # fresh copies: filled in place
-            np.nan_to_num(a, copy=False, nan=0.0)
+            np.nan_to_num(a, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # missing: 0
     return {
         "past": _channels_first(past[..., : arrays.n_past]),
         "known_future": _known(arrays, t, 1, future),

@@ -23,41 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from geoclim.data.calendar import calendar_on_axis
+from geoclim.data.normalize import ChannelEncoder
 from geoclim.export.metadata import ExportMetadata
 from geoclim.serving.inputs import Inputs
 
 POINT_INPUTS = frozenset({"past", "known_future", "known_past", "static", "lat_idx", "lon_idx"})
 """Graph inputs a :class:`PointPlan` can build; a graph reading others takes the generic path."""
-
-
-@dataclass(frozen=True)
-class _Affine:
-    """``(f(x) - mean) / std`` per channel, ``f = log1p(max(x, 0))`` on the ``log`` ones."""
-
-    mean: np.ndarray  # (C,) float32
-    std: np.ndarray  # (C,) float32
-    log: np.ndarray  # (K,) channel positions of the log-transformed variables
-
-    @classmethod
-    def of(cls, meta: ExportMetadata, names: tuple[str, ...]) -> _Affine:
-        stats = [meta.normalizer.stats[n] for n in names]
-        return cls(
-            np.array([np.float32(s.mean) for s in stats], np.float32),
-            np.array([np.float32(s.std) for s in stats], np.float32),
-            np.array([c for c, s in enumerate(stats) if s.log], np.intp),
-        )
-
-    def encode(self, values: np.ndarray) -> np.ndarray:
-        """``(..., C)`` physical float32 -> a normalised float32 copy (as ``Normalizer.encode``)."""
-        out = np.array(values, dtype=np.float32)
-        if self.log.size:
-            part = out[..., self.log]  # a copy: transformed, then written back
-            np.maximum(part, 0.0, out=part)
-            np.log1p(part, out=part)
-            out[..., self.log] = part
-        out -= self.mean
-        out /= self.std
-        return out
 
 
 @dataclass(frozen=True)
@@ -79,8 +50,8 @@ class PointPlan:
     t_in: int
     lead: int
     n_past: int
-    dynamic: _Affine
-    static: _Affine
+    dynamic: ChannelEncoder
+    static: ChannelEncoder
     cal_names: tuple[str, ...]
     cal_at: np.ndarray
     cal_from: np.ndarray
@@ -122,8 +93,8 @@ class PointPlan:
             t_in=task.input_steps,
             lead=task.horizon,
             n_past=len(task.past_channels),
-            dynamic=_Affine.of(meta, task.dynamic_variables),
-            static=_Affine.of(meta, task.static_inputs),
+            dynamic=meta.normalizer.channels(task.dynamic_variables),
+            static=meta.normalizer.channels(task.static_inputs),
             cal_names=cal_names,
             cal_at=ints([k for k, _ in cal]),
             cal_from=ints([c for _, c in cal]),
@@ -135,6 +106,9 @@ class PointPlan:
         """Whether :func:`point_batch` serves ``inputs``: points, one init, window inside."""
         if inputs.layout != "station" or inputs.inits.size != 1 or inputs.dynamic.shape[2] != 1:
             return False
+        located = {"lat_idx": inputs.domain_rows, "lon_idx": inputs.domain_cols}
+        if any(located[n] is None for n in located if n in self.inputs):
+            return False  # the generic path places unlocated points itself
         t = int(inputs.inits[0])
         return t - self.t_in + 1 >= 0 and t + self.lead < inputs.dynamic.shape[0]
 
@@ -155,7 +129,7 @@ def point_batch(plan: PointPlan, inputs: Inputs) -> dict[str, np.ndarray]:
     static = plan.static.encode(inputs.static[:, 0])  # (S, C_static)
     for a in (norm, static):
         if not np.isfinite(a).all():
-            np.nan_to_num(a, copy=False, nan=0.0)
+            np.nan_to_num(a, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # missing: 0
     batch: dict[str, np.ndarray] = {}
     for name in plan.inputs:
         if name == "past":
@@ -168,8 +142,7 @@ def point_batch(plan: PointPlan, inputs: Inputs) -> dict[str, np.ndarray]:
             batch[name] = static
         else:  # lat_idx / lon_idx: the points' positions on the training domain
             where = inputs.domain_rows if name == "lat_idx" else inputs.domain_cols
-            assert where is not None  # _finish locates the points for these graphs
-            batch[name] = where[:, 0].astype(np.int64)
+            batch[name] = np.asarray(where)[:, 0].astype(np.int64)  # located: see covers
     return {
         k: v[..., None, None] if k in ("past", "known_future", "known_past", "static") else v
         for k, v in batch.items()

@@ -69,3 +69,15 @@ def test_matches_allows_summation_order_but_not_changed_data():
     assert not a.matches(Normalizer({"no2": VariableStats(10.01, 2.0, True)}))
     assert not a.matches(Normalizer({"no2": VariableStats(10.0, 2.0, False)}))
     assert not a.matches(Normalizer({"o3": VariableStats(10.0, 2.0, True)}))
+
+
+def test_channels_encode_like_each_variable_alone():
+    ds = make_grid(nt=40)
+    norm = Normalizer.fit(ds, ["pm25", "t2m"], log=("pm25",))
+    values = np.stack([ds.pm25.values, ds.t2m.values], axis=-1)  # (T, H, W, 2), NaN kept
+    values[0, 0, 0, 0] = -3.0  # clipped to 0 before the log, as one by one
+    got = norm.channels(["pm25", "t2m"]).encode(values)
+    want = np.stack([norm.encode(values[..., 0], "pm25"), norm.encode(values[..., 1], "t2m")], -1)
+    np.testing.assert_array_equal(got, want, strict=True)
+    with pytest.raises(SchemaError, match="o3"):
+        norm.channels(["o3"])
