@@ -238,6 +238,19 @@ def test_an_initializer_read_only_inside_a_subgraph_survives_the_rewrite():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def _small_lstm():
+    """A seeded 16-unit LSTM (20 input steps, 6 leads) and a batch of 4 for it."""
+    torch.manual_seed(0)
+    dims = {"c_past": 3, "c_known": 2, "c_static": 2, "c_out": 1, "input_steps": 20, "horizon": 6}
+    net = build_net("lstm", dims, hidden_size=16)  # the weights first, then the batch
+    batch = {
+        "past": torch.randn(4, 20, 3, 1, 1),
+        "known_future": torch.randn(4, 6, 2, 1, 1),
+        "static": torch.randn(4, 2, 1, 1),
+    }
+    return net, batch
+
+
 def test_a_failing_graph_form_keeps_the_plain_graph_and_says_so(tmp_path, monkeypatch, caplog):
     import geoclim.export.onnx as onnx_export
 
@@ -245,14 +258,7 @@ def test_a_failing_graph_form_keeps_the_plain_graph_and_says_so(tmp_path, monkey
         raise ValueError("a graph the forms do not know")
 
     monkeypatch.setattr(onnx_export, "segment_lstm_nodes", broken)
-    torch.manual_seed(0)
-    dims = {"c_past": 3, "c_known": 2, "c_static": 2, "c_out": 1, "input_steps": 20, "horizon": 6}
-    net = build_net("lstm", dims, hidden_size=16)
-    batch = {
-        "past": torch.randn(4, 20, 3, 1, 1),
-        "known_future": torch.randn(4, 6, 2, 1, 1),
-        "static": torch.randn(4, 2, 1, 1),
-    }
+    net, batch = _small_lstm()
     with caplog.at_level("WARNING", logger="geoclim.export.onnx"):
         result = export_net(net, batch, tmp_path / "lstm.onnx", exporter="torchscript")
     assert not any("segments" in r for r in result.rewrites)
@@ -274,14 +280,7 @@ def test_a_graph_form_that_breaks_the_graph_is_undone_before_the_shape_check(
         return ["a form that breaks the graph"]
 
     monkeypatch.setattr(onnx_export, "segment_lstm_nodes", breaks_the_output)
-    torch.manual_seed(0)
-    dims = {"c_past": 3, "c_known": 2, "c_static": 2, "c_out": 1, "input_steps": 20, "horizon": 6}
-    net = build_net("lstm", dims, hidden_size=16)
-    batch = {
-        "past": torch.randn(4, 20, 3, 1, 1),
-        "known_future": torch.randn(4, 6, 2, 1, 1),
-        "static": torch.randn(4, 2, 1, 1),
-    }
+    net, batch = _small_lstm()
     with caplog.at_level("WARNING", logger="geoclim.export.onnx"):
         result = export_net(net, batch, tmp_path / "lstm.onnx", exporter="torchscript")
     assert "a form that breaks the graph" not in result.rewrites

@@ -192,3 +192,20 @@ def fresh_serving_process(station_export, tmp_path_factory):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def tft_export(tmp_path_factory):
+    """A small TFT: its encoder reads the known inputs at the input steps (``known_past``)."""
+    from tests.support.demo_export import demo_export
+
+    return demo_export(
+        tmp_path_factory.mktemp("tft") / "tft.onnx",
+        model="tft",
+        task=TASK,
+        grid=(4, 3),
+        hidden_size=8,
+        attention_heads=2,
+        hidden_continuous_size=4,
+        exporter=EXPORTER,
+    )

@@ -22,7 +22,7 @@ from geoclim.serving.drift import InputDrift
 from geoclim.serving.points import PointPlan, point_batch
 from geoclim.serving.validity import input_validity
 
-from .conftest import EXPORTER, TASK
+from .conftest import TASK
 
 SETTINGS = settings(
     max_examples=40,
@@ -32,29 +32,10 @@ SETTINGS = settings(
 )
 
 
-@pytest.fixture(scope="module")
-def tft_point_export(tmp_path_factory):
-    """A TFT: its encoder reads the known inputs at the input steps (``known_past``)."""
-    from tests.support.demo_export import demo_export
-
-    return demo_export(
-        tmp_path_factory.mktemp("tft_points") / "tft.onnx",
-        model="tft",
-        task=TASK,
-        grid=(4, 3),
-        hidden_size=8,
-        attention_heads=2,
-        hidden_continuous_size=4,
-        exporter=EXPORTER,
-    )
-
-
 @pytest.fixture(scope="module", params=["grid", "station", "tft"])
-def models(request, grid_export, station_export, tft_point_export):
+def models(request, grid_export, station_export, tft_export):
     """``(one-pass, generic)`` forecasters of the same export, each with its own drift state."""
-    path = {"grid": grid_export, "station": station_export, "tft": tft_point_export}[
-        request.param
-    ].path
+    path = {"grid": grid_export, "station": station_export, "tft": tft_export}[request.param].path
     fast, slow = (Forecaster.from_onnx(path, threads=1, max_missing=0.5) for _ in range(2))
     assert fast.point_plan is not None
     slow.point_plan = None  # the generic path
@@ -113,17 +94,22 @@ def point_requests(draw, f: Forecaster) -> PointRequest:
     return PointRequest(past, future, static, lat, lon, [f"s{i}" for i in range(s)])
 
 
-def _inputs(f: Forecaster, r: PointRequest):
-    return serving_inputs.from_arrays(
-        f.metadata,
-        "2024-03-01T12:00",
-        r.past,
+INIT = "2024-03-01T12:00"
+
+
+def _arguments(r: PointRequest) -> dict:
+    """The keyword arguments of ``from_arrays`` / ``predict_points`` for ``r``."""
+    return dict(
         latitude=r.latitude,
         longitude=r.longitude,
         station=r.station,
         future=r.future or None,
         static=r.static or None,
     )
+
+
+def _inputs(f: Forecaster, r: PointRequest):
+    return serving_inputs.from_arrays(f.metadata, INIT, r.past, **_arguments(r))
 
 
 def _generic_batch(f: Forecaster, inputs) -> dict:
@@ -134,15 +120,7 @@ def _generic_batch(f: Forecaster, inputs) -> dict:
 def _outcome(f: Forecaster, r: PointRequest):
     """What a caller sees: values, mask, counts and warnings, or the error's message."""
     try:
-        out = f.predict_points(
-            "2024-03-01T12:00",
-            r.past,
-            latitude=r.latitude,
-            longitude=r.longitude,
-            station=r.station,
-            future=r.future or None,
-            static=r.static or None,
-        )
+        out = f.predict_points(INIT, r.past, **_arguments(r))
     except DataError as err:
         return ("error", str(err))
     return (out.values, out.valid_time, out.valid, out.filled, out.warnings)

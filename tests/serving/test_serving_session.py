@@ -11,25 +11,7 @@ from geoclim.errors import ConfigError
 from geoclim.serving.adapter import Forecaster
 from geoclim.serving.session import RUN_CHUNK, optimization_level
 
-from .conftest import EXPORTER, TASK
-
 LEVEL = ort.GraphOptimizationLevel
-
-
-@pytest.fixture(scope="module")
-def tft_export(tmp_path_factory):
-    from tests.support.demo_export import demo_export
-
-    return demo_export(
-        tmp_path_factory.mktemp("tft") / "tft.onnx",
-        model="tft",
-        task=TASK,
-        grid=(4, 3),
-        hidden_size=8,
-        attention_heads=2,
-        hidden_continuous_size=4,
-        exporter=EXPORTER,
-    )
 
 
 def test_optimization_level_by_choice_and_window():
