@@ -42,8 +42,8 @@ from geoclim.errors import ConfigError, DataError
 from geoclim.export.metadata import ExportMetadata
 from geoclim.serving.inputs import Inputs
 
-_BROADCAST_MAX = 1 << 16
-"""Batches with at most this many (value, bin edge) pairs bin all values in one comparison."""
+_BIN_AT_ONCE = 1 << 16
+"""Requests with more (value, bin edge) pairs are binned at once, not kept pending."""
 SERVICE_BATCH = 16
 """Requests whose values the service bins at once (see the module docstring)."""
 GAUGE = "geoclim_input_drift_psi"
@@ -103,6 +103,7 @@ class InputDrift:
         self._total = np.zeros(len(names))  # values the running counts cover (decayed)
         self._seen = np.zeros(len(names), bool)  # variables that ever had a value
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # not binned yet
+        self._alerts: tuple[np.ndarray, list[str]] | None = None  # see _psi_problems
 
     def values(self, inputs: Inputs, name: str) -> np.ndarray:
         """Finite request values of ``name``: history for past inputs, leads otherwise."""
@@ -137,13 +138,14 @@ class InputDrift:
         ``request (M,)`` is the request of each row of ``v``.
         """
         nv, nb = self._running.shape
-        # right-closed bins, as bin_fractions' searchsorted(side="left"): edges below v
-        if v.size * self._edges.shape[1] <= _BROADCAST_MAX:  # small batches
-            idx = np.count_nonzero(v[..., None] > self._edges, axis=-1)  # via (M, V, K)
-        else:  # one pass per edge, no (M, V, K) temporary
-            idx = np.zeros(v.shape, np.intp)  # (M, V)
-            for edge in self._edges.T:  # (V,): inf pads the variables with fewer edges
-                idx += v > edge
+        # right-closed bins, as bin_fractions' searchsorted(side="left"): edges below v,
+        # one pass per edge (2-3x a broadcast (M, V, K) comparison, and no such temporary)
+        w = v.astype(np.float64)  # compared with the float64 edges
+        idx = np.zeros(w.shape, np.uint8 if nb <= 255 else np.intp)  # (M, V)
+        above = np.empty(w.shape, bool)
+        for edge in self._edges.T:  # (V,): inf pads the variables with fewer edges
+            np.greater(w, edge, out=above)
+            idx += above.view(np.uint8) if idx.dtype == np.uint8 else above
         flat = (request[:, None] * nv + np.arange(nv)) * nb + idx  # (M, V) bin of each value
         counts = np.bincount(flat[use], minlength=n * nv * nb)
         return counts.reshape(n, nv, nb).astype(np.float64)
@@ -167,6 +169,7 @@ class InputDrift:
         actual = running / np.maximum(self._total, 1e-300)[:, None]
         self._psi = psi(self._expected, actual, axis=1)
         self._seen |= (n > 0).any(axis=0)
+        self._alerts = None
 
     def running_psi(self) -> dict[str, float]:
         """The running PSI of every variable that had values, every request binned."""
@@ -174,6 +177,25 @@ class InputDrift:
             self._bin()
             seen, running = self._seen.tolist(), self._psi.tolist()
         return {name: running[i] for i, name in enumerate(self._names) if seen[i]}
+
+    def _psi_problems(self) -> tuple[np.ndarray, list[str]]:
+        """Variables whose running PSI warns ``(V,)``, and the warning of each for it alone.
+
+        Both depend on the running state only, so they are formed once per binning.
+        """
+        if self._alerts is None:
+            th = self.thresholds
+            warn = (self._total >= self.min_running) & (self._psi > th.psi)
+            running, total = self._psi.tolist(), self._total.tolist()  # Python floats
+            texts = [
+                f"{_lead(name)}PSI {running[i]:.2f} > {th.psi:g} over the last "
+                f"~{int(total[i])} values served"
+                if warn[i]
+                else ""
+                for i, name in enumerate(self._names)
+            ]
+            self._alerts = (warn, texts)
+        return self._alerts
 
     def check(self, inputs: Inputs) -> list[str]:
         """Count the request's values; return warnings (or raise when blocking).
@@ -184,41 +206,42 @@ class InputDrift:
         """
         if not self._names:
             return []
-        th = self.thresholds
         v, use, n, outside = self._request_values(inputs)
         with self._lock:
             self._pending.append((v, use, n))
-            large = v.size * self._edges.shape[1] > _BROADCAST_MAX
+            large = v.size * self._edges.shape[1] > _BIN_AT_ONCE
             if large or len(self._pending) >= self.batch:
                 self._bin()
-            running, total = self._psi, self._total  # as of the last binning
+            by_psi, psi_texts = self._psi_problems()  # as of the last binning
         out_frac = outside / np.maximum(n, 1)
-        by_psi = (total >= self.min_running) & (running > th.psi)
-        flagged = (n > 0) & (by_psi | (out_frac > th.out_of_range))
+        by_range = out_frac > self.thresholds.out_of_range
+        flagged = (n > 0) & (by_psi | by_range)
         if not flagged.any():
             return []
-        warnings = []
+        warnings, frac = [], out_frac.tolist()
         for i in np.flatnonzero(flagged).tolist():
-            name, problems = self._names[i], []
-            if by_psi[i]:
-                problems.append(
-                    f"PSI {running[i]:.2f} > {th.psi:g} over the last ~{int(total[i])} "
-                    "values served"
-                )
-            if out_frac[i] > th.out_of_range:
-                ref = self.reference[name]
-                problems.append(
-                    f"{out_frac[i]:.0%} of values outside the training range "
-                    f"[{ref['min']:.4g}, {ref['max']:.4g}]"
-                )
+            if not by_range[i]:  # the running PSI alone: the same words until the next binning
+                warnings.append(psi_texts[i])
+                continue
+            name = self._names[i]
+            ref = self.reference[name]
+            problem = (
+                f"{frac[i]:.0%} of values outside the training range "
+                f"[{ref['min']:.4g}, {ref['max']:.4g}]"
+            )
             warnings.append(
-                f"input drift in {name!r} against the training data: {', '.join(problems)}"
+                f"{psi_texts[i]}, {problem}" if by_psi[i] else f"{_lead(name)}{problem}"
             )
         if self.block:
             raise DataError(
                 "request refused (the service blocks drifting inputs): " + "; ".join(warnings)
             )
         return warnings
+
+
+def _lead(name: str) -> str:
+    """The start of a warning about variable ``name``."""
+    return f"input drift in {name!r} against the training data: "
 
 
 class DriftCollector:

@@ -131,8 +131,8 @@ def test_batched_binning_matches_binning_each_request(point, batch, calls, seed,
     each = InputDrift(meta, window=200, min_running=50)
     batched = InputDrift(meta, window=200, min_running=50, batch=batch)
     rng = np.random.default_rng(seed)
-    old = drift_module._BROADCAST_MAX
-    drift_module._BROADCAST_MAX = old if one_pass else 0
+    old = drift_module._BIN_AT_ONCE
+    drift_module._BIN_AT_ONCE = old if one_pass else 0
     try:
         for shift, n, scrape in calls:
             inputs = _inputs(meta, rng, shift, task.input_steps, task.horizon, n=n)
@@ -146,7 +146,7 @@ def test_batched_binning_matches_binning_each_request(point, batch, calls, seed,
         assert batched.running_psi() == each.running_psi()
         np.testing.assert_array_equal(batched._running, each._running, strict=True)
     finally:
-        drift_module._BROADCAST_MAX = old
+        drift_module._BIN_AT_ONCE = old
 
 
 def test_the_service_bins_in_batches_but_every_request_when_blocking(point, station_export):
