@@ -139,15 +139,15 @@ def forecast_records(
             f"max_missing = {max_missing if max_missing is not None else f.max_missing:g} of "
             f"their inputs missing, or no real past value: {masked[:5]}"
         )
-    # elapsed hours to each valid time: exact for fixed and calendar (month, year) steps
-    t0 = result.inputs.times[result.inputs.inits[0]]
-    hours = _hours_since(valid, t0)
+    init_text, hours, valid_text = time_fields(
+        init, result.inputs.times[result.inputs.inits[0]], valid
+    )
     return {
         "model": name or f.name,
         "version": version,
-        "init_time": f"{np.datetime_as_string(init, unit='s')}Z",
+        "init_time": init_text,
         "lead_time_hours": hours,
-        "valid_time": [f"{t}Z" for t in _iso_all(valid)],
+        "valid_time": valid_text,
         "units": {var: f.metadata.variables.get(var, {}).get("units", "") for var in task.targets},
         "forecasts": forecasts,
         "inputs_filled": int(result.filled.sum()),
@@ -170,9 +170,24 @@ def validated(model: type[M], body: M | dict[str, Any]) -> M:
 def stack_series(series: list[dict[str, list]]) -> dict[str, np.ndarray]:
     """Per-location ``{var: series}`` -> ``{var: (S, T)}``; ``None`` values become NaN.
 
+    When every location sends every variable with one common length (the usual request),
+    all of them become one ``(S, V, T)`` array in one call, and each variable a view of it.
+
     Raises:
         SchemaError: a variable sent for some locations only, or with different lengths.
     """
+    names = sorted({k for s in series for k in s})
+    if not names:
+        return {}
+    try:
+        block = np.array([[s[var] for var in names] for s in series], dtype=np.float64)
+    except (KeyError, ValueError):  # a variable missing somewhere, or ragged lengths
+        return stack_each(series)
+    return {var: block[:, i] for i, var in enumerate(names)}
+
+
+def stack_each(series: list[dict[str, list]]) -> dict[str, np.ndarray]:
+    """:func:`stack_series` variable by variable, naming what does not fit."""
     out = {}
     for var in sorted({k for s in series for k in s}):
         rows = [s.get(var) for s in series]
@@ -221,6 +236,38 @@ def json_floats(values: np.ndarray) -> list:
     if finite.all():
         return a.tolist()
     return np.where(finite, a.astype(object), np.array(None, dtype=object)).tolist()
+
+
+_TIME_FIELDS: dict[tuple, tuple[str, list[float], list[str]]] = {}
+"""``(init, t0, valid times) -> time_fields``, for datetime64 axes (bounded, see there)."""
+
+
+def time_fields(init: np.datetime64, t0, valid) -> tuple[str, list[float], list[str]]:
+    """The answer's ``init_time``, ``lead_time_hours`` and ``valid_time``.
+
+    Hours are elapsed from ``t0`` (the init's place on the request axis) to each valid
+    time: exact for fixed and calendar (month, year) steps. On datetime64 axes the fields
+    depend on these stamps alone and are kept for the next request with the same ones
+    (fresh lists each time: a caller may change its answer).
+    """
+    stamps = np.asarray(valid)
+    key = None
+    if stamps.dtype.kind == "M":
+        key = (init, np.datetime64(t0), stamps.dtype.str, stamps.tobytes())
+        hit = _TIME_FIELDS.get(key)
+        if hit is not None:
+            return hit[0], list(hit[1]), list(hit[2])
+    fields = (
+        f"{np.datetime_as_string(init, unit='s')}Z",
+        _hours_since(valid, t0),
+        [f"{t}Z" for t in _iso_all(valid)],
+    )
+    if key is not None:
+        if len(_TIME_FIELDS) >= 1024:
+            _TIME_FIELDS.clear()
+        _TIME_FIELDS[key] = fields
+        return fields[0], list(fields[1]), list(fields[2])
+    return fields
 
 
 def _hours_since(times, t0) -> list[float]:

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geoclim.errors import DataError
-from geoclim.serving import drift as drift_module
 from geoclim.serving import inputs as serving_inputs
 from geoclim.serving.adapter import Forecaster
 from geoclim.serving.drift import InputDrift
@@ -177,18 +176,6 @@ def test_one_init_validity_counts_are_the_running_counts(models, data):
         for a, b in zip(one, two, strict=True):
             np.testing.assert_array_equal(a[0], b[0], strict=True)
             np.testing.assert_array_equal(a[0], b[1], strict=True)
-
-
-@given(data=st.data())
-@SETTINGS
-def test_drift_bins_of_small_requests_match_the_per_edge_loop(models, data, monkeypatch):
-    fast, _ = models
-    inputs = _inputs(fast, data.draw(point_requests(fast)))
-    drift = InputDrift(fast.metadata)
-    small = drift._request_counts(inputs)
-    monkeypatch.setattr(drift_module, "_BROADCAST_MAX", 0)
-    for a, b in zip(small, drift._request_counts(inputs), strict=True):
-        np.testing.assert_array_equal(a, b, strict=True)
 
 
 def test_models_the_plan_does_not_cover_take_the_generic_path(cnn_export, grid_export):

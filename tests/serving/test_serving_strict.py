@@ -207,8 +207,7 @@ def test_drift_warning_travels_with_xarray_forecasts(grid):
 def test_running_psi_warns_once_it_covers_enough_values(point):
     from geoclim.serving.drift import InputDrift
 
-    seen = {}
-    monitor = InputDrift(point.metadata, gauge=seen.__setitem__, min_running=100)
+    monitor = InputDrift(point.metadata, min_running=100)
     ref = point.metadata.reference["t2m"]
     top = (ref["edges"][-1] + ref["max"]) / 2  # inside the range, all in the top decile
     body = point.example_request(4)
@@ -222,7 +221,7 @@ def test_running_psi_warns_once_it_covers_enough_values(point):
         station=[loc["station"] for loc in body["locations"]],
     ).inputs
     assert not [w for w in monitor.check(inputs) if "'t2m'" in w]  # 48 values: too few
-    assert seen["t2m"] > 0.25
+    assert monitor.running_psi()["t2m"] > 0.25
     for _ in range(2):
         warnings = monitor.check(inputs)
     assert any("'t2m'" in w and "values served" in w for w in warnings)
