@@ -15,7 +15,8 @@ first; the TorchScript exporter is the fallback. Weights are stored inside the .
 (no external data), so one file is the whole bundle once :func:`write_metadata` has added
 the metadata. The graph is traced from :func:`~geoclim.export.forms.export_form` of the network
 (equivalent rewrites that onnxruntime runs faster, e.g. convolution channels padded for its
-NCHWc kernels), its LSTM nodes are cut into time segments
+NCHWc kernels) with each ``nn.LSTM`` as one op (:mod:`geoclim.export.lstm_op`: tracing is
+seconds faster), its LSTM nodes are cut into time segments
 (:func:`~geoclim.export.graph_forms.segment_lstm_nodes`), and the result is checked against the
 network itself.
 """
@@ -39,6 +40,7 @@ from geoclim import fileio
 from geoclim.errors import GeoclimError
 from geoclim.export.forms import export_form
 from geoclim.export.graph_forms import segment_lstm_nodes
+from geoclim.export.lstm_op import TRANSLATIONS, traced_lstms
 from geoclim.export.metadata import ExportMetadata
 
 log = logging.getLogger(__name__)
@@ -165,6 +167,9 @@ def _export_once(
 ) -> None:
     names = module.names
     if exporter == "dynamo":
+        # each nn.LSTM traced as one op (geoclim.export.lstm_op): the same graph, no per-step
+        # decomposition on fake tensors
+        module = GraphModule(traced_lstms(module.net), names).eval()
         # Dim.DYNAMIC lets torch.export derive the relations (a CNN's padding to a multiple
         # of 2**depth makes h and w appear in guards that named Dims cannot express).
         batch = height = width = torch.export.Dim.DYNAMIC
@@ -186,6 +191,7 @@ def _export_once(
                 dynamo=True,
                 external_data=False,
                 dynamic_shapes={"inputs": tuple(shapes)},
+                custom_translation_table=TRANSLATIONS,
                 opset_version=opset,
                 verbose=False,
             )
