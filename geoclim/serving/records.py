@@ -7,6 +7,7 @@ caller holding JSON records gets exactly what the service would answer.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -238,10 +239,6 @@ def json_floats(values: np.ndarray) -> list:
     return np.where(finite, a.astype(object), np.array(None, dtype=object)).tolist()
 
 
-_TIME_FIELDS: dict[tuple, tuple[str, list[float], list[str]]] = {}
-"""``(init, t0, valid times) -> time_fields``, for datetime64 axes (bounded, see there)."""
-
-
 def time_fields(init: np.datetime64, t0, valid) -> tuple[str, list[float], list[str]]:
     """The answer's ``init_time``, ``lead_time_hours`` and ``valid_time``.
 
@@ -251,23 +248,29 @@ def time_fields(init: np.datetime64, t0, valid) -> tuple[str, list[float], list[
     (fresh lists each time: a caller may change its answer).
     """
     stamps = np.asarray(valid)
-    key = None
-    if stamps.dtype.kind == "M":
-        key = (init, np.datetime64(t0), stamps.dtype.str, stamps.tobytes())
-        hit = _TIME_FIELDS.get(key)
-        if hit is not None:
-            return hit[0], list(hit[1]), list(hit[2])
-    fields = (
+    if stamps.dtype.kind != "M":  # cftime axes: computed each time
+        return _time_fields(init, t0, valid)
+    text, hours, valid_text = _kept_time_fields(
+        init, np.datetime64(t0), stamps.dtype.str, stamps.tobytes()
+    )
+    return text, list(hours), list(valid_text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _kept_time_fields(
+    init: np.datetime64, t0: np.datetime64, dtype: str, raw: bytes
+) -> tuple[str, tuple[float, ...], tuple[str, ...]]:
+    """:func:`_time_fields` of datetime64 valid times given as their bytes (hashable)."""
+    text, hours, valid_text = _time_fields(init, t0, np.frombuffer(raw, dtype=dtype))
+    return text, tuple(hours), tuple(valid_text)
+
+
+def _time_fields(init: np.datetime64, t0, valid) -> tuple[str, list[float], list[str]]:
+    return (
         f"{np.datetime_as_string(init, unit='s')}Z",
         _hours_since(valid, t0),
         [f"{t}Z" for t in _iso_all(valid)],
     )
-    if key is not None:
-        if len(_TIME_FIELDS) >= 1024:
-            _TIME_FIELDS.clear()
-        _TIME_FIELDS[key] = fields
-        return fields[0], list(fields[1]), list(fields[2])
-    return fields
 
 
 def _hours_since(times, t0) -> list[float]:
