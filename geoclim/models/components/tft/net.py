@@ -10,8 +10,7 @@ over the horizon (``known_future``).
 
 The returned dict carries, besides the prediction, the static, encoder and decoder
 variable-selection weights and, in eval mode (or with ``need_weights`` set), the attention
-weights (no hooks needed to interpret it); training skips them and runs the fused attention
-kernel.
+weights (no hooks needed to interpret it); training does not return them.
 """
 
 from __future__ import annotations
