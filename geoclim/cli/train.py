@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -101,6 +102,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     from geoclim.training.train import train  # torch and Lightning: seconds to import
 
     _single_log_handler()
+    _quiet_library_warnings()
     metrics = train(cfg)
     metric = cfg.get("optimized_metric")
     if not metric or not metrics:
@@ -150,6 +152,21 @@ def _single_log_handler() -> None:
             for handler in list(logger.handlers):
                 if type(handler) is logging.StreamHandler:
                     logger.removeHandler(handler)
+
+
+LIBRARY_WARNINGS = (
+    # torch 2.13 deprecated LeafSpec; Lightning 2.6 still builds one for every batch it moves
+    (FutureWarning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    # Lightning's advice to pytorch-forecasting's TFT (model=pf_tft), which saves its loss
+    (UserWarning, r"Attribute '\w+' is an instance of `nn.Module` and is already saved"),
+)
+"""Warnings from inside the libraries that a geoclim user can do nothing about."""
+
+
+def _quiet_library_warnings() -> None:
+    """Keep :data:`LIBRARY_WARNINGS` off the console of a training run; all others still show."""
+    for category, message in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ def test_console_smoke_run_writes_its_run_directory_and_ends_with_a_score_table(
     run = tmp_path / "run"
     result = geoclim_train(*TINY, f"hydra.run.dir={run}", cwd=tmp_path, subprocess=True)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "LeafSpec" not in result.stderr  # the libraries' chatter stays off the console
     for name in (
         "metrics.json",
         "predictions.nc",
