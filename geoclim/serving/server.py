@@ -21,18 +21,42 @@ socket). Then it stops listening, closes idle connections and waits up to
 ``graceful_timeout`` seconds for the requests still in flight. SIGINT (Ctrl+C) skips the
 drain; a second signal ends the drain early.
 
-Works with uvicorn's httptools and h11 protocols. With ``workers > 1`` every worker enforces
-the deadlines and its own connection cap and finishes its in-flight requests on SIGTERM,
-but the readiness drain needs the single-process server. Torch-free.
+**Several workers take turns.** With ``workers > 1`` the processes share one listening
+socket. An event loop (uvloop's as much as asyncio's) accepts every connection waiting in
+the kernel's queue each time the socket turns readable, so a burst of clients connecting
+at once lands on whichever worker wakes first, and keep-alive clients stay where they
+landed: one worker then serves twice the other's share (and its clients wait twice as
+long) for as long as the connections live. So each worker accepts by itself, from its own
+reader on the shared socket, and only while it holds no more than one connection above
+the least loaded worker: every worker publishes its open connections in a small array of
+shared memory (:class:`ConnectionBoard`). A worker over its share stops reading the
+socket and looks again every few milliseconds; the least loaded one never stops, so some
+worker always accepts. A connection that waits in the queue through one of those looks
+(the others are busy or stuck) is taken anyway, so balance never costs more than a few
+milliseconds of waiting. The kernel's queue keeps its full length (``backlog``).
+
+uvicorn's own supervisor cannot give its workers that accept loop (it runs a plain
+``uvicorn.Server`` in each), so :func:`run` supervises them itself: it binds the socket,
+starts the workers (``spawn``), restarts one that dies (and stops if one fails to start),
+and passes SIGTERM / SIGINT on to them. Each worker is a :class:`DrainingServer`, so every
+worker enforces the deadlines and its own connection cap and runs the SIGTERM drain.
+uvicorn's hung-worker pings and its SIGHUP / SIGTTIN / SIGTTOU handling are not kept.
+
+Works with uvicorn's httptools and h11 protocols. Torch-free.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
+import multiprocessing
+import os
+import select
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +64,7 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from geoclim.errors import ConfigError
@@ -92,6 +117,10 @@ ClientEvent = Callable[[str], None]
 LIMITS_ATTR = "geoclim_limits"
 """Attribute of the ``uvicorn.Config`` carrying the limits (it travels to worker processes)."""
 EVENTS_ATTR = "geoclim_on_event"
+SEAT_ATTR = "geoclim_seat"
+"""Attribute of a worker's ``uvicorn.Config``: ``(ConnectionBoard, slot, supervisor pid)``."""
+LISTENER_ATTR = "geoclim_listener"
+"""Attribute of a worker's ``uvicorn.Config``: its :class:`BalancedListener`."""
 
 
 def _raw_response(status: int, reason: str, error: str, message: str, extra: str = "") -> bytes:
@@ -124,6 +153,7 @@ class _Deadlines:
             counter = metrics.connections_cut if metrics is not None else None
             setattr(config, EVENTS_ATTR, (lambda e: counter.labels(e).inc()) if counter else None)
         self.on_event: ClientEvent | None = getattr(config, EVENTS_ATTR)
+        self.listener: BalancedListener | None = getattr(config, LISTENER_ATTR, None)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
         self._timer: asyncio.TimerHandle | None = None
@@ -161,6 +191,8 @@ class _Deadlines:
     def connection_lost(self, exc: Exception | None) -> None:  # noqa: D102
         self._disarm()
         super().connection_lost(exc)  # type: ignore[misc]
+        if self.listener is not None:
+            self.listener.publish()  # one fewer: the other workers see it now
 
     def _arm(self, phase: str) -> None:
         self._disarm()
@@ -213,6 +245,153 @@ class GuardedH11Protocol(_Deadlines, H11Protocol):
     """uvicorn's h11 protocol with :class:`ServerLimits` enforced."""
 
 
+ABSENT = -1
+"""A :class:`ConnectionBoard` slot whose worker is not accepting (not started, stopping, dead)."""
+SLACK = 1
+"""A worker accepts while it holds at most this many connections above the least loaded."""
+LOOK_SECONDS = 0.005
+"""How often a worker over its share looks at the board and the queue again."""
+
+
+class ConnectionBoard:
+    """Each worker's open connections, in shared memory (see the module docstring).
+
+    Worker ``slot`` writes only ``counts[slot]`` and reads all of them; aligned 64-bit
+    stores and loads need no lock, and a stale value only shifts the balance by a
+    connection or two for a moment. The board travels to the workers as an argument of
+    ``spawn`` (its memory is inherited, not copied).
+    """
+
+    def __init__(self, workers: int, context: Any = None):
+        ctx = context or multiprocessing.get_context("spawn")
+        self.counts = ctx.RawArray("q", [ABSENT] * workers)
+
+    def set(self, slot: int, count: int) -> None:
+        """Publish worker ``slot``'s open connections (:data:`ABSENT`: not accepting)."""
+        self.counts[slot] = count
+
+    def may_accept(self, slot: int, mine: int) -> bool:
+        """Whether worker ``slot``, holding ``mine`` connections, may accept one more."""
+        others = [c for i, c in enumerate(self.counts) if i != slot and c != ABSENT]
+        return not others or mine <= min(others) + SLACK
+
+
+class BalancedListener:
+    """One worker's accept loop on a listening socket shared with the others.
+
+    It stands where uvicorn keeps its ``asyncio.Server`` objects and offers what uvicorn
+    calls on them at shutdown: :meth:`close` (stop accepting; the socket itself is closed
+    by uvicorn) and :meth:`wait_closed`. Accepted sockets become connections through the
+    loop's public ``connect_accepted_socket``.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        protocol_factory: Callable[[], asyncio.Protocol],
+        sock: socket.socket,
+        ssl: Any,
+        board: ConnectionBoard,
+        slot: int,
+        server_state: Any,
+    ):
+        self.loop, self.protocol_factory, self.sock, self.ssl = loop, protocol_factory, sock, ssl
+        self.board, self.slot, self.server_state = board, slot, server_state
+        self.sockets = [sock]
+        self._reading = False
+        self._look: asyncio.TimerHandle | None = None
+        self._pending = 0  # accepted, not yet a connection of server_state
+        self._queued_at_last_look = False
+        self._closed = False
+        self.publish()
+        self._read()
+
+    def open_connections(self) -> int:
+        """Connections this worker holds, including those accepted a moment ago."""
+        return len(self.server_state.connections) + self._pending
+
+    def publish(self) -> None:
+        """Write this worker's open connections on the board (nothing once closed)."""
+        if not self._closed:
+            self.board.set(self.slot, self.open_connections())
+
+    def close(self) -> None:
+        """Stop accepting and leave the board; the other workers take every connection."""
+        self._closed = True
+        self._stop_reading()
+        if self._look is not None:
+            self._look.cancel()
+            self._look = None
+        self.board.set(self.slot, ABSENT)
+
+    async def wait_closed(self) -> None:
+        """Nothing to wait for: uvicorn waits for the connections itself."""
+
+    def _read(self) -> None:
+        if not self._reading and not self._closed:
+            self.loop.add_reader(self.sock.fileno(), self._on_readable)
+            self._reading = True
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self.loop.remove_reader(self.sock.fileno())
+            self._reading = False
+
+    def _on_readable(self) -> None:
+        while self.board.may_accept(self.slot, self.open_connections()):
+            if not self._accept():
+                return  # the queue is empty (or accept failed and a retry is set)
+        self._stop_reading()  # over our share: the others accept until we look again
+        self._queued_at_last_look = False
+        self._look = self.loop.call_later(LOOK_SECONDS, self._look_again)
+
+    def _look_again(self) -> None:
+        self._look = None
+        if self._closed:
+            return
+        if self.board.may_accept(self.slot, self.open_connections()):
+            self._read()
+            return
+        queued = bool(select.select([self.sock], [], [], 0)[0])
+        if queued and self._queued_at_last_look:  # nobody took it for a whole look
+            self._accept()
+            queued = False
+        self._queued_at_last_look = queued
+        if self._look is None:  # _accept may have set a retry after an error
+            self._look = self.loop.call_later(LOOK_SECONDS, self._look_again)
+
+    def _accept(self) -> bool:
+        """Accept one connection; ``False`` when none is waiting or accept failed."""
+        try:
+            conn, _ = self.sock.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                raise
+            log.warning("accept failed (%s): retrying in 1 s", exc)  # out of descriptors
+            self._stop_reading()
+            if self._look is not None:
+                self._look.cancel()
+            self._look = self.loop.call_later(1.0, self._look_again)
+            return False
+        conn.setblocking(False)
+        self._pending += 1
+        self.publish()
+        self.loop.create_task(self._connect(conn))
+        return True
+
+    async def _connect(self, conn: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(self.protocol_factory, conn, ssl=self.ssl)
+        except Exception as exc:  # a failed TLS handshake, a peer gone: this connection only
+            log.debug("connection not set up: %r", exc)
+            conn.close()
+        finally:
+            self._pending -= 1
+            self.publish()
+
+
 class DrainMiddleware:
     """While the server drains: ``/ready`` answers 503, other responses close the connection.
 
@@ -256,9 +435,36 @@ class DrainingServer(uvicorn.Server):
         self._marked = False
 
     async def startup(self, sockets: Any = None) -> None:
-        """Wrap the loaded app in :class:`DrainMiddleware`, then start as uvicorn does."""
-        self.config.loaded_app = DrainMiddleware(self.config.loaded_app, self)
-        await super().startup(sockets=sockets)
+        """Wrap the loaded app in :class:`DrainMiddleware`, then start as uvicorn does.
+
+        A worker of :func:`run` (its config has a seat on a :class:`ConnectionBoard`)
+        listens on ``sockets`` through :class:`BalancedListener` instead of uvicorn's
+        ``loop.create_server``.
+        """
+        config = self.config
+        config.loaded_app = DrainMiddleware(config.loaded_app, self)
+        seat = getattr(config, SEAT_ATTR, None)
+        if sockets is None or seat is None:
+            await super().startup(sockets=sockets)
+            return
+        await super().startup(sockets=[])  # the app's lifespan; no listener
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:  # what uvicorn's startup builds for each connection
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config,
+                server_state=self.server_state,
+                app_state=self.lifespan.state,
+                _loop=loop,
+            )
+
+        board, slot, _ = seat
+        listeners = [
+            BalancedListener(loop, protocol, sock, config.ssl, board, slot, self.server_state)
+            for sock in sockets
+        ]
+        setattr(config, LISTENER_ATTR, listeners[0] if listeners else None)
+        self.servers = listeners  # type: ignore[assignment]  # uvicorn calls close, wait_closed
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -288,7 +494,15 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
     async def on_tick(self, counter: int) -> bool:
-        """Mark the app not ready once the drain starts; end the drain when its time is up."""
+        """Mark the app not ready once the drain starts; end the drain when its time is up.
+
+        A worker whose supervisor is gone (killed with SIGKILL) stops as on SIGTERM, rather
+        than serve on as an orphan.
+        """
+        seat = getattr(self.config, SEAT_ATTR, None)
+        if seat is not None and not self.should_exit and os.getppid() != seat[2]:
+            log.warning("the supervisor [%d] is gone: stopping", seat[2])
+            super().handle_exit(signal.SIGTERM, None)
         if self.draining and not self._marked:  # on the event loop, not in the signal handler
             self._marked = True
             log.info(
@@ -360,8 +574,76 @@ def run(app: Any, limits: ServerLimits, **options: Any) -> None:
     """
     config = build_config(app, limits, **options)
     if config.workers > 1:
-        from uvicorn.supervisors import Multiprocess
-
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        supervise(config)
     else:
         DrainingServer(config, limits).run()
+
+
+def _worker(config: uvicorn.Config, sock: socket.socket, board: ConnectionBoard, slot: int) -> None:
+    """One worker process: a :class:`DrainingServer` with seat ``slot`` on ``board``."""
+    config.configure_logging()
+    setattr(config, SEAT_ATTR, (board, slot, os.getppid()))
+    DrainingServer(config, getattr(config, LIMITS_ATTR, None) or ServerLimits()).run([sock])
+
+
+def supervise(config: uvicorn.Config, poll: float = 0.1) -> None:
+    """Run ``config.workers`` balanced worker processes until SIGTERM / SIGINT (blocks).
+
+    The socket is bound and listening (``config.backlog``) before any worker starts, so
+    clients queue while the workers load the app; on a signal this process closes its
+    copy, so the port closes once the workers stop listening. A worker that exits is started again in
+    its slot; one that fails to start (uvicorn's exit code 3) stops them all. A signal is
+    passed on to every worker as SIGTERM, as uvicorn's supervisor does: each drains and
+    finishes its requests (one that got the terminal's SIGINT itself skips the drain); a
+    second signal ends their drain early.
+
+    Raises:
+        SystemExit: with code 3 when a worker failed to start.
+
+    """
+    ctx = multiprocessing.get_context("spawn")
+    sock = config.bind_socket()
+    sock.listen(config.backlog)
+    board = ConnectionBoard(config.workers, ctx)
+    received: list[int] = []
+    handlers = {
+        sig: signal.signal(sig, lambda sig, frame: received.append(sig))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
+
+    def start(slot: int) -> Any:
+        board.set(slot, ABSENT)
+        process = ctx.Process(target=_worker, args=(config, sock, board, slot), daemon=False)
+        process.start()
+        return process
+
+    failed = False
+    try:
+        workers = [start(slot) for slot in range(config.workers)]
+        log.info("started %d workers: %s", len(workers), [w.pid for w in workers])
+        passed = 0
+        while not received or any(w.is_alive() for w in workers):
+            time.sleep(poll)
+            for _ in received[passed:]:
+                for w in workers:
+                    if w.is_alive():
+                        os.kill(w.pid, signal.SIGTERM)
+                sock.close()  # no restarts now: the port closes with the workers' listeners
+            passed = len(received)
+            for slot, w in enumerate(workers):
+                if received or w.exitcode is None:
+                    continue
+                board.set(slot, ABSENT)
+                if w.exitcode == STARTUP_FAILURE:
+                    log.error("worker %d [%d] failed to start: stopping", slot, w.pid)
+                    failed = True
+                    received.append(signal.SIGTERM)
+                    break
+                log.warning("worker %d [%d] exited (%s): restarting", slot, w.pid, w.exitcode)
+                workers[slot] = start(slot)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        sock.close()
+    if failed:
+        raise SystemExit(STARTUP_FAILURE)
