@@ -306,8 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
         1,
         int,
         type=_positive(int),
-        help="uvicorn worker processes (rate limits and the connection cap then apply "
-        "per worker; no readiness drain)",
+        help="server worker processes, sharing connections evenly (rate limits and the "
+        "connection cap then apply per worker)",
     )
     add("log-level", "INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log level")
     add("log-file", help="write JSON logs to this file, rotated by size, instead of stdout")

@@ -38,7 +38,7 @@ milliseconds of waiting. The kernel's queue keeps its full length (``backlog``).
 uvicorn's own supervisor cannot give its workers that accept loop (it runs a plain
 ``uvicorn.Server`` in each), so :func:`run` supervises them itself: it binds the socket,
 starts the workers (``spawn``), restarts one that dies (and stops if one fails to start),
-and passes SIGTERM / SIGINT on to them. Each worker is a :class:`DrainingServer`, so every
+and passes a SIGTERM / SIGINT on to them as SIGTERM. Each worker is a :class:`DrainingServer`, so every
 worker enforces the deadlines and its own connection cap and runs the SIGTERM drain.
 uvicorn's hung-worker pings and its SIGHUP / SIGTTIN / SIGTTOU handling are not kept.
 
@@ -303,6 +303,8 @@ class BalancedListener:
         self._pending = 0  # accepted, not yet a connection of server_state
         self._queued_at_last_look = False
         self._closed = False
+        self._queue = select.poll()  # (not select.select: descriptors may pass 1024)
+        self._queue.register(sock.fileno(), select.POLLIN)
         self.publish()
         self._read()
 
@@ -352,7 +354,7 @@ class BalancedListener:
         if self.board.may_accept(self.slot, self.open_connections()):
             self._read()
             return
-        queued = bool(select.select([self.sock], [], [], 0)[0])
+        queued = bool(self._queue.poll(0))
         if queued and self._queued_at_last_look:  # nobody took it for a whole look
             self._accept()
             queued = False
@@ -564,10 +566,10 @@ def run(app: Any, limits: ServerLimits, **options: Any) -> None:
 
     Args:
         app: the ASGI app, or with ``workers > 1`` an import string of an app factory
-            (``factory=True``): each worker process builds its own app. Every worker
-            enforces the deadlines and the connection cap (``max_connections`` per worker);
-            on SIGTERM each finishes its in-flight requests, but only a single process
-            runs the readiness drain (in Kubernetes: one worker per pod, scale replicas).
+            (``factory=True``): each worker process builds its own app (see
+            :func:`supervise`). Every worker enforces the deadlines and the connection cap
+            (``max_connections`` per worker), takes its turn at accepting connections and
+            runs the SIGTERM drain (in Kubernetes, still prefer one worker per pod).
         limits: see :class:`ServerLimits`.
         **options: further ``uvicorn.Config`` options (host, port, workers, log_config, ...).
 
@@ -590,12 +592,12 @@ def supervise(config: uvicorn.Config, poll: float = 0.1) -> None:
     """Run ``config.workers`` balanced worker processes until SIGTERM / SIGINT (blocks).
 
     The socket is bound and listening (``config.backlog``) before any worker starts, so
-    clients queue while the workers load the app; on a signal this process closes its
-    copy, so the port closes once the workers stop listening. A worker that exits is started again in
+    clients queue while the workers load the app. A worker that exits is started again in
     its slot; one that fails to start (uvicorn's exit code 3) stops them all. A signal is
     passed on to every worker as SIGTERM, as uvicorn's supervisor does: each drains and
     finishes its requests (one that got the terminal's SIGINT itself skips the drain); a
-    second signal ends their drain early.
+    second signal ends their drain early. On the first signal this process closes its copy
+    of the socket, so the port closes once the workers stop listening.
 
     Raises:
         SystemExit: with code 3 when a worker failed to start.

@@ -98,6 +98,63 @@ def test_two_listeners_share_a_burst_of_connections():
     assert sum(after_close) == 30  # closed connections leave the board at once
 
 
+async def _hello(scope, receive, send):
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_a_worker_serves_through_its_listener_and_leaves_the_board_at_shutdown(http):
+    """Guards what the worker takes from uvicorn beyond its documented API.
+
+    ``Server.startup(sockets=[])`` runs the lifespan and opens no listener; the protocol
+    class takes ``config``, ``server_state``, ``app_state`` and ``_loop``; ``shutdown``
+    calls ``close`` and ``wait_closed`` on each of ``Server.servers``. If a uvicorn
+    release changes any of these, this test fails.
+    """
+    from geoclim.serving.server import (
+        LISTENER_ATTR,
+        SEAT_ATTR,
+        DrainingServer,
+        ServerLimits,
+        build_config,
+    )
+
+    limits = ServerLimits(drain_seconds=0)
+    config = build_config(_hello, limits, http=http, lifespan="off", log_config=None)
+    board = ConnectionBoard(2)
+    setattr(config, SEAT_ATTR, (board, 1, os.getppid()))
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    server = DrainingServer(config, limits)
+
+    async def main():
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            await asyncio.sleep(0.01)
+        assert [type(s) for s in server.servers] == [BalancedListener]
+        assert getattr(config, LISTENER_ATTR) is server.servers[0]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and await reader.readexactly(5) == b"hello"
+        assert list(board.counts) == [ABSENT, 1]  # its one connection, on its own slot
+        writer.close()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if board.counts[1] == 0:
+                break
+        assert list(board.counts) == [ABSENT, 0]  # the closed connection left the board
+        server.should_exit = True
+        await serving
+
+    asyncio.run(main())
+    assert list(board.counts) == [ABSENT, ABSENT]  # shut down: no longer accepting
+    assert sock.fileno() == -1  # uvicorn closed the socket it was given
+
+
 def _worker_connections(parent_pid, port):
     """Established connections to ``port`` held by each child of ``parent_pid``."""
     psutil = pytest.importorskip("psutil")
