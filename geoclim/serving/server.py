@@ -36,11 +36,12 @@ worker always accepts. A connection that waits in the queue through one of those
 milliseconds of waiting. The kernel's queue keeps its full length (``backlog``).
 
 uvicorn's own supervisor cannot give its workers that accept loop (it runs a plain
-``uvicorn.Server`` in each), so :func:`run` supervises them itself: it binds the socket,
-starts the workers (``spawn``), restarts one that dies (and stops if one fails to start),
-and passes a SIGTERM / SIGINT on to them as SIGTERM. Each worker is a :class:`DrainingServer`, so every
-worker enforces the deadlines and its own connection cap and runs the SIGTERM drain.
-uvicorn's hung-worker pings and its SIGHUP / SIGTTIN / SIGTTOU handling are not kept.
+``uvicorn.Server`` in each), so :func:`run` supervises them itself (:func:`supervise`): it
+binds the socket, starts the workers (``spawn``), restarts one that dies (and stops if one
+fails to start), and passes SIGTERM or SIGINT on to them as SIGTERM. Each worker is a
+:class:`DrainingServer`, so every worker enforces the deadlines and its own connection cap
+and runs the SIGTERM drain; one whose supervisor was killed stops by itself. uvicorn's
+hung-worker pings and its SIGHUP / SIGTTIN / SIGTTOU handling are not kept.
 
 Works with uvicorn's httptools and h11 protocols. Torch-free.
 """

@@ -100,7 +100,8 @@ def test_two_listeners_share_a_burst_of_connections():
 
 async def _hello(scope, receive, send):
     assert scope["type"] == "http"
-    await send({"type": "http.response.start", "status": 200, "headers": []})
+    headers = [(b"content-length", b"5")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b"hello"})
 
 
