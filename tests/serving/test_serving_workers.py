@@ -274,3 +274,26 @@ def test_sigterm_drains_both_workers_and_answers_requests_in_flight(
     forecasts = [r for r in records if r.get("route") == "/v1/forecast"]
     assert len(forecasts) == 8 and {r["status"] for r in forecasts} == {200}
     assert sum("draining" in r["message"] for r in records) == 2  # one line per worker
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_replaced_and_takes_its_share_again(station_export, serve_process):
+    psutil = pytest.importorskip("psutil")
+    server = _both_accepting(serve_process(station_export.path, "--no-auth", "--workers", "2"))
+    probe = [connect(server.port) for _ in range(10)]
+    held = _wait_for_held(server, 10)
+    victim = max(held, key=held.get)  # a worker holding connections (not the tracker)
+    os.kill(victim, signal.SIGKILL)
+    for s in probe:  # the victim's clients see their connection end
+        s.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        pids = {p.pid for p in psutil.Process(server.proc.pid).children()}
+        if victim not in pids and len(pids) == len(held):
+            break
+        time.sleep(0.1)
+    assert victim not in pids and len(pids) == len(held)  # replaced in its slot
+    _both_accepting(server)  # the new worker accepts its share
+    rc, records, _ = server.stop()
+    assert rc == 0
+    assert any("exited (-9): restarting" in r["message"] for r in records)
