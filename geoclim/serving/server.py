@@ -627,12 +627,13 @@ def supervise(config: uvicorn.Config, poll: float = 0.1) -> None:
         passed = 0
         while not received or any(w.is_alive() for w in workers):
             time.sleep(poll)
-            for _ in received[passed:]:
+            arrived = received[passed:]  # (a signal may add one while this runs)
+            passed += len(arrived)
+            for _ in arrived:
                 for w in workers:
                     if w.is_alive():
                         os.kill(w.pid, signal.SIGTERM)
                 sock.close()  # no restarts now: the port closes with the workers' listeners
-            passed = len(received)
             for slot, w in enumerate(workers):
                 if received or w.exitcode is None:
                     continue
