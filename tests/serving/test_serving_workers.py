@@ -13,7 +13,7 @@ import time
 import pytest
 
 from geoclim.serving.adapter import Forecaster
-from geoclim.serving.server import ABSENT, BalancedListener, ConnectionBoard
+from geoclim.serving.balance import ABSENT, BalancedListener, ConnectionBoard
 
 from .test_serving_server import connect, post_head, read_all, response_status
 
