@@ -3,15 +3,16 @@
 With ``workers > 1`` the processes share one listening socket. An event loop (uvloop's as
 much as asyncio's) accepts every connection waiting in the kernel's queue each time the
 socket turns readable, so a burst of clients connecting at once lands on whichever worker
-wakes first, and keep-alive clients stay where they landed: one worker then serves twice the other's share (and its clients wait twice as
-long) for as long as the connections live. So each worker accepts by itself, from its own
-reader on the shared socket, and only while it holds no more than one connection above
-the least loaded worker: every worker publishes its open connections in a small array of
-shared memory (:class:`ConnectionBoard`). A worker over its share stops reading the
-socket and looks again every few milliseconds; the least loaded one never stops, so some
-worker always accepts. A connection that waits in the queue through one of those looks
-(the others are busy or stuck) is taken anyway, so balance never costs more than a few
-milliseconds of waiting. The kernel's queue keeps its full length (``backlog``).
+wakes first, and keep-alive clients stay where they landed: one worker then serves twice
+the other's share (and its clients wait twice as long) for as long as the connections
+live. So each worker accepts by itself, from its own reader on the shared socket, and only
+while it holds no more than one connection above the least loaded worker: every worker
+publishes its open connections in a small array of shared memory
+(:class:`ConnectionBoard`). A worker over its share stops reading the socket and looks
+again every few milliseconds; the least loaded one never stops, so some worker always
+accepts. A connection that waits in the queue through one of those looks (the others are
+busy or stuck) is taken anyway, so balance never costs more than a few milliseconds of
+waiting. The kernel's queue keeps its full length (``backlog``).
 
 :class:`ConnectionBoard` is the shared table, :class:`BalancedListener` one worker's accept
 loop; :mod:`geoclim.serving.server` starts the workers and gives each its seat. Only public
