@@ -238,3 +238,42 @@ def test_sigterm_handler_only_sets_flags_and_the_loop_logs_the_drain(caplog):
     assert ours == ["SIGTERM: draining for 30 s (readiness 503, Connection: close)"]
     server.handle_exit(signal.SIGTERM, None)  # a second signal ends the drain early
     assert server.should_exit
+
+
+@pytest.mark.parametrize("http", ["h11", "httptools"])
+def test_responses_are_not_held_back_by_nagle_on_the_asyncio_loop(http):
+    # uvicorn writes head and body separately; on asyncio's loop an accepted connection of
+    # uvicorn's socket (protocol 0) had TCP_NODELAY off, and every keep-alive response waited
+    # ~40 ms for the client's delayed ACK. The server sets it on every connection.
+    import asyncio
+
+    from geoclim.serving.server import DrainingServer, ServerLimits, build_config
+
+    async def hello(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    limits = ServerLimits(drain_seconds=0)
+    config = build_config(hello, limits, http=http, loop="asyncio", lifespan="off", log_config=None)
+    server = DrainingServer(config, limits)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # as uvicorn binds: protocol 0
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+
+    async def main():
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(3):  # keep-alive requests on one connection
+            writer.write(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            await reader.readuntil(b"hello")
+        (connection,) = server.server_state.connections
+        accepted = connection.transport.get_extra_info("socket")
+        no_delay = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        writer.close()
+        server.should_exit = True
+        await serving
+        return no_delay
+
+    assert asyncio.run(main()) != 0
