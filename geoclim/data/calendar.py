@@ -116,6 +116,9 @@ def calendar_features(
     )
 
 
+_NS = np.dtype("datetime64[ns]")
+
+
 def calendar_on_axis(times: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     """:func:`calendar_features` of a regular time axis, memoised for fixed datetime64 steps.
 
@@ -130,12 +133,13 @@ def calendar_on_axis(times: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
     raw = np.asarray(times)
     if raw.dtype == object:  # cftime stamps (model calendars): computed, not memoised
         return calendar_features(raw, tuple(names))
-    times = raw.astype("datetime64[ns]")
-    steps = np.diff(times.astype(np.int64))
+    times = raw if raw.dtype == _NS else raw.astype(_NS)
+    stamps = times.view(np.int64)
+    steps = stamps[1:] - stamps[:-1]
     if steps.size and (steps != steps[0]).any():  # calendar months / years
         return calendar_features(times, tuple(names))
     step = int(steps[0]) if steps.size else 0
-    return _calendar(int(times[0].astype(np.int64)), times.size, step, tuple(names))
+    return _calendar(int(stamps[0]), times.size, step, tuple(names))
 
 
 @functools.lru_cache(maxsize=256)

@@ -46,10 +46,22 @@ class ChannelEncoder:
     std: np.ndarray  # (C,) float32
     log: np.ndarray  # (K,) channel positions of the log-transformed variables
 
+    def __post_init__(self) -> None:
+        # log channels that follow each other are transformed in place through a slice
+        # (the same element-wise operations, without a gathered copy written back)
+        at = self.log.tolist()
+        run = at == list(range(at[0], at[0] + len(at))) if at else False
+        object.__setattr__(self, "_log_run", slice(at[0], at[-1] + 1) if run else None)
+
     def encode(self, values: np.ndarray) -> np.ndarray:
         """``(..., C)`` physical values -> a normalised float32 copy."""
         out = np.array(values, dtype=np.float32)
-        if self.log.size:
+        run = self._log_run  # type: ignore[attr-defined]
+        if run is not None:
+            part = out[..., run]  # a view
+            np.maximum(part, 0.0, out=part)
+            np.log1p(part, out=part)
+        elif self.log.size:
             part = out[..., self.log]  # a copy: transformed, then written back
             np.maximum(part, 0.0, out=part)
             np.log1p(part, out=part)

@@ -539,6 +539,10 @@ class Forecaster:
     def _samples(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         h, w = inputs.grid_shape
         spec = self.metadata.window
+        if spec.patch == 1 and inputs.inits.size == 1 and h > 0 and w > 0:  # one init: each place
+            t = np.full(h * w, inputs.inits[0], np.int64)
+            cells = np.arange(h * w, dtype=np.int64)
+            return t, cells // w if w > 1 else cells, cells % w if w > 1 else np.zeros_like(cells)
         ph, pw = spec.patch_shape((h, w))
         ys = np.arange(h) if ph == 1 else patch_origins(h, ph, spec.patch_stride or ph)
         xs = np.arange(w) if pw == 1 else patch_origins(w, pw, spec.patch_stride or pw)

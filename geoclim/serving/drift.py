@@ -104,6 +104,8 @@ class InputDrift:
         self._seen = np.zeros(len(names), bool)  # variables that ever had a value
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # not binned yet
         self._alerts: tuple[np.ndarray, list[str]] | None = None  # see _psi_problems
+        self._row_masks: dict[tuple[int, int], np.ndarray] = {}  # see _rows
+        self._edge_rows = [row for row in self._edges]  # (K,) sorted, +inf padded
 
     def values(self, inputs: Inputs, name: str) -> np.ndarray:
         """Finite request values of ``name``: history for past inputs, leads otherwise."""
@@ -124,13 +126,32 @@ class InputDrift:
         """
         v = inputs.dynamic[..., self._ch]  # (T, H, W, V)
         v = v.reshape(v.shape[0], -1, v.shape[-1])  # (T, HW, V)
-        past_rows = np.arange(v.shape[0]) <= int(inputs.inits.max())  # (T,)
-        rows = past_rows[:, None] == self._is_past  # (T, V): history or leads
-        use = (np.isfinite(v) & rows[:, None, :]).reshape(-1, v.shape[-1])  # (M, V)
+        rows = self._rows(v.shape[0], int(inputs.inits.max()))  # (T, 1, V)
+        use = np.isfinite(v)
+        use &= rows
+        use = use.reshape(-1, v.shape[-1])  # (M, V)
         v = v.reshape(use.shape)
-        n = np.count_nonzero(use, axis=0)  # (V,)
-        outside = np.count_nonzero(use & ((v < self._lo) | (v > self._hi)), axis=0)
-        return v, use, n, outside
+        n = use.sum(axis=0)  # (V,) int64, as count_nonzero
+        out = v < self._lo
+        out |= v > self._hi
+        out &= use
+        return v, use, n, out.sum(axis=0)
+
+    def _rows(self, steps: int, last: int) -> np.ndarray:
+        """``(T, 1, V)``: whether each step's values of a variable count (read-only).
+
+        The history (up to the last init) for past inputs, the leads otherwise; kept per
+        ``(T, last)``, since the rows of a service's requests repeat.
+        """
+        rows = self._row_masks.get((steps, last))
+        if rows is None:
+            past_rows = np.arange(steps) <= last  # (T,)
+            rows = (past_rows[:, None] == self._is_past)[:, None, :]
+            rows.flags.writeable = False
+            if len(self._row_masks) >= 64:
+                self._row_masks.clear()
+            self._row_masks[(steps, last)] = rows
+        return rows
 
     def _bin_counts(self, v: np.ndarray, use: np.ndarray, request: np.ndarray, n: int) -> Any:
         """Bin counts ``(n, V, K + 1)`` of the counted values ``v (M, V)`` of ``n`` requests.
@@ -138,14 +159,13 @@ class InputDrift:
         ``request (M,)`` is the request of each row of ``v``.
         """
         nv, nb = self._running.shape
-        # right-closed bins, as bin_fractions' searchsorted(side="left"): edges below v,
-        # one pass per edge (2-3x a broadcast (M, V, K) comparison, and no such temporary)
+        # right-closed bins, as bin_fractions' searchsorted(side="left"): the number of
+        # edges below v, one search per variable (inf pads the variables with fewer edges;
+        # values that do not count, NaN included, land anywhere and are dropped by `use`)
         w = v.astype(np.float64)  # compared with the float64 edges
-        idx = np.zeros(w.shape, np.uint8 if nb <= 255 else np.intp)  # (M, V)
-        above = np.empty(w.shape, bool)
-        for edge in self._edges.T:  # (V,): inf pads the variables with fewer edges
-            np.greater(w, edge, out=above)
-            idx += above.view(np.uint8) if idx.dtype == np.uint8 else above
+        idx = np.empty(w.shape, np.intp)  # (M, V)
+        for i, edges in enumerate(self._edge_rows):
+            idx[:, i] = np.searchsorted(edges, w[:, i], side="left")
         flat = (request[:, None] * nv + np.arange(nv)) * nb + idx  # (M, V) bin of each value
         counts = np.bincount(flat[use], minlength=n * nv * nb)
         return counts.reshape(n, nv, nb).astype(np.float64)
@@ -213,13 +233,16 @@ class InputDrift:
             if large or len(self._pending) >= self.batch:
                 self._bin()
             by_psi, psi_texts = self._psi_problems()  # as of the last binning
-        out_frac = outside / np.maximum(n, 1)
-        by_range = out_frac > self.thresholds.out_of_range
-        flagged = (n > 0) & (by_psi | by_range)
-        if not flagged.any():
+        # a handful of variables: Python numbers (the same float64 divisions) beat numpy's
+        # per-call cost
+        limit, psi_flags = self.thresholds.out_of_range, by_psi.tolist()
+        frac = [o / max(c, 1) for o, c in zip(outside.tolist(), n.tolist(), strict=True)]
+        by_range = [x > limit for x in frac]
+        flagged = [i for i, c in enumerate(n.tolist()) if c > 0 and (psi_flags[i] or by_range[i])]
+        if not flagged:
             return []
-        warnings, frac = [], out_frac.tolist()
-        for i in np.flatnonzero(flagged).tolist():
+        warnings = []
+        for i in flagged:
             if not by_range[i]:  # the running PSI alone: the same words until the next binning
                 warnings.append(psi_texts[i])
                 continue
@@ -230,7 +253,7 @@ class InputDrift:
                 f"[{ref['min']:.4g}, {ref['max']:.4g}]"
             )
             warnings.append(
-                f"{psi_texts[i]}, {problem}" if by_psi[i] else f"{_lead(name)}{problem}"
+                f"{psi_texts[i]}, {problem}" if psi_flags[i] else f"{_lead(name)}{problem}"
             )
         if self.block:
             raise DataError(

@@ -18,7 +18,7 @@ windows, the static fields and the domain positions) get no plan and take the ge
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -43,6 +43,8 @@ class PointPlan:
         cal_names: the calendar encodings among the known inputs.
         cal_at, cal_from: known-input channels taken from calendar columns ``cal_from``.
         dyn_at, dyn_from: known-input channels taken from dynamic channels ``dyn_from``.
+        cal_cut, dyn_cut: ``(at, from)`` of each as slices where the positions follow each
+            other (derived).
 
     """
 
@@ -57,6 +59,12 @@ class PointPlan:
     cal_from: np.ndarray
     dyn_at: np.ndarray
     dyn_from: np.ndarray
+    cal_cut: tuple = field(init=False, repr=False, compare=False)
+    dyn_cut: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cal_cut", (_cut(self.cal_at), _cut(self.cal_from)))
+        object.__setattr__(self, "dyn_cut", (_cut(self.dyn_at), _cut(self.dyn_from)))
 
     @classmethod
     def build(
@@ -128,8 +136,9 @@ def point_batch(plan: PointPlan, inputs: Inputs) -> dict[str, np.ndarray]:
     norm = plan.dynamic.encode(window).transpose(1, 0, 2)  # (S, T_in + L, C_dyn), a view
     static = plan.static.encode(inputs.static[:, 0])  # (S, C_static)
     for a in (norm, static):
-        if not np.isfinite(a).all():
-            np.nan_to_num(a, copy=False, nan=0.0, posinf=0.0, neginf=0.0)  # missing: 0
+        finite = np.isfinite(a)
+        if not finite.all():
+            np.copyto(a, 0.0, where=~finite)  # missing (NaN, +-inf): 0, the train mean
     batch: dict[str, np.ndarray] = {}
     for name in plan.inputs:
         if name == "past":
@@ -162,7 +171,19 @@ def _known(plan: PointPlan, inputs: Inputs, window: np.ndarray, first: int) -> n
     out = np.empty((s, n, plan.cal_at.size + plan.dyn_at.size), np.float32)
     if plan.cal_at.size:
         cal = calendar_on_axis(inputs.times, plan.cal_names)  # (T, K_cal), memoised
-        out[:, :, plan.cal_at] = cal[first : first + n][:, plan.cal_from]
+        out[:, :, plan.cal_cut[0]] = cal[first : first + n][:, plan.cal_cut[1]]
     if plan.dyn_at.size:
-        out[:, :, plan.dyn_at] = window[:, :, plan.dyn_from]
+        out[:, :, plan.dyn_cut[0]] = window[:, :, plan.dyn_cut[1]]
     return out
+
+
+def _cut(index: np.ndarray) -> slice | np.ndarray:
+    """``index`` as a slice when its positions follow each other, else itself.
+
+    Basic indexing by a slice gives the same values as gathering by the index array, for
+    less.
+    """
+    at = index.tolist()
+    if at and at == list(range(at[0], at[0] + len(at))):
+        return slice(at[0], at[0] + len(at))
+    return index

@@ -43,8 +43,13 @@ def input_validity(
         DataError: when no forecast is valid, naming the first variable and location.
 
     """
-    t_in, lead, n_past = task.input_steps, task.horizon, len(task.past_variables)
     t = inputs.inits
+    if t.size == 1:  # one init (point requests): one pass over its window
+        window = _window_plan(task, known_past)
+        found = window.validity(inputs, max_missing)
+        if found is not None:
+            return found
+    t_in, lead, n_past = task.input_steps, task.horizon, len(task.past_variables)
     inputs_missing, leads_missing = _window_counts(inputs.dynamic, t, t_in, lead)
     past = inputs_missing[..., :n_past]  # (N, H, W, C_past) counts
     counts, sizes, names = [past], [t_in], [list(task.past_variables)]
@@ -72,6 +77,75 @@ def input_validity(
     if not valid.any():
         _raise_missing(inputs, fracs, names, max_missing)
     return valid, np.asarray(filled, dtype=np.int64)
+
+
+class _WindowPlan:
+    """What :func:`input_validity` checks of one init, per task, found once.
+
+    The counted groups of :func:`input_validity` (past windows, known-future leads, known
+    inputs at the input steps, static fields) as one channel selection ``sel`` of the
+    concatenated ``(input-step counts, lead counts, static misses)`` and each selected
+    channel's window size: the fractions are the same float64 divisions, the mask the same
+    comparisons and the filled counts the same integer sums as group by group.
+    """
+
+    def __init__(self, task: ForecastTask, known_past: bool):
+        c = len(task.dynamic_variables)
+        self.t_in, self.lead, self.n_past = task.input_steps, task.horizon, len(task.past_variables)
+        sel = list(range(self.n_past))
+        sizes = [self.t_in] * self.n_past
+        fut = [task.dynamic_variables.index(v) for v in task.future_variables]
+        sel += [c + i for i in fut]
+        sizes += [self.lead] * len(fut)
+        known_only = [v for v in task.future_variables if v not in task.past_variables]
+        if known_past and known_only:
+            at = [task.dynamic_variables.index(v) for v in known_only]
+            sel += at
+            sizes += [self.t_in] * len(at)
+        self.n_static = len(task.static_inputs)
+        sel += [2 * c + i for i in range(self.n_static)]
+        sizes += [1] * self.n_static
+        self.sel = np.array(sel, np.intp)
+        self.sizes = np.array(sizes, np.float64)
+        self.split = [0, self.t_in]  # reduceat: the input steps, then the leads
+
+    def validity(self, inputs: Inputs, max_missing: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(valid, filled)`` of a one-init request, or ``None``: the generic path answers.
+
+        ``None`` when the window leaves the request's axis, or when nothing is valid (the
+        generic path then names the cause).
+        """
+        i, dynamic = int(inputs.inits[0]), inputs.dynamic
+        first, stop = i + 1 - self.t_in, i + 1 + self.lead
+        if first < 0 or stop > dynamic.shape[0]:
+            return None
+        miss = ~np.isfinite(dynamic[first:stop])  # (T_in + L, H, W, C)
+        # (2, H, W, C): missing values over the input steps and over the leads
+        both = np.add.reduceat(miss.view(np.uint8), self.split, axis=0, dtype=np.int32)
+        parts = [both[0], both[1]]
+        if self.n_static:
+            parts.append((~np.isfinite(inputs.static)).astype(np.int32))
+        counts = np.concatenate(parts, axis=-1)[..., self.sel]  # (H, W, K)
+        valid = np.asarray((both[0, ..., : self.n_past] < self.t_in).any(axis=-1))
+        valid &= (counts / self.sizes <= max_missing).all(axis=-1)
+        if not valid.any():
+            return None
+        return valid[None], counts.sum(axis=-1, dtype=np.int64)[None]
+
+
+_WINDOW_PLANS: dict[tuple[int, bool], tuple[ForecastTask, _WindowPlan]] = {}
+"""``(id(task), known_past) -> (task, plan)`` of the served tasks (the task kept: its id
+stays its own while cached)."""
+
+
+def _window_plan(task: ForecastTask, known_past: bool) -> _WindowPlan:
+    key = (id(task), known_past)
+    entry = _WINDOW_PLANS.get(key)
+    if entry is None or entry[0] is not task:
+        if len(_WINDOW_PLANS) >= 64:
+            _WINDOW_PLANS.clear()
+        entry = _WINDOW_PLANS[key] = (task, _WindowPlan(task, known_past))
+    return entry[1]
 
 
 def _window_counts(
