@@ -18,6 +18,9 @@ domain embedded in the export (station id, else the nearest station within
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -277,17 +280,26 @@ def from_arrays(
         )
     t_hist = lengths.pop()
     n_time = t_hist + task.horizon
-    init = stamps.as_stamps(meta, [init_time])[0]
+    if isinstance(init_time, np.datetime64) and meta.time_calendar == "standard":
+        init = init_time.astype("datetime64[ns]")  # what as_stamps makes of it
+    else:
+        init = stamps.as_stamps(meta, [init_time])[0]
     if stamps.is_fixed(meta):
         times = init + (np.arange(n_time) - (t_hist - 1)) * meta.time_step
     else:  # calendar steps and model calendars: whole steps from the init
         offsets = range(-(t_hist - 1), n_time - (t_hist - 1))
         times = np.asarray([timeaxis.shift(init, meta.step, k) for k in offsets])
     dynamic = np.full((n_time, n, 1, len(task.dynamic_variables)), np.nan, np.float32)
+    cats = task.categories
     for c, name in enumerate(task.dynamic_variables):
+        # canonical units, no flag codes: the float64 values are cast to float32 as they
+        # are written (the same rounding as converting them first)
+        plain = units.get(name) is None and name not in cats
         if name in past:
             values = _as_2d(past[name], n, name, "past")
-            dynamic[:t_hist, :, 0, c] = _physical(meta, values, name, units.get(name)).T
+            dynamic[:t_hist, :, 0, c] = (
+                values.T if plain else _physical(meta, values, name, units.get(name)).T
+            )
         if name in future:
             values = _as_2d(future[name], n, name, "future")
             if values.shape[1] < task.horizon:
@@ -296,7 +308,9 @@ def from_arrays(
                     f"model needs {task.horizon}"
                 )
             lead = values[:, : task.horizon]
-            dynamic[t_hist:, :, 0, c] = _physical(meta, lead, name, units.get(name)).T
+            dynamic[t_hist:, :, 0, c] = (
+                lead.T if plain else _physical(meta, lead, name, units.get(name)).T
+            )
     given = {
         k: _physical(meta, np.asarray(v, np.float32).reshape(n, 1), k, units.get(k))
         for k, v in static.items()
@@ -414,6 +428,9 @@ def _wrap_longitude(lon: np.ndarray, reference: np.ndarray) -> np.ndarray:
     if reference.size == 0:
         return lon
     centre = _axis_facts(reference)[0]
+    if lon.size <= 16 and lon.dtype == np.float64:  # Python floats: the same float64 ops
+        wrapped = [(v - centre + 180.0) % 360.0 - 180.0 + centre for v in lon.ravel().tolist()]
+        return np.array(wrapped, np.float64).reshape(lon.shape)
     return (lon - centre + 180.0) % 360.0 - 180.0 + centre
 
 
@@ -543,29 +560,82 @@ def locate(
 
 def _cell(axis: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of the cell of ``axis`` (centres) containing ``x``, and whether it is inside."""
-    half = _axis_facts(axis)[1]
+    facts = _facts(axis)
+    if x.size <= 16 and x.dtype == np.float64 and facts.values is not None:  # see _nearest
+        points = x.ravel().tolist()
+        found = [_nearest(facts.values, v) for v in points]
+        if None not in found:
+            at = [int(i) for i in found if i is not None]
+            # |axis[idx] - x| <= half + 1e-9 with numpy's float64 differences and bound
+            inside = [
+                abs(facts.values[i] - v) <= facts.inside for i, v in zip(at, points, strict=True)
+            ]
+            return (
+                np.array(at, np.intp).reshape(x.shape),
+                np.array(inside, bool).reshape(x.shape),
+            )
     idx = np.argmin(np.abs(x[..., None] - axis), axis=-1)
-    return idx, np.abs(axis[idx] - x) <= half + 1e-9
+    return idx, np.abs(axis[idx] - x) <= facts.half + 1e-9
 
 
-_AXIS_FACTS: dict[int, tuple[np.ndarray, float, Any]] = {}
-"""``id(axis) -> (axis, centre, half spacing)`` of the domain axes seen (each a model's)."""
+def _nearest(values: list[float], v: float) -> int | None:
+    """``argmin(|v - values|)`` (the first of equal distances) on a strictly increasing axis.
+
+    The same float64 differences as numpy's, found by bisection: distances fall towards
+    ``v`` from the left and rise from the right, so the minimum is at the neighbours of
+    ``v``'s insertion point (walking left over rounding ties). ``None`` for a value that is
+    not finite (the caller then takes numpy's path).
+    """
+    if not math.isfinite(v):
+        return None
+    j = bisect.bisect_left(values, v)
+    if j == len(values) or (j > 0 and abs(v - values[j - 1]) <= abs(v - values[j])):
+        best = abs(v - values[j - 1])
+        j -= 1
+        while j > 0 and abs(v - values[j - 1]) == best:
+            j -= 1
+    return j
 
 
-def _axis_facts(axis: np.ndarray) -> tuple[float, Any]:
-    """``(centre, half the smallest spacing)`` of a domain axis, found once per axis.
+@dataclass(frozen=True)
+class _AxisFacts:
+    axis: np.ndarray
+    centre: float
+    half: Any  # half the smallest spacing, in the axis dtype (as numpy computes it)
+    inside: float  # half + 1e-9, as numpy computes it, for Python comparisons
+    values: list[float] | None  # the axis as floats when strictly increasing, else None
+
+
+_AXIS_FACTS: dict[int, _AxisFacts] = {}
+"""``id(axis) -> facts`` of the domain axes seen (each a model's)."""
+
+
+def _facts(axis: np.ndarray) -> _AxisFacts:
+    """What :func:`_cell` and :func:`_wrap_longitude` need of a domain axis, found once.
 
     The entry holds the axis itself, so its ``id`` stays its own while cached; the domain
     axes of the served models are the only callers, and the cache is bounded all the same.
     """
     facts = _AXIS_FACTS.get(id(axis))
-    if facts is None or facts[0] is not axis:
+    if facts is None or facts.axis is not axis:
         centre = (float(np.min(axis)) + float(np.max(axis))) / 2
         half = np.abs(np.diff(axis)).min() / 2 if axis.size > 1 else 0.5  # axis dtype kept
+        values = np.asarray(axis, np.float64).ravel().tolist()
+        increasing = (
+            axis.ndim == 1 and axis.size > 0 and all(a < b for a, b in itertools.pairwise(values))
+        )
         if len(_AXIS_FACTS) >= 64:
             _AXIS_FACTS.clear()
-        facts = _AXIS_FACTS[id(axis)] = (axis, centre, half)
-    return facts[1], facts[2]
+        facts = _AXIS_FACTS[id(axis)] = _AxisFacts(
+            axis, centre, half, float(half + 1e-9), values if increasing else None
+        )
+    return facts
+
+
+def _axis_facts(axis: np.ndarray) -> tuple[float, Any]:
+    """``(centre, half the smallest spacing)`` of a domain axis, found once per axis."""
+    facts = _facts(axis)
+    return facts.centre, facts.half
 
 
 def _raise_outside(ok: np.ndarray, lat: np.ndarray, lon: np.ndarray, why: str) -> None:
