@@ -110,7 +110,7 @@ def forecast_records(
         else lists[var]
         for var, v in values.items()
     }
-    forecasts = []
+    forecasts, ok, filled = [], result.valid.tolist(), result.filled.tolist()
     for i, loc in enumerate(locs):
         point = {var: v[i] for var, v in points.items()}
         qs = (
@@ -128,11 +128,11 @@ def forecast_records(
                 "longitude": loc.longitude,
                 "values": point,
                 "quantiles": qs,
-                "valid": bool(result.valid[i]),
-                "inputs_filled": int(result.filled[i]),
+                "valid": bool(ok[i]),
+                "inputs_filled": int(filled[i]),
             }
         )
-    masked = [stations[i] for i in np.flatnonzero(~result.valid)]
+    masked = [stations[i] for i, good in enumerate(ok) if not good]
     warnings = list(result.warnings)
     if masked:
         warnings.append(
@@ -151,7 +151,7 @@ def forecast_records(
         "valid_time": valid_text,
         "units": {var: f.metadata.variables.get(var, {}).get("units", "") for var in task.targets},
         "forecasts": forecasts,
-        "inputs_filled": int(result.filled.sum()),
+        "inputs_filled": int(sum(filled)),
         "masked_locations": len(masked),
         "warnings": warnings,
     }
@@ -218,7 +218,29 @@ def station_ids(locations: list[Any]) -> list[str]:
 
 
 def utc(value: dt.datetime) -> np.datetime64:
-    """A naive UTC ``datetime64[ns]`` within 1900-2200 (outside, time arithmetic overflows)."""
+    """A naive UTC ``datetime64[ns]`` within 1900-2200 (outside, time arithmetic overflows).
+
+    Kept per ``(value, its UTC offset)`` for the next request with the same init time
+    (equal keys are one instant: the offset tells ambiguous local times apart).
+    """
+    try:
+        key = (value, value.utcoffset())
+    except (ValueError, OverflowError, TypeError):  # _utc says what is wrong with it
+        return _utc(value)
+    t = _UTC_SEEN.get(key)
+    if t is None:
+        t = _utc(value)
+        if len(_UTC_SEEN) >= 1024:
+            _UTC_SEEN.clear()
+        _UTC_SEEN[key] = t
+    return t
+
+
+_UTC_SEEN: dict[tuple[dt.datetime, dt.timedelta | None], np.datetime64] = {}
+"""Init times already converted by :func:`utc` (bounded)."""
+
+
+def _utc(value: dt.datetime) -> np.datetime64:
     try:
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
