@@ -126,7 +126,7 @@ class InputDrift:
         """
         v = inputs.dynamic[..., self._ch]  # (T, H, W, V)
         v = v.reshape(v.shape[0], -1, v.shape[-1])  # (T, HW, V)
-        rows = self._rows(v.shape[0], int(inputs.inits.max()))  # (T, 1, V)
+        rows = self._rows(v.shape[0], max(inputs.inits.tolist()))  # (T, 1, V)
         use = np.isfinite(v)
         use &= rows
         use = use.reshape(-1, v.shape[-1])  # (M, V)

@@ -410,6 +410,20 @@ def _finish(
     need_lookup = [n for n in task.static_inputs if n not in given]
     if need_lookup or {"lat_idx", "lon_idx"} & set(meta.io.inputs):
         rows, cols = locate(meta.domain, layout, lat, lon_d, stations, cells=cells)
+    table = None if given else _static_table(meta.domain, task.static_inputs)
+    if table is not None:  # every static input from the domain: one lookup of them all
+        return Inputs(
+            layout,
+            times,
+            dynamic,
+            table[rows, cols] if table.ndim == 3 else table[rows],
+            inits,
+            lat,
+            lon,
+            stations,
+            rows,
+            cols,
+        )
     static = np.empty((h, w, len(task.static_inputs)), np.float32)
     for c, name in enumerate(task.static_inputs):
         if name in given:
@@ -422,6 +436,33 @@ def _finish(
                 f"static input {name!r} is missing from the request and from the export's domain"
             )
     return Inputs(layout, times, dynamic, static, inits, lat, lon, stations, rows, cols)
+
+
+_STATIC_TABLES: dict[tuple[int, tuple[str, ...]], tuple[Domain, np.ndarray | None]] = {}
+"""``(id(domain), names) -> (domain, table)`` of the served models (see _static_table)."""
+
+
+def _static_table(domain: Domain, names: tuple[str, ...]) -> np.ndarray | None:
+    """The domain's static fields ``names`` stacked on a last axis, float32, found once.
+
+    ``(H, W, C)`` for grid fields, ``(S, C)`` for station fields: indexing it by the
+    request's cells gives the values the field-by-field lookup writes into its float32
+    array. ``None`` when there are no such fields, one is missing (the lookup names it)
+    or their layouts differ.
+    """
+    key = (id(domain), names)
+    entry = _STATIC_TABLES.get(key)
+    if entry is None or entry[0] is not domain:
+        table = None
+        if names and all(n in domain.static for n in names):
+            fields = [np.asarray(domain.static[n]) for n in names]
+            if fields[0].ndim in (1, 2) and len({f.shape for f in fields}) == 1:
+                table = np.stack([f.astype(np.float32) for f in fields], axis=-1)
+                table.flags.writeable = False
+        if len(_STATIC_TABLES) >= 64:
+            _STATIC_TABLES.clear()
+        entry = _STATIC_TABLES[key] = (domain, table)
+    return entry[1]
 
 
 def _refuse_unknown(meta: ExportMetadata, past: dict, future: dict, units: dict) -> None:

@@ -7,7 +7,6 @@ caller holding JSON records gets exactly what the service would answer.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -270,21 +269,23 @@ def time_fields(init: np.datetime64, t0, valid) -> tuple[str, list[float], list[
     (fresh lists each time: a caller may change its answer).
     """
     stamps = np.asarray(valid)
-    if stamps.dtype.kind != "M":  # cftime axes: computed each time
+    if stamps.dtype.kind != "M" or not isinstance(init, np.datetime64):  # computed each time
         return _time_fields(init, t0, valid)
-    text, hours, valid_text = _kept_time_fields(
-        init, np.datetime64(t0), stamps.dtype.str, stamps.tobytes()
-    )
-    return text, list(hours), list(valid_text)
+    t0 = np.datetime64(t0)
+    # each stamp as (dtype, item): exact, and compared for less than datetime64 scalars
+    key = (init.dtype, init.item(), t0.dtype, t0.item(), stamps.dtype, stamps.tobytes())
+    kept = _KEPT_TIME_FIELDS.get(key)
+    if kept is None:
+        fields = _time_fields(init, t0, stamps)
+        kept = (fields[0], tuple(fields[1]), tuple(fields[2]))
+        if len(_KEPT_TIME_FIELDS) >= 1024:
+            _KEPT_TIME_FIELDS.clear()
+        _KEPT_TIME_FIELDS[key] = kept
+    return kept[0], list(kept[1]), list(kept[2])
 
 
-@functools.lru_cache(maxsize=1024)
-def _kept_time_fields(
-    init: np.datetime64, t0: np.datetime64, dtype: str, raw: bytes
-) -> tuple[str, tuple[float, ...], tuple[str, ...]]:
-    """:func:`_time_fields` of datetime64 valid times given as their bytes (hashable)."""
-    text, hours, valid_text = _time_fields(init, t0, np.frombuffer(raw, dtype=dtype))
-    return text, tuple(hours), tuple(valid_text)
+_KEPT_TIME_FIELDS: dict[tuple, tuple[str, tuple[float, ...], tuple[str, ...]]] = {}
+""":func:`time_fields` of the datetime64 stamps seen (bounded)."""
 
 
 def _time_fields(init: np.datetime64, t0, valid) -> tuple[str, list[float], list[str]]:
