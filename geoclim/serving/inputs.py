@@ -328,7 +328,9 @@ def from_arrays(
         dynamic,
         given,
         np.array([t_hist - 1]),
-        times[t_hist - 1 : t_hist],
+        None
+        if times.dtype == _NS and not np.isnat(times[t_hist - 1])
+        else times[t_hist - 1 : t_hist],
         lat,
         lon,
         stations,
@@ -339,14 +341,17 @@ def _fixed_axis(init: np.datetime64, step: np.timedelta64, t_hist: int, n: int) 
     """``init + (arange(n) - (t_hist - 1)) * step`` as datetime64[ns], in int64 arithmetic.
 
     The same integers numpy's datetime arithmetic forms (both ``[ns]``), for a third of
-    its cost; a NaT init keeps numpy's (all NaT).
+    its cost; a NaT init or step keeps numpy's (all NaT).
     """
-    if np.isnat(init) or init.dtype != _NS or step.dtype != _TD_NS:
-        return init + (np.arange(n) - (t_hist - 1)) * step
-    offsets = np.arange(-(t_hist - 1), n - (t_hist - 1), dtype=np.int64)
-    offsets *= int(step.view(np.int64))
-    offsets += int(init.view(np.int64))
-    return offsets.view(_NS)
+    if init.dtype == _NS and step.dtype == _TD_NS:
+        start: Any = init.item()  # int nanoseconds ([ns]), None for NaT
+        every: Any = step.item()
+        if start is not None and every is not None:
+            offsets = np.arange(-(t_hist - 1), n - (t_hist - 1), dtype=np.int64)
+            offsets *= every
+            offsets += start
+            return offsets.view(_NS)
+    return init + (np.arange(n) - (t_hist - 1)) * step
 
 
 _NS, _TD_NS = np.dtype("datetime64[ns]"), np.dtype("timedelta64[ns]")
@@ -385,17 +390,22 @@ def _finish(
     dynamic: np.ndarray,
     given: dict[str, np.ndarray],
     inits: np.ndarray,
-    inits_t: np.ndarray,
+    inits_t: np.ndarray | None,
     lat: np.ndarray,
     lon: np.ndarray,
     stations: tuple[str, ...],
 ) -> Inputs:
+    """The validated request; ``inits_t`` ``None``: the init stamps are ``times[inits]``."""
     task = meta.task
-    bad = [
-        stamps.label(t)
-        for t, p in zip(inits_t, inits.tolist(), strict=True)
-        if p >= times.size or times[p] != t or p < task.input_steps - 1
-    ]
+    if inits_t is None:  # the inits' stamps are the axis' own (none NaT): only the length
+        at = inits.tolist()
+        bad = [stamps.label(times[p]) for p in at if p >= times.size or p < task.input_steps - 1]
+    else:
+        bad = [
+            stamps.label(t)
+            for t, p in zip(inits_t, inits.tolist(), strict=True)
+            if p >= times.size or times[p] != t or p < task.input_steps - 1
+        ]
     if bad:
         raise DataError(
             f"init time(s) {bad[:3]} have fewer than input_steps = {task.input_steps} steps "
