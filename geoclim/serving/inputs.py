@@ -273,7 +273,7 @@ def from_arrays(
             f"request lacks variable(s) {missing}; the model reads past inputs "
             f"{list(task.past_variables)} and known-future inputs {list(task.future_variables)}"
         )
-    lengths = {np.shape(v)[-1] for v in past.values()}
+    lengths = {(v.shape if isinstance(v, np.ndarray) else np.shape(v))[-1] for v in past.values()}
     if len(lengths) != 1:
         raise SchemaError(
             f"past series have different lengths {sorted(lengths)}; send one common history length"
@@ -281,7 +281,7 @@ def from_arrays(
     t_hist = lengths.pop()
     n_time = t_hist + task.horizon
     if isinstance(init_time, np.datetime64) and meta.time_calendar == "standard":
-        init = init_time.astype("datetime64[ns]")  # what as_stamps makes of it
+        init = init_time.astype(_NS)  # what as_stamps makes of it
     else:
         init = stamps.as_stamps(meta, [init_time])[0]
     if stamps.is_fixed(meta):
@@ -289,7 +289,8 @@ def from_arrays(
     else:  # calendar steps and model calendars: whole steps from the init
         offsets = range(-(t_hist - 1), n_time - (t_hist - 1))
         times = np.asarray([timeaxis.shift(init, meta.step, k) for k in offsets])
-    dynamic = np.full((n_time, n, 1, len(task.dynamic_variables)), np.nan, np.float32)
+    dynamic = np.empty((n_time, n, 1, len(task.dynamic_variables)), np.float32)
+    dynamic.fill(np.nan)
     cats = task.categories
     for c, name in enumerate(task.dynamic_variables):
         # canonical units, no flag codes: the float64 values are cast to float32 as they
@@ -419,7 +420,10 @@ def _finish(
     check_domain(meta.domain, layout, lat, lon_d, cells=cells)
     need_lookup = [n for n in task.static_inputs if n not in given]
     if need_lookup or {"lat_idx", "lon_idx"} & set(meta.io.inputs):
-        rows, cols = locate(meta.domain, layout, lat, lon_d, stations, cells=cells)
+        if cells is not None:  # grid domain, every location inside (check_domain): its cells
+            rows, cols = cells[0], cells[2]
+        else:
+            rows, cols = locate(meta.domain, layout, lat, lon_d, stations, cells=cells)
     table = None if given else _static_table(meta.domain, task.static_inputs)
     if table is not None:  # every static input from the domain: one lookup of them all
         return Inputs(

@@ -253,11 +253,18 @@ def _utc(value: dt.datetime) -> np.datetime64:
 
 def json_floats(values: np.ndarray) -> list:
     """Nested lists of floats, ``None`` where not finite (JSON has no NaN)."""
-    a = np.asarray(values, dtype=np.float64)
+    a = np.asarray(values)
+    if a.dtype not in _JSON_FLOATS:
+        a = a.astype(np.float64)
     finite = np.isfinite(a)
     if finite.all():
-        return a.tolist()
+        return a.tolist()  # Python floats: float32 values widen exactly, as to float64
+    a = a.astype(np.float64)
     return np.where(finite, a.astype(object), np.array(None, dtype=object)).tolist()
+
+
+_JSON_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+"""Float dtypes whose ``tolist`` gives the Python floats of their float64 values."""
 
 
 def time_fields(init: np.datetime64, t0, valid) -> tuple[str, list[float], list[str]]:
