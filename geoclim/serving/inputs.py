@@ -329,8 +329,8 @@ def from_arrays(
         dynamic,
         given,
         np.array([t_hist - 1]),
-        None
-        if times.dtype == _NS and not np.isnat(times[t_hist - 1])
+        None  # the init's stamp is the axis' own (see _finish)
+        if t_hist >= 1 and times.dtype == _NS and not np.isnat(times[t_hist - 1])
         else times[t_hist - 1 : t_hist],
         lat,
         lon,
