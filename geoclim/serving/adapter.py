@@ -155,6 +155,7 @@ class Forecaster:
         )
         # point requests of plain nets: one pass to the graph's inputs (geoclim.serving.points)
         self.point_plan = PointPlan.build(metadata, self._cal_names, self._known_sources)
+        self._validity_plan = validity.ValidityPlan(task, "known_past" in metadata.io.inputs)
 
     @classmethod
     def from_onnx(
@@ -259,7 +260,11 @@ class Forecaster:
         if meta.io.nan_inputs == "refuse":  # the graph cannot route NaN (e.g. random forest)
             max_missing = 0.0
         return validity.input_validity(
-            self.task, inputs, max_missing, known_past="known_past" in meta.io.inputs
+            self.task,
+            inputs,
+            max_missing,
+            known_past="known_past" in meta.io.inputs,
+            plan=self._validity_plan,
         )
 
     def graph_batch(
@@ -539,15 +544,14 @@ class Forecaster:
     def _samples(self, inputs: Inputs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         h, w = inputs.grid_shape
         spec = self.metadata.window
-        if spec.patch == 1 and inputs.inits.size == 1 and h > 0 and w > 0:  # one init: each place
-            t = np.full(h * w, inputs.inits[0], np.int64)
-            cells = np.arange(h * w, dtype=np.int64)
-            return t, cells // w if w > 1 else cells, cells % w if w > 1 else np.zeros_like(cells)
         ph, pw = spec.patch_shape((h, w))
         ys = np.arange(h) if ph == 1 else patch_origins(h, ph, spec.patch_stride or ph)
         xs = np.arange(w) if pw == 1 else patch_origins(w, pw, spec.patch_stride or pw)
-        t, y, x = np.meshgrid(inputs.inits, ys, xs, indexing="ij")
-        return t.ravel().astype(np.int64), y.ravel().astype(np.int64), x.ravel().astype(np.int64)
+        # every (init, y, x), inits slowest: meshgrid(inits, ys, xs, indexing="ij") raveled
+        n, ny, nx = inputs.inits.size, ys.size, xs.size
+        t = np.repeat(inputs.inits.astype(np.int64), ny * nx)
+        y = np.tile(np.repeat(ys.astype(np.int64), nx), n)
+        return t, y, np.tile(xs.astype(np.int64), n * ny)
 
     def _check_grid(self, inputs: Inputs) -> None:
         meta = self.metadata

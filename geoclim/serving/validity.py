@@ -21,7 +21,12 @@ from geoclim.types import INIT_TIME, LATITUDE, LONGITUDE, STATION
 
 
 def input_validity(
-    task: ForecastTask, inputs: Inputs, max_missing: float, *, known_past: bool = False
+    task: ForecastTask,
+    inputs: Inputs,
+    max_missing: float,
+    *,
+    known_past: bool = False,
+    plan: ValidityPlan | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which forecasts have enough real inputs, and how many inputs were filled.
 
@@ -32,6 +37,7 @@ def input_validity(
         known_past: the graph also reads the known inputs at the input steps (the TFT's
             encoder): a known-future variable that is no past input is then checked over
             the input steps too, so it is never filled there unnoticed.
+        plan: ``ValidityPlan(task, known_past)`` made once (a served model keeps its own).
 
     Returns:
         ``valid (N, H, W)`` bool per init and location / cell: at most ``max_missing`` of
@@ -43,109 +49,54 @@ def input_validity(
         DataError: when no forecast is valid, naming the first variable and location.
 
     """
+    plan = plan if plan is not None else ValidityPlan(task, known_past)
     t = inputs.inits
-    if t.size == 1:  # one init (point requests): one pass over its window
-        window = _window_plan(task, known_past)
-        found = window.validity(inputs, max_missing)
-        if found is not None:
-            return found
-    t_in, lead, n_past = task.input_steps, task.horizon, len(task.past_variables)
-    inputs_missing, leads_missing = _window_counts(inputs.dynamic, t, t_in, lead)
-    past = inputs_missing[..., :n_past]  # (N, H, W, C_past) counts
-    counts, sizes, names = [past], [t_in], [list(task.past_variables)]
-    fut = [task.dynamic_variables.index(v) for v in task.future_variables]
-    if fut:
-        counts.append(leads_missing[..., fut])
-        sizes.append(lead)
-        names.append(list(task.future_variables))
-    known_only = [v for v in task.future_variables if v not in task.past_variables]
-    if known_past and known_only:
-        at = [task.dynamic_variables.index(v) for v in known_only]
-        counts.append(inputs_missing[..., at])
-        sizes.append(t_in)
-        names.append(known_only)
-    if task.static_inputs:
+    parts = list(_window_counts(inputs.dynamic, t, plan.t_in, plan.lead))
+    if plan.n_static:
         static_miss = (~np.isfinite(inputs.static)).astype(np.int32)
-        counts.append(np.broadcast_to(static_miss, (t.size, *inputs.static.shape)))
-        sizes.append(1)
-        names.append(list(task.static_inputs))
-    fracs = [c / n for c, n in zip(counts, sizes, strict=True)]
-    valid = np.asarray((past < t_in).any(axis=-1))  # some real past value
-    for frac in fracs:
-        valid &= (frac <= max_missing).all(axis=-1)
-    filled = sum(c.sum(axis=-1) for c in counts)
+        parts.append(np.broadcast_to(static_miss, (t.size, *static_miss.shape)))
+    counts = np.concatenate(parts, axis=-1)[..., plan.sel]  # (N, H, W, K) checked counts
+    frac = counts / plan.sizes
+    valid = np.asarray((counts[..., : plan.n_past] < plan.t_in).any(axis=-1))  # a real past
+    valid &= (frac <= max_missing).all(axis=-1)
     if not valid.any():
-        _raise_missing(inputs, fracs, names, max_missing)
-    return valid, np.asarray(filled, dtype=np.int64)
+        _raise_missing(inputs, frac, plan, max_missing)
+    return valid, counts.sum(axis=-1, dtype=np.int64)
 
 
-class _WindowPlan:
-    """What :func:`input_validity` checks of one init, per task, found once.
+class ValidityPlan:
+    """The window values :func:`input_validity` checks, as channels of the missing counts.
 
-    The counted groups of :func:`input_validity` (past windows, known-future leads, known
-    inputs at the input steps, static fields) as one channel selection ``sel`` of the
-    concatenated ``(input-step counts, lead counts, static misses)`` and each selected
-    channel's window size: the fractions are the same float64 divisions, the mask the same
-    comparisons and the filled counts the same integer sums as group by group.
+    The checked groups, in order: the past variables over the input steps, the known-future
+    variables over the leads, the known inputs that are no past input over the input steps
+    (``known_past``), the static fields. Each is a selection of the concatenated ``(input-
+    step counts (C), lead counts (C), static misses (S))`` with its window size; a served
+    model makes its plan once.
     """
 
-    def __init__(self, task: ForecastTask, known_past: bool):
-        c = len(task.dynamic_variables)
+    def __init__(self, task: ForecastTask, known_past: bool = False):
+        c, dyn = len(task.dynamic_variables), task.dynamic_variables
         self.t_in, self.lead, self.n_past = task.input_steps, task.horizon, len(task.past_variables)
-        sel = list(range(self.n_past))
-        sizes = [self.t_in] * self.n_past
-        fut = [task.dynamic_variables.index(v) for v in task.future_variables]
-        sel += [c + i for i in fut]
-        sizes += [self.lead] * len(fut)
-        known_only = [v for v in task.future_variables if v not in task.past_variables]
-        if known_past and known_only:
-            at = [task.dynamic_variables.index(v) for v in known_only]
-            sel += at
-            sizes += [self.t_in] * len(at)
         self.n_static = len(task.static_inputs)
-        sel += [2 * c + i for i in range(self.n_static)]
-        sizes += [1] * self.n_static
-        self.sel = np.array(sel, np.intp)
-        self.sizes = np.array(sizes, np.float64)
-        self.split = [0, self.t_in]  # reduceat: the input steps, then the leads
-
-    def validity(self, inputs: Inputs, max_missing: float) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(valid, filled)`` of a one-init request, or ``None``: the generic path answers.
-
-        ``None`` when the window leaves the request's axis, or when nothing is valid (the
-        generic path then names the cause).
-        """
-        i, dynamic = int(inputs.inits[0]), inputs.dynamic
-        first, stop = i + 1 - self.t_in, i + 1 + self.lead
-        if first < 0 or stop > dynamic.shape[0]:
-            return None
-        miss = ~np.isfinite(dynamic[first:stop])  # (T_in + L, H, W, C)
-        # (2, H, W, C): missing values over the input steps and over the leads
-        both = np.add.reduceat(miss.view(np.uint8), self.split, axis=0, dtype=np.int32)
-        parts = [both[0], both[1]]
-        if self.n_static:
-            parts.append((~np.isfinite(inputs.static)).astype(np.int32))
-        counts = np.concatenate(parts, axis=-1)[..., self.sel]  # (H, W, K)
-        valid = np.asarray((both[0, ..., : self.n_past] < self.t_in).any(axis=-1))
-        valid &= (counts / self.sizes <= max_missing).all(axis=-1)
-        if not valid.any():
-            return None
-        return valid[None], counts.sum(axis=-1, dtype=np.int64)[None]
-
-
-_WINDOW_PLANS: dict[tuple[int, bool], tuple[ForecastTask, _WindowPlan]] = {}
-"""``(id(task), known_past) -> (task, plan)`` of the served tasks (the task kept: its id
-stays its own while cached)."""
-
-
-def _window_plan(task: ForecastTask, known_past: bool) -> _WindowPlan:
-    key = (id(task), known_past)
-    entry = _WINDOW_PLANS.get(key)
-    if entry is None or entry[0] is not task:
-        if len(_WINDOW_PLANS) >= 64:
-            _WINDOW_PLANS.clear()
-        entry = _WINDOW_PLANS[key] = (task, _WindowPlan(task, known_past))
-    return entry[1]
+        known_only = [v for v in task.future_variables if v not in task.past_variables]
+        groups = [  # (names, channels of the concatenated counts, window size)
+            (list(task.past_variables), list(range(self.n_past)), self.t_in),
+            (
+                list(task.future_variables),
+                [c + dyn.index(v) for v in task.future_variables],
+                self.lead,
+            ),
+            (known_only if known_past else [], [dyn.index(v) for v in known_only], self.t_in),
+            (list(task.static_inputs), [2 * c + i for i in range(self.n_static)], 1),
+        ]
+        groups = [g for g in groups if g[0]]
+        self.sel = np.array([i for _, at, _ in groups for i in at], np.intp)
+        self.sizes = np.array([n for names, _, n in groups for _ in names], np.float64)
+        ends = np.cumsum([len(names) for names, _, _ in groups]).tolist()
+        self.groups = [  # (names, their slice of the checked channels)
+            (names, slice(stop - len(names), stop))
+            for (names, _, _), stop in zip(groups, ends, strict=True)
+        ]
 
 
 def _window_counts(
@@ -166,8 +117,8 @@ def _window_counts(
     if t.size == 1 and 0 <= int(t[0]) + 1 - t_in and int(t[0]) + lead < dynamic.shape[0]:
         i = int(t[0])
         miss = ~np.isfinite(dynamic[i + 1 - t_in : i + 1 + lead])  # (T_in + L, H, W, C)
-        inputs = np.count_nonzero(miss[:t_in], axis=0).astype(np.int32)
-        leads = np.count_nonzero(miss[t_in:], axis=0).astype(np.int32)
+        inputs = miss[:t_in].sum(axis=0, dtype=np.int32)
+        leads = miss[t_in:].sum(axis=0, dtype=np.int32)
         return inputs[None], leads[None]
     miss = ~np.isfinite(dynamic)
     csum = np.concatenate(
@@ -176,10 +127,12 @@ def _window_counts(
     return csum[t + 1] - csum[t + 1 - t_in], csum[t + 1 + lead] - csum[t + 1]
 
 
-def _raise_missing(inputs: Inputs, fracs: list, names: list, max_missing: float) -> None:
+def _raise_missing(
+    inputs: Inputs, frac: np.ndarray, plan: ValidityPlan, max_missing: float
+) -> None:
     t = inputs.inits
-    for frac, labels in zip(fracs, names, strict=True):
-        bad = np.argwhere(frac > min(max_missing, 1 - 1e-9))
+    for labels, at in plan.groups:
+        bad = np.argwhere(frac[..., at] > min(max_missing, 1 - 1e-9))
         if bad.size:
             i, yy, xx, c = bad[0]
             where = (
@@ -189,7 +142,7 @@ def _raise_missing(inputs: Inputs, fracs: list, names: list, max_missing: float)
             )
             raise DataError(
                 f"no forecast can be made: e.g. variable {labels[c]!r} at {where}, init "
-                f"{pd.Timestamp(inputs.times[t[i]])}: {frac[i, yy, xx, c]:.0%} of its values "
+                f"{pd.Timestamp(inputs.times[t[i]])}: {frac[i, yy, xx, at][c]:.0%} of its values "
                 f"are missing (NaN); the model accepts at most max_missing = "
                 f"{max_missing:.0%} per location: fill the gaps or raise max_missing"
             )

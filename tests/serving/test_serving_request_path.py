@@ -154,7 +154,7 @@ def test_fixed_axes_in_integers_are_numpys_datetime_arithmetic():
 
 @pytest.mark.parametrize("known_past", [False, True])
 @pytest.mark.parametrize("max_missing", [0.0, 0.1, 0.5, 1.0])
-def test_one_init_validity_plan_is_the_group_by_group_count(grid, known_past, max_missing):
+def test_validity_of_one_init_is_that_of_the_running_counts(grid, known_past, max_missing):
     task, rng = grid.task, np.random.default_rng(3)
     t, c = task.input_steps + task.horizon, len(task.dynamic_variables)
     for gaps in (0.05, 0.3):
@@ -217,15 +217,16 @@ def test_drift_counts_with_kept_rows_and_searched_bins_are_per_variable(station)
             assert not counts[i, k + 1 :].any()
 
 
+@pytest.mark.parametrize("inits", [[17], [30, 17, 25]])
 @pytest.mark.parametrize("shape", [(1, 1), (5, 1), (3, 4)])
-def test_samples_of_one_init_are_the_meshgrid(grid, shape):
+def test_samples_are_the_meshgrid_of_inits_and_places(grid, shape, inits):
     h, w = shape
     inputs = Inputs(
         "grid" if w > 1 else "station",
         np.arange(40).astype("datetime64[h]"),
         np.zeros((40, h, w, 1), np.float32),
         np.zeros((h, w, 0), np.float32),
-        np.array([17]),
+        np.array(inits),
         np.zeros(h),
         np.zeros(w),
     )
