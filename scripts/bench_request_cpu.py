@@ -83,6 +83,13 @@ def main() -> None:
         text=True,
         check=True,
     ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    head += "+uncommitted" if dirty else ""  # the tree measured is the working tree
     from scripts.bench_http import prepare
 
     with tempfile.TemporaryDirectory() as tmp_name:
