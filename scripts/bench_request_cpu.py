@@ -63,6 +63,16 @@ def run_once(tree: Path, prep: Path, n: int) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["cpu_ms"])
 
 
+def _git(*args: str, what: str = "git") -> str:
+    """``git -C ROOT args`` output; a failure (e.g. an unknown revision) is a clear exit."""
+    out = subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+    )
+    if out.returncode != 0:
+        raise SystemExit(f"{what}: git {' '.join(args)} failed: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="git revision to compare against")
@@ -71,25 +81,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="record the runs in this file")
     parser.add_argument("--note", help="a remark stored with the result")
     args = parser.parse_args()
-    rev = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", args.base],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    head = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    head += "+uncommitted" if dirty else ""  # the tree measured is the working tree
+    rev = _git("rev-parse", "--short", "--verify", f"{args.base}^{{commit}}", what="--base")
+    head = _git("rev-parse", "--short", "HEAD")
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        head += "+uncommitted"  # the tree measured is the working tree
     from scripts.bench_http import prepare
 
     with tempfile.TemporaryDirectory() as tmp_name:
