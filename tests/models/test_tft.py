@@ -269,17 +269,17 @@ def test_variable_selection_equals_embed_transform_and_mix_done_step_by_step():
 
 
 def test_variable_selection_backward_keeps_the_per_variable_gradients_contiguous():
-    # the fused GLU + layer norm + mix writes the (V, M, 2D) gradient of the GLU's input
-    # one contiguous variable at a time (a strided layout would slow every pass before it)
+    # the fused GLU layer + layer norm + mix hands back a contiguous (V, M, H) gradient of
+    # the GLU layer's input (a strided layout would slow every pass before it)
     vsn = VariableSelectionNetwork(4, hidden_size=8, context_size=8).train()
-    seen, grns = [], vsn.variable_grns.gated_scalars
+    seen, grns = [], vsn.variable_grns.hidden_scalars
 
-    def gated_scalars(*args, **kwargs):
-        gated, x1, skip = grns(*args, **kwargs)  # (V, M, 2D), ...
-        gated.register_hook(lambda g: seen.append(g.is_contiguous()))
-        return gated, x1, skip
+    def hidden_scalars(*args, **kwargs):
+        hidden, x1, skip = grns(*args, **kwargs)  # (V, M, H), ...
+        hidden.register_hook(lambda g: seen.append(g.is_contiguous()))
+        return hidden, x1, skip
 
-    vsn.variable_grns.gated_scalars = gated_scalars
+    vsn.variable_grns.hidden_scalars = hidden_scalars
     out, _ = vsn(torch.randn(3, 6, 4), torch.randn(3, 1, 8))
     out.sum().backward()
     assert seen == [True]

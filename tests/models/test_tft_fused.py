@@ -9,21 +9,50 @@ from geoclim.models.components.tft.fused import GluNormMix, glu_norm_mix, glu_no
 from geoclim.models.components.tft.selection import VariableSelectionNetwork
 
 
-def _inputs(v=3, m=7, d=5, dtype=torch.float64, seed=0):
+def _tensors(shapes, m, v, dtype, seed):
     gen = torch.Generator().manual_seed(seed)
-    shapes = [(v, m, 2 * d), (v, m, 2), (v, 2, d), (v, d), (v, d)]
     tensors = [torch.randn(*s, generator=gen, dtype=dtype) for s in shapes]
     w = torch.softmax(torch.randn(m, v, generator=gen, dtype=dtype), -1)  # (M, V)
     return [t.requires_grad_() for t in (*tensors, w)]
 
 
+def _inputs(v=3, m=7, d=5, h=4, dtype=torch.float64, seed=0):
+    """``glu_norm_mix``'s tensors: hidden, GLU weights and bias, x1, skip, norm affine, w."""
+    shapes = [(v, m, h), (v, h, 2 * d), (v, 2 * d), (v, m, 2), (v, 2, d), (v, d), (v, d)]
+    return _tensors(shapes, m, v, dtype, seed)
+
+
+def _fused_inputs(v=3, m=7, d=5, dtype=torch.float64, seed=0):
+    """``GluNormMix``'s tensors: value and gate halves, x1, skip, norm affine, w."""
+    shapes = [(v, m, d), (v, m, d), (v, m, 2), (v, 2, d), (v, d), (v, d)]
+    return _tensors(shapes, m, v, dtype, seed)
+
+
 def test_fused_tail_has_the_exact_gradients_of_every_input():
-    assert torch.autograd.gradcheck(GluNormMix.apply, _inputs(v=2, m=4, d=3), fast_mode=True)
+    assert torch.autograd.gradcheck(GluNormMix.apply, _fused_inputs(v=2, m=4, d=3), fast_mode=True)
+
+
+def test_fused_glu_layer_and_tail_have_the_exact_gradients_of_every_input():
+    # the GLU layer as two half products, then the fused tail
+    args = _inputs(v=2, m=4, d=3, h=2)
+    assert torch.autograd.gradcheck(lambda *a: glu_norm_mix(*a, size=3), args, fast_mode=True)
+
+
+def test_fused_tail_is_the_glu_of_the_halves():
+    value, gate, x1, skip, weight, bias, w = _fused_inputs(v=2, m=5, d=3)
+    got = GluNormMix.apply(value, gate, x1, skip, weight, bias, w)
+    # one hidden unit per output, identity weights: the GLU layer passes [value, gate] through
+    hidden = torch.cat([value, gate], dim=-1)  # (V, M, 2D)
+    eye = torch.eye(6, dtype=hidden.dtype).expand(2, -1, -1)
+    want = glu_norm_mix_reference(
+        hidden, eye, torch.zeros(2, 6, dtype=hidden.dtype), x1, skip, weight, bias, w, size=3
+    )
+    torch.testing.assert_close(got, want)
 
 
 def test_fused_tail_equals_the_op_by_op_function():
-    args = _inputs(v=4, m=11, d=6, dtype=torch.float32)
-    got = GluNormMix.apply(*args)
+    args = _inputs(v=4, m=11, d=6, h=5, dtype=torch.float32)
+    got = glu_norm_mix(*args, size=6)
     want = glu_norm_mix_reference(*args, size=6)
     torch.testing.assert_close(got, want)
     grads = torch.autograd.grad(got, args, torch.ones_like(got))
@@ -45,11 +74,14 @@ def test_without_gradients_the_plain_ops_run(monkeypatch):
 
 def test_variable_selection_trains_as_with_the_op_by_op_tail(monkeypatch):
     # same seed (same dropout masks): the fused and the op-by-op tail give the same
-    # selected embedding, weights and parameter gradients in training
+    # selected embedding, weights and parameter gradients in training (float64: the two
+    # differ in the order of float32 roundings, not in what they compute)
     def run():
         torch.manual_seed(0)
-        vsn = VariableSelectionNetwork(4, hidden_size=8, dropout=0.3, context_size=8).train()
-        x, context = torch.randn(3, 6, 4), torch.randn(3, 1, 8)
+        vsn = VariableSelectionNetwork(4, hidden_size=8, dropout=0.3, context_size=8)
+        vsn = vsn.double().train()
+        x = torch.randn(3, 6, 4, dtype=torch.float64)
+        context = torch.randn(3, 1, 8, dtype=torch.float64)
         out, weights = vsn(x, context)
         (out.square().sum() + weights[..., 0].sum()).backward()
         return out, weights, {n: p.grad for n, p in vsn.named_parameters()}

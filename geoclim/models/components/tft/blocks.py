@@ -272,7 +272,8 @@ class VariableGRN(nn.Module):
         """
         eta = F.elu(torch.baddbmm(self.fc1_b.unsqueeze(1), e, self.fc1_w), inplace=True)
         # the GLU's output is fresh and its backward does not keep it: add the skip in place
-        return self.normalize(F.glu(self._gated(eta, steps), dim=-1).add_(skip))  # (V, M, D)
+        gated = self._glu_linear(self._hidden(eta, steps))  # (V, M, 2D)
+        return self.normalize(F.glu(gated, dim=-1).add_(skip))  # (V, M, D)
 
     def forward_scalars(
         self,
@@ -286,7 +287,7 @@ class VariableGRN(nn.Module):
         """The GRNs of linearly embedded scalars, ``e = x * embed_w + embed_b``, without ``e``.
 
         The same function and gradients as ``forward(e, x * skip_w + skip_b)``, computed
-        from :meth:`gated_scalars` (see there).
+        from :meth:`hidden_scalars` (see there).
 
         Args:
             xv: ``(V, M, 1)`` the variables' values, variable-major.
@@ -299,10 +300,10 @@ class VariableGRN(nn.Module):
         Returns:
             ``(V, M, D)``.
         """
-        gated = self.gated_scalars(xv, embed_w, embed_b, skip_w, skip_b, steps)
-        return self.normalize(glu_residual(*gated))  # (V, M, D)
+        hidden, x1, skip = self.hidden_scalars(xv, embed_w, embed_b, skip_w, skip_b, steps)
+        return self.normalize(glu_residual(self._glu_linear(hidden), x1, skip))  # (V, M, D)
 
-    def gated_scalars(
+    def hidden_scalars(
         self,
         xv: Tensor,
         embed_w: Tensor,
@@ -311,7 +312,7 @@ class VariableGRN(nn.Module):
         skip_b: Tensor,
         steps: int = 1,
     ) -> tuple[Tensor, Tensor, Tensor]:
-        """:meth:`forward_scalars` up to the GLU: its input and the rank-one residual.
+        """:meth:`forward_scalars` up to the GLU's linear layer: its input and the residual.
 
         ``fc1(e) = x * (embed_w @ W1) + (embed_b @ W1 + b1)`` is again one scalar times a
         vector per variable, so the first layer is an outer product instead of an
@@ -319,30 +320,33 @@ class VariableGRN(nn.Module):
         materialised. The residual ``skip = x * skip_w + skip_b`` is rank one per variable
         too, ``[x, 1] @ [skip_w; skip_b]``, so the ``(V, M, D)`` skip tensor is never built
         (:func:`~geoclim.models.components.tft.fused.glu_residual` adds it to the GLU's output
-        in place; variable selection fuses GLU, residual, layer norm and mixing in
+        in place; variable selection fuses the GLU layer, residual, layer norm and mixing in
         :func:`~geoclim.models.components.tft.fused.glu_norm_mix`).
 
         Returns:
-            ``gated (V, M, 2D)`` (the GLU's input), ``x1 (V, M, 2)`` (``[x, 1]``) and
-            ``skip (V, 2, D)`` (``[skip_w; skip_b]``).
+            ``hidden (V, M, H)`` (the input of the GLU's linear layer ``glu_w``, ``glu_b``),
+            ``x1 (V, M, 2)`` (``[x, 1]``) and ``skip (V, 2, D)`` (``[skip_w; skip_b]``).
         """
         slope = embed_w.unsqueeze(1) @ self.fc1_w  # (V, 1, H)
         offset = torch.baddbmm(self.fc1_b.unsqueeze(1), embed_b.unsqueeze(1), self.fc1_w)
         eta = F.elu(torch.baddbmm(offset, xv, slope), inplace=True)  # (V, M, H)
         x1 = torch.cat([xv, torch.ones_like(xv)], dim=-1)  # (V, M, 2): [x, 1]
         skip = torch.stack([skip_w, skip_b], dim=1)  # (V, 2, D)
-        return self._gated(eta, steps), x1, skip
+        return self._hidden(eta, steps), x1, skip
 
     def normalize(self, r: Tensor) -> Tensor:
         """Per-variable layer norm with its own affine: ``(V, M, D)`` -> ``(V, M, D)``."""
         return norm_affine(r, self.norm_w, self.norm_b, self.output_size)
 
-    def _gated(self, eta: Tensor, steps: int) -> Tensor:
-        """Second layer, dropout and the GLU's linear layer: ``(V, M, H)`` -> ``(V, M, 2D)``.
+    def _hidden(self, eta: Tensor, steps: int) -> Tensor:
+        """Second layer and dropout: ``(V, M, H)`` -> ``(V, M, H)``, the GLU layer's input.
 
         Dropout scales the second layer's output in place (the matrix products' backward
         keeps their inputs only, so no copy is needed).
         """
         eta = torch.baddbmm(self.fc2_b.unsqueeze(1), eta, self.fc2_w)  # (V, M, H)
-        eta = time_shared_dropout(eta, self.p, self.training, steps=steps, inplace=True)
-        return torch.baddbmm(self.glu_b.unsqueeze(1), eta, self.glu_w)  # (V, M, 2D)
+        return time_shared_dropout(eta, self.p, self.training, steps=steps, inplace=True)
+
+    def _glu_linear(self, hidden: Tensor) -> Tensor:
+        """The GLU's linear layer: ``(V, M, H)`` -> ``(V, M, 2D)``."""
+        return torch.baddbmm(self.glu_b.unsqueeze(1), hidden, self.glu_w)

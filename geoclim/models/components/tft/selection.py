@@ -73,16 +73,24 @@ class VariableSelectionNetwork(nn.Module):
             weights = torch.ones_like(x)  # (..., 1)
             processed = grns.forward_scalars(*scalars)  # (1, M, D)
             return processed[0].reshape(*lead, self.hidden_size), weights
-        # up to the GLU's input; the skip x * skip_w + skip_b stays rank one (no (V, M, D) skip)
-        gated = grns.gated_scalars(*scalars)  # (V, M, 2D), (V, M, 2), (V, 2, D)
+        # up to the GLU's linear layer; the skip x * skip_w + skip_b stays rank one
+        hidden, x1, skip = grns.hidden_scalars(*scalars)  # (V, M, H), (V, M, 2), (V, 2, D)
         # the weight GRN reads the embeddings side by side, (..., V * H) = x @ block + embed_b
         # with a block-diagonal (V, V * H) matrix: it folds the map into its first layers
         eye = torch.eye(n_vars, dtype=x.dtype, device=x.device)
         block = (eye.unsqueeze(-1) * self.embed_w.unsqueeze(0)).flatten(1)  # (V, V * H)
         logits = self.weight_grn.forward_affine(x, block, self.embed_b.flatten(), context)
         weights = torch.softmax(logits, dim=-1)  # (..., V)
-        # GLU, residual, layer norm, per-variable affine and weighted sum in one pass
+        # GLU layer, residual, layer norm, per-variable affine and weighted sum in one pass
         selected = glu_norm_mix(
-            *gated, grns.norm_w, grns.norm_b, weights.reshape(-1, n_vars), size=self.hidden_size
+            hidden,
+            grns.glu_w,
+            grns.glu_b,
+            x1,
+            skip,
+            grns.norm_w,
+            grns.norm_b,
+            weights.reshape(-1, n_vars),
+            size=self.hidden_size,
         )  # (M, D)
         return selected.reshape(*lead, self.hidden_size), weights
