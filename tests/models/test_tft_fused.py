@@ -50,6 +50,16 @@ def test_fused_tail_is_the_glu_of_the_halves():
     torch.testing.assert_close(got, want)
 
 
+def test_fused_tail_writes_contiguous_gradients_of_both_halves():
+    # each half's gradient feeds a matrix product's backward: a view into a (V, M, 2D)
+    # buffer (the layout before) would hand every pass before it a strided tensor
+    args = _fused_inputs(v=3, m=6, d=4, dtype=torch.float32)
+    out = GluNormMix.apply(*args)
+    d_value, d_gate = torch.autograd.grad(out, args[:2], torch.randn_like(out))
+    assert d_value.shape == d_gate.shape == (3, 6, 4)
+    assert d_value.is_contiguous() and d_gate.is_contiguous()
+
+
 def test_fused_tail_equals_the_op_by_op_function():
     args = _inputs(v=4, m=11, d=6, h=5, dtype=torch.float32)
     got = glu_norm_mix(*args, size=6)
