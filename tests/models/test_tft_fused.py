@@ -50,6 +50,22 @@ def test_fused_tail_is_the_glu_of_the_halves():
     torch.testing.assert_close(got, want)
 
 
+def test_fused_tail_without_a_gradient_for_x1_gives_the_same_other_gradients():
+    # in training [x, 1] is built from the data and needs no gradient: backward skips it
+    args = _fused_inputs(v=3, m=6, d=4)
+    out = GluNormMix.apply(*args)
+    g = torch.randn_like(out)
+    want = torch.autograd.grad(out, args, g)
+    frozen = [a.detach().requires_grad_(i != 2) for i, a in enumerate(args)]
+    out = GluNormMix.apply(*frozen)
+    torch.testing.assert_close(out, GluNormMix.apply(*args))
+    others = [a for i, a in enumerate(frozen) if i != 2]
+    got = torch.autograd.grad(out, others, g)
+    for a, b in zip(got, [w for i, w in enumerate(want) if i != 2], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert frozen[2].grad is None
+
+
 def test_fused_tail_writes_contiguous_gradients_of_both_halves():
     # each half's gradient feeds a matrix product's backward: a view into a (V, M, 2D)
     # buffer (the layout before) would hand every pass before it a strided tensor

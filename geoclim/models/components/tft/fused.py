@@ -122,9 +122,11 @@ class GluNormMix(torch.autograd.Function):
         value, gate, x1, skip, weight, bias, w = ctx.saved_tensors
         grad = grad.contiguous()  # (M, D)
         d = skip.shape[-1]
-        d_value, d_gate, d_x1, d_skip, d_weight, d_bias = (
-            torch.empty_like(t) for t in (value, gate, x1, skip, weight, bias)
+        d_value, d_gate, d_skip, d_weight, d_bias = (
+            torch.empty_like(t) for t in (value, gate, skip, weight, bias)
         )
+        # [x, 1] is built from the inputs, which need no gradient in training
+        d_x1 = torch.empty_like(x1) if ctx.needs_input_grad[2] else None
         d_w = torch.empty_like(w.T)  # (V, M), one row per variable
         d_r, sig, tmp = (torch.empty_like(grad) for _ in range(3))  # (M, D), reused
         for v in range(value.shape[0]):
@@ -145,7 +147,8 @@ class GluNormMix(torch.autograd.Function):
                 out2=d_bias[v],
             )
             torch.mm(x1[v].T, d_r, out=d_skip[v])  # (2, D)
-            torch.mm(d_r, skip[v].T, out=d_x1[v])  # (M, 2)
+            if d_x1 is not None:
+                torch.mm(d_r, skip[v].T, out=d_x1[v])  # (M, 2)
             torch.mul(d_r, sig, out=d_value[v])  # d value = d_r * sigmoid(gate)
             # d gate = d_r * value * sigmoid' (gate), sigmoid' = sig * (1 - sig)
             _sigmoid_backward(torch.mul(d_r, value[v], out=tmp), sig, grad_input=d_gate[v])
