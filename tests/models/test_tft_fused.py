@@ -12,7 +12,7 @@ from geoclim.models.components.tft.selection import VariableSelectionNetwork
 def _tensors(shapes, m, v, dtype, seed):
     gen = torch.Generator().manual_seed(seed)
     tensors = [torch.randn(*s, generator=gen, dtype=dtype) for s in shapes]
-    w = torch.softmax(torch.randn(m, v, generator=gen, dtype=dtype), -1)  # (M, V)
+    w = torch.softmax(torch.randn(v, m, generator=gen, dtype=dtype), 0)  # (V, M)
     return [t.requires_grad_() for t in (*tensors, w)]
 
 
@@ -149,21 +149,33 @@ def test_variable_selection_eval_output_is_the_plain_computation(n_vars, monkeyp
     torch.testing.assert_close(with_grads, inference)
 
 
-@pytest.mark.parametrize(("input_size", "output_size"), [(12, 3), (8, 5)])  # both resample
-def test_grn_of_an_affine_input_equals_the_grn_of_the_built_input(input_size, output_size):
-    # variable selection's weight GRN folds the embedding map into its first layer and
-    # its residual's interpolation: same values and gradients as building the input
+@pytest.mark.parametrize(
+    ("input_size", "output_size", "steps"), [(12, 3, 7), (8, 5, 1), (4, 4, 7)]
+)  # resampling, static rows, no resampling
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "dropout"])
+def test_grn_of_an_affine_input_equals_the_grn_of_the_built_input(
+    input_size, output_size, steps, training
+):
+    # variable selection's weight GRN folds the embedding map into its first layer and its
+    # residual's interpolation, and runs with the rows as the last axis: the same values and
+    # gradients as the plain GRN of the built input, dropout masks included (same draws)
     torch.manual_seed(0)
-    grn = GatedResidualNetwork(input_size, 4, output_size, dropout=0.0, context_size=5)
-    x, context = torch.randn(2, 7, 3), torch.randn(2, 1, 5)
-    a = torch.randn(3, input_size, requires_grad=True)
-    b = torch.randn(input_size, requires_grad=True)
-    got = grn.forward_affine(x, a, b, context)
-    want = grn(x @ a + b, context)
-    torch.testing.assert_close(got, want)
+    grn = GatedResidualNetwork(input_size, 4, output_size, dropout=0.3, context_size=5)
+    grn.double().train(training)  # float64: the two layouts round differently
+    n, k, f64 = 3, 3, torch.float64
+    x = torch.randn(n, steps, k, dtype=f64) if steps > 1 else torch.randn(n, k, dtype=f64)
+    context = torch.randn(n, 1, 5, dtype=f64) if steps > 1 else torch.randn(n, 5, dtype=f64)
+    a = torch.randn(k, input_size, dtype=f64, requires_grad=True)
+    b = torch.randn(input_size, dtype=f64, requires_grad=True)
+    torch.manual_seed(1)
+    want = grn(x @ a + b, context).reshape(-1, output_size)  # (M, out)
+    torch.manual_seed(1)
+    got = grn.forward_affine_t(x.reshape(-1, k).T.contiguous(), a, b, context, steps)
+    assert got.shape == (output_size, n * steps)
+    torch.testing.assert_close(got.T, want)
     params = [a, b, *grn.parameters()]
     g = torch.randn_like(want)
-    grads = torch.autograd.grad(got, params, g, allow_unused=True)
+    grads = torch.autograd.grad(got.T, params, g, allow_unused=True)
     want_grads = torch.autograd.grad(want, params, g, allow_unused=True)
     for p, q in zip(grads, want_grads, strict=True):
         assert (p is None) == (q is None)

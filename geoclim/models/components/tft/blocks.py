@@ -76,6 +76,31 @@ class TimeSharedDropout(nn.Module):
         return time_shared_dropout(x, self.p, self.training)
 
 
+def _feature_major_dropout(x: Tensor, p: float, training: bool, steps: int) -> Tensor:
+    """:func:`time_shared_dropout` of ``x (D, M)``, ``M = N * steps`` rows, features first.
+
+    The mask is drawn as :func:`time_shared_dropout` draws it for the ``(N, steps, D)``
+    layout (``(N, 1, D)``, same order of random numbers), so both layouts drop the same entries.
+    """
+    if not training or p == 0.0:
+        return x
+    d, m = x.shape
+    mask = x.new_empty(m // steps, 1, d).bernoulli_(1.0 - p).div_(1.0 - p)  # (N, 1, D)
+    return (x.view(d, m // steps, steps) * mask.permute(2, 0, 1)).view(d, m)
+
+
+def _norm_first(x: Tensor, norm: nn.LayerNorm) -> Tensor:
+    """``norm`` over the first axis of ``x (D, M)``: each column normalised, then the affine.
+
+    The same function as ``norm(x.T).T`` (biased variance, ``norm.eps``). Each pass runs along
+    rows of ``M``; ATen's layer norm over a last axis of a few features pays per row.
+    """
+    mean = x.mean(0)
+    centred = x - mean
+    rstd = torch.rsqrt(centred.square().mean(0) + norm.eps)
+    return torch.addcmul(norm.bias.unsqueeze(1), centred * rstd, norm.weight.unsqueeze(1))
+
+
 class GatedLinearUnit(nn.Module):
     """``GLU(x) = sigmoid(W4 x + b4) * (W5 x + b5)`` after dropout (eq. 5).
 
@@ -134,6 +159,19 @@ class GateAddNorm(nn.Module):
         # the GLU's output is a fresh tensor its backward does not keep: add the skip in place
         return self.add_norm.norm(self.glu(x).add_(skip))
 
+    def forward_t(self, x: Tensor, skip: Tensor, steps: int = 1) -> Tensor:
+        """:meth:`forward` with features first: ``x (input_size, M)``, ``skip (hidden, M)``.
+
+        ``M = N * steps`` rows of ``N`` sequences (dropout masks per sequence). Returns
+        ``(hidden_size, M)``.
+        """
+        glu, d = self.glu, self.hidden_size
+        x = _feature_major_dropout(x, glu.dropout.p, self.training, steps)
+        gated = torch.addmm(glu.fc.bias.unsqueeze(1), glu.fc.weight, x)  # (2 * hidden, M)
+        return _norm_first(
+            torch.addcmul(skip, gated[:d], torch.sigmoid(gated[d:])), self.add_norm.norm
+        )
+
 
 class GatedResidualNetwork(nn.Module):
     """``GRN(a, c) = LayerNorm(a + GLU(W1 ELU(W2 a + W3 c + b2) + b1))`` (eq. 2-4).
@@ -186,38 +224,41 @@ class GatedResidualNetwork(nn.Module):
         residual = x if self.input_size == self.output_size else self.resample_norm(x)
         return self._tail(self.fc1(x), residual, context)
 
-    def forward_affine(
-        self, x: Tensor, a: Tensor, b: Tensor, context: Tensor | None = None
+    def forward_affine_t(
+        self, xt: Tensor, a: Tensor, b: Tensor, context: Tensor | None = None, steps: int = 1
     ) -> Tensor:
-        """``forward(x @ a + b, context)`` without building ``x @ a + b``.
+        """``forward(x @ a + b, context)`` of ``x = xt.T`` without building ``x @ a + b``.
 
-        For an input that is an affine map of a few features (variable selection's weight
-        GRN sees ``V`` scalars embedded in ``V * H``), both maps that read it are linear: the
-        first layer is ``x @ (a @ W1^T) + (b @ W1^T + b1)``, and the residual's linear
-        interpolation to the output width (pytorch-forecasting's ``ResampleNorm``) acts row
-        by row, so it is ``x @ interp(a) + interp(b)``. The same function and gradients,
-        with ``(..., K)`` instead of ``(..., input_size)`` products.
+        Features come first: ``xt (K, M)`` -> ``(output_size, M)``. For an input that is an
+        affine map of a few features (variable selection's weight GRN sees ``V`` scalars
+        embedded in ``V * H``), both maps that read it are linear: the first layer is
+        ``x @ (a @ W1^T) + (b @ W1^T + b1)``, and the residual's linear interpolation to the
+        output width (pytorch-forecasting's ``ResampleNorm``) acts row by row, so it is
+        ``x @ interp(a) + interp(b)``: ``(K, .)`` products instead of ``(input_size, .)``.
 
-        Args:
-            x: ``(..., K)`` the features.
-            a: ``(K, input_size)`` the map's matrix.
-            b: ``(input_size,)`` its offset.
-            context: as in :meth:`forward`.
-
-        Returns:
-            ``(..., output_size)``.
+        Variable selection's weight GRN maps ``V`` values to ``V`` logits. In the
+        ``(..., V)`` layout every element-wise pass, layer norm and softmax over so narrow a
+        last axis pays per row on CPU; with the ``M = N * steps`` rows as the last axis the
+        same function runs along contiguous rows. The context ``(N, 1, C)`` (or ``(N, C)``)
+        and the dropout masks are per sequence of ``steps`` rows, as in :meth:`forward`.
         """
-        if self.input_size == self.output_size:
-            return self(x @ a + b, context)
         ab = torch.cat([a, b.unsqueeze(0)])  # (K + 1, input_size)
         first = F.linear(ab, self.fc1.weight)  # (K + 1, hidden)
-        eta = x @ first[:-1] + (first[-1] + self.fc1.bias)  # (..., hidden)
-        rs = self.resample_norm
-        resampled = rs.resample(ab)  # (K + 1, output_size), linear in each row
-        residual = x @ resampled[:-1] + resampled[-1]  # (..., output_size)
-        if rs.trainable_add:
-            residual = residual * rs.gate(rs.mask) * 2.0
-        return self._tail(eta, rs.norm(residual), context)
+        eta = torch.addmm((first[-1] + self.fc1.bias).unsqueeze(1), first[:-1].T, xt)  # (hidden, M)
+        if self.input_size == self.output_size:
+            residual = torch.addmm(b.unsqueeze(1), a.T, xt)  # the input itself, (out, M)
+        else:
+            rs = self.resample_norm
+            resampled = rs.resample(ab)  # (K + 1, output_size), linear in each row
+            residual = torch.addmm(resampled[-1].unsqueeze(1), resampled[:-1].T, xt)
+            if rs.trainable_add:
+                residual = residual * (rs.gate(rs.mask) * 2.0).unsqueeze(1)
+            residual = _norm_first(residual, rs.norm)
+        if context is not None and self.context is not None:
+            c = self.context(context).reshape(-1, eta.shape[0])  # (N, hidden)
+            eta = (eta.unflatten(1, (c.shape[0], -1)) + c.T.unsqueeze(-1)).flatten(1)
+        eta = torch.addmm(self.fc2.bias.unsqueeze(1), self.fc2.weight, F.elu(eta))
+        return self.gate_norm.forward_t(eta, residual, steps)
 
     def _tail(self, eta: Tensor, residual: Tensor, context: Tensor | None) -> Tensor:
         """Context, ELU, second layer and the gated skip: eq. 2-4 after the first layer."""

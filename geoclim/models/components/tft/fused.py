@@ -8,7 +8,7 @@ affine ``(g_v, b_v)``; variable selection then sums the results with softmax wei
 
     [a_v, c_v] = h_v @ W_v + b_v                       (the GLU's linear layer, 2D wide)
     r_v = a_v * sigmoid(c_v) + [x_v, 1] @ [skip_w_v; skip_b_v]
-    selected[m] = sum_v w[m, v] * (LayerNorm(r_v[m]) * g_v + b_v)
+    selected[m] = sum_v w[v, m] * (LayerNorm(r_v[m]) * g_v + b_v)
 
 Done op by op, autograd writes and reads about ten ``(V, M, D)`` tensors forward and twenty
 backward (GLU output, residual sum, normalised values, affine, weighted products and each
@@ -71,8 +71,7 @@ def glu_norm_mix_reference(
     """:func:`glu_norm_mix` op by op (``size`` = ``D``, a Python int for ONNX tracing)."""
     gated = torch.baddbmm(glu_b.unsqueeze(1), hidden, glu_w)  # (V, M, 2D)
     processed = norm_affine(glu_residual(gated, x1, skip), weight, bias, size)  # (V, M, D)
-    # contiguous (V, M, 1): a transposed view would hand its layout to the (V, M, D) grads
-    return (processed * w.T.contiguous().unsqueeze(-1)).sum(dim=0)  # (M, D)
+    return (processed * w.unsqueeze(-1)).sum(dim=0)  # (M, D)
 
 
 def _residual(value: Tensor, gate: Tensor, x1: Tensor, skip: Tensor, out: Tensor) -> Tensor:
@@ -84,11 +83,11 @@ def _residual(value: Tensor, gate: Tensor, x1: Tensor, skip: Tensor, out: Tensor
 
 
 class GluNormMix(torch.autograd.Function):
-    """``sum_v w[:, v] * (LayerNorm(r_v) * weight[v] + bias[v])`` of GLU residuals ``r_v``.
+    """``sum_v w[v, :, None] * (LayerNorm(r_v) * weight[v] + bias[v])`` of GLU residuals ``r_v``.
 
     ``r_v = value[v] * sigmoid(gate[v]) + x1[v] @ skip[v]``. Inputs ``value``, ``gate``
     ``(V, M, D)`` (contiguous), ``x1 (V, M, 2)``, ``skip (V, 2, D)``, ``weight (V, D)``,
-    ``bias (V, D)``, ``w (M, V)``; output ``(M, D)``. The values of
+    ``bias (V, D)``, ``w (V, M)``; output ``(M, D)``. The values of
     :func:`glu_norm_mix_reference` up to the order of the floating-point sum over variables,
     and that function's exact gradients.
     """
@@ -111,7 +110,7 @@ class GluNormMix(torch.autograd.Function):
         for v in range(value.shape[0]):
             r = _residual(value[v], gate[v], x1[v], skip[v], sig)
             p = _norm(r, [d], weight[v], bias[v], EPS)[0]  # (M, D)
-            out.addcmul_(p, w[:, v : v + 1])  # w[:, v] as (M, 1)
+            out.addcmul_(p, w[v].unsqueeze(1))  # w[v] as (M, 1)
         ctx.save_for_backward(value, gate, x1, skip, weight, bias, w)
         return out
 
@@ -127,14 +126,14 @@ class GluNormMix(torch.autograd.Function):
         )
         # [x, 1] is built from the inputs, which need no gradient in training
         d_x1 = torch.empty_like(x1) if ctx.needs_input_grad[2] else None
-        d_w = torch.empty_like(w.T)  # (V, M), one row per variable
+        d_w = torch.empty_like(w)  # (V, M), one row per variable
         d_r, sig, tmp = (torch.empty_like(grad) for _ in range(3))  # (M, D), reused
         for v in range(value.shape[0]):
             r = _residual(value[v], gate[v], x1[v], skip[v], sig)  # recomputed, in cache
             p, mean, rstd = _norm(r, [d], weight[v], bias[v], EPS)
-            torch.linalg.vecdot(grad, p, out=d_w[v])  # d w[:, v]: <grad, p> per row
+            torch.linalg.vecdot(grad, p, out=d_w[v])  # d w[v]: <grad, p> per row
             _norm_backward.out(
-                grad * w[:, v : v + 1],  # d p
+                grad * w[v].unsqueeze(1),  # d p
                 r,
                 [d],
                 mean,
@@ -152,7 +151,7 @@ class GluNormMix(torch.autograd.Function):
             torch.mul(d_r, sig, out=d_value[v])  # d value = d_r * sigmoid(gate)
             # d gate = d_r * value * sigmoid' (gate), sigmoid' = sig * (1 - sig)
             _sigmoid_backward(torch.mul(d_r, value[v], out=tmp), sig, grad_input=d_gate[v])
-        return d_value, d_gate, d_x1, d_skip, d_weight, d_bias, d_w.T
+        return d_value, d_gate, d_x1, d_skip, d_weight, d_bias, d_w
 
 
 def glu_norm_mix(
@@ -176,7 +175,7 @@ def glu_norm_mix(
         skip: ``(V, 2, D)`` the residual embedding ``[skip_w; skip_b]``.
         weight: ``(V, D)`` per-variable layer-norm scales.
         bias: ``(V, D)`` per-variable layer-norm offsets.
-        w: ``(M, V)`` mixing (selection) weights.
+        w: ``(V, M)`` mixing (selection) weights, variable-major.
         size: ``D`` as a Python int (a traced shape would enter an exported graph).
 
     Returns:

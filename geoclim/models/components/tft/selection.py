@@ -79,8 +79,11 @@ class VariableSelectionNetwork(nn.Module):
         # with a block-diagonal (V, V * H) matrix: it folds the map into its first layers
         eye = torch.eye(n_vars, dtype=x.dtype, device=x.device)
         block = (eye.unsqueeze(-1) * self.embed_w.unsqueeze(0)).flatten(1)  # (V, V * H)
-        logits = self.weight_grn.forward_affine(x, block, self.embed_b.flatten(), context)
-        weights = torch.softmax(logits, dim=-1)  # (..., V)
+        # features first: (V, M) logits and weights, rows of M along the last axis
+        logits = self.weight_grn.forward_affine_t(
+            xv[..., 0], block, self.embed_b.flatten(), context, steps
+        )
+        weights = torch.softmax(logits, dim=0)  # (V, M)
         # GLU layer, residual, layer norm, per-variable affine and weighted sum in one pass
         selected = glu_norm_mix(
             hidden,
@@ -90,7 +93,7 @@ class VariableSelectionNetwork(nn.Module):
             skip,
             grns.norm_w,
             grns.norm_b,
-            weights.reshape(-1, n_vars),
+            weights,
             size=self.hidden_size,
         )  # (M, D)
-        return selected.reshape(*lead, self.hidden_size), weights
+        return selected.reshape(*lead, self.hidden_size), weights.T.reshape(*lead, n_vars)
