@@ -239,12 +239,22 @@ class GatedResidualNetwork(nn.Module):
         Variable selection's weight GRN maps ``V`` values to ``V`` logits. In the
         ``(..., V)`` layout every element-wise pass, layer norm and softmax over so narrow a
         last axis pays per row on CPU; with the ``M = N * steps`` rows as the last axis the
-        same function runs along contiguous rows. The context ``(N, 1, C)`` (or ``(N, C)``)
-        and the dropout masks are per sequence of ``steps`` rows, as in :meth:`forward`.
+        same function runs along contiguous rows.
+
+        Args:
+            xt: ``(K, M)`` the features, ``M = N * steps`` rows.
+            a: ``(K, input_size)`` the map's matrix.
+            b: ``(input_size,)`` its offset.
+            context: ``(N, 1, C)`` per sequence or ``(N, C)`` per row (``steps = 1``).
+            steps: rows per sequence (one context and one dropout mask per sequence).
+
+        Returns:
+            ``(output_size, M)``: ``forward(xt.T @ a + b, context)`` transposed.
         """
         ab = torch.cat([a, b.unsqueeze(0)])  # (K + 1, input_size)
         first = F.linear(ab, self.fc1.weight)  # (K + 1, hidden)
-        eta = torch.addmm((first[-1] + self.fc1.bias).unsqueeze(1), first[:-1].T, xt)  # (hidden, M)
+        offset = (first[-1] + self.fc1.bias).unsqueeze(1)  # (hidden, 1)
+        eta = torch.addmm(offset, first[:-1].T, xt)  # (hidden, M)
         if self.input_size == self.output_size:
             residual = torch.addmm(b.unsqueeze(1), a.T, xt)  # the input itself, (out, M)
         else:
