@@ -116,7 +116,7 @@ class GluNormMix(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, ...]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         """``grad (M, D)`` -> gradients of every input (each ``(V, M, D)`` written once)."""
         value, gate, x1, skip, weight, bias, w = ctx.saved_tensors
         grad = grad.contiguous()  # (M, D)
