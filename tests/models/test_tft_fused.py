@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from geoclim.models.components.tft import fused, selection
 from geoclim.models.components.tft.blocks import GatedResidualNetwork
@@ -60,10 +61,26 @@ def test_fused_tail_without_a_gradient_for_x1_gives_the_same_other_gradients():
     out = GluNormMix.apply(*frozen)
     torch.testing.assert_close(out, GluNormMix.apply(*args))
     others = [a for i, a in enumerate(frozen) if i != 2]
-    got = torch.autograd.grad(out, others, g)
+    with _ProductShapes() as products:
+        got = torch.autograd.grad(out, others, g)
     for a, b in zip(got, [w for i, w in enumerate(want) if i != 2], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert frozen[2].grad is None
+    assert (6, 2) not in products.shapes  # no (M, 2) gradient of [x, 1] was computed
+    assert (2, 4) in products.shapes  # the skip's gradient still was
+
+
+class _ProductShapes(TorchDispatchMode):
+    """Records the output shape of every ``aten.mm`` run inside the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in (torch.ops.aten.mm.default, torch.ops.aten.mm.out):
+            self.shapes.append(tuple(out.shape))
+        return out
 
 
 def test_fused_tail_writes_contiguous_gradients_of_both_halves():

@@ -54,14 +54,19 @@ def time_shared_dropout(
         return x
     if steps:
         shape = (*x.shape[:-2], x.shape[-2] // steps, 1, x.shape[-1])  # (..., N, 1, D)
-        mask = x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+        mask = _keep_mask(x, shape, p)
         if inplace:
             x.unflatten(-2, (-1, steps)).mul_(mask)
             return x
         return (x.unflatten(-2, (-1, steps)) * mask).flatten(-3, -2)
     shape = x.shape if x.dim() < 3 else (*x.shape[:-2], 1, x.shape[-1])
-    mask = x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
+    mask = _keep_mask(x, shape, p)
     return x.mul_(mask) if inplace else x * mask
+
+
+def _keep_mask(x: Tensor, shape: tuple[int, ...], p: float) -> Tensor:
+    """Dropout's scaled keep mask of ``shape``: ``1 / (1 - p)`` with probability ``1 - p``."""
+    return x.new_empty(shape).bernoulli_(1.0 - p).div_(1.0 - p)
 
 
 class TimeSharedDropout(nn.Module):
@@ -85,7 +90,7 @@ def _feature_major_dropout(x: Tensor, p: float, training: bool, steps: int) -> T
     if not training or p == 0.0:
         return x
     d, m = x.shape
-    mask = x.new_empty(m // steps, 1, d).bernoulli_(1.0 - p).div_(1.0 - p)  # (N, 1, D)
+    mask = _keep_mask(x, (m // steps, 1, d), p)  # (N, 1, D)
     return (x.view(d, m // steps, steps) * mask.permute(2, 0, 1)).view(d, m)
 
 
