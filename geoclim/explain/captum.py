@@ -266,7 +266,9 @@ def _ablate_all_outputs(ca, forward, inputs, base_in, batch, fields, layout, abl
     The forward is flattened to ``(B * n_out,)``; Captum then attributes each output
     element separately from one perturbed pass per group (an output ``(b, k)`` depends on
     sample ``b`` only, so this is the per-sample, per-lead ablation), instead of one pass
-    per group and lead.
+    per group and lead. Several groups share a pass (:func:`_per_eval`): Captum stacks
+    their perturbed copies along the batch, so the flat output of ``k`` copies is ``k``
+    consecutive ``(B * n_out,)`` blocks, one per group, as it reads them back.
     """
     n = inputs[0].shape[0]
 
@@ -279,7 +281,7 @@ def _ablate_all_outputs(ca, forward, inputs, base_in, batch, fields, layout, abl
             base_in,
             additional_forward_args=forward.rest,
             feature_mask=_feature_mask(batch, fields, layout, ablation),
-            perturbations_per_eval=1,
+            perturbations_per_eval=_per_eval(inputs),
         )
     return tuple(a.reshape(n, -1, *a.shape[1:]) for a in attr)
 
@@ -303,7 +305,7 @@ def _occlude(ca, forward, inputs, base_in, fields, batch, layout, j, block, stri
             baselines=base_in,
             target=j,
             additional_forward_args=forward.rest,
-            perturbations_per_eval=_per_eval(inputs[0].shape[0]),
+            perturbations_per_eval=_per_eval(inputs),
         )
 
 
@@ -341,7 +343,7 @@ def _occlude_grouped(ca, forward, inputs, base_in, fields, batch, layout, j, blo
             target=j,
             additional_forward_args=forward.rest,
             feature_mask=tuple(masks),
-            perturbations_per_eval=_per_eval(inputs[0].shape[0]),
+            perturbations_per_eval=_per_eval(inputs),
         )
 
 
@@ -385,6 +387,15 @@ def _cube(attr, fields, batch, layout, method, ablation, maps=False):
     return cube, categories
 
 
-def _per_eval(batch_size: int) -> int:
-    """Perturbed copies per forward pass: about 4096 samples per call, at most 64 copies."""
-    return max(1, min(64, 4096 // max(batch_size, 1)))
+def _per_eval(inputs: tuple[Tensor, ...]) -> int:
+    """Perturbed copies of the batch per forward pass (Captum's ``perturbations_per_eval``).
+
+    At most 64 copies, 1024 samples and about 2^24 input values (64 MB of float32) per
+    pass: a batch of 64 point samples gets 16 copies, a whole-grid CNN's batch of 64 grids
+    of 12 x 12 cells 10. Larger passes ran slower for the LSTM and the TFT
+    (``experiments/bench_explain``). Batching the perturbations changes no attribution
+    (each copy is scored against the same unperturbed forecast), only the number of passes.
+    """
+    batch = max(1, inputs[0].shape[0])
+    per_copy = max(1, sum(x.numel() for x in inputs))
+    return max(1, min(64, 1024 // batch, (1 << 24) // per_copy))

@@ -233,3 +233,46 @@ def test_fields_outside_the_attribution_follow_captums_expanded_batches(method):
     lag0 = out["cube"][:, 0, 0, layout.horizon]  # no2 at lag 0, lead 1
     expected = batch["past"][:, -1, 0, 0, 0].numpy() * (1 + np.arange(4))
     np.testing.assert_allclose(lag0, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("ablation", ["cell", "variable", "lag"])
+@pytest.mark.parametrize(("model", "patch"), [("lstm", 1), ("cnn", None)])
+def test_batched_ablation_equals_one_pass_per_group(model, patch, ablation, monkeypatch):
+    """Several perturbed copies per pass give each group the attribution it gets alone."""
+    import geoclim.explain.captum as explain_captum
+    from geoclim.explain.captum import attribute_batch
+
+    dm = make_dm(patch=patch)
+    torch.manual_seed(0)
+    net = build_net(model, dm.dims, **({"hidden_size": 8} if model == "lstm" else {}))
+    net.eval()
+    batch = dm.dataset("test")[np.arange(5)]
+    target = ExplainTarget().resolve(TASK)
+    layout = InputLayout.from_task(TASK)
+    fields = tuple(batch[f] for f in ("past", "known_future", "static"))
+    assert explain_captum._per_eval(fields) > 1  # the batched path is the one under test
+
+    def run():
+        return attribute_batch(net, batch, "feature_ablation", target, layout, ablation=ablation)
+
+    batched = run()
+    monkeypatch.setattr(explain_captum, "_per_eval", lambda inputs: 1)
+    alone = run()
+    assert batched["cube"].shape == alone["cube"].shape
+    np.testing.assert_allclose(batched["cube"], alone["cube"], rtol=1e-5, atol=1e-7)
+    assert np.nanmax(np.abs(alone["cube"])) > 1e-4  # the nets' forecasts do depend on the inputs
+
+
+def test_perturbed_copies_per_pass_are_bounded_by_copies_and_input_values():
+    from geoclim.explain.captum import _per_eval
+
+    def shaped(*shape):  # a view of one value: sizes without the memory
+        return torch.zeros(()).expand(*shape)
+
+    point = (shaped(64, 24, 7), shaped(64, 12, 3), shaped(64, 1))
+    assert _per_eval(point) == 16  # 1024 samples a pass
+    assert _per_eval(tuple(x[:4] for x in point)) == 64  # the copy cap
+    grids = (shaped(64, 24, 7, 12, 12),)  # 1.55 M values per copy
+    assert _per_eval(grids) == (1 << 24) // (64 * 24 * 7 * 144) == 10
+    assert _per_eval((shaped(64, 24, 7, 256, 256),)) == 1  # never below one copy
+    assert _per_eval((shaped(2048, 24, 7),)) == 1
