@@ -252,12 +252,18 @@ def test_batched_ablation_equals_one_pass_per_group(model, patch, ablation, monk
     fields = tuple(batch[f] for f in ("past", "known_future", "static"))
     assert explain_captum._per_eval(fields) > 1  # the batched path is the one under test
 
-    def run():
-        return attribute_batch(net, batch, "feature_ablation", target, layout, ablation=ablation)
+    passes = []
+    net.register_forward_hook(lambda module, args, out: passes.append(1))
 
-    batched = run()
+    def run():
+        passes.clear()
+        out = attribute_batch(net, batch, "feature_ablation", target, layout, ablation=ablation)
+        return out, len(passes)
+
+    batched, batched_passes = run()
     monkeypatch.setattr(explain_captum, "_per_eval", lambda inputs: 1)
-    alone = run()
+    alone, alone_passes = run()
+    assert batched_passes < alone_passes  # the groups did share passes
     assert batched["cube"].shape == alone["cube"].shape
     np.testing.assert_allclose(batched["cube"], alone["cube"], rtol=1e-5, atol=1e-7)
     assert np.nanmax(np.abs(alone["cube"])) > 1e-4  # the nets' forecasts do depend on the inputs
