@@ -392,11 +392,11 @@ def _per_eval(inputs: tuple[Tensor, ...]) -> int:
 
     At most 64 copies, 1024 samples and about 2^22 input values (16 MB of float32) per
     pass: a batch of 64 point samples gets 16 copies, a whole-grid CNN's batch of 16 grids
-    (24 steps x 7 channels x 12 x 12 cells each) 10. Batching saves the fixed cost of a pass, which matters for small
-    passes; larger passes ran slower for the LSTM and the TFT, and a pass of large grids
-    gains nothing from company but memory (``experiments/bench_explain``). Batching the
-    perturbations changes no attribution (each copy is scored against the same
-    unperturbed forecast), only the number of passes.
+    (24 steps x 7 channels x 12 x 12 cells each) 10. Batching saves the fixed cost of a
+    pass, which matters for small passes; larger passes ran slower for the LSTM and the
+    TFT, and a pass of large grids gains nothing from company but memory
+    (``experiments/bench_explain``). Batching the perturbations changes no attribution
+    (each copy is scored against the same unperturbed forecast), only the number of passes.
     """
     batch = max(1, inputs[0].shape[0])
     per_copy = max(1, sum(x.numel() for x in inputs))
